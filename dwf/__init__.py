@@ -1,0 +1,55 @@
+"""dwf: memory-mapped, zero-copy inspection of Darknet ``.weights`` files.
+
+>>> import dwf
+>>> f = dwf.open("yolov4.weights")            # finds yolov4.cfg beside it, or cfg=...
+>>> f["conv_12"].weights.shape                 # read-only view, (out, in/groups, k, k)
+
+Opening parses the cfg and plans every array's byte span; nothing of the body is read until a
+view's values are used, and then only that view's pages.
+"""
+
+from dwf.dialects import ALEXEYAB, PJREDDIE, Dialect
+from dwf.errors import (
+    ArrayError,
+    CfgError,
+    ClosedFileError,
+    DwfError,
+    HeaderError,
+    LayerNotFoundError,
+    LayerNotInFileError,
+    SizeMismatchError,
+)
+from dwf.header import Header
+from dwf.plan import NetInput, Plan, plan
+from dwf.reader import Layer, WeightsFile, find_cfg
+from dwf.reader import open_weights as open
+from dwf.records import ArraySpec, LayerPlan
+from dwf.writer import save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALEXEYAB",
+    "PJREDDIE",
+    "ArrayError",
+    "ArraySpec",
+    "CfgError",
+    "ClosedFileError",
+    "Dialect",
+    "DwfError",
+    "Header",
+    "HeaderError",
+    "Layer",
+    "LayerNotFoundError",
+    "LayerNotInFileError",
+    "LayerPlan",
+    "NetInput",
+    "Plan",
+    "SizeMismatchError",
+    "WeightsFile",
+    "__version__",
+    "find_cfg",
+    "open",
+    "plan",
+    "save",
+]

@@ -1,0 +1,205 @@
+"""The two Darknet dialects, as a handful of switches (spec §3 and §10).
+
+Everything that differs between AlexeyAB's fork (also what hank-ai writes) and pjreddie's
+original code is one field here; layer definitions read these fields and never test a dialect's
+name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+# Section names both forks know, mapped to the canonical type name dwf reports.
+_COMMON_SECTIONS: dict[str, str] = {
+    "[conv]": "convolutional",
+    "[convolutional]": "convolutional",
+    "[conn]": "connected",
+    "[connected]": "connected",
+    "[local]": "local",
+    "[batchnorm]": "batchnorm",
+    "[rnn]": "rnn",
+    "[gru]": "gru",
+    "[lstm]": "lstm",
+    "[crnn]": "crnn",
+    "[shortcut]": "shortcut",
+    "[route]": "route",
+    "[max]": "maxpool",
+    "[maxpool]": "maxpool",
+    "[avg]": "avgpool",
+    "[avgpool]": "avgpool",
+    "[reorg]": "reorg",
+    "[upsample]": "upsample",
+    "[dropout]": "dropout",
+    "[activation]": "activation",
+    "[lrn]": "normalization",
+    "[normalization]": "normalization",
+    "[soft]": "softmax",
+    "[softmax]": "softmax",
+    "[cost]": "cost",
+    "[crop]": "crop",
+    "[detection]": "detection",
+    "[region]": "region",
+    "[yolo]": "yolo",
+}
+
+_ALEXEYAB_SECTIONS = {
+    **_COMMON_SECTIONS,
+    "[conv_lstm]": "conv_lstm",
+    "[history]": "history",
+    "[implicit]": "implicit",
+    "[scale_channels]": "scale_channels",
+    "[sam]": "sam",
+    "[local_avg]": "local_avgpool",
+    "[local_avgpool]": "local_avgpool",
+    "[reorg3d]": "reorg3d",
+    "[Gaussian_yolo]": "Gaussian_yolo",
+    "[contrastive]": "contrastive",
+    "[empty]": "empty",
+    "[silence]": "empty",
+}
+
+_PJREDDIE_SECTIONS = {
+    **_COMMON_SECTIONS,
+    "[deconv]": "deconvolutional",
+    "[deconvolutional]": "deconvolutional",
+    "[iseg]": "iseg",
+    "[logistic]": "logistic",
+    "[l2norm]": "l2norm",
+}
+
+
+@attrs.frozen
+class Dialect:
+    """What one Darknet code base does differently from the other.
+
+    Attributes:
+        name: ``"alexeyab"`` or ``"pjreddie"``.
+        sections: section header (brackets included) → canonical layer type.
+        strip_cr: ``\\r`` is removed like other whitespace (AlexeyAB) or kept (pjreddie).
+        seen_below_1000: the 8-byte ``seen`` also needs ``major < 1000 and minor < 1000``
+            (pjreddie).
+        xnor_resets_groups: ``xnor=1`` forces ``groups=1`` and ``groups<1`` becomes 1.
+        conv_extras: conv/maxpool understand ``stride_x``/``stride_y``, ``antialiasing``,
+            ``share_index``; maxpool understands ``maxpool_depth``.
+        route_groups: ``[route]`` understands ``groups``/``group_id``.
+        shortcut_weights: ``[shortcut]`` takes a ``from`` list and ``weights_type``.
+        batchnorm_biases: ``[batchnorm]`` stores ``biases`` before the three BN arrays.
+        rnn_hidden: ``[rnn]`` has a ``hidden`` size (else hidden = output).
+        recurrent_dims: rnn/lstm record a 1×1×output shape (pjreddie leaves 0×0×0).
+        gru_blocks: GRU sub-layers in file order, ``(prefix, takes the layer input)``.
+        lstm_blocks: LSTM sub-layers in file order, ``(prefix, takes the layer input)``.
+        crnn_names: option names for (output, hidden) of ``[crnn]``.
+        crnn_fixed_geometry: crnn ignores size/stride/pad options (3×3, stride 1, pad 1).
+        yolo_mask_stops_at_hash: ``mask=`` counting stops at ``#``.
+        numload: conv ``numload=k`` reads only k filters.
+        dontsave: ``dontsave=1`` layers are not written.
+        reorg_extra: ``[reorg]`` understands ``extra``.
+    """
+
+    name: str
+    sections: Mapping[str, str]
+    strip_cr: bool
+    seen_below_1000: bool
+    xnor_resets_groups: bool
+    conv_extras: bool
+    route_groups: bool
+    shortcut_weights: bool
+    batchnorm_biases: bool
+    rnn_hidden: bool
+    recurrent_dims: bool
+    gru_blocks: tuple[tuple[str, bool], ...]
+    lstm_blocks: tuple[tuple[str, bool], ...]
+    crnn_names: tuple[str, str]
+    crnn_fixed_geometry: bool
+    yolo_mask_stops_at_hash: bool
+    numload: bool
+    dontsave: bool
+    reorg_extra: bool
+
+
+ALEXEYAB = Dialect(
+    name="alexeyab",
+    sections=_ALEXEYAB_SECTIONS,
+    strip_cr=True,
+    seen_below_1000=False,
+    xnor_resets_groups=True,
+    conv_extras=True,
+    route_groups=True,
+    shortcut_weights=True,
+    batchnorm_biases=True,
+    rnn_hidden=True,
+    recurrent_dims=True,
+    gru_blocks=(
+        ("input_z_layer", True),
+        ("input_r_layer", True),
+        ("input_h_layer", True),
+        ("state_z_layer", False),
+        ("state_r_layer", False),
+        ("state_h_layer", False),
+    ),
+    lstm_blocks=(
+        ("wf", False), ("wi", False), ("wg", False), ("wo", False),
+        ("uf", True), ("ui", True), ("ug", True), ("uo", True),
+    ),
+    crnn_names=("output", "hidden"),
+    crnn_fixed_geometry=False,
+    yolo_mask_stops_at_hash=True,
+    numload=False,
+    dontsave=False,
+    reorg_extra=False,
+)
+
+PJREDDIE = Dialect(
+    name="pjreddie",
+    sections=_PJREDDIE_SECTIONS,
+    strip_cr=False,
+    seen_below_1000=True,
+    xnor_resets_groups=False,
+    conv_extras=False,
+    route_groups=False,
+    shortcut_weights=False,
+    batchnorm_biases=False,
+    rnn_hidden=False,
+    recurrent_dims=False,
+    gru_blocks=(
+        ("wz", False), ("wr", False), ("wh", False),
+        ("uz", True), ("ur", True), ("uh", True),
+    ),
+    lstm_blocks=(
+        ("wi", False), ("wf", False), ("wo", False), ("wg", False),
+        ("ui", True), ("uf", True), ("uo", True), ("ug", True),
+    ),
+    crnn_names=("output_filters", "hidden_filters"),
+    crnn_fixed_geometry=True,
+    yolo_mask_stops_at_hash=False,
+    numload=True,
+    dontsave=True,
+    reorg_extra=True,
+)
+
+DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}
+# hank-ai's Darknet/YOLO writes AlexeyAB's layout.
+_ALIASES = {"ab": "alexeyab", "hank-ai": "alexeyab", "hankai": "alexeyab", "pj": "pjreddie"}
+
+
+def get_dialect(dialect: str | Dialect) -> Dialect:
+    """Resolve a dialect name (``"alexeyab"``, ``"pjreddie"``, ``"hank-ai"``) or pass one through.
+
+    Raises:
+        DwfError: for an unknown name.
+    """
+    if isinstance(dialect, Dialect):
+        return dialect
+    key = str(dialect).strip().lower()
+    key = _ALIASES.get(key, key)
+    try:
+        return DIALECTS[key]
+    except KeyError:
+        from dwf.errors import DwfError
+
+        raise DwfError(
+            f"unknown dialect {dialect!r}: use 'alexeyab' (AlexeyAB's fork and hank-ai,"
+            " the default) or 'pjreddie' (the original Darknet)"
+        ) from None

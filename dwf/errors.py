@@ -1,0 +1,145 @@
+"""The errors dwf raises for anything a user can cause.
+
+Every one is a :class:`DwfError`, which is a :class:`ValueError`, so ``except ValueError`` keeps
+working for callers that do not know dwf. Messages name the file, the cfg line, the layer and the
+byte offsets involved, and say the likely cause. Errors carry the same facts as attributes and
+survive pickling (they cross ``multiprocessing`` boundaries intact).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class DwfError(ValueError):
+    """Base class of every error a user can trigger through dwf.
+
+    Attributes:
+        path: the file the error is about, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @property
+    def message(self) -> str:
+        """The human-readable message (the same text as ``str(err)``)."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
+
+class CfgError(DwfError):
+    """A cfg file Darknet could not load (or would load into a broken network).
+
+    Attributes:
+        path: the cfg file, or ``None`` for text given directly.
+        line: 1-based line number in the cfg, or ``None`` when the problem has no single line.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = path or "<cfg text>"
+        prefix = f"{where}:{line}: " if line is not None else f"{where}: "
+        super().__init__(prefix + message, path=path)
+        self.line = line
+
+
+class HeaderError(DwfError):
+    """The first bytes of a file are not a Darknet weights header dwf can read."""
+
+
+class SizeMismatchError(DwfError):
+    """The file's size does not match what the cfg says it must hold.
+
+    Attributes:
+        expected_size: bytes a complete file for this cfg has (header included).
+        actual_size: bytes the file has.
+        header_size: header width used for the comparison (16 or 20).
+        first_unfilled: ``(layer index, layer name, layer type, array name, start byte,
+            stop byte)`` of the first array the file cannot fill, or ``None`` if the file is
+            larger than expected.
+        diagnosis: structured explanation (filled in by the diagnostics module when available).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        expected_size: int = 0,
+        actual_size: int = 0,
+        header_size: int = 20,
+        first_unfilled: tuple[int, str, str, str, int, int] | None = None,
+        diagnosis: Any = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.expected_size = expected_size
+        self.actual_size = actual_size
+        self.header_size = header_size
+        self.first_unfilled = first_unfilled
+        self.diagnosis = diagnosis
+
+
+class LayerNotFoundError(DwfError, KeyError):
+    """No layer of that name or index exists in the plan.
+
+    Attributes:
+        key: what was asked for.
+        suggestions: similar layer names that do exist.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: object = None,
+        suggestions: tuple[str, ...] = (),
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.key = key
+        self.suggestions = suggestions
+
+
+class LayerNotInFileError(DwfError, KeyError):
+    """The layer exists in the cfg but its arrays lie past the end of this (partial) file.
+
+    Attributes:
+        layer: the layer's name.
+        span: ``(start, stop)`` byte offsets the layer would occupy.
+        file_size: the file's size in bytes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        layer: str = "",
+        span: tuple[int, int] = (0, 0),
+        file_size: int = 0,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.layer = layer
+        self.span = span
+        self.file_size = file_size
+
+
+class ArrayError(DwfError):
+    """Arrays handed to the writer do not fit the plan (missing, unknown, wrong shape or dtype)."""
+
+
+class ClosedFileError(DwfError):
+    """A :class:`dwf.WeightsFile` was used after :meth:`~dwf.WeightsFile.close`."""

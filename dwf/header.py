@@ -1,0 +1,161 @@
+"""The weights-file header: ``major, minor, revision`` (int32) then ``seen`` (4 or 8 bytes).
+
+Darknet decides the width of ``seen`` from the version (spec §1.2): 8 bytes when
+``major*10 + minor >= 2``, else 4. Files from before December 2015 start with three float32
+(learning rate, momentum, decay) instead of a version; read as int32 those are huge, which is how
+Darknet recognises them (``transpose``: their connected weights are stored transposed, spec §1.3).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from dwf.dialects import Dialect, get_dialect
+from dwf.errors import HeaderError
+
+_VERSION = struct.Struct("<iii")
+
+
+def seen_width(major: int, minor: int, dialect: str | Dialect = "alexeyab") -> int:
+    """Bytes of ``seen`` Darknet reads after this version (4 or 8), by spec §1.4's rule."""
+    d = get_dialect(dialect)
+    if major > 1000 or minor > 1000:
+        return 4
+    if d.seen_below_1000 and (major >= 1000 or minor >= 1000):
+        return 4
+    return 8 if major * 10 + minor >= 2 else 4
+
+
+@attrs.frozen
+class Header:
+    """A decoded weights header.
+
+    Attributes:
+        major, minor, revision: the version Darknet wrote (0.2.5 for current AlexeyAB builds).
+        seen: images seen in training.
+        size: header length in bytes, 16 (4-byte ``seen``) or 20 (8-byte ``seen``).
+        note: set when the width was not the one the version implies but the one the file size
+            requires (a known Darknet writer bug, spec §1.5), or was forced by the caller.
+    """
+
+    major: int = 0
+    minor: int = 2
+    revision: int = 5
+    seen: int = 0
+    size: int = 20
+    note: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.size not in (16, 20):
+            raise HeaderError(f"header size must be 16 or 20 bytes, not {self.size}")
+        limit = 2**64 if self.size == 20 else 2**32
+        if not 0 <= self.seen < limit:
+            raise HeaderError(
+                f"seen={self.seen} does not fit the {self.size - 12}-byte field of a"
+                f" {self.size}-byte header"
+            )
+        for name in ("major", "minor", "revision"):
+            v = getattr(self, name)
+            if not -(2**31) <= v < 2**31:
+                raise HeaderError(f"{name}={v} does not fit an int32")
+
+    @property
+    def transpose(self) -> bool:
+        """Legacy (pre-2015) header: connected weights are stored ``(inputs, outputs)``."""
+        return self.major > 1000 or self.minor > 1000
+
+    @property
+    def version(self) -> str:
+        """``"major.minor.revision"``."""
+        return f"{self.major}.{self.minor}.{self.revision}"
+
+    @property
+    def legacy_floats(self) -> tuple[float, float, float] | None:
+        """For a legacy header, the (learning rate, momentum, decay) it really holds."""
+        if not self.transpose:
+            return None
+        raw = _VERSION.pack(self.major, self.minor, self.revision)
+        lr, momentum, decay = struct.unpack("<fff", raw)
+        return (lr, momentum, decay)
+
+    def encode(self) -> bytes:
+        """The header's bytes, as Darknet writes them."""
+        seen = struct.pack("<Q" if self.size == 20 else "<I", self.seen)
+        return _VERSION.pack(self.major, self.minor, self.revision) + seen
+
+    def expected_size(self, dialect: str | Dialect = "alexeyab") -> int:
+        """The header size Darknet's reader assumes for this version."""
+        return 12 + seen_width(self.major, self.minor, dialect)
+
+    @classmethod
+    def decode(
+        cls,
+        data: bytes,
+        *,
+        dialect: str | Dialect = "alexeyab",
+        size: int | None = None,
+        path: str | None = None,
+        note: str | None = None,
+    ) -> Header:
+        """Decode the first bytes of a weights file.
+
+        ``size`` forces a 16- or 20-byte header instead of the version's rule.
+
+        Raises:
+            HeaderError: too few bytes for a header, or ``size`` not 16/20.
+        """
+        where = f"{path}: " if path else ""
+        if len(data) < 12:
+            raise HeaderError(
+                f"{where}{len(data)} bytes is too short for a Darknet weights header (at least"
+                " 16 bytes: major, minor, revision, seen)",
+                path=path,
+            )
+        major, minor, revision = _VERSION.unpack_from(data, 0)
+        if size is None:
+            size = 12 + seen_width(major, minor, dialect)
+        elif size not in (16, 20):
+            raise HeaderError(f"{where}header size must be 16 or 20, not {size}", path=path)
+        if len(data) < size:
+            raise HeaderError(
+                f"{where}the file has {len(data)} bytes, fewer than the {size}-byte header"
+                f" version {major}.{minor}.{revision} needs",
+                path=path,
+            )
+        fmt = "<Q" if size == 20 else "<I"
+        (seen,) = struct.unpack_from(fmt, data, 12)
+        return cls(major, minor, revision, seen, size, note)
+
+
+def sniff(data: bytes) -> str | None:
+    """Say in plain words what a file is when its first bytes show it is not weights at all."""
+    if not data:
+        return "the file is empty"
+    head = data[:512]
+    low = head.lstrip().lower()
+    if low.startswith(b"version https://git-lfs"):
+        return (
+            "this is a Git LFS pointer (a small text file standing in for the real weights);"
+            " fetch the real file with 'git lfs pull'"
+        )
+    if low.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return (
+            "this is an HTML/XML page, not weights: the download saved an error or login page"
+            " (e.g. a web link to a file viewer instead of the raw file)"
+        )
+    if head.startswith(b"[net]") or head.startswith(b"[network]"):
+        return "this is a cfg file, not a weights file"
+    if len(head) >= 16 and all(b in b"\t\n\r" or 32 <= b < 127 for b in head[:64]):
+        return "this is a text file, not binary Darknet weights"
+    if len(head) >= 12:
+        major, minor, revision = struct.unpack_from(">iii", head, 0)
+        if 0 <= major < 10 and 0 <= minor < 10 and 0 <= revision < 100 and (major or minor):
+            le = _VERSION.unpack_from(head, 0)
+            if any(v > 1000 or v < 0 for v in le):
+                return (
+                    f"the header is byte-swapped (big-endian: version {major}.{minor}.{revision});"
+                    " the file was written on a big-endian machine and its floats are swapped too"
+                )
+    return None

@@ -1,0 +1,313 @@
+"""The offset planner: cfg text + dialect → every array's place in the file. Pure, no I/O.
+
+Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
+nothing in between. What each layer stores depends on its options and on the shape it receives,
+so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
+asks each layer definition in :mod:`dwf.layers` for its output shape and its arrays, and lays the
+arrays out one after another (spec §10).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+import attrs
+
+from dwf.cfg import CfgDocument, atoi, tokenize
+from dwf.dialects import Dialect, get_dialect
+from dwf.errors import CfgError, DwfError, LayerNotFoundError
+from dwf.layers import KIND_NAMES, LAYER_TYPES, LayerInput
+from dwf.records import ArraySpec, LayerPlan
+
+View = Literal["reader", "writer"]
+
+
+@attrs.frozen
+class NetInput:
+    """What ``[net]`` feeds the first layer: ``height × width × channels`` and ``inputs``."""
+
+    height: int
+    width: int
+    channels: int
+    inputs: int
+
+
+@attrs.frozen(eq=False)
+class Plan:
+    """Where every array of a network lies in a ``.weights`` file, and its shape.
+
+    Build one with :func:`dwf.plan` (from a cfg file) or :meth:`Plan.from_text`. Plans are
+    immutable and cached by cfg content within a process.
+
+    Attributes:
+        layers: every layer, parameter-free ones included, in Darknet's order.
+        dialect: ``"alexeyab"`` or ``"pjreddie"``.
+        view: ``"reader"`` (what Darknet's loader reads: ``dontload``, ``dontloadscales`` and
+            ``numload`` honoured) or ``"writer"`` (what Darknet's saver writes).
+        cfg_path: the cfg file, when the plan came from one.
+        net: the ``[net]`` input shape.
+        warnings: things Darknet accepts silently but that are probably mistakes, with lines.
+    """
+
+    layers: tuple[LayerPlan, ...]
+    dialect: str
+    view: View
+    cfg_path: str | None
+    net: NetInput
+    warnings: tuple[str, ...] = ()
+    _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str,
+        *,
+        dialect: str | Dialect = "alexeyab",
+        view: View = "reader",
+        path: str | os.PathLike[str] | None = None,
+    ) -> Plan:
+        """Plan a network from cfg text.
+
+        Raises:
+            CfgError: the cfg is one Darknet cannot load; the message names the line.
+        """
+        d = get_dialect(dialect)
+        if view not in ("reader", "writer"):
+            raise DwfError(f"view must be 'reader' or 'writer', not {view!r}")
+        return _plan_cached(text, d.name, view, None if path is None else os.fspath(path))
+
+    @property
+    def total_floats(self) -> int:
+        """Float32 elements in a complete file's body."""
+        return self.layers[-1].stop if self.layers else 0
+
+    def expected_size(self, header_size: int = 20) -> int:
+        """Bytes of a complete file with a ``header_size``-byte header."""
+        return header_size + 4 * self.total_floats
+
+    @property
+    def stored(self) -> tuple[LayerPlan, ...]:
+        """The layers that hold at least one array, in file order."""
+        return tuple(lp for lp in self.layers if lp.arrays)
+
+    def names(self) -> list[str]:
+        """Names of every layer."""
+        return [lp.name for lp in self.layers]
+
+    def arrays(self) -> Iterator[tuple[LayerPlan, ArraySpec]]:
+        """Every ``(layer, array)`` pair in file order."""
+        for lp in self.layers:
+            for a in lp.arrays:
+                yield lp, a
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[LayerPlan]:
+        return iter(self.layers)
+
+    def __getitem__(self, key: int | str) -> LayerPlan:
+        return self.layer(key)
+
+    def layer(self, key: int | str) -> LayerPlan:
+        """A layer by Darknet index (negative counts from the end) or by name.
+
+        Raises:
+            LayerNotFoundError: no such layer; the message lists similar names.
+        """
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise LayerNotFoundError(
+                f"layers are looked up by name ('conv_12') or index (12), not {key!r}", key=key
+            )
+        if isinstance(key, int):
+            n = len(self.layers)
+            if -n <= key < n:
+                return self.layers[key]
+            raise LayerNotFoundError(
+                f"layer index {key} is out of range: {self._where()} has {n} layers (0..{n - 1})",
+                key=key,
+            )
+        found = self._by_name.get(key)
+        if found is not None:
+            return found
+        suggestions = self._similar(key)
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        raise LayerNotFoundError(
+            f"no layer named {key!r} in {self._where()}{hint}", key=key, suggestions=suggestions
+        )
+
+    def _where(self) -> str:
+        return self.cfg_path or "this network"
+
+    def _similar(self, key: str) -> tuple[str, ...]:
+        m = re.search(r"(\d+)$", key)
+        out: list[str] = []
+        if m:
+            idx = int(m.group(1))
+            if 0 <= idx < len(self.layers):
+                out.append(self.layers[idx].name)
+        for name in difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.6):
+            if name not in out:
+                out.append(name)
+        return tuple(out[:3])
+
+    def layer_at(self, offset: int) -> LayerPlan | None:
+        """The stored layer whose data contains float offset ``offset``, or ``None``."""
+        lo, hi = 0, len(self.layers)
+        while lo < hi:  # layers are sorted by offset; find the last one starting at or before
+            mid = (lo + hi) // 2
+            if self.layers[mid].offset <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        for lp in reversed(self.layers[:lo]):
+            if lp.arrays:
+                return lp if lp.offset <= offset < lp.stop else None
+        return None
+
+
+def plan(
+    cfg: str | os.PathLike[str],
+    *,
+    dialect: str | Dialect = "alexeyab",
+    view: View = "reader",
+) -> Plan:
+    """Plan the ``.weights`` layout for the cfg file at ``cfg``.
+
+    Raises:
+        CfgError: the file cannot be read, or Darknet could not load it (the message names the
+            line and the layer).
+    """
+    path = os.fspath(cfg)
+    return Plan.from_text(read_cfg_text(path), dialect=dialect, view=view, path=path)
+
+
+def read_cfg_text(path: str) -> str:
+    """Read a cfg file as text (UTF-8, undecodable bytes replaced), with dwf errors."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CfgError("cfg file not found", path=path) from None
+    except IsADirectoryError:
+        raise CfgError("is a directory, not a cfg file", path=path) from None
+    except PermissionError:
+        raise CfgError("permission denied reading the cfg file", path=path) from None
+    except OSError as e:
+        raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
+    if b"\x00" in data[:4096] and data[:4] != b"[net":
+        raise CfgError(
+            "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"
+            " .weights file as the cfg?",
+            path=path,
+        )
+    return data.decode("utf-8", errors="replace")
+
+
+@functools.lru_cache(maxsize=128)
+def _plan_cached(text: str, dialect: str, view: View, path: str | None) -> Plan:
+    d = get_dialect(dialect)
+    doc = tokenize(text, path=path, strip_cr=d.strip_cr)
+    return _plan_document(doc, d, view)
+
+
+def _net_input(doc: CfgDocument) -> NetInput:
+    net = doc.sections[0]
+
+    def get(key: str, default: int) -> int:
+        opt = net.get(key)
+        if opt is None or opt.value is None:
+            return default
+        n = atoi(opt.value)
+        if n is None or n < 0:
+            raise CfgError(
+                f"[net] {key}={opt.value} must be a non-negative 32-bit int",
+                path=doc.path,
+                line=opt.line,
+            )
+        return n
+
+    h, w, c = get("height", 0), get("width", 0), get("channels", 0)
+    inputs = get("inputs", h * w * c)
+    if inputs == 0 and not (h and w and c):
+        raise CfgError(
+            "[net] gives no input size: set width=, height= and channels= (or inputs=)",
+            path=doc.path,
+            line=net.line,
+        )
+    return NetInput(h, w, c, inputs)
+
+
+def _layer_kind(type_name: str) -> str:
+    kind = KIND_NAMES.get(type_name, type_name.lower())
+    return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
+
+
+def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
+    net = _net_input(doc)
+    warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
+    sections = doc.sections[1:]
+    n_layers = len(sections)
+    reader = view == "reader"
+    dims = (net.height, net.width, net.channels, net.inputs)
+    built: list[LayerPlan] = []
+    cursor = 0
+    for index, sec in enumerate(sections):
+        type_name = d.sections.get(sec.header)
+        h, w, c, inputs = dims
+        if type_name is None:
+            shown = sec.name or sec.header
+            extra = (" pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie"
+                     else "")
+            warnings.append(
+                f"line {sec.line}: section {sec.header!r} is not a {d.name} layer type; Darknet"
+                f" keeps its index ({index}) and it stores nothing.{extra}"
+            )
+            lp = LayerPlan(
+                index=index, type=shown, name=f"{_layer_kind(shown)}_{index}", line=sec.line,
+                in_c=c, in_h=h, in_w=w, inputs=inputs, out_c=0, out_h=0, out_w=0, outputs=0,
+                arrays=(), offset=cursor, known=False,
+            )
+            built.append(lp)
+            dims = (0, 0, 0, 0)
+            continue
+        kind = _layer_kind(type_name)
+        x = LayerInput(
+            section=sec, type=type_name, kind=kind, index=index, dialect=d, reader=reader,
+            dims=dims, built=built, n_layers=n_layers, path=doc.path, warnings=warnings,
+        )
+        result = LAYER_TYPES[type_name](x)
+        arrays = result.arrays
+        params = dict(result.params)
+        if reader and x.int("dontload", 0):
+            arrays, params["dontload"] = (), 1
+        if not reader and d.dontsave and x.int("dontsave", 0):
+            arrays, params["dontsave"] = (), 1
+        specs: list[ArraySpec] = []
+        offset = cursor
+        for a in arrays:
+            specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
+            cursor += a.count
+        lp = LayerPlan(
+            index=index, type=type_name, name=f"{kind}_{index}", line=sec.line,
+            in_c=c, in_h=h, in_w=w, inputs=inputs,
+            out_c=result.out_c, out_h=result.out_h, out_w=result.out_w, outputs=result.outputs,
+            arrays=tuple(specs), offset=offset, params=MappingProxyType(params),
+        )
+        built.append(lp)
+        if result.next_dims is not None:
+            dims = result.next_dims
+        else:
+            dims = (result.out_h, result.out_w, result.out_c, result.outputs)
+    if not built:
+        raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
+    return Plan(tuple(built), d.name, view, doc.path, net, tuple(warnings))

@@ -1,0 +1,569 @@
+"""Open a weights file lazily: one read-only map, zero-copy views handed out on demand.
+
+Opening reads the cfg and the header (the first 20 bytes) and nothing else. The body is mapped
+read-only; a view of an array touches only that array's pages when its values are used.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from dwf.dialects import Dialect, get_dialect
+from dwf.errors import (
+    ClosedFileError,
+    CfgError,
+    DwfError,
+    HeaderError,
+    LayerNotFoundError,
+    LayerNotInFileError,
+    SizeMismatchError,
+)
+from dwf.header import Header, sniff
+from dwf.plan import Plan, plan as plan_cfg
+from dwf.records import ArraySpec, LayerPlan
+
+F32 = np.dtype("<f4")
+_CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+@attrs.frozen(eq=False)
+class Layer:
+    """One layer of an open weights file.
+
+    Arrays are read-only numpy views of the file, created when asked for; nothing is read
+    until their values are used.
+    """
+
+    file: WeightsFile = attrs.field(repr=False)
+    plan: LayerPlan
+
+    @property
+    def index(self) -> int:
+        """Darknet's 0-based layer index."""
+        return self.plan.index
+
+    @property
+    def name(self) -> str:
+        """``<kind>_<index>``, e.g. ``conv_12``."""
+        return self.plan.name
+
+    @property
+    def type(self) -> str:
+        """Canonical section type, e.g. ``convolutional``."""
+        return self.plan.type
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """``(c, h, w)`` of the layer's output, as Darknet records it."""
+        return self.plan.out_shape
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """``(start, stop)`` byte offsets of the layer's data in the file."""
+        return self.plan.byte_span(self.file.header.size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the layer holds in the file."""
+        return 4 * self.plan.count
+
+    @property
+    def in_file(self) -> bool:
+        """Whether the file holds all of this layer's arrays (``False`` past a partial end)."""
+        return self.plan.stop <= self.file.available_floats
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
+        """Array name → read-only view, in file order.
+
+        Raises:
+            LayerNotInFileError: the file ends before this layer's data.
+        """
+        self.file._require(self.plan)
+        return {a.name: self.file._view(a) for a in self.plan.arrays}
+
+    def array(self, name: str) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """The view of array ``name``, or ``None`` if the layer has no such array."""
+        spec = self.plan.array(name)
+        if spec is None:
+            return None
+        self.file._require(self.plan)
+        return self.file._view(spec)
+
+    @property
+    def weights(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """The ``weights`` view (conv: ``(n, c // groups, size, size)``), or ``None``."""
+        return self.array("weights")
+
+    @property
+    def biases(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """The ``biases`` view, or ``None``."""
+        return self.array("biases")
+
+    @property
+    def scales(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """Batch-norm ``scales`` (gamma), or ``None`` without batch norm."""
+        return self.array("scales")
+
+    @property
+    def rolling_mean(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """Batch-norm running mean, or ``None``."""
+        return self.array("rolling_mean")
+
+    @property
+    def rolling_variance(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """Batch-norm running variance, or ``None``."""
+        return self.array("rolling_variance")
+
+    def keys(self) -> list[str]:
+        """Names of the layer's arrays, in file order."""
+        return [a.name for a in self.plan.arrays]
+
+    def __getitem__(self, name: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        view = self.array(name)
+        if view is None:
+            raise LayerNotFoundError(
+                f"{self.name} ({self.type}) has no array {name!r}; it has"
+                f" {', '.join(self.keys()) or 'no arrays'}",
+                key=name,
+                path=self.file.path,
+            )
+        return view
+
+    def __repr__(self) -> str:
+        c, h, w = self.out_shape
+        arrays = ", ".join(f"{a.name}{list(a.shape)}" for a in self.plan.arrays) or "no arrays"
+        where = "" if self.in_file else ", not in file"
+        return f"<dwf.Layer {self.index} {self.name} {self.type} out {c}×{h}×{w}: {arrays}{where}>"
+
+
+class WeightsFile:
+    """An open ``.weights`` file: its header, its plan and lazy views of its arrays.
+
+    Use :func:`dwf.open` to create one. Iterating gives the names of the layers that hold
+    arrays in this file, in file order.
+
+    Attributes:
+        path: the weights file.
+        header: the decoded :class:`dwf.Header`.
+        plan: the :class:`dwf.Plan` the file was read with.
+        size: the file's size in bytes.
+        available_floats: how many float32 elements of the body the file holds.
+        partial: the file ends exactly on a layer boundary before the end of the network
+            (as ``darknet partial`` writes).
+        mismatch: the file's size does not match the cfg (only with ``strict=False``).
+        trailing_bytes: bytes after the last layer (only with ``strict=False``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        plan: Plan,
+        header: Header,
+        size: int,
+        *,
+        partial: bool,
+        mismatch: str | None,
+        fd: int,
+    ) -> None:
+        self.path = path
+        self.plan = plan
+        self.header = header
+        self.size = size
+        body_floats = max(size - header.size, 0) // 4
+        self.available_floats = min(body_floats, plan.total_floats)
+        self.trailing_bytes = max(size - plan.expected_size(header.size), 0)
+        self.partial = partial
+        self.mismatch = mismatch
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stat = os.fstat(fd)
+        self._map: mmap.mmap | None = None
+        self._body: np.ndarray[Any, np.dtype[np.float32]] | None = None
+        if self.available_floats:
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            self._body = np.frombuffer(
+                self._map, dtype=F32, count=self.available_floats, offset=header.size
+            )
+        self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
+
+    # -- mapping protocol over the layers the file holds ----------------------------------------
+    def keys(self) -> list[str]:
+        """Names of the layers that hold arrays in this file, in file order."""
+        return [lp.name for lp in self.plan.layers if lp.arrays and self._holds(lp)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            lp = self.plan.layer(key)  # type: ignore[arg-type]
+        except LayerNotFoundError:
+            return False
+        return self._holds(lp)
+
+    def __getitem__(self, key: int | str) -> Layer:
+        """A layer by name (``"conv_12"``) or Darknet index (``12``).
+
+        Raises:
+            LayerNotFoundError: no such layer in the cfg.
+            LayerNotInFileError: the layer's arrays lie past the end of this file.
+        """
+        self._check_open()
+        try:
+            lp = self.plan.layer(key)
+        except LayerNotFoundError as e:
+            raise LayerNotFoundError(
+                f"{self.path}: {e.message}", key=e.key, suggestions=e.suggestions, path=self.path
+            ) from None
+        self._require(lp)
+        return self.layers[lp.index]
+
+    def items(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, layer)`` for every layer holding arrays in this file."""
+        for name in self.keys():
+            yield name, self[name]
+
+    # -- facts ---------------------------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """The file holds every array the cfg plans."""
+        return self.available_floats == self.plan.total_floats
+
+    @property
+    def last_layer(self) -> int:
+        """Index of the last layer the file holds: every layer before the first one whose
+        arrays are missing (-1 if the first stored layer is already missing)."""
+        for lp in self.plan.layers:
+            if lp.arrays and not self._holds(lp):
+                return lp.index - 1
+        return len(self.plan.layers) - 1
+
+    @property
+    def cfg_path(self) -> str | None:
+        """The cfg file the plan came from."""
+        return self.plan.cfg_path
+
+    def arrays(self) -> Iterator[tuple[str, np.ndarray[Any, np.dtype[np.float32]]]]:
+        """``("layer.array", view)`` for every array in the file, in file order."""
+        for lp in self.plan.layers:
+            if not self._holds(lp):
+                break
+            for a in lp.arrays:
+                yield f"{lp.name}.{a.name}", self._view(a)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the map. Views already handed out stay valid (they keep the map alive)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._body = None
+            m, self._map = self._map, None
+        if m is not None:
+            try:
+                m.close()
+            except BufferError:
+                # Views still reference the map; it is released when the last one goes.
+                pass
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> WeightsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "complete"
+        if self.partial:
+            state = f"partial: layers 0..{self.last_layer}"
+        elif self.mismatch:
+            state = "SIZE MISMATCH"
+        return (
+            f"<dwf.WeightsFile {self.path!r} v{self.header.version} seen={self.header.seen}"
+            f" {len(self.plan.layers)} layers, {_fmt(self.plan.total_floats)} floats ({state})>"
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedFileError(f"{self.path}: the file was closed", path=self.path)
+
+    def _holds(self, lp: LayerPlan) -> bool:
+        return lp.stop <= self.available_floats
+
+    def _require(self, lp: LayerPlan) -> None:
+        self._check_open()
+        if self._holds(lp):
+            return
+        start, stop = lp.byte_span(self.header.size)
+        what = (
+            f"a partial file holding layers 0..{self.last_layer}"
+            if self.partial
+            else "shorter than the cfg needs"
+        )
+        raise LayerNotInFileError(
+            f"{self.path}: layer {lp.index} ({lp.name}, {lp.type}) needs bytes"
+            f" {_fmt(start)}..{_fmt(stop)}, but the file ends at byte {_fmt(self.size)}"
+            f" ({what})",
+            layer=lp.name,
+            span=(start, stop),
+            file_size=self.size,
+            path=self.path,
+        )
+
+    def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
+        body = self._body
+        if body is None:
+            self._check_open()
+            body = np.empty(0, dtype=F32)
+        flat = body[spec.offset : spec.stop]
+        shape = spec.shape
+        transposed = spec.storage == "transposed" or (
+            spec.storage == "transposed-if-legacy" and self.header.transpose
+        )
+        if transposed and len(shape) >= 2:
+            rows = spec.count // shape[0] if shape[0] else 0
+            return flat.reshape(rows, shape[0]).T.reshape(shape)
+        return flat.reshape(shape)
+
+
+def find_cfg(weights: str) -> tuple[str | None, list[str]]:
+    """The cfg beside a weights file, by name: ``yolov4.weights`` → ``yolov4.cfg``.
+
+    Also strips checkpoint suffixes (``yolov4_last``, ``yolov4_1000``) and partial-file
+    suffixes (``darknet53.conv.74`` → ``darknet53.cfg``). Returns the cfg found (or ``None``)
+    and the candidates looked for.
+    """
+    p = Path(weights)
+    stems: list[str] = []
+    name = p.name
+    while True:
+        stem, dot, _ = name.rpartition(".")
+        if not dot or not stem:
+            break
+        stems.append(stem)
+        name = stem
+    for s in list(stems):
+        base = s
+        while True:
+            stripped = _CHECKPOINT_SUFFIX.sub("", base)
+            if stripped == base or not stripped:
+                break
+            stems.append(stripped)
+            base = stripped
+        if s.endswith(".conv"):
+            stems.append(s[: -len(".conv")])
+    seen: list[str] = []
+    for s in stems:
+        cand = str(p.with_name(s + ".cfg"))
+        if cand not in seen:
+            seen.append(cand)
+    for cand in seen:
+        if os.path.isfile(cand):
+            return cand, seen
+    return None, seen
+
+
+def _resolve_plan(
+    path: str, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect
+) -> Plan:
+    if isinstance(cfg, Plan):
+        return cfg
+    if cfg is None:
+        found, looked = find_cfg(path)
+        if found is None:
+            folder = Path(path).parent
+            try:
+                others = sorted(x.name for x in folder.glob("*.cfg"))[:8]
+            except OSError:
+                others = []
+            hint = f"; cfg files there: {', '.join(others)}" if others else ""
+            raise CfgError(
+                "no cfg given and none found beside the weights (looked for "
+                + ", ".join(Path(c).name for c in looked)
+                + f"); pass cfg=...{hint}",
+                path=path,
+            )
+        cfg = found
+    return plan_cfg(cfg, dialect=dialect)
+
+
+def open_weights(
+    path: str | os.PathLike[str],
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    *,
+    dialect: str | Dialect = "alexeyab",
+    strict: bool = True,
+    header_size: int | None = None,
+) -> WeightsFile:
+    """Open a Darknet weights file lazily.
+
+    Args:
+        path: the ``.weights`` file (or a partial ``*.conv.N`` file, or a ``.backup``).
+        cfg: its cfg file, or a :class:`dwf.Plan`; ``None`` looks for the ``.cfg`` with the
+            same stem beside the weights (also without ``_last``/``_1000``/``.conv.N``).
+        dialect: ``"alexeyab"`` (default; also hank-ai) or ``"pjreddie"``.
+        strict: raise :class:`dwf.SizeMismatchError` when the size does not fit the cfg;
+            with ``False`` the file opens anyway and the layers it holds completely are
+            readable.
+        header_size: force a 16- or 20-byte header instead of Darknet's version rule.
+
+    Raises:
+        CfgError: the cfg cannot be found, read or loaded.
+        HeaderError: the file is not a Darknet weights file.
+        SizeMismatchError: the file does not fit the cfg (``strict=True``).
+    """
+    spath = os.fspath(path)
+    d = get_dialect(dialect)
+    plan = _resolve_plan(spath, cfg, d)
+    fd = _open_fd(spath)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 512, 0)
+        header = _decode_header(spath, head, d, header_size)
+        header, partial, mismatch = _fit(spath, head, header, size, plan, d, header_size, strict)
+        return WeightsFile(spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _open_fd(path: str) -> int:
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise DwfError(f"{path}: is a directory, not a weights file", path=path)
+        if not stat.S_ISREG(st.st_mode):
+            raise DwfError(f"{path}: not a regular file", path=path)
+        return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DwfError(f"{path}: weights file not found", path=path) from None
+    except PermissionError:
+        raise DwfError(f"{path}: permission denied", path=path) from None
+    except OSError as e:
+        raise DwfError(f"{path}: cannot open: {e.strerror or e}", path=path) from None
+
+
+def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:
+    what = sniff(head)
+    if len(head) < 16 or (what and "byte-swapped" not in what):
+        raise HeaderError(
+            f"{path}: not a Darknet weights file: {what or f'only {len(head)} bytes'}",
+            path=path,
+        )
+    try:
+        return Header.decode(head, dialect=d, size=header_size, path=path)
+    except HeaderError:
+        raise
+    except Exception as e:  # pragma: no cover - decode only raises HeaderError
+        raise HeaderError(f"{path}: unreadable header: {e}", path=path) from None
+
+
+def _fit(
+    path: str,
+    head: bytes,
+    header: Header,
+    size: int,
+    plan: Plan,
+    d: Dialect,
+    forced: int | None,
+    strict: bool,
+) -> tuple[Header, bool, str | None]:
+    """Validate the header width against the file size (spec §1.6)."""
+    n = plan.total_floats
+    if size == header.size + 4 * n:
+        return header, False, None
+    other = 36 - header.size
+    if forced is None and size == other + 4 * n and len(head) >= other:
+        note = (
+            f"the version {header.version} implies a {header.size}-byte header, but the file"
+            f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug);"
+            f" read with {other} bytes"
+        )
+        return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
+    body = size - header.size
+    if 0 <= body < 4 * n and body % 4 == 0:
+        floats = body // 4
+        boundaries = {lp.stop for lp in plan.layers if lp.arrays}
+        if floats in boundaries:
+            return header, True, None
+    message, first = _mismatch_message(path, head, header, size, plan)
+    if strict:
+        raise SizeMismatchError(
+            message,
+            path=path,
+            expected_size=plan.expected_size(header.size),
+            actual_size=size,
+            header_size=header.size,
+            first_unfilled=first,
+        )
+    return header, False, message
+
+
+def _mismatch_message(
+    path: str, head: bytes, header: Header, size: int, plan: Plan
+) -> tuple[str, tuple[int, str, str, str, int, int] | None]:
+    expected = plan.expected_size(header.size)
+    cfg = plan.cfg_path or "the cfg"
+    parts = [
+        f"{path}: {_fmt(size)} bytes, but {cfg} (dialect {plan.dialect}) needs"
+        f" {_fmt(expected)} bytes ({header.size}-byte header + {_fmt(plan.total_floats)}"
+        " float32)"
+    ]
+    first: tuple[int, str, str, str, int, int] | None = None
+    avail = max(size - header.size, 0) // 4
+    if size < expected:
+        for lp, a in plan.arrays():
+            if a.stop > avail:
+                start, stop = a.byte_span(header.size)
+                first = (lp.index, lp.name, lp.type, a.name, start, stop)
+                parts.append(
+                    f"first layer that cannot be filled: {lp.index} ({lp.name}, {lp.type}),"
+                    f" array {a.name} at bytes {_fmt(start)}..{_fmt(stop)}"
+                )
+                break
+        short = expected - size
+        parts.append(f"the file is {_fmt(short)} bytes short")
+    else:
+        parts.append(f"the file has {_fmt(size - expected)} bytes more than the cfg needs")
+    what = sniff(head)
+    if what:
+        cause = what
+    elif (size - header.size) % 4:
+        cause = (
+            "the body is not a whole number of float32 values, so the file is truncated or"
+            " corrupted (an interrupted download?)"
+        )
+    elif size < expected:
+        cause = (
+            "a truncated file, or weights saved from a different cfg (other classes/filters,"
+            " batch_normalize, or the other dialect)"
+        )
+    else:
+        cause = "weights saved from a bigger or different cfg (more classes or filters?)"
+    parts.append(f"likely cause: {cause}")
+    parts.append("open with strict=False to read the layers the file holds completely")
+    return "; ".join(parts), first

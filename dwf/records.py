@@ -1,0 +1,110 @@
+"""Immutable records a plan is made of: where each array lies and what shape it has."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+Storage = Literal["plain", "transposed", "transposed-if-legacy"]
+
+
+@attrs.frozen
+class ArraySpec:
+    """One float32 array in the weights file.
+
+    Attributes:
+        name: the array's name within its layer (``"weights"``, ``"uf.biases"``, …).
+        offset: position of its first element, in float32 elements from the end of the header.
+        count: number of float32 elements.
+        shape: logical shape (what a view of it has), e.g. ``(n, c // groups, size, size)``.
+        storage: ``"plain"`` when the bytes are the logical shape in C order; ``"transposed"``
+            when they hold the transpose of the ``(shape[0], prod(shape[1:]))`` matrix (conv
+            ``flipped=1``); ``"transposed-if-legacy"`` for connected weights, stored transposed
+            only in files with a legacy header (``Header.transpose``).
+    """
+
+    name: str
+    offset: int
+    count: int
+    shape: tuple[int, ...]
+    storage: Storage = "plain"
+
+    @property
+    def stop(self) -> int:
+        """One past the last element, in float32 elements from the end of the header."""
+        return self.offset + self.count
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes."""
+        return 4 * self.count
+
+    def byte_span(self, header_size: int) -> tuple[int, int]:
+        """``(start, stop)`` byte offsets in a file whose header is ``header_size`` bytes."""
+        return (header_size + 4 * self.offset, header_size + 4 * self.stop)
+
+
+@attrs.frozen
+class LayerPlan:
+    """One Darknet layer: its place in the network, its output shape and its arrays.
+
+    Attributes:
+        index: Darknet's 0-based layer index (what ``layers=`` refers to).
+        type: canonical section type (``"convolutional"``, ``"route"``, …); for a section the
+            dialect does not know, its name as written.
+        name: ``<kind>_<index>`` (``conv_12``, ``route_3``, ``gaussian_yolo_106``).
+        line: the cfg line of the section header.
+        in_c, in_h, in_w, inputs: what the layer receives from the previous one.
+        out_c, out_h, out_w, outputs: what Darknet records as the layer's output.
+        arrays: the arrays the file holds for this layer, in file order (may be empty).
+        offset: where the layer's data starts (float32 elements after the header), also for
+            layers that hold nothing.
+        params: the resolved options that define the layer (filters, size, strides, groups,
+            batch_normalize, activation, referenced layers …).
+        known: ``False`` for a section the dialect does not know (it holds nothing).
+    """
+
+    index: int
+    type: str
+    name: str
+    line: int
+    in_c: int
+    in_h: int
+    in_w: int
+    inputs: int
+    out_c: int
+    out_h: int
+    out_w: int
+    outputs: int
+    arrays: tuple[ArraySpec, ...]
+    offset: int
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    known: bool = True
+
+    @property
+    def count(self) -> int:
+        """Number of float32 elements the layer holds in the file."""
+        return sum(a.count for a in self.arrays)
+
+    @property
+    def stop(self) -> int:
+        """One past the layer's last element (float32 elements after the header)."""
+        return self.offset + self.count
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """``(out_c, out_h, out_w)``."""
+        return (self.out_c, self.out_h, self.out_w)
+
+    def byte_span(self, header_size: int) -> tuple[int, int]:
+        """``(start, stop)`` byte offsets in a file whose header is ``header_size`` bytes."""
+        return (header_size + 4 * self.offset, header_size + 4 * self.stop)
+
+    def array(self, name: str) -> ArraySpec | None:
+        """The array called ``name``, or ``None``."""
+        for a in self.arrays:
+            if a.name == name:
+                return a
+        return None
