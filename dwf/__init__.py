@@ -20,7 +20,7 @@ from dwf.errors import (
     SizeMismatchError,
 )
 from dwf.header import Header
-from dwf.plan import NetInput, Plan, plan
+from dwf.planner import NetInput, Plan, plan
 from dwf.reader import Layer, WeightsFile, find_cfg
 from dwf.reader import open_weights as open
 from dwf.records import ArraySpec, LayerPlan

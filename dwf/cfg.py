@@ -157,9 +157,7 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
         if eq < 0:
             options.append(Option(line, None, number))
         elif eq == len(line) - 1:
-            warnings.append(
-                (number, f"{line!r} has no value after '='; Darknet skips this line")
-            )
+            warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
         else:
             options.append(Option(line[:eq], line[eq + 1 :], number))
     if header is not None:

@@ -7,6 +7,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -55,8 +56,13 @@ def _info_json(f: WeightsFile) -> dict[str, Any]:
         "cfg": f.cfg_path,
         "dialect": f.plan.dialect,
         "header": {
-            "major": h.major, "minor": h.minor, "revision": h.revision, "seen": h.seen,
-            "size": h.size, "transpose": h.transpose, "note": h.note,
+            "major": h.major,
+            "minor": h.minor,
+            "revision": h.revision,
+            "seen": h.seen,
+            "size": h.size,
+            "transpose": h.transpose,
+            "note": h.note,
         },
         "size": f.size,
         "expected_size": f.plan.expected_size(h.size),
@@ -76,8 +82,12 @@ def _info_json(f: WeightsFile) -> dict[str, Any]:
                 "span": list(lp.byte_span(h.size)),
                 "in_file": lp.stop <= f.available_floats,
                 "arrays": [
-                    {"name": a.name, "shape": list(a.shape), "count": a.count,
-                     "span": list(a.byte_span(h.size))}
+                    {
+                        "name": a.name,
+                        "shape": list(a.shape),
+                        "count": a.count,
+                        "span": list(a.byte_span(h.size)),
+                    }
                     for a in lp.arrays
                 ],
             }
@@ -92,8 +102,11 @@ def _print_info(f: WeightsFile, out: Any) -> None:
     print(f"{f.path}  (cfg {cfg}, dialect {f.plan.dialect})", file=out)
     seen_kind = "64-bit" if h.size == 20 else "32-bit"
     legacy = "  legacy header: connected weights stored transposed" if h.transpose else ""
-    print(f"header: version {h.version}, seen {_fmt(h.seen)} ({h.size}-byte header,"
-          f" {seen_kind} seen){legacy}", file=out)
+    print(
+        f"header: version {h.version}, seen {_fmt(h.seen)} ({h.size}-byte header,"
+        f" {seen_kind} seen){legacy}",
+        file=out,
+    )
     if h.note:
         print(f"note: {h.note}", file=out)
     state = "complete"
@@ -101,27 +114,43 @@ def _print_info(f: WeightsFile, out: Any) -> None:
         state = f"partial file: holds layers 0..{f.last_layer} of {len(f.plan.layers)}"
     elif f.mismatch:
         state = "SIZE MISMATCH (opened with strict=False)"
-    print(f"size: {_fmt(f.size)} bytes = {h.size} + 4 × {_fmt(f.available_floats)} floats"
-          f" ({state}); {len(f.plan.stored)} layers hold arrays", file=out)
+    print(
+        f"size: {_fmt(f.size)} bytes = {h.size} + 4 × {_fmt(f.available_floats)} floats"
+        f" ({state}); {len(f.plan.stored)} layers hold arrays",
+        file=out,
+    )
     rows = [("#", "name", "type", "output c×h×w", "bytes", "arrays")]
     for lp in f.plan.layers:
         start, stop = lp.byte_span(h.size)
         span = f"{_fmt(start)}..{_fmt(stop)}" if lp.arrays else ""
         if lp.arrays and lp.stop > f.available_floats:
             span += " (missing)"
-        rows.append((str(lp.index), lp.name, lp.type, f"{lp.out_c}×{lp.out_h}×{lp.out_w}",
-                     span, _arrays_summary(lp)))
+        rows.append(
+            (
+                str(lp.index),
+                lp.name,
+                lp.type,
+                f"{lp.out_c}×{lp.out_h}×{lp.out_w}",
+                span,
+                _arrays_summary(lp),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         cells = [r[0].rjust(widths[0])] + [r[i].ljust(widths[i]) for i in range(1, 5)]
-        print("  ".join(cells + [r[5]]).rstrip(), file=out)
+        print("  ".join([*cells, r[5]]).rstrip(), file=out)
     for w in f.plan.warnings:
         print(f"warning: {w}", file=out)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with open_weights(args.weights, args.cfg, dialect=args.dialect, strict=not args.lenient,
-                      header_size=args.header_size) as f:
+    with open_weights(
+        args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        strict=not args.lenient,
+        header_size=args.header_size,
+    ) as f:
         if args.json:
             json.dump(_info_json(f), sys.stdout, indent=2)
             print()
@@ -136,8 +165,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg, weights = write_demo(args.folder)
     if not args.json:
         print(f"wrote {cfg} and {weights}\n")
-    info = argparse.Namespace(weights=weights, cfg=cfg, dialect="alexeyab", lenient=False,
-                              header_size=None, json=args.json)
+    info = argparse.Namespace(
+        weights=weights,
+        cfg=cfg,
+        dialect="alexeyab",
+        lenient=False,
+        header_size=None,
+        json=args.json,
+    )
     return cmd_info(info)
 
 
@@ -150,25 +185,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser("info", help="header and one row per layer (shapes, byte spans)",
-                          description="Print the header and one row per layer: index, name,"
-                          " type, output shape, byte span and arrays.")
+    info = sub.add_parser(
+        "info",
+        help="header and one row per layer (shapes, byte spans)",
+        description="Print the header and one row per layer: index, name,"
+        " type, output shape, byte span and arrays.",
+    )
     info.add_argument("weights", help="the .weights file (or a partial *.conv.N file)")
     info.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
-    info.add_argument("--dialect", default="alexeyab", choices=["alexeyab", "pjreddie"],
-                      help="Darknet code base that wrote the file (default alexeyab)")
-    info.add_argument("--header-size", type=int, choices=[16, 20],
-                      help="force a 16- or 20-byte header")
-    info.add_argument("--lenient", action="store_true",
-                      help="open a file whose size does not match the cfg (strict=False)")
+    info.add_argument(
+        "--dialect",
+        default="alexeyab",
+        choices=["alexeyab", "pjreddie"],
+        help="Darknet code base that wrote the file (default alexeyab)",
+    )
+    info.add_argument(
+        "--header-size", type=int, choices=[16, 20], help="force a 16- or 20-byte header"
+    )
+    info.add_argument(
+        "--lenient",
+        action="store_true",
+        help="open a file whose size does not match the cfg (strict=False)",
+    )
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    demo = sub.add_parser("demo", help="write the bundled example model and show it",
-                          description="Write a small YOLO-style model (cfg + weights with"
-                          " deterministic values) to FOLDER and run 'dwf info' on it.")
-    demo.add_argument("folder", nargs="?", default="dwf-demo",
-                      help="where to write demo.cfg and demo.weights (default ./dwf-demo)")
+    demo = sub.add_parser(
+        "demo",
+        help="write the bundled example model and show it",
+        description="Write a small YOLO-style model (cfg + weights with"
+        " deterministic values) to FOLDER and run 'dwf info' on it.",
+    )
+    demo.add_argument(
+        "folder",
+        nargs="?",
+        default="dwf-demo",
+        help="where to write demo.cfg and demo.weights (default ./dwf-demo)",
+    )
     demo.add_argument("--json", action="store_true", help="machine-readable output")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -189,10 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         # `dwf info x | head`: the reader went away; not an error of ours.
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 0
     except KeyboardInterrupt:
         return 130

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dwf.header import Header
-from dwf.plan import Plan
+from dwf.planner import Plan
 from dwf.writer import save
 
 DEMO_CFG = "demo-tiny-yolo.cfg"
@@ -18,7 +18,7 @@ DEMO_SEEN = 64_000
 
 def demo_cfg_text() -> str:
     """The demo network's cfg text."""
-    return resources.files("dwf").joinpath("data", DEMO_CFG).read_text(encoding="utf-8")
+    return resources.files("dwf").joinpath("data").joinpath(DEMO_CFG).read_text(encoding="utf-8")
 
 
 def demo_arrays(plan: Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:

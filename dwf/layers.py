@@ -59,8 +59,20 @@ class LayerInput:
     """Everything a layer definition may look at, plus helpers that raise located errors."""
 
     __slots__ = (
-        "built", "c", "dialect", "h", "index", "inputs", "kind", "n_layers", "path",
-        "reader", "section", "type", "warnings", "w",
+        "built",
+        "c",
+        "dialect",
+        "h",
+        "index",
+        "inputs",
+        "kind",
+        "n_layers",
+        "path",
+        "reader",
+        "section",
+        "type",
+        "w",
+        "warnings",
     )
 
     def __init__(
@@ -109,7 +121,7 @@ class LayerInput:
         )
 
     # -- options ------------------------------------------------------------------------------
-    def int(self, key: str, default: int) -> int:
+    def num(self, key: str, default: int) -> int:
         """The option as Darknet's ``atoi`` reads it, or ``default`` when absent."""
         opt = self.section.get(key)
         if opt is None or opt.value is None:
@@ -124,19 +136,19 @@ class LayerInput:
 
     def count(self, key: str, default: int) -> int:
         """A size-like option that must not be negative."""
-        n = self.int(key, default)
+        n = self.num(key, default)
         if n < 0:
             raise self.fail(f"{key}={n} is negative; it must be a size ≥ 0", key)
         return n
 
     def positive(self, key: str, default: int) -> int:
         """An option that must be ≥ 1 (strides, groups): Darknet divides by it."""
-        n = self.int(key, default)
+        n = self.num(key, default)
         if n < 1:
             raise self.fail(f"{key}={n} must be ≥ 1 (Darknet divides by it)", key)
         return n
 
-    def str(self, key: str, default: str) -> str:
+    def text(self, key: str, default: str) -> str:
         opt = self.section.get(key)
         return default if opt is None or opt.value is None else opt.value
 
@@ -191,25 +203,37 @@ class LayerInput:
         return out
 
     def conv_groups(self) -> int:
-        groups = self.int("groups", 1)
+        groups = self.num("groups", 1)
         if self.dialect.xnor_resets_groups:
-            if self.int("xnor", 0) or groups < 1:
+            if self.num("xnor", 0) or groups < 1:
                 groups = 1
         elif groups < 1:
             raise self.fail(f"groups={groups} must be ≥ 1 (Darknet divides by it)", "groups")
         return groups
 
     def batch_normalize(self) -> int:
-        bn = self.int("batch_normalize", 0)
-        if self.dialect.conv_extras and self.int("cbn", 0):
+        bn = self.num("batch_normalize", 0)
+        if self.dialect.conv_extras and self.num("cbn", 0):
             bn = 2
         return bn
 
 
 def _empty_layer(index: int) -> LayerPlan:
     return LayerPlan(
-        index=index, type="", name="", line=0, in_c=0, in_h=0, in_w=0, inputs=0,
-        out_c=0, out_h=0, out_w=0, outputs=0, arrays=(), offset=0,
+        index=index,
+        type="",
+        name="",
+        line=0,
+        in_c=0,
+        in_h=0,
+        in_w=0,
+        inputs=0,
+        out_c=0,
+        out_h=0,
+        out_w=0,
+        outputs=0,
+        arrays=(),
+        offset=0,
     )
 
 
@@ -223,8 +247,15 @@ def bn_arrays(prefix: str, n: int) -> list[Arr]:
 
 
 def conv_block(
-    prefix: str, n: int, c_in: int, groups: int, size: int, bn: bool,
-    *, flipped: bool = False, keep_bn: bool = True,
+    prefix: str,
+    n: int,
+    c_in: int,
+    groups: int,
+    size: int,
+    bn: bool,
+    *,
+    flipped: bool = False,
+    keep_bn: bool = True,
 ) -> list[Arr]:
     """biases, BN (if any), weights — the order Darknet's conv loader reads them."""
     cg = c_in // groups
@@ -232,14 +263,19 @@ def conv_block(
     if bn and keep_bn:
         arrays += bn_arrays(prefix, n)
     arrays.append(
-        Arr(prefix + "weights", cg * n * size * size, (n, cg, size, size),
-            "transposed" if flipped else "plain")
+        Arr(
+            prefix + "weights",
+            cg * n * size * size,
+            (n, cg, size, size),
+            "transposed" if flipped else "plain",
+        )
     )
     return arrays
 
 
-def connected_block(prefix: str, inputs: int, outputs: int, bn: bool, *, keep_bn: bool = True
-                    ) -> list[Arr]:
+def connected_block(
+    prefix: str, inputs: int, outputs: int, bn: bool, *, keep_bn: bool = True
+) -> list[Arr]:
     """biases, weights, then BN — connected layers store batch norm *after* the weights."""
     arrays = [
         Arr(prefix + "biases", outputs, (outputs,)),
@@ -254,8 +290,9 @@ def _conv_out(x: LayerInput, size: int, sy: int, sx: int, padding: int) -> tuple
     return cdiv(x.h + 2 * padding - size, sy) + 1, cdiv(x.w + 2 * padding - size, sx) + 1
 
 
-def _blur_dims(x: LayerInput, aa: int, out_h: int, out_w: int, c: int, sy: int, sx: int,
-               key: str) -> tuple[int, int, int, int]:
+def _blur_dims(
+    x: LayerInput, aa: int, out_h: int, out_w: int, c: int, sy: int, sx: int, key: str
+) -> tuple[int, int, int, int]:
     # The antialiasing blur is a fixed depthwise conv after the layer; it stores nothing.
     if aa == 2:
         bs, bp = 2, 0
@@ -269,8 +306,8 @@ def _blur_dims(x: LayerInput, aa: int, out_h: int, out_w: int, c: int, sy: int, 
 
 
 def _padding(x: LayerInput, size: int) -> int:
-    padding = x.int("padding", 0)
-    if x.int("pad", 0):
+    padding = x.num("padding", 0)
+    if x.num("pad", 0):
         padding = size // 2
     return padding
 
@@ -282,7 +319,7 @@ def convolutional(x: LayerInput) -> Built:
     n = x.count("filters", 1)
     size = x.count("size", 1)
     if d.conv_extras:
-        sx, sy = x.int("stride_x", -1), x.int("stride_y", -1)
+        sx, sy = x.num("stride_x", -1), x.num("stride_y", -1)
         if sx < 1 or sy < 1:
             stride = x.positive("stride", 1)
             sx = sx if sx >= 1 else stride
@@ -292,52 +329,62 @@ def convolutional(x: LayerInput) -> Built:
     padding = _padding(x, size)
     groups = x.conv_groups()
     bn = x.batch_normalize()
-    flipped = bool(x.int("flipped", 0))
-    aa = x.int("antialiasing", 0) if d.conv_extras else 0
-    dilation = x.int("dilation", 1)
+    flipped = bool(x.num("flipped", 0))
+    aa = x.num("antialiasing", 0) if d.conv_extras else 0
+    dilation = x.num("dilation", 1)
     params: dict[str, Any] = {
-        "filters": n, "size": size, "stride_x": sx, "stride_y": sy, "padding": padding,
-        "groups": groups, "dilation": 1 if size == 1 else dilation, "batch_normalize": bn,
-        "activation": x.str("activation", "logistic"), "flipped": int(flipped),
+        "filters": n,
+        "size": size,
+        "stride_x": sx,
+        "stride_y": sy,
+        "padding": padding,
+        "groups": groups,
+        "dilation": 1 if size == 1 else dilation,
+        "batch_normalize": bn,
+        "activation": x.text("activation", "logistic"),
+        "flipped": int(flipped),
         "antialiasing": aa,
     }
     host_sy, host_sx = (1, 1) if aa else (sy, sx)
     out_h, out_w = _conv_out(x, size, host_sy, host_sx, padding)
     x.check_out(out_h, out_w)
     next_dims = _blur_dims(x, aa, out_h, out_w, n, sy, sx, "antialiasing") if aa else None
-    built = dict(out_c=n, out_h=out_h, out_w=out_w, outputs=n * out_h * out_w,
-                 params=params, next_dims=next_dims)
+    out_c, outputs = n, n * out_h * out_w
     if groups > x.c or x.c % groups:
-        x.warn(f"groups={groups} does not divide the {x.c} input channels; Darknet uses"
-               f" {x.c}//{groups} = {x.c // groups} channels per group", "groups")
+        x.warn(
+            f"groups={groups} does not divide the {x.c} input channels; Darknet uses"
+            f" {x.c}//{groups} = {x.c // groups} channels per group",
+            "groups",
+        )
 
-    share = x.int("share_index", _ABSENT) if d.conv_extras else _ABSENT
+    share = x.num("share_index", _ABSENT) if d.conv_extras else _ABSENT
     if share != _ABSENT:
         other = x.ref(share, "share_index")
         params["share_index"] = other.index
         op = other.params
         if other.type != "convolutional" or (
-            op.get("size"), op.get("filters"), other.in_c // max(op.get("groups", 1), 1)
+            op.get("size"),
+            op.get("filters"),
+            other.in_c // max(op.get("groups", 1), 1),
         ) != (size, n, x.c // groups):
             raise x.fail(
                 f"share_index={share} points at layer {other.index} ({other.name or 'unbuilt'}),"
                 " whose size/filters/input channels differ; Darknet refuses to share them",
                 "share_index",
             )
-        return Built(**built)
+        return Built(out_c, out_h, out_w, outputs, params=params, next_dims=next_dims)
 
     n_read = n
     if d.numload and x.reader:
-        k = x.int("numload", 0)
+        k = x.num("numload", 0)
         if k:
             if k < 0 or k > n:
                 raise x.fail(f"numload={k} must be between 1 and filters={n}", "numload")
             n_read = k
             params["numload"] = k
-    keep_bn = not (x.reader and x.int("dontloadscales", 0))
-    arrays = conv_block("", n_read, x.c, groups, size, bool(bn), flipped=flipped,
-                        keep_bn=keep_bn)
-    return Built(**built, arrays=tuple(arrays))
+    keep_bn = not (x.reader and x.num("dontloadscales", 0))
+    arrays = conv_block("", n_read, x.c, groups, size, bool(bn), flipped=flipped, keep_bn=keep_bn)
+    return Built(out_c, out_h, out_w, outputs, tuple(arrays), params=params, next_dims=next_dims)
 
 
 def deconvolutional(x: LayerInput) -> Built:
@@ -346,30 +393,37 @@ def deconvolutional(x: LayerInput) -> Built:
     size = x.count("size", 1)
     stride = x.positive("stride", 1)
     padding = _padding(x, size)
-    bn = x.int("batch_normalize", 0)
+    bn = x.num("batch_normalize", 0)
     out_h = (x.h - 1) * stride + size - 2 * padding
     out_w = (x.w - 1) * stride + size - 2 * padding
     x.check_out(out_h, out_w)
     if x.reader:
-        x.warn("pjreddie's loader crashes on deconvolutional layers (it divides by groups=0);"
-               " dwf plans the layout its writer produces")
+        x.warn(
+            "pjreddie's loader crashes on deconvolutional layers (it divides by groups=0);"
+            " dwf plans the layout its writer produces"
+        )
     arrays = [Arr("biases", n, (n,))]
     if bn:
         arrays += bn_arrays("", n)
     arrays.append(Arr("weights", x.c * n * size * size, (x.c, n, size, size)))
-    params = {"filters": n, "size": size, "stride_x": stride, "stride_y": stride,
-              "padding": padding, "batch_normalize": bn,
-              "activation": x.str("activation", "logistic")}
+    params = {
+        "filters": n,
+        "size": size,
+        "stride_x": stride,
+        "stride_y": stride,
+        "padding": padding,
+        "batch_normalize": bn,
+        "activation": x.text("activation", "logistic"),
+    }
     return Built(n, out_h, out_w, n * out_h * out_w, tuple(arrays), params)
 
 
 def connected(x: LayerInput) -> Built:
     out = x.count("output", 1)
-    bn = x.int("batch_normalize", 0)
-    keep_bn = not (x.reader and x.int("dontloadscales", 0))
+    bn = x.num("batch_normalize", 0)
+    keep_bn = not (x.reader and x.num("dontloadscales", 0))
     arrays = connected_block("", x.inputs, out, bool(bn), keep_bn=keep_bn)
-    params = {"output": out, "batch_normalize": bn,
-              "activation": x.str("activation", "logistic")}
+    params = {"output": out, "batch_normalize": bn, "activation": x.text("activation", "logistic")}
     return Built(out, 1, 1, out, tuple(arrays), params)
 
 
@@ -378,7 +432,7 @@ def local(x: LayerInput) -> Built:
     n = x.count("filters", 1)
     size = x.count("size", 1)
     stride = x.positive("stride", 1)
-    pad = x.int("pad", 0)
+    pad = x.num("pad", 0)
     out_h = cdiv(x.h - (1 if pad else size), stride) + 1
     out_w = cdiv(x.w - (1 if pad else size), stride) + 1
     x.check_out(out_h, out_w)
@@ -387,8 +441,13 @@ def local(x: LayerInput) -> Built:
         Arr("biases", loc * n, (n, out_h, out_w)),
         Arr("weights", x.c * n * size * size * loc, (loc, n, x.c, size, size)),
     )
-    params = {"filters": n, "size": size, "stride": stride, "pad": pad,
-              "activation": x.str("activation", "logistic")}
+    params = {
+        "filters": n,
+        "size": size,
+        "stride": stride,
+        "pad": pad,
+        "activation": x.text("activation", "logistic"),
+    }
     return Built(n, out_h, out_w, n * loc, arrays, params)
 
 
@@ -401,23 +460,24 @@ def batchnorm(x: LayerInput) -> Built:
 
 def _maxpool_like(x: LayerInput, *, stride_xy: bool, depth_aa: bool) -> Built:
     x.need_image()
-    stride = x.int("stride", 1)
+    stride = x.num("stride", 1)
     if stride_xy:
-        sx, sy = x.int("stride_x", stride), x.int("stride_y", stride)
+        sx, sy = x.num("stride_x", stride), x.num("stride_y", stride)
     else:
         sx = sy = stride
     for key, v in (("stride_x", sx), ("stride_y", sy)):
         if v < 1:
-            raise x.fail(f"stride {v} must be ≥ 1 (Darknet divides by it)",
-                         key if x.has(key) else "stride")
+            raise x.fail(
+                f"stride {v} must be ≥ 1 (Darknet divides by it)", key if x.has(key) else "stride"
+            )
     size = x.count("size", stride)
-    padding = x.int("padding", size - 1)
+    padding = x.num("padding", size - 1)
     params: dict[str, Any] = {"size": size, "stride_x": sx, "stride_y": sy, "padding": padding}
-    if depth_aa and x.int("maxpool_depth", 0):
+    if depth_aa and x.num("maxpool_depth", 0):
         oc = x.count("out_channels", 1)
         params["maxpool_depth"] = oc
         return Built(oc, x.h, x.w, x.h * x.w * oc, params=params)
-    aa = x.int("antialiasing", 0) if depth_aa else 0
+    aa = x.num("antialiasing", 0) if depth_aa else 0
     hsy, hsx = (1, 1) if aa else (sy, sx)
     out_h = cdiv(x.h + padding - size, hsy) + 1
     out_w = cdiv(x.w + padding - size, hsx) + 1
@@ -444,16 +504,19 @@ def avgpool(x: LayerInput) -> Built:
 def route(x: LayerInput) -> Built:
     refs = x.ref_list("layers")
     groups = x.positive("groups", 1) if x.dialect.route_groups else 1
-    group_id = x.int("group_id", 0) if x.dialect.route_groups else 0
+    group_id = x.num("group_id", 0) if x.dialect.route_groups else 0
     first = refs[0]
     out_h, out_w, out_c = first.out_h, first.out_w, first.out_c
     for nxt in refs[1:]:
         if nxt.out_w == first.out_w and nxt.out_h == first.out_h:
             out_c += nxt.out_c
         else:
-            x.warn(f"input layer {nxt.index} is {nxt.out_w}×{nxt.out_h}, not"
-                   f" {first.out_w}×{first.out_h} like layer {first.index}; Darknet sets the"
-                   " route's shape to 0×0×0", "layers")
+            x.warn(
+                f"input layer {nxt.index} is {nxt.out_w}×{nxt.out_h}, not"
+                f" {first.out_w}×{first.out_h} like layer {first.index}; Darknet sets the"
+                " route's shape to 0×0×0",
+                "layers",
+            )
             out_h = out_w = out_c = 0
     outputs = sum(r.outputs for r in refs) // groups
     params = {"layers": tuple(r.index for r in refs), "groups": groups, "group_id": group_id}
@@ -467,24 +530,33 @@ _SHORTCUT_NORMS = {"none", "relu", "avg_relu", "softmax"}
 def shortcut(x: LayerInput) -> Built:
     d = x.dialect
     refs = x.ref_list("from", first_only=not d.shortcut_weights)
-    params: dict[str, Any] = {"from": tuple(r.index for r in refs),
-                              "activation": x.str("activation", "linear")}
-    built = dict(out_c=x.c, out_h=x.h, out_w=x.w, outputs=x.h * x.w * x.c)
+    params: dict[str, Any] = {
+        "from": tuple(r.index for r in refs),
+        "activation": x.text("activation", "linear"),
+    }
+    dims = (x.c, x.h, x.w, x.h * x.w * x.c)
     if not d.shortcut_weights:
-        return Built(**built, params=params)
-    wtype = x.str("weights_type", "none")
-    norm = x.str("weights_normalization", "none")
+        return Built(*dims, params=params)
+    wtype = x.text("weights_type", "none")
+    norm = x.text("weights_normalization", "none")
     if wtype not in _SHORTCUT_WEIGHTS:
-        raise x.fail(f"weights_type={wtype} is not one of none, per_feature, per_layer,"
-                     " per_channel (an inline comment after the value also breaks it)",
-                     "weights_type")
+        raise x.fail(
+            f"weights_type={wtype} is not one of none, per_feature, per_layer,"
+            " per_channel (an inline comment after the value also breaks it)",
+            "weights_type",
+        )
     if norm not in _SHORTCUT_NORMS:
-        raise x.fail(f"weights_normalization={norm} is not one of none, relu, avg_relu,"
-                     " softmax", "weights_normalization")
+        raise x.fail(
+            f"weights_normalization={norm} is not one of none, relu, avg_relu, softmax",
+            "weights_normalization",
+        )
     kind = _SHORTCUT_WEIGHTS[wtype]
     if kind and norm == "none":
-        raise x.fail(f"weights_type={wtype} needs weights_normalization=relu or softmax;"
-                     " Darknet rejects 'none' here", "weights_type")
+        raise x.fail(
+            f"weights_type={wtype} needs weights_normalization=relu or softmax;"
+            " Darknet rejects 'none' here",
+            "weights_type",
+        )
     params.update(weights_type=wtype, weights_normalization=norm)
     k = len(refs) + 1
     if kind == 1:
@@ -493,17 +565,22 @@ def shortcut(x: LayerInput) -> Built:
         arrays = (Arr("weights", k * x.c, (k, x.c)),)
     else:
         arrays = ()
-    return Built(**built, params=params, arrays=arrays)
+    return Built(*dims, arrays, params)
 
 
 def _from_layer(x: LayerInput) -> Built:
     src = x.ref_list("from", first_only=True)[0]
-    return Built(src.out_c, src.out_h, src.out_w, src.out_c * src.out_h * src.out_w,
-                 params={"from": (src.index,)})
+    return Built(
+        src.out_c,
+        src.out_h,
+        src.out_w,
+        src.out_c * src.out_h * src.out_w,
+        params={"from": (src.index,)},
+    )
 
 
 def upsample(x: LayerInput) -> Built:
-    stride = x.int("stride", 2)
+    stride = x.num("stride", 2)
     if stride == 0:
         raise x.fail("stride=0 gives an empty output", "stride")
     if stride < 0:
@@ -517,14 +594,14 @@ def upsample(x: LayerInput) -> Built:
 def _reorg(x: LayerInput, *, extra_ok: bool) -> Built:
     x.need_image()
     s = x.positive("stride", 1)
-    reverse = x.int("reverse", 0)
+    reverse = x.num("reverse", 0)
     if reverse:
         out_h, out_w, out_c = x.h * s, x.w * s, x.c // (s * s)
     else:
         out_h, out_w, out_c = x.h // s, x.w // s, x.c * s * s
-    params = {"stride": s, "reverse": reverse}
+    params: dict[str, Any] = {"stride": s, "reverse": reverse}
     if extra_ok:
-        extra = x.int("extra", 0)
+        extra = x.num("extra", 0)
         if extra:
             params["extra"] = extra
             return Built(0, 0, 0, x.h * x.w * x.c + extra, params=params)
@@ -550,8 +627,8 @@ def _mask_count(x: LayerInput) -> int | None:
 
 
 def _detector(x: LayerInput, per_anchor_extra: int) -> Built:
-    classes = x.int("classes", 20)
-    total = x.int("num", 1)
+    classes = x.num("classes", 20)
+    total = x.num("num", 1)
     nmask = _mask_count(x)
     n = total if nmask is None else nmask
     out_c = n * (classes + per_anchor_extra)
@@ -574,9 +651,9 @@ def gaussian_yolo(x: LayerInput) -> Built:
 
 
 def region(x: LayerInput) -> Built:
-    classes = x.int("classes", 20)
-    coords = x.int("coords", 4)
-    num = x.int("num", 1)
+    classes = x.num("classes", 20)
+    coords = x.num("coords", 4)
+    num = x.num("num", 1)
     out_c = num * (classes + coords + 1)
     outputs = x.h * x.w * out_c
     if outputs != x.inputs:
@@ -585,15 +662,16 @@ def region(x: LayerInput) -> Built:
             f" + coords={coords} + 1) needs {out_c} channels: set filters={out_c} in the"
             " [convolutional] before it, or fix classes=/num=",
         )
-    return Built(out_c, x.h, x.w, outputs, params={"classes": classes, "num": num,
-                                                   "coords": coords})
+    return Built(
+        out_c, x.h, x.w, outputs, params={"classes": classes, "num": num, "coords": coords}
+    )
 
 
 def detection(x: LayerInput) -> Built:
-    classes = x.int("classes", 1)
-    coords = x.int("coords", 1)
-    num = x.int("num", 1)
-    side = x.int("side", 7)
+    classes = x.num("classes", 1)
+    coords = x.num("coords", 1)
+    num = x.num("num", 1)
+    side = x.num("side", 7)
     need = side * side * ((1 + coords) * num + classes)
     if need != x.inputs:
         raise x.fail(
@@ -604,8 +682,8 @@ def detection(x: LayerInput) -> Built:
 
 
 def iseg(x: LayerInput) -> Built:
-    classes = x.int("classes", 20)
-    ids = x.int("ids", 32)
+    classes = x.num("classes", 20)
+    ids = x.num("ids", 32)
     out_c = classes + ids
     return Built(out_c, x.h, x.w, x.h * x.w * out_c, params={"classes": classes, "ids": ids})
 
@@ -649,20 +727,21 @@ def rnn(x: LayerInput) -> Built:
     d = x.dialect
     out = x.count("output", 1)
     hidden = x.count("hidden", 1) if d.rnn_hidden else out
-    bn = bool(x.int("batch_normalize", 0))
+    bn = bool(x.num("batch_normalize", 0))
     arrays = (
         connected_block("input_layer.", x.inputs, hidden, bn)
         + connected_block("self_layer.", hidden, hidden, bn)
         + connected_block("output_layer.", hidden, out, bn)
     )
     dims = (out, 1, 1) if d.recurrent_dims else (0, 0, 0)
-    return Built(*dims, out, tuple(arrays), {"output": out, "hidden": hidden,
-                                            "batch_normalize": int(bn)})
+    return Built(
+        *dims, out, tuple(arrays), {"output": out, "hidden": hidden, "batch_normalize": int(bn)}
+    )
 
 
 def _gated(x: LayerInput, blocks: tuple[tuple[str, bool], ...], dims: bool) -> Built:
     out = x.count("output", 1)
-    bn = bool(x.int("batch_normalize", 0))
+    bn = bool(x.num("batch_normalize", 0))
     arrays: list[Arr] = []
     for prefix, takes_input in blocks:
         arrays += connected_block(prefix + ".", x.inputs if takes_input else out, out, bn)
@@ -691,7 +770,7 @@ def crnn(x: LayerInput) -> Built:
     out_key, hidden_key = x.dialect.crnn_names
     out = x.count(out_key, 1)
     hidden = x.count(hidden_key, 1)
-    bn = bool(x.int("batch_normalize", 0))
+    bn = bool(x.num("batch_normalize", 0))
     if x.dialect.crnn_fixed_geometry:
         size, stride, padding, groups = 3, 1, 1, 1
     else:
@@ -703,17 +782,24 @@ def crnn(x: LayerInput) -> Built:
         + conv_block("self_layer.", hidden, hidden, groups, size, bn)
         + conv_block("output_layer.", out, hidden, groups, size, bn)
     )
-    params = {"output": out, "hidden": hidden, "size": size, "stride": stride,
-              "padding": padding, "groups": groups, "batch_normalize": int(bn)}
+    params = {
+        "output": out,
+        "hidden": hidden,
+        "size": size,
+        "stride": stride,
+        "padding": padding,
+        "groups": groups,
+        "batch_normalize": int(bn),
+    }
     return Built(out, out_h, out_w, out * out_h * out_w, tuple(arrays), params)
 
 
 def conv_lstm(x: LayerInput) -> Built:
     x.need_image()
     f = x.count("output", 1)
-    bn = bool(x.int("batch_normalize", 0))
-    peephole = x.int("peephole", 0)
-    bottleneck = x.int("bottleneck", 0)
+    bn = bool(x.num("batch_normalize", 0))
+    peephole = x.num("peephole", 0)
+    bottleneck = x.num("bottleneck", 0)
     size, stride, padding, groups = _recurrent_conv_geometry(x)
     out_h, out_w = _conv_out(x, size, stride, stride, padding)
     x.check_out(out_h, out_w)
@@ -727,9 +813,16 @@ def conv_lstm(x: LayerInput) -> Built:
             arrays += conv_block(p + ".", f, f, groups, size, bn)
     for p in ("uf", "ui", "ug", "uo"):
         arrays += conv_block(p + ".", f, x.c, groups, size, bn)
-    params = {"output": f, "size": size, "stride": stride, "padding": padding,
-              "groups": groups, "batch_normalize": int(bn), "peephole": peephole,
-              "bottleneck": bottleneck}
+    params = {
+        "output": f,
+        "size": size,
+        "stride": stride,
+        "padding": padding,
+        "groups": groups,
+        "batch_normalize": int(bn),
+        "peephole": peephole,
+        "bottleneck": bottleneck,
+    }
     return Built(f, out_h, out_w, f * out_h * out_w, tuple(arrays), params)
 
 

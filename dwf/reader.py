@@ -6,6 +6,7 @@ read-only; a view of an array touches only that array's pages when its values ar
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -20,8 +21,8 @@ import numpy as np
 
 from dwf.dialects import Dialect, get_dialect
 from dwf.errors import (
-    ClosedFileError,
     CfgError,
+    ClosedFileError,
     DwfError,
     HeaderError,
     LayerNotFoundError,
@@ -29,7 +30,8 @@ from dwf.errors import (
     SizeMismatchError,
 )
 from dwf.header import Header, sniff
-from dwf.plan import Plan, plan as plan_cfg
+from dwf.planner import Plan
+from dwf.planner import plan as plan_cfg
 from dwf.records import ArraySpec, LayerPlan
 
 F32 = np.dtype("<f4")
@@ -279,11 +281,9 @@ class WeightsFile:
             self._body = None
             m, self._map = self._map, None
         if m is not None:
-            try:
+            # Views may still reference the map; it is then released when the last one goes.
+            with contextlib.suppress(BufferError):
                 m.close()
-            except BufferError:
-                # Views still reference the map; it is released when the last one goes.
-                pass
 
     @property
     def closed(self) -> bool:
@@ -347,7 +347,8 @@ class WeightsFile:
         )
         if transposed and len(shape) >= 2:
             rows = spec.count // shape[0] if shape[0] else 0
-            return flat.reshape(rows, shape[0]).T.reshape(shape)
+            view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
+            return view.reshape(shape)
         return flat.reshape(shape)
 
 
@@ -388,9 +389,7 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
     return None, seen
 
 
-def _resolve_plan(
-    path: str, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect
-) -> Plan:
+def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect) -> Plan:
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:

@@ -12,17 +12,17 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from dwf.errors import ArrayError, DwfError, HeaderError
 from dwf.header import Header
-from dwf.plan import Plan
+from dwf.planner import Plan
 from dwf.reader import F32, WeightsFile
 from dwf.records import ArraySpec, LayerPlan
 
-ArraysLike = Union[Mapping[str, Any], WeightsFile]
+ArraysLike = Mapping[str, Any] | WeightsFile
 
 _umask_lock = threading.Lock()
 
@@ -129,7 +129,7 @@ def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) ->
     if transposed and len(spec.shape) >= 2:
         arr = arr.reshape(spec.shape[0], -1).T
     out = np.ascontiguousarray(arr, dtype=F32)
-    return memoryview(out).cast("B")
+    return out.data.cast("B")
 
 
 def save(
@@ -162,8 +162,9 @@ def save(
             f"{header.expected_size(plan.dialect)} or another version"
         )
     _check_names(plan, arrays)
-    pending = [(lp, a, _as_array(lp, a, _lookup(arrays, lp.name, a.name)))
-               for lp, a in plan.arrays()]
+    pending = [
+        (lp, a, _as_array(lp, a, _lookup(arrays, lp.name, a.name))) for lp, a in plan.arrays()
+    ]
     with atomic_write(path) as fh:
         fh.write(header.encode())
         for _, spec, arr in pending:

@@ -266,31 +266,51 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
         h, w, c, inputs = dims
         if type_name is None:
             shown = sec.name or sec.header
-            extra = (" pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie"
-                     else "")
+            extra = " pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie" else ""
             warnings.append(
                 f"line {sec.line}: section {sec.header!r} is not a {d.name} layer type; Darknet"
                 f" keeps its index ({index}) and it stores nothing.{extra}"
             )
             lp = LayerPlan(
-                index=index, type=shown, name=f"{_layer_kind(shown)}_{index}", line=sec.line,
-                in_c=c, in_h=h, in_w=w, inputs=inputs, out_c=0, out_h=0, out_w=0, outputs=0,
-                arrays=(), offset=cursor, known=False,
+                index=index,
+                type=shown,
+                name=f"{_layer_kind(shown)}_{index}",
+                line=sec.line,
+                in_c=c,
+                in_h=h,
+                in_w=w,
+                inputs=inputs,
+                out_c=0,
+                out_h=0,
+                out_w=0,
+                outputs=0,
+                arrays=(),
+                offset=cursor,
+                known=False,
             )
             built.append(lp)
             dims = (0, 0, 0, 0)
             continue
         kind = _layer_kind(type_name)
         x = LayerInput(
-            section=sec, type=type_name, kind=kind, index=index, dialect=d, reader=reader,
-            dims=dims, built=built, n_layers=n_layers, path=doc.path, warnings=warnings,
+            section=sec,
+            type=type_name,
+            kind=kind,
+            index=index,
+            dialect=d,
+            reader=reader,
+            dims=dims,
+            built=built,
+            n_layers=n_layers,
+            path=doc.path,
+            warnings=warnings,
         )
         result = LAYER_TYPES[type_name](x)
         arrays = result.arrays
         params = dict(result.params)
-        if reader and x.int("dontload", 0):
+        if reader and x.num("dontload", 0):
             arrays, params["dontload"] = (), 1
-        if not reader and d.dontsave and x.int("dontsave", 0):
+        if not reader and d.dontsave and x.num("dontsave", 0):
             arrays, params["dontsave"] = (), 1
         specs: list[ArraySpec] = []
         offset = cursor
@@ -298,10 +318,21 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
             specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
             cursor += a.count
         lp = LayerPlan(
-            index=index, type=type_name, name=f"{kind}_{index}", line=sec.line,
-            in_c=c, in_h=h, in_w=w, inputs=inputs,
-            out_c=result.out_c, out_h=result.out_h, out_w=result.out_w, outputs=result.outputs,
-            arrays=tuple(specs), offset=offset, params=MappingProxyType(params),
+            index=index,
+            type=type_name,
+            name=f"{kind}_{index}",
+            line=sec.line,
+            in_c=c,
+            in_h=h,
+            in_w=w,
+            inputs=inputs,
+            out_c=result.out_c,
+            out_h=result.out_h,
+            out_w=result.out_w,
+            outputs=result.outputs,
+            arrays=tuple(specs),
+            offset=offset,
+            params=MappingProxyType(params),
         )
         built.append(lp)
         if result.next_dims is not None:
