@@ -176,6 +176,75 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_info(info)
 
 
+def _open_args(args: argparse.Namespace, strict: bool = True) -> WeightsFile:
+    return open_weights(args.weights, args.cfg, dialect=args.dialect, strict=strict)
+
+
+def cmd_cut(args: argparse.Namespace) -> int:
+    from dwf.edit import cut
+
+    out = cut(args.weights, args.out, args.upto, cfg=args.cfg, dialect=args.dialect)
+    size = os.path.getsize(out)
+    print(f"wrote {out}: layers 0..{args.upto - 1}, {_fmt(size)} bytes (seen reset to 0)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dwf import export
+
+    with _open_args(args) as f:
+        if args.format == "npz":
+            out = export.to_npz(f, args.out, compress=args.compress)
+        elif args.format == "safetensors":
+            out = export.to_safetensors(f, args.out)
+        else:
+            torch = export.require("torch", "torch")
+            state = export.to_state_dict(f, copy=True)
+            from dwf.writer import atomic_write
+
+            with atomic_write(args.out) as fh:
+                torch.save(state, fh)
+            out = args.out
+    print(f"wrote {out} ({args.format}, {_fmt(os.path.getsize(out))} bytes)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dwf import export
+
+    src: Any = args.source
+    if args.source.endswith((".pt", ".pth")):
+        torch = export.require("torch", "torch")
+        src = torch.load(args.source, map_location="cpu", weights_only=True)
+    header = None
+    if args.seen is not None:
+        from dwf.header import Header
+
+        header = Header(0, 2, 5, args.seen, 20)
+    out = export.import_weights(src, args.out, cfg=args.cfg, dialect=args.dialect, header=header)
+    print(f"wrote {out} ({_fmt(os.path.getsize(out))} bytes)")
+    return 0
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from dwf.edit import fuse
+
+    out, cfg_out = fuse(args.weights, args.out, args.cfg_out, cfg=args.cfg, dialect=args.dialect)
+    print(f"wrote {out} and {cfg_out} (batch norm folded into conv/connected layers)")
+    return 0
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights", help="the .weights file")
+    p.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
+    p.add_argument(
+        "--dialect",
+        default="alexeyab",
+        choices=["alexeyab", "pjreddie"],
+        help="Darknet code base that wrote the file (default alexeyab)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -209,6 +278,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    cut = sub.add_parser(
+        "cut",
+        help="keep layers 0..N-1 (as 'darknet partial')",
+        description="Write a partial file holding layers 0..N-1, exactly as"
+        " 'darknet partial cfg weights OUT N' does (seen reset to 0).",
+    )
+    _add_source(cut)
+    cut.add_argument("out", help="the file to write")
+    cut.add_argument("upto", type=int, help="number of layers to keep (N)")
+    cut.set_defaults(func=cmd_cut)
+
+    exp = sub.add_parser(
+        "export",
+        help="write the arrays as .npz, .safetensors or PyTorch",
+        description="Export every array: npz (numpy, no pickle), safetensors"
+        " (needs dwf[safetensors]) or a PyTorch state_dict saved with"
+        " torch.save (needs dwf[torch]).",
+    )
+    _add_source(exp)
+    exp.add_argument("--format", required=True, choices=["npz", "safetensors", "torch"])
+    exp.add_argument("--compress", action="store_true", help="compressed .npz")
+    exp.add_argument("out", help="the file to write")
+    exp.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser(
+        "import",
+        help="rebuild a .weights file from an export",
+        description="Write a .weights file from a dwf .npz/.safetensors export"
+        " (which carries its cfg and header) or a PyTorch .pt state_dict"
+        " (needs --cfg).",
+    )
+    imp.add_argument("source", help=".npz, .safetensors, or .pt/.pth state_dict")
+    imp.add_argument("out", help="the .weights file to write")
+    imp.add_argument("--cfg", help="the cfg (required for a state_dict)")
+    imp.add_argument("--dialect", choices=["alexeyab", "pjreddie"])
+    imp.add_argument(
+        "--seen",
+        type=int,
+        help="header 0.2.5 with this seen (a state_dict keeps"
+        " no header; default: the export's header, else seen=0)",
+    )
+    imp.set_defaults(func=cmd_import)
+
+    fz = sub.add_parser(
+        "fuse",
+        help="fold batch norm into conv/connected layers",
+        description="Write OUT and CFG_OUT: the weights with batch norm folded"
+        " into every conv/connected layer, and the cfg with batch_normalize=0"
+        " there.",
+    )
+    _add_source(fz)
+    fz.add_argument("out", help="the fused .weights file to write")
+    fz.add_argument("cfg_out", help="the matching cfg to write")
+    fz.set_defaults(func=cmd_fuse)
 
     demo = sub.add_parser(
         "demo",

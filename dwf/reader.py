@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,19 @@ class Layer:
     def rolling_variance(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
         """Batch-norm running variance, or ``None``."""
         return self.array("rolling_variance")
+
+    def fused(
+        self, eps: float | None = None
+    ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.float32]]]:
+        """New ``(weights, biases)`` with batch norm folded in (conv and connected layers).
+
+        ``w * scale / sqrt(var + eps)`` per output channel and
+        ``bias - mean * scale / sqrt(var + eps)``; ``eps`` defaults to Darknet's 1e-5
+        (``dwf.edit.DARKNET_BN_EPS``). A layer without batch norm gives copies.
+        """
+        from dwf.edit import DARKNET_BN_EPS, fuse_layer
+
+        return fuse_layer(self.file, self.index, DARKNET_BN_EPS if eps is None else eps)
 
     def keys(self) -> list[str]:
         """Names of the layer's arrays, in file order."""
@@ -271,6 +284,42 @@ class WeightsFile:
             for a in lp.arrays:
                 yield f"{lp.name}.{a.name}", self._view(a)
 
+    def save(
+        self,
+        dst: str | os.PathLike[str],
+        *,
+        upto: int | None = None,
+        replace: Mapping[str, Any] | None = None,
+        header: Header | None = None,
+    ) -> str:
+        """Write this file's arrays to ``dst``, streaming from the map layer by layer.
+
+        Args:
+            dst: destination; written atomically, and never the source's bytes in place (saving
+                over the source's own path replaces it with a new file; this map stays valid).
+            upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
+            replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
+                arrays to write instead of the file's, each of exactly the planned shape.
+            header: a new header, e.g. ``dataclass``-style ``attrs.evolve(f.header, seen=0)``
+                to restart training; default: this file's header.
+
+        Returns the destination path.
+
+        Raises:
+            ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
+            LayerNotInFileError: a layer to write lies past the end of this file.
+        """
+        from dwf.edit import write_layers
+
+        return write_layers(self, dst, upto=upto, replace=replace, header=header)
+
+    def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
+        """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
+        convolutional and connected layer the file holds (see :meth:`Layer.fused`)."""
+        from dwf.edit import DARKNET_BN_EPS, fused_arrays
+
+        return dict(fused_arrays(self, DARKNET_BN_EPS if eps is None else eps))
+
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
         """Release the map. Views already handed out stay valid (they keep the map alive)."""
@@ -340,16 +389,24 @@ class WeightsFile:
         if body is None:
             self._check_open()
             body = np.empty(0, dtype=F32)
-        flat = body[spec.offset : spec.stop]
-        shape = spec.shape
-        transposed = spec.storage == "transposed" or (
-            spec.storage == "transposed-if-legacy" and self.header.transpose
-        )
-        if transposed and len(shape) >= 2:
-            rows = spec.count // shape[0] if shape[0] else 0
-            view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
-            return view.reshape(shape)
-        return flat.reshape(shape)
+        return logical_view(body, spec, self.header.transpose)
+
+
+def logical_view(
+    body: np.ndarray[Any, np.dtype[np.float32]], spec: ArraySpec, legacy_header: bool
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The zero-copy view of ``spec`` in ``body`` (the file's floats after the header), in its
+    logical shape: stored-transposed arrays are returned as a transposed view, not a copy."""
+    flat = body[spec.offset : spec.stop]
+    shape = spec.shape
+    transposed = spec.storage == "transposed" or (
+        spec.storage == "transposed-if-legacy" and legacy_header
+    )
+    if transposed and len(shape) >= 2:
+        rows = spec.count // shape[0] if shape[0] else 0
+        view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
+        return view.reshape(shape)
+    return flat.reshape(shape)
 
 
 def find_cfg(weights: str) -> tuple[str | None, list[str]]:

@@ -132,12 +132,23 @@ def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) ->
     return out.data.cast("B")
 
 
+def _check_header(header: Header, dialect: str) -> None:
+    """Refuse to write a header whose width Darknet would read differently."""
+    want = header.expected_size(dialect)
+    if header.size != want:
+        raise HeaderError(
+            f"header version {header.version} with a {header.size}-byte header would be read"
+            f" by Darknet with a {want}-byte one; use size={want} or another version"
+        )
+
+
 def save(
     path: str | os.PathLike[str],
     plan: Plan,
     arrays: ArraysLike,
     *,
     header: Header | None = None,
+    upto: int | None = None,
 ) -> None:
     """Write a weights file holding ``arrays`` laid out by ``plan``.
 
@@ -148,6 +159,8 @@ def save(
             open :class:`dwf.WeightsFile`), one entry per array of the plan, each of exactly the
             planned shape; any real dtype is stored as float32.
         header: defaults to version 0.2.5 with an 8-byte ``seen`` of 0 (what AlexeyAB writes).
+        upto: write only layers ``0..upto-1`` (a partial file, as ``darknet partial`` writes);
+            ``arrays`` then needs only those layers' arrays.
 
     Raises:
         ArrayError: an array is missing, unknown, or of the wrong shape or dtype (nothing is
@@ -155,15 +168,16 @@ def save(
         HeaderError: the header's width is not the one Darknet reads for its version.
     """
     header = header or Header()
-    if header.size != header.expected_size(plan.dialect):
-        raise HeaderError(
-            f"header version {header.version} with a {header.size}-byte header would be read"
-            f" by Darknet with a {header.expected_size(plan.dialect)}-byte one; use size="
-            f"{header.expected_size(plan.dialect)} or another version"
-        )
+    _check_header(header, plan.dialect)
     _check_names(plan, arrays)
+    n = len(plan.layers)
+    if upto is not None and (isinstance(upto, bool) or not 0 <= upto <= n):
+        raise DwfError(f"upto={upto!r} must be a layer count between 0 and {n}")
+    layers = plan.layers if upto is None else plan.layers[:upto]
     pending = [
-        (lp, a, _as_array(lp, a, _lookup(arrays, lp.name, a.name))) for lp, a in plan.arrays()
+        (lp, a, _as_array(lp, a, _lookup(arrays, lp.name, a.name)))
+        for lp in layers
+        for a in lp.arrays
     ]
     with atomic_write(path) as fh:
         fh.write(header.encode())

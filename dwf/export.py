@@ -1,0 +1,337 @@
+"""Hand weights to other tools — ``.npz``, ``.safetensors``, PyTorch — and take them back.
+
+Array names are dwf's (``conv_12.weights``) in ``.npz`` and ``.safetensors``; a PyTorch
+``state_dict`` uses PyTorch's conventions (``conv_12.weight``, ``conv_12.bn.running_var``).
+``.npz`` and ``.safetensors`` files also carry the header and the cfg, so
+:func:`import_weights` rebuilds the original ``.weights`` byte for byte without being told the
+cfg. Optional packages (``safetensors``, ``torch``) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import mmap
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+import numpy as np
+
+from dwf.dialects import Dialect
+from dwf.errors import ArrayError, DwfError
+from dwf.header import Header
+from dwf.planner import Plan, read_cfg_text
+from dwf.reader import F32, WeightsFile, logical_view
+from dwf.records import LayerPlan
+from dwf.writer import atomic_write, save
+
+Array = np.ndarray[Any, Any]
+_META = "__dwf__."
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency or raise a DwfError naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DwfError(
+            f"this needs the optional package {module.split('.')[0]!r}: install it with"
+            f" pip install 'dwf[{extra}]'"
+        ) from None
+
+
+def _cfg_text(f: WeightsFile) -> str | None:
+    return read_cfg_text(f.plan.cfg_path) if f.plan.cfg_path else None
+
+
+# -- npz ------------------------------------------------------------------------------------------
+def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = False) -> str:
+    """Write every array the file holds to an ``.npz``, one entry per array (``conv_12.weights``).
+
+    Entries ``__dwf__.header``, ``__dwf__.cfg`` and ``__dwf__.dialect`` (uint8 bytes) keep the
+    header and cfg, so the file converts back exactly. ``np.load`` reads it without pickle.
+    """
+    entries: dict[str, Array] = {name: view for name, view in f.arrays()}
+    entries[_META + "header"] = np.frombuffer(f.header.encode(), dtype=np.uint8)
+    entries[_META + "dialect"] = np.frombuffer(f.plan.dialect.encode(), dtype=np.uint8)
+    text = _cfg_text(f)
+    if text is not None:
+        entries[_META + "cfg"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        entries[_META + "cfg_name"] = np.frombuffer(
+            os.path.basename(f.plan.cfg_path or "").encode("utf-8"), dtype=np.uint8
+        )
+    target = os.fspath(path)
+    writer = np.savez_compressed if compress else np.savez
+    with atomic_write(target) as fh:
+        writer(fh, **entries)  # type: ignore[arg-type]
+    return target
+
+
+# -- safetensors ----------------------------------------------------------------------------------
+def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
+    """Write every array to a ``.safetensors`` file (needs the ``safetensors`` extra).
+
+    Metadata: ``header`` (version), ``seen``, ``header_size``, ``dialect``, ``cfg_name`` and
+    ``cfg`` (the cfg text). Read it back with ``safetensors.safe_open(path, framework="np")``.
+    """
+    st = require("safetensors.numpy", "safetensors")
+    tensors = {name: np.ascontiguousarray(view) for name, view in f.arrays()}
+    h = f.header
+    meta = {
+        "format": "dwf",
+        "header": h.version,
+        "seen": str(h.seen),
+        "header_size": str(h.size),
+        "dialect": f.plan.dialect,
+        "cfg_name": os.path.basename(f.plan.cfg_path or ""),
+    }
+    text = _cfg_text(f)
+    if text is not None:
+        meta["cfg"] = text
+    data: bytes = st.save(tensors, metadata=meta)
+    target = os.fspath(path)
+    with atomic_write(target) as fh:
+        fh.write(data)
+    return target
+
+
+# -- PyTorch --------------------------------------------------------------------------------------
+def torch_names(lp: LayerPlan) -> dict[str, str]:
+    """dwf array name → PyTorch state-dict key for one layer.
+
+    Conv/connected blocks with batch norm become a module with a ``bn`` child: Darknet's
+    ``biases`` are then the BN shift (``bn.bias``) and ``scales`` its weight. Without batch norm
+    ``biases`` is the module's ``bias``. A ``[batchnorm]`` layer is a BN module itself.
+    Recurrent sub-layers keep their prefix (``rnn_3.input_layer.weight``).
+    """
+    names = {a.name for a in lp.arrays}
+    out: dict[str, str] = {}
+    for a in lp.arrays:
+        prefix, _, leaf = a.name.rpartition(".")
+        pre = prefix + "." if prefix else ""
+        if lp.type == "batchnorm":
+            leaf_map = {
+                "biases": "bias",
+                "scales": "weight",
+                "rolling_mean": "running_mean",
+                "rolling_variance": "running_var",
+            }
+        elif pre + "scales" in names:
+            leaf_map = {
+                "weights": "weight",
+                "biases": "bn.bias",
+                "scales": "bn.weight",
+                "rolling_mean": "bn.running_mean",
+                "rolling_variance": "bn.running_var",
+            }
+        else:
+            leaf_map = {"weights": "weight", "biases": "bias"}
+        out[a.name] = f"{lp.name}.{pre}{leaf_map.get(leaf, leaf)}"
+    return out
+
+
+def _private_body(f: WeightsFile) -> Array:
+    """A writable float32 view of the file's body over a private copy-on-write map.
+
+    Writes land in private memory pages, never in the file; the pages are shared with the page
+    cache until written, so nothing is copied up front.
+    """
+    fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        if os.fstat(fd).st_size != f.size:
+            raise DwfError(f"{f.path}: the file changed size since it was opened", path=f.path)
+        m = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    return np.frombuffer(m, dtype=F32, count=f.available_floats, offset=f.header.size)
+
+
+def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
+    """A PyTorch ``state_dict`` of every array the file holds (needs the ``torch`` extra).
+
+    Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
+    (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
+    With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
+    file: nothing is copied until a tensor is written, and writes never reach the file.
+    """
+    torch = require("torch", "torch")
+    body = None if copy else _private_body(f)
+    out: dict[str, Any] = {}
+    for lp in f.plan.layers:
+        if not lp.arrays or lp.stop > f.available_floats:
+            continue
+        names = torch_names(lp)
+        for a in lp.arrays:
+            if body is not None and F32.isnative:
+                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.transpose))
+            else:
+                view = f[lp.index][a.name]
+                out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
+    return out
+
+
+# -- back to .weights -----------------------------------------------------------------------------
+@attrs.frozen
+class Exported:
+    """Arrays read back from an export, under dwf names, with what the export kept of the file.
+
+    Attributes:
+        arrays: ``"conv_12.weights"`` → array.
+        header: the original header, when the export kept it.
+        cfg_text: the original cfg, when the export kept it.
+        cfg_name: the original cfg's file name, when known.
+        dialect: the dialect the file was read with, when known.
+    """
+
+    arrays: dict[str, Array]
+    header: Header | None = None
+    cfg_text: str | None = None
+    cfg_name: str | None = None
+    dialect: str | None = None
+
+
+def _from_npz(path: str) -> Exported:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DwfError(f"{path}: not a readable .npz file ({e})", path=path) from None
+    with z:
+        meta = {k[len(_META) :]: bytes(z[k]) for k in z.files if k.startswith(_META)}
+        arrays = {k: z[k] for k in z.files if not k.startswith(_META)}
+    header = Header.decode(meta["header"], size=len(meta["header"])) if "header" in meta else None
+    return Exported(
+        arrays,
+        header,
+        meta["cfg"].decode("utf-8") if "cfg" in meta else None,
+        meta["cfg_name"].decode("utf-8") if "cfg_name" in meta else None,
+        meta["dialect"].decode() if "dialect" in meta else None,
+    )
+
+
+def _from_safetensors(path: str) -> Exported:
+    st = require("safetensors", "safetensors")
+    try:
+        with st.safe_open(path, framework="np") as fh:
+            meta: dict[str, str] = fh.metadata() or {}
+            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except DwfError:
+        raise
+    except Exception as e:
+        raise DwfError(f"{path}: not a readable .safetensors file ({e})", path=path) from None
+    header = None
+    if "header" in meta:
+        major, minor, revision = (int(x) for x in meta["header"].split("."))
+        header = Header(
+            major, minor, revision, int(meta.get("seen", "0")), int(meta.get("header_size", "20"))
+        )
+    return Exported(
+        arrays, header, meta.get("cfg"), meta.get("cfg_name") or None, meta.get("dialect")
+    )
+
+
+def _to_numpy(value: Any) -> Array:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
+    """Read an ``.npz``/``.safetensors`` export, or take a state dict / mapping of arrays.
+
+    A mapping may use dwf names (``conv_0.weights``) or PyTorch names (``conv_0.weight``); the
+    latter are translated by :func:`weights_from_state_dict` once a plan is known.
+    """
+    if isinstance(src, Mapping):
+        return Exported({str(k): _to_numpy(v) for k, v in src.items()})
+    path = os.fspath(src)
+    if path.endswith(".safetensors"):
+        return _from_safetensors(path)
+    if path.endswith(".npz"):
+        return _from_npz(path)
+    raise DwfError(f"{path}: unknown export format (expected .npz or .safetensors)", path=path)
+
+
+def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, Array]:
+    """Translate a state dict with PyTorch names (or dwf names) to dwf names for ``plan``."""
+    reverse: dict[str, str] = {}
+    for lp in plan.layers:
+        for dwf_name, torch_name in torch_names(lp).items():
+            reverse[torch_name] = f"{lp.name}.{dwf_name}"
+    out: dict[str, Array] = {}
+    unknown: list[str] = []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        name = reverse.get(key, key)
+        if name not in reverse.values():
+            unknown.append(key)
+            continue
+        out[name] = _to_numpy(value)
+    if unknown:
+        raise ArrayError(
+            f"state dict keys not in the plan: {', '.join(unknown[:5])}"
+            + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        )
+    return out
+
+
+def _held_prefix(plan: Plan, arrays: Mapping[str, Array]) -> int:
+    """Number of leading layers whose arrays are all present (the rest must be absent)."""
+    upto = len(plan.layers)
+    for lp in plan.layers:
+        present = [f"{lp.name}.{a.name}" in arrays for a in lp.arrays]
+        if present and not all(present):
+            if any(present):
+                missing = [a.name for a, p in zip(lp.arrays, present, strict=True) if not p]
+                raise ArrayError(
+                    f"layer {lp.index} ({lp.name}, {lp.type}) is incomplete: missing"
+                    f" {', '.join(missing)}"
+                )
+            upto = lp.index
+            break
+    later = [
+        k for lp in plan.layers[upto:] for a in lp.arrays if (k := f"{lp.name}.{a.name}") in arrays
+    ]
+    if later:
+        raise ArrayError(
+            f"arrays for layers past the first missing one ({plan.layers[upto].name}):"
+            f" {', '.join(later[:5])}"
+        )
+    return upto
+
+
+def import_weights(
+    src: str | os.PathLike[str] | Mapping[str, Any],
+    dst: str | os.PathLike[str],
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str | Dialect | None = None,
+    header: Header | None = None,
+) -> str:
+    """Write a Darknet ``.weights`` file from an export (``.npz``, ``.safetensors``, state dict).
+
+    The cfg and header kept in a dwf export are used unless ``cfg``/``header`` are given; a
+    state dict carries neither, so it needs ``cfg``. An export of a partial file gives a partial
+    file. Returns ``dst``.
+
+    Raises:
+        DwfError: no cfg known; ArrayError: arrays missing, unknown or of the wrong shape.
+    """
+    exp = read_export(src)
+    d = dialect or exp.dialect or "alexeyab"
+    if isinstance(cfg, Plan):
+        plan = cfg
+    elif cfg is not None:
+        from dwf.planner import plan as plan_cfg
+
+        plan = plan_cfg(cfg, dialect=d)
+    elif exp.cfg_text is not None:
+        plan = Plan.from_text(exp.cfg_text, dialect=d, path=exp.cfg_name or None)
+    else:
+        raise DwfError("this export does not carry its cfg (a state dict never does): pass cfg=...")
+    arrays = weights_from_state_dict(plan, exp.arrays)
+    upto = _held_prefix(plan, arrays)
+    save(dst, plan, arrays, header=header or exp.header, upto=upto)
+    return os.fspath(dst)
