@@ -214,12 +214,8 @@ def fuse(
     reads the new file as a network without batch norm that computes the same function.
     Returns ``(dst, dst_cfg)``.
     """
-    from dwf.planner import read_cfg_text
-
     with open_weights(src, cfg, dialect=dialect) as f:
-        if f.plan.cfg_path is None:
-            raise DwfError("fuse needs the cfg as a file path (to write its unfused twin)")
-        new_text = unfused_cfg_text(f.plan, read_cfg_text(f.plan.cfg_path))
+        new_text = unfused_cfg_text(f.plan, f.plan.text)
         new_plan = Plan.from_text(new_text, dialect=f.plan.dialect, path=os.fspath(dst_cfg))
         target = os.fspath(dst)
         with atomic_write(target) as fh:

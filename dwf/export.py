@@ -22,7 +22,7 @@ import numpy as np
 from dwf.dialects import Dialect
 from dwf.errors import ArrayError, DwfError
 from dwf.header import Header
-from dwf.planner import Plan, read_cfg_text
+from dwf.planner import Plan
 from dwf.reader import F32, WeightsFile, logical_view
 from dwf.records import LayerPlan
 from dwf.writer import atomic_write, save
@@ -43,7 +43,7 @@ def require(module: str, extra: str) -> ModuleType:
 
 
 def _cfg_text(f: WeightsFile) -> str | None:
-    return read_cfg_text(f.plan.cfg_path) if f.plan.cfg_path else None
+    return f.plan.text or None
 
 
 # -- npz ------------------------------------------------------------------------------------------

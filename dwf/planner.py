@@ -54,6 +54,7 @@ class Plan:
         cfg_path: the cfg file, when the plan came from one.
         net: the ``[net]`` input shape.
         warnings: things Darknet accepts silently but that are probably mistakes, with lines.
+        text: the cfg text the plan was made from.
     """
 
     layers: tuple[LayerPlan, ...]
@@ -62,6 +63,7 @@ class Plan:
     cfg_path: str | None
     net: NetInput
     warnings: tuple[str, ...] = ()
+    text: str = attrs.field(default="", repr=False)
     _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -217,7 +219,7 @@ def read_cfg_text(path: str) -> str:
 def _plan_cached(text: str, dialect: str, view: View, path: str | None) -> Plan:
     d = get_dialect(dialect)
     doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-    return _plan_document(doc, d, view)
+    return attrs.evolve(_plan_document(doc, d, view), text=text)
 
 
 def _net_input(doc: CfgDocument) -> NetInput:

@@ -458,6 +458,14 @@ def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect:
             except OSError:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
+            try:
+                from dwf.identify import identify
+
+                ident = identify(path)
+                if ident.matches:
+                    hint += "; by its size " + ident.explain().split("; ", 1)[1]
+            except DwfError:
+                pass
             raise CfgError(
                 "no cfg given and none found beside the weights (looked for "
                 + ", ".join(Path(c).name for c in looked)
@@ -566,60 +574,18 @@ def _fit(
         boundaries = {lp.stop for lp in plan.layers if lp.arrays}
         if floats in boundaries:
             return header, True, None
-    message, first = _mismatch_message(path, head, header, size, plan)
+    from dwf.diagnose import diagnose
+
+    diagnosis = diagnose(path, head, header, size, plan)
+    message = diagnosis.explain()
     if strict:
         raise SizeMismatchError(
             message,
             path=path,
-            expected_size=plan.expected_size(header.size),
+            expected_size=diagnosis.expected_size,
             actual_size=size,
             header_size=header.size,
-            first_unfilled=first,
+            first_unfilled=diagnosis.first_unfilled,
+            diagnosis=diagnosis,
         )
     return header, False, message
-
-
-def _mismatch_message(
-    path: str, head: bytes, header: Header, size: int, plan: Plan
-) -> tuple[str, tuple[int, str, str, str, int, int] | None]:
-    expected = plan.expected_size(header.size)
-    cfg = plan.cfg_path or "the cfg"
-    parts = [
-        f"{path}: {_fmt(size)} bytes, but {cfg} (dialect {plan.dialect}) needs"
-        f" {_fmt(expected)} bytes ({header.size}-byte header + {_fmt(plan.total_floats)}"
-        " float32)"
-    ]
-    first: tuple[int, str, str, str, int, int] | None = None
-    avail = max(size - header.size, 0) // 4
-    if size < expected:
-        for lp, a in plan.arrays():
-            if a.stop > avail:
-                start, stop = a.byte_span(header.size)
-                first = (lp.index, lp.name, lp.type, a.name, start, stop)
-                parts.append(
-                    f"first layer that cannot be filled: {lp.index} ({lp.name}, {lp.type}),"
-                    f" array {a.name} at bytes {_fmt(start)}..{_fmt(stop)}"
-                )
-                break
-        short = expected - size
-        parts.append(f"the file is {_fmt(short)} bytes short")
-    else:
-        parts.append(f"the file has {_fmt(size - expected)} bytes more than the cfg needs")
-    what = sniff(head)
-    if what:
-        cause = what
-    elif (size - header.size) % 4:
-        cause = (
-            "the body is not a whole number of float32 values, so the file is truncated or"
-            " corrupted (an interrupted download?)"
-        )
-    elif size < expected:
-        cause = (
-            "a truncated file, or weights saved from a different cfg (other classes/filters,"
-            " batch_normalize, or the other dialect)"
-        )
-    else:
-        cause = "weights saved from a bigger or different cfg (more classes or filters?)"
-    parts.append(f"likely cause: {cause}")
-    parts.append("open with strict=False to read the layers the file holds completely")
-    return "; ".join(parts), first

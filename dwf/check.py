@@ -1,0 +1,217 @@
+"""Scan a weights file for anomalies: NaN/Inf, broken batch-norm variances, dead filters.
+
+Real trained files contain oddities that are harmless — batch-norm variances of exactly 0 or
+tiny negative denormals such as -7e-44 (rounding noise), denormal weights, large magnitudes — and
+some that break inference. The scan tells them apart: Darknet normalises with
+``sqrt(variance + 1e-5)``, so only a variance below -1e-5 (or a NaN/Inf anywhere) produces NaN
+outputs; those findings are *errors*. Everything else is a warning or information.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from dwf.reader import WeightsFile
+from dwf.records import LayerPlan
+from dwf.stats import CHUNK, ArrayStats, array_stats, zero_rows
+
+BN_EPS = 1e-5
+SEVERITIES = ("error", "warning", "info")
+
+
+@attrs.frozen
+class Finding:
+    """One anomaly in one array.
+
+    Attributes:
+        layer, name, type: the layer's index, name and type.
+        array: the array's name.
+        kind: ``nan``, ``inf``, ``negative-variance``, ``small-negative-variance``,
+            ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
+            ``dead-bn-channels``, ``extreme``, ``denormals``.
+        severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
+        count: how many elements (or filters/channels) are affected.
+        message: a readable sentence.
+    """
+
+    layer: int
+    name: str
+    type: str
+    array: str
+    kind: str
+    severity: str
+    count: int
+    message: str
+
+
+@attrs.frozen
+class CheckReport:
+    """Everything :func:`check` found.
+
+    Attributes:
+        path: the file scanned.
+        findings: in file order.
+        arrays: arrays scanned; floats: floats scanned.
+    """
+
+    path: str
+    findings: tuple[Finding, ...]
+    arrays: int
+    floats: int
+
+    @property
+    def serious(self) -> bool:
+        """Whether any finding is an error (the ``dwf check`` exit code is then 1)."""
+        return any(f.severity == "error" for f in self.findings)
+
+    def count(self, severity: str) -> int:
+        """Number of findings of a severity."""
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def explain(self) -> str:
+        """A readable report."""
+        head = (
+            f"{self.path}: scanned {self.arrays:,} arrays, {self.floats:,} floats:"
+            f" {self.count('error')} errors, {self.count('warning')} warnings,"
+            f" {self.count('info')} notes"
+        )
+        lines = [head]
+        for f in self.findings:
+            lines.append(f"  {f.severity:7} {f.name}.{f.array}: {f.message}")
+        return "\n".join(lines)
+
+
+Add = Callable[[str, str, int, str], None]
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def _value_findings(st: ArrayStats, extreme: float, add: Add) -> None:
+    if st.nan:
+        add("nan", "error", st.nan, f"{st.nan:,} NaN values")
+    if st.inf:
+        add("inf", "error", st.inf, f"{st.inf:,} infinite values")
+    if st.extreme:
+        add(
+            "extreme",
+            "warning",
+            st.extreme,
+            f"{st.extreme:,} values with |x| > {extreme:g} (abs max {st.absmax:.3g})",
+        )
+    if st.denormals:
+        add(
+            "denormals",
+            "info",
+            st.denormals,
+            f"{st.denormals:,} denormal values (below 1.2e-38 in magnitude; harmless, but slow"
+            " on some CPUs)",
+        )
+
+
+def _variance_findings(view: np.ndarray[Any, Any], add: Add, chunk: int) -> None:
+    v = view.reshape(-1)
+    neg_real = neg_small = neg_tiny = zero = 0
+    for start in range(0, v.size, chunk):
+        c = v[start : start + chunk]
+        c = c[np.isfinite(c)]
+        neg_real += int(np.count_nonzero(c < -BN_EPS))
+        neg_small += int(np.count_nonzero((c >= -BN_EPS) & (c <= -TINY)))
+        neg_tiny += int(np.count_nonzero((c < 0) & (c > -TINY)))
+        zero += int(np.count_nonzero(c == 0))
+    if neg_real:
+        add(
+            "negative-variance",
+            "error",
+            neg_real,
+            f"{neg_real:,} batch-norm variances below -{BN_EPS:g}: Darknet's"
+            f" sqrt(variance + {BN_EPS:g}) gives NaN for those channels",
+        )
+    if neg_small:
+        add(
+            "small-negative-variance",
+            "warning",
+            neg_small,
+            f"{neg_small:,} small negative batch-norm variances (≥ -{BN_EPS:g}; still finite"
+            " after Darknet adds its epsilon)",
+        )
+    if neg_tiny:
+        add(
+            "denormal-negative-variance",
+            "info",
+            neg_tiny,
+            f"{neg_tiny:,} batch-norm variances are tiny negative denormals (such as -7e-44):"
+            " rounding noise real trained files contain, harmless",
+        )
+    if zero:
+        add(
+            "zero-variance",
+            "info",
+            zero,
+            f"{zero:,} batch-norm variances are exactly 0 (unused channels; harmless with"
+            " Darknet's epsilon)",
+        )
+
+
+def _record(
+    found: list[Finding],
+    lp: LayerPlan,
+    array: str,
+    kind: str,
+    severity: str,
+    count: int,
+    message: str,
+) -> None:
+    found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
+
+
+def check(f: WeightsFile, *, extreme: float = 1e6, chunk: int = CHUNK) -> CheckReport:
+    """Scan every array the file holds, layer by layer, in bounded memory.
+
+    Args:
+        f: an open weights file.
+        extreme: magnitude above which values are reported as extreme.
+        chunk: floats read per step (bounds memory).
+    """
+    found: list[Finding] = []
+    arrays = floats = 0
+    for lp in f.plan.layers:
+        if not lp.arrays or lp.stop > f.available_floats:
+            continue
+        layer = f[lp.index]
+        for spec in lp.arrays:
+            view = layer[spec.name]
+            arrays += 1
+            floats += spec.count
+            st = array_stats(view, extreme_threshold=extreme, chunk=chunk)
+
+            add = functools.partial(_record, found, lp, spec.name)
+            _value_findings(st, extreme, add)
+            leaf = spec.name.rpartition(".")[2]
+            if leaf == "rolling_variance":
+                _variance_findings(view, add, chunk)
+            elif leaf == "scales" and st.zeros:
+                add(
+                    "dead-bn-channels",
+                    "warning",
+                    st.zeros,
+                    f"{st.zeros:,} of {st.count:,} batch-norm channels have scale 0 (their"
+                    " output is constant)",
+                )
+            elif (
+                leaf == "weights"
+                and view.ndim >= 2
+                and lp.type in ("convolutional", "connected", "deconvolutional")
+            ):
+                zr = zero_rows(view, chunk)
+                if zr:
+                    add(
+                        "zero-filters",
+                        "warning",
+                        zr,
+                        f"{zr:,} of {view.shape[0]:,} filters are all zeros",
+                    )
+    return CheckReport(f.path, tuple(found), arrays, floats)
