@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from dwf.errors import DwfError
 from dwf.reader import WeightsFile, open_weights
 from dwf.records import LayerPlan
@@ -234,6 +236,55 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dwf.check import check
+
+    with _open_args(args, strict=not args.lenient) as f:
+        report = check(f, extreme=args.extreme)
+    if args.json:
+        json.dump(
+            {
+                "path": report.path,
+                "arrays": report.arrays,
+                "floats": report.floats,
+                "serious": report.serious,
+                "findings": [attrs.asdict(x) for x in report.findings],
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        print(report.explain())
+    return 1 if report.serious else 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from dwf.identify import identify
+
+    ident = identify(args.weights)
+    if args.json:
+        h = ident.header
+        json.dump(
+            {
+                "path": ident.path,
+                "size": ident.size,
+                "floats": ident.floats,
+                "problem": ident.problem,
+                "header": None
+                if h is None
+                else {"version": h.version, "seen": h.seen, "size": h.size},
+                "matches": [attrs.asdict(m) for m in ident.matches],
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        print(ident.explain())
+    return 0 if ident.matches else 1
+
+
 def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights", help="the .weights file")
     p.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
@@ -278,6 +329,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    chk = sub.add_parser(
+        "check",
+        help="scan for NaN/Inf, bad BN variances, dead filters",
+        description="Scan every array, layer by layer in bounded memory, for"
+        " NaN/Inf, negative batch-norm variances, all-zero filters, dead BN"
+        " channels, extreme magnitudes and denormals. Exit 1 when something"
+        " serious (an error) is found.",
+    )
+    _add_source(chk)
+    chk.add_argument(
+        "--extreme", type=float, default=1e6, help="report |x| above this as extreme (default 1e6)"
+    )
+    chk.add_argument(
+        "--lenient",
+        action="store_true",
+        help="scan the complete layers of a file whose size does not match",
+    )
+    chk.add_argument("--json", action="store_true", help="machine-readable output")
+    chk.set_defaults(func=cmd_check)
+
+    ide = sub.add_parser(
+        "identify",
+        help="which known network a file is, without a cfg",
+        description="Match the file's float count against Darknet's public"
+        " cfgs and the common partial backbones. Exit 1 when nothing matches.",
+    )
+    ide.add_argument("weights", help="the .weights file")
+    ide.add_argument("--json", action="store_true", help="machine-readable output")
+    ide.set_defaults(func=cmd_identify)
 
     cut = sub.add_parser(
         "cut",
