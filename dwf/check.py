@@ -57,12 +57,16 @@ class CheckReport:
         path: the file scanned.
         findings: in file order.
         arrays: arrays scanned; floats: floats scanned.
+        mismatch: the file's size mismatch explanation when it does not fit its cfg (opened
+            with ``strict=False``): its arrays were read with the cfg's layout and may be
+            misaligned, so findings may be artifacts of the mismatch.
     """
 
     path: str
     findings: tuple[Finding, ...]
     arrays: int
     floats: int
+    mismatch: str | None = None
 
     @property
     def serious(self) -> bool:
@@ -81,6 +85,12 @@ class CheckReport:
             f" {self.count('info')} notes"
         )
         lines = [head]
+        if self.mismatch:
+            lines.append(
+                "  caution: the file does not fit its cfg (opened with strict=False); its arrays"
+                " were read with the cfg's layout and may be misaligned, so these findings may be"
+                " artifacts of the mismatch"
+            )
         for f in self.findings:
             lines.append(f"  {f.severity:7} {f.name}.{f.array}: {f.message}")
         return "\n".join(lines)
@@ -214,4 +224,4 @@ def check(f: WeightsFile, *, extreme: float = 1e6, chunk: int = CHUNK) -> CheckR
                         zr,
                         f"{zr:,} of {view.shape[0]:,} filters are all zeros",
                     )
-    return CheckReport(f.path, tuple(found), arrays, floats)
+    return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch)

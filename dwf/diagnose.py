@@ -121,7 +121,22 @@ def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> D
                 )
             )
         causes += _text_causes(plan, body, size, H)
-        if body % 4:
+        if body > 4 * n and body % 4:
+            # Longer than the cfg and not whole floats: the cfg's floats are all there, followed
+            # by stray bytes (not a truncation).
+            extra = body - 4 * n
+            causes.append(
+                Cause(
+                    "trailing-bytes",
+                    f"the file holds all {n:,} floats the cfg needs, followed by {extra:,} stray"
+                    f" bytes that are not a whole number of float32 values (data appended after"
+                    " the weights)",
+                    f"drop the last {extra:,} bytes, or check that the cfg is the one the weights"
+                    " were trained with",
+                    exact=False,
+                )
+            )
+        elif body % 4:
             causes.append(_truncated(path, plan, body, H, exact=True))
         elif body < 4 * n and not causes:
             causes.append(_truncated(path, plan, body, H, exact=False))
@@ -321,10 +336,11 @@ def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
     by_index = {lp.index: lp for lp in plan.layers}
     doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
     sections = doc.sections[1:]
+    matched: list[tuple[str, list[int], int]] = []
     for label, layers, value in _bn_variants(plan):
         # BN arrays are 3 × filters per layer: check the count before re-planning.
         predicted = sum(3 * by_index[i].out_c for i in layers) * (1 if value else -1)
-        if predicted != diff:
+        if predicted != diff or any(m[1] == layers for m in matched):
             continue
         lines = plan.text.split("\n")
         for i in layers:
@@ -333,19 +349,29 @@ def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
             _set_option(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
         if _fits(_replan(plan, "\n".join(lines)), body) != "exact":
             continue
+        matched.append((label, layers, value))
+        if len(layers) > 1 or len(matched) >= 8:
+            break
+    if matched:
+        label, layers, value = matched[0]
+        if len(matched) > 1:
+            # Several layers with the same filter count: the size cannot tell which one changed.
+            layers = [m[1][0] for m in matched]
+            label = "one of layers " + ", ".join(str(i) for i in layers)
+        hint = " (the file's size cannot tell which)" if len(matched) > 1 else ""
         names = ", ".join(by_index[i].name for i in layers[:6]) + (", …" if len(layers) > 6 else "")
         if value == 0:
             summary = (
                 f"the weights were saved without batch norm in {label} ({names}): the file"
                 f" lacks their scales/rolling_mean/rolling_variance ({-diff:,} floats)"
             )
-            fix = f"set batch_normalize=0 in {label}"
+            fix = f"set batch_normalize=0 in {label}{hint}"
         else:
             summary = (
                 f"the weights were saved with batch norm in {label} ({names}): the file has"
                 f" {diff:,} more floats, their scales/rolling_mean/rolling_variance"
             )
-            fix = f"set batch_normalize=1 in {label}"
+            fix = f"set batch_normalize=1 in {label}{hint}"
         return Cause("batch-normalize", summary, fix)
     return None
 

@@ -218,7 +218,10 @@ def fuse(
         new_text = unfused_cfg_text(f.plan, f.plan.text)
         new_plan = Plan.from_text(new_text, dialect=f.plan.dialect, path=os.fspath(dst_cfg))
         target = os.fspath(dst)
-        with atomic_write(target) as fh:
+        # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
+        # before anything is written, and a failed weights write leaves no cfg behind.
+        with atomic_write(dst_cfg) as cfg_fh, atomic_write(target) as fh:
+            cfg_fh.write(new_text.encode("utf-8"))
             fh.write(f.header.encode())
             for lp in new_plan.layers:
                 if not lp.arrays:
@@ -230,6 +233,4 @@ def fuse(
                     source = f[lp.index].arrays
                 for a in lp.arrays:
                     fh.write(_stored_bytes(a, _as_array(lp, a, source[a.name]), f.header))
-    with atomic_write(dst_cfg) as fh:
-        fh.write(new_text.encode("utf-8"))
     return target, os.fspath(dst_cfg)

@@ -141,5 +141,30 @@ class ArrayError(DwfError):
     """Arrays handed to the writer do not fit the plan (missing, unknown, wrong shape or dtype)."""
 
 
+class FileChangedError(DwfError):
+    """The file changed on disk (size or modification time) since it was opened.
+
+    Darknet rewrites ``*_last.weights`` in place during training; touching a map of a file that
+    shrank would kill the process with SIGBUS, so dwf checks before handing out data. Reopen the
+    file to see its new content, or open with ``backend="pread"``, which never faults.
+
+    Attributes:
+        opened: ``(size, mtime_ns)`` when the file was opened.
+        now: ``(size, mtime_ns)`` now.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        opened: tuple[int, int] = (0, 0),
+        now: tuple[int, int] = (0, 0),
+    ) -> None:
+        super().__init__(message, path=path)
+        self.opened = opened
+        self.now = now
+
+
 class ClosedFileError(DwfError):
     """A :class:`dwf.WeightsFile` was used after :meth:`~dwf.WeightsFile.close`."""

@@ -138,13 +138,8 @@ def _private_body(f: WeightsFile) -> Array:
     Writes land in private memory pages, never in the file; the pages are shared with the page
     cache until written, so nothing is copied up front.
     """
-    fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        if os.fstat(fd).st_size != f.size:
-            raise DwfError(f"{f.path}: the file changed size since it was opened", path=f.path)
-        m = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
-    finally:
-        os.close(fd)
+    f.check_unchanged()
+    m = mmap.mmap(f._fd, 0, access=mmap.ACCESS_COPY)
     return np.frombuffer(m, dtype=F32, count=f.available_floats, offset=f.header.size)
 
 

@@ -71,6 +71,11 @@ class Identification:
             head += f", header {self.header.version} ({self.header.size} bytes)"
         if self.floats is not None:
             head += f", {self.floats:,} floats"
+        elif self.header is not None:
+            return (
+                head + "; the body after the header is not a whole number of float32 values"
+                " (a truncated or corrupted file)"
+            )
         if not self.matches:
             return head + "; no known Darknet cfg has this many floats (a custom network?)"
         parts = []

@@ -12,9 +12,10 @@ import os
 import re
 import stat
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -24,6 +25,7 @@ from dwf.errors import (
     CfgError,
     ClosedFileError,
     DwfError,
+    FileChangedError,
     HeaderError,
     LayerNotFoundError,
     LayerNotInFileError,
@@ -32,9 +34,10 @@ from dwf.errors import (
 from dwf.header import Header, sniff
 from dwf.planner import Plan
 from dwf.planner import plan as plan_cfg
-from dwf.records import ArraySpec, LayerPlan
+from dwf.records import ArraySpec, LayerPlan, replace_offset
 
 F32 = np.dtype("<f4")
+Backend = Literal["mmap", "pread"]
 _CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
 
 
@@ -194,6 +197,7 @@ class WeightsFile:
         partial: bool,
         mismatch: str | None,
         fd: int,
+        backend: Backend = "mmap",
     ) -> None:
         self.path = path
         self.plan = plan
@@ -204,12 +208,18 @@ class WeightsFile:
         self.trailing_bytes = max(size - plan.expected_size(header.size), 0)
         self.partial = partial
         self.mismatch = mismatch
+        self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
-        self._stat = os.fstat(fd)
+        # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
+        # (a rename over the path leaves our inode, and our map, intact).
+        self._fd = fd
+        self._release_fd = weakref.finalize(self, os.close, fd)
+        st = os.fstat(fd)
+        self._opened = (st.st_size, st.st_mtime_ns)
         self._map: mmap.mmap | None = None
         self._body: np.ndarray[Any, np.dtype[np.float32]] | None = None
-        if self.available_floats:
+        if self.available_floats and backend == "mmap":
             self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             self._body = np.frombuffer(
                 self._map, dtype=F32, count=self.available_floats, offset=header.size
@@ -329,6 +339,7 @@ class WeightsFile:
             self._closed = True
             self._body = None
             m, self._map = self._map, None
+            self._release_fd()
         if m is not None:
             # Views may still reference the map; it is then released when the last one goes.
             with contextlib.suppress(BufferError):
@@ -384,12 +395,55 @@ class WeightsFile:
             path=self.path,
         )
 
+    def check_unchanged(self) -> None:
+        """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
+
+        Every view handed out is checked first; call this to check explicitly.
+        """
+        self._check_open()
+        try:
+            st = os.fstat(self._fd)
+        except OSError as e:
+            raise FileChangedError(
+                f"{self.path}: cannot stat the open file: {e.strerror or e}", path=self.path
+            ) from None
+        now = (st.st_size, st.st_mtime_ns)
+        if now != self._opened:
+            what = (
+                f"its size went from {_fmt(self._opened[0])} to {_fmt(now[0])} bytes"
+                if now[0] != self._opened[0]
+                else "it was rewritten (modification time changed)"
+            )
+            raise FileChangedError(
+                f"{self.path}: the file changed since it was opened: {what}. Darknet rewrites"
+                " *_last.weights in place during training; reopen the file, or open it with"
+                ' backend="pread" to read copies that can never fault',
+                path=self.path,
+                opened=self._opened,
+                now=now,
+            )
+
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
+        self.check_unchanged()
+        if self.backend == "pread":
+            return self._read_copy(spec)
         body = self._body
         if body is None:
-            self._check_open()
             body = np.empty(0, dtype=F32)
         return logical_view(body, spec, self.header.transpose)
+
+    def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
+        start = self.header.size + 4 * spec.offset
+        data = _pread(self._fd, spec.nbytes, start)
+        if len(data) != spec.nbytes:
+            raise FileChangedError(
+                f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
+                " the file shrank since it was opened",
+                path=self.path,
+                opened=self._opened,
+            )
+        shifted = replace_offset(spec, 0)
+        return logical_view(np.frombuffer(data, dtype=F32), shifted, self.header.transpose)
 
 
 def logical_view(
@@ -483,6 +537,8 @@ def open_weights(
     dialect: str | Dialect = "alexeyab",
     strict: bool = True,
     header_size: int | None = None,
+    backend: Backend = "mmap",
+    copy: bool = False,
 ) -> WeightsFile:
     """Open a Darknet weights file lazily.
 
@@ -495,6 +551,13 @@ def open_weights(
             with ``False`` the file opens anyway and the layers it holds completely are
             readable.
         header_size: force a 16- or 20-byte header instead of Darknet's version rule.
+        backend: ``"mmap"`` (default): one read-only map, zero-copy views. ``"pread"``: every
+            access reads the array with ``os.pread`` into new (read-only) memory — slower, but
+            it can never fault, even if the file is truncated while open.
+        copy: ``True`` is the same as ``backend="pread"``.
+
+    Every view is handed out only after checking that the file did not change on disk since it
+    was opened (:class:`dwf.FileChangedError` otherwise).
 
     Raises:
         CfgError: the cfg cannot be found, read or loaded.
@@ -502,17 +565,44 @@ def open_weights(
         SizeMismatchError: the file does not fit the cfg (``strict=True``).
     """
     spath = os.fspath(path)
+    if copy:
+        backend = "pread"
+    if backend not in ("mmap", "pread"):
+        raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
     d = get_dialect(dialect)
     plan = _resolve_plan(spath, cfg, d)
     fd = _open_fd(spath)
     try:
         size = os.fstat(fd).st_size
-        head = os.pread(fd, 512, 0)
+        head = _pread(fd, 512, 0)
         header = _decode_header(spath, head, d, header_size)
         header, partial, mismatch = _fit(spath, head, header, size, plan, d, header_size, strict)
-        return WeightsFile(spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd)
-    finally:
+        return WeightsFile(
+            spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
+        )
+    except BaseException:
         os.close(fd)
+        raise
+
+
+_seek_lock = threading.Lock()
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    """``os.pread``, with a locked seek+read where the platform lacks it (Windows)."""
+    if hasattr(os, "pread"):
+        chunks = []
+        while n > 0:
+            chunk = os.pread(fd, n, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            n -= len(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+    with _seek_lock:  # pragma: no cover - Windows only
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
 
 
 def _open_fd(path: str) -> int:
@@ -533,7 +623,7 @@ def _open_fd(path: str) -> int:
 
 def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:
     what = sniff(head)
-    if len(head) < 16 or (what and "byte-swapped" not in what):
+    if len(head) < 16 or what:
         raise HeaderError(
             f"{path}: not a Darknet weights file: {what or f'only {len(head)} bytes'}",
             path=path,

@@ -46,6 +46,11 @@ class ArraySpec:
         return (header_size + 4 * self.offset, header_size + 4 * self.stop)
 
 
+def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
+    """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""
+    return attrs.evolve(spec, offset=offset)
+
+
 @attrs.frozen
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
