@@ -8,6 +8,7 @@ Opening parses the cfg and plans every array's byte span; nothing of the body is
 view's values are used, and then only that view's pages.
 """
 
+from dwf.compare import diff as compare
 from dwf.dialects import ALEXEYAB, PJREDDIE, Dialect
 from dwf.errors import (
     ArrayError,
@@ -21,7 +22,9 @@ from dwf.errors import (
     SizeMismatchError,
 )
 from dwf.header import Header
+from dwf.known import identify
 from dwf.planner import NetInput, Plan, plan
+from dwf.plot import plot_diff
 from dwf.reader import Layer, WeightsFile, find_cfg
 from dwf.reader import open_weights as open
 from dwf.records import ArraySpec, LayerPlan
@@ -50,8 +53,11 @@ __all__ = [
     "SizeMismatchError",
     "WeightsFile",
     "__version__",
+    "compare",
     "find_cfg",
+    "identify",
     "open",
     "plan",
+    "plot_diff",
     "save",
 ]

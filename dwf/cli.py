@@ -1,6 +1,10 @@
-"""The ``dwf`` command line: ``dwf info`` and ``dwf demo``.
+"""The ``dwf`` command line (also ``python -m dwf``).
 
-Errors print one line (the :class:`dwf.DwfError` message) and exit 2; ``--debug`` shows the
+Subcommands: ``info``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
+``import``, ``fuse``, ``demo``. Each has ``--help``; those that report have ``--json`` (schemas in
+docs/cli.md). Tables fit 100 columns (``--wide`` lifts that). Exit codes: 0 ok, 1 findings
+(``check`` found errors; ``diff --exit-code`` found differences; ``identify`` found no match),
+2 an error — printed as one line, the :class:`dwf.DwfError` message; ``--debug`` shows the
 traceback instead.
 """
 
@@ -8,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import math
 import os
 import sys
+import time
 import traceback
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
@@ -21,7 +28,25 @@ from dwf.errors import DwfError
 from dwf.reader import WeightsFile, open_weights
 from dwf.records import LayerPlan
 
+if TYPE_CHECKING:
+    from dwf.compare import DiffReport
+
+TABLE_WIDTH = 100
+BIG_FILE = 1 << 30  # long work: show progress on a terminal beyond this many bytes
 _BN = ("scales", "rolling_mean", "rolling_variance")
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def _g(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.4g}"
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -47,25 +72,142 @@ def _arrays_summary(lp: LayerPlan) -> str:
     return ", ".join(parts)
 
 
-def _fmt(n: int) -> str:
-    return f"{n:,}"
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[int] = (),
+    width: int | None = TABLE_WIDTH,
+) -> list[str]:
+    """Aligned text table; the last column is cut with ``…`` to fit ``width`` (None: no cut)."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    n = len(headers)
+    widths = [max(len(r[i]) for r in all_rows) for i in range(n - 1)]
+    lines = []
+    for r in all_rows:
+        cells = [
+            r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(n - 1)
+        ]
+        line = "  ".join([*cells, r[n - 1]]).rstrip()
+        if width is not None and len(line) > width:
+            line = line[: width - 1] + "…"
+        lines.append(line)
+    return lines
 
 
-def _info_json(f: WeightsFile) -> dict[str, Any]:
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal and only for long work."""
+
+    def __init__(self, total: int, label: str, *, enabled: bool, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = enabled and self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        frac = min(done / max(total, 1), 1.0)
+        bar = "█" * int(30 * frac)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {what[:24]:<24}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 80 + "\r")
+            self.stream.flush()
+
+
+def _width(args: argparse.Namespace) -> int | None:
+    return None if getattr(args, "wide", False) else TABLE_WIDTH
+
+
+def _dump(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    print()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float):
+        return None if math.isnan(o) else o
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean(x: float) -> float | None:
+    """JSON has no NaN/Infinity: NaN → null, ±inf → ±1e308 would lie, so also null."""
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+# -- layer selection ----------------------------------------------------------------------------
+def _parse_layers(spec: str | None) -> Callable[[int], bool]:
+    if not spec:
+        return lambda _i: True
+    wanted: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else ("0", part[1:])
+                wanted.append((int(lo), int(hi)))
+            else:
+                wanted.append((int(part), int(part)))
+        except ValueError:
+            raise DwfError(
+                f"--layers {spec!r}: use indices and ranges like 10-20 or 3,7,10-12"
+            ) from None
+    return lambda i: any(lo <= i <= hi for lo, hi in wanted)
+
+
+def _type_filter(kind: str | None) -> Callable[[LayerPlan], bool]:
+    if not kind:
+        return lambda _lp: True
+    k = kind.lower()
+    return lambda lp: lp.type.lower() == k or lp.name.rsplit("_", 1)[0] == k
+
+
+def _selected(f: WeightsFile, args: argparse.Namespace) -> list[LayerPlan]:
+    by_index = _parse_layers(getattr(args, "layers", None))
+    by_type = _type_filter(getattr(args, "type", None))
+    return [lp for lp in f.plan.layers if by_index(lp.index) and by_type(lp)]
+
+
+def _open(args: argparse.Namespace, path: str | None = None, strict: bool = True) -> WeightsFile:
+    return open_weights(
+        path or args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        strict=strict and not getattr(args, "lenient", False),
+        header_size=getattr(args, "header_size", None),
+    )
+
+
+# -- info ---------------------------------------------------------------------------------------
+def _header_json(f: WeightsFile) -> dict[str, Any]:
+    h = f.header
+    return {
+        "major": h.major,
+        "minor": h.minor,
+        "revision": h.revision,
+        "version": h.version,
+        "seen": h.seen,
+        "size": h.size,
+        "transpose": h.transpose,
+        "note": h.note,
+    }
+
+
+def _info_json(f: WeightsFile, layers: Sequence[LayerPlan] | None = None) -> dict[str, Any]:
     h = f.header
     return {
         "path": f.path,
         "cfg": f.cfg_path,
         "dialect": f.plan.dialect,
-        "header": {
-            "major": h.major,
-            "minor": h.minor,
-            "revision": h.revision,
-            "seen": h.seen,
-            "size": h.size,
-            "transpose": h.transpose,
-            "note": h.note,
-        },
+        "header": _header_json(f),
         "size": f.size,
         "expected_size": f.plan.expected_size(h.size),
         "total_floats": f.plan.total_floats,
@@ -93,36 +235,35 @@ def _info_json(f: WeightsFile) -> dict[str, Any]:
                     for a in lp.arrays
                 ],
             }
-            for lp in f.plan.layers
+            for lp in (f.plan.layers if layers is None else layers)
         ],
     }
 
 
-def _print_info(f: WeightsFile, out: Any) -> None:
+def _print_info(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None:
     h = f.header
     cfg = os.path.basename(f.cfg_path) if f.cfg_path else "?"
-    print(f"{f.path}  (cfg {cfg}, dialect {f.plan.dialect})", file=out)
+    print(f"{f.path}  (cfg {cfg}, dialect {f.plan.dialect})")
     seen_kind = "64-bit" if h.size == 20 else "32-bit"
     legacy = "  legacy header: connected weights stored transposed" if h.transpose else ""
     print(
         f"header: version {h.version}, seen {_fmt(h.seen)} ({h.size}-byte header,"
-        f" {seen_kind} seen){legacy}",
-        file=out,
+        f" {seen_kind} seen){legacy}"
     )
     if h.note:
-        print(f"note: {h.note}", file=out)
+        print(f"note: {h.note}")
     state = "complete"
     if f.partial:
         state = f"partial file: holds layers 0..{f.last_layer} of {len(f.plan.layers)}"
     elif f.mismatch:
-        state = "SIZE MISMATCH (opened with strict=False)"
+        state = "SIZE MISMATCH (opened with --lenient)"
     print(
         f"size: {_fmt(f.size)} bytes = {h.size} + 4 × {_fmt(f.available_floats)} floats"
-        f" ({state}); {len(f.plan.stored)} layers hold arrays",
-        file=out,
+        f" ({state}); {len(f.plan.stored)} layers hold arrays,"
+        f" {_fmt(f.plan.total_floats)} floats in all"
     )
-    rows = [("#", "name", "type", "output c×h×w", "bytes", "arrays")]
-    for lp in f.plan.layers:
+    rows = []
+    for lp in layers:
         start, stop = lp.byte_span(h.size)
         span = f"{_fmt(start)}..{_fmt(stop)}" if lp.arrays else ""
         if lp.arrays and lp.stop > f.available_floats:
@@ -137,51 +278,269 @@ def _print_info(f: WeightsFile, out: Any) -> None:
                 _arrays_summary(lp),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        cells = [r[0].rjust(widths[0])] + [r[i].ljust(widths[i]) for i in range(1, 5)]
-        print("  ".join([*cells, r[5]]).rstrip(), file=out)
+    for line in table(
+        ("#", "name", "type", "output c×h×w", "bytes", "arrays"), rows, right=(0,), width=width
+    ):
+        print(line)
     for w in f.plan.warnings:
-        print(f"warning: {w}", file=out)
+        print(f"warning: {w}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with open_weights(
-        args.weights,
-        args.cfg,
-        dialect=args.dialect,
-        strict=not args.lenient,
-        header_size=args.header_size,
-    ) as f:
+    with _open(args) as f:
+        layers = _selected(f, args)
         if args.json:
-            json.dump(_info_json(f), sys.stdout, indent=2)
-            print()
+            _dump(_info_json(f, layers))
         else:
-            _print_info(f, sys.stdout)
+            _print_info(f, layers, _width(args))
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from dwf.demo import write_demo
+# -- stats --------------------------------------------------------------------------------------
+def cmd_stats(args: argparse.Namespace) -> int:
+    from dwf.stats import array_stats
 
-    cfg, weights = write_demo(args.folder)
-    if not args.json:
-        print(f"wrote {cfg} and {weights}\n")
-    info = argparse.Namespace(
-        weights=weights,
-        cfg=cfg,
-        dialect="alexeyab",
-        lenient=False,
-        header_size=None,
-        json=args.json,
+    with _open(args) as f:
+        layers = [lp for lp in _selected(f, args) if lp.arrays and lp.stop <= f.available_floats]
+        total = sum(lp.count for lp in layers)
+        bar = Progress(total, "stats", enabled=4 * total > BIG_FILE)
+        results = []
+        done = 0
+        for lp in layers:
+            layer = f[lp.index]
+            for a in lp.arrays:
+                st = array_stats(layer[a.name])
+                results.append((lp, a, st))
+                done += a.count
+                bar(done, total, lp.name)
+        bar.close()
+    if args.json:
+        _dump(
+            {
+                "path": f.path,
+                "arrays": [
+                    {
+                        "layer": lp.index,
+                        "name": lp.name,
+                        "type": lp.type,
+                        "array": a.name,
+                        "shape": list(a.shape),
+                        "count": st.count,
+                        "min": _clean(st.min),
+                        "max": _clean(st.max),
+                        "mean": _clean(st.mean),
+                        "std": _clean(st.std),
+                        "absmax": _clean(st.absmax),
+                        "zero_fraction": st.zero_fraction,
+                        "nan": st.nan,
+                        "inf": st.inf,
+                        "denormals": st.denormals,
+                    }
+                    for lp, a, st in results
+                ],
+            }
+        )
+        return 0
+    rows = [
+        (
+            lp.name,
+            a.name,
+            _g(st.min),
+            _g(st.max),
+            _g(st.mean),
+            _g(st.std),
+            _g(st.absmax),
+            f"{st.zero_fraction:.1%}",
+            str(st.nan),
+            str(st.inf),
+        )
+        for lp, a, st in results
+    ]
+    print(f"{f.path}: {len(results)} arrays")
+    for line in table(
+        ("layer", "array", "min", "max", "mean", "std", "absmax", "zeros", "nan", "inf"),
+        rows,
+        right=range(2, 10),
+        width=_width(args),
+    ):
+        print(line)
+    return 0
+
+
+# -- diff ---------------------------------------------------------------------------------------
+def _diff_json(r: DiffReport) -> dict[str, Any]:
+    return {
+        "a": r.a,
+        "b": r.b,
+        "seen_a": r.seen_a,
+        "seen_b": r.seen_b,
+        "identical": r.identical,
+        "only_a": list(r.only_a),
+        "only_b": list(r.only_b),
+        "shape_mismatch": list(r.shape_mismatch),
+        "arrays": [
+            {
+                "layer": d.layer,
+                "name": d.name,
+                "type": d.type,
+                "array": d.array,
+                "count": d.count,
+                "identical": d.identical,
+                "max_abs": _clean(d.max_abs),
+                "rel_l2": _clean(d.rel_l2),
+                "cosine": _clean(d.cosine),
+            }
+            for d in r.arrays
+        ],
+    }
+
+
+def _offset_progress(bar: Progress, base: int, total: int) -> Callable[[int, int, str], None]:
+    def report(done: int, _total: int, what: str) -> None:
+        bar(base + done, total, what)
+
+    return report
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from dwf.compare import diff
+
+    if len(args.files) < 2:
+        raise DwfError("diff needs at least two weights files")
+    files: list[WeightsFile] = []
+    try:
+        for path in args.files:
+            files.append(_open(args, path))
+        total = sum(x.available_floats for x in files[1:])
+        bar = Progress(
+            total, "diff", enabled=len(files) > 2 or any(x.size > BIG_FILE for x in files)
+        )
+        done = 0
+        reports = []
+        for x, y in itertools.pairwise(files):
+            reports.append(diff(x, y, progress=_offset_progress(bar, done, total)))
+            done += y.available_floats
+        bar.close()
+    finally:
+        for x in files:
+            x.close()
+    if args.json:
+        if len(reports) == 1:
+            _dump(_diff_json(reports[0]))
+        else:
+            _dump({"series": [_diff_json(r) for r in reports]})
+    elif len(reports) == 1:
+        _print_diff(reports[0], args)
+    else:
+        _print_drift(reports, args)
+    differs = any(not r.identical for r in reports)
+    return 1 if (args.exit_code and differs) else 0
+
+
+def _print_diff(r: DiffReport, args: argparse.Namespace) -> None:
+    delta = r.seen_b - r.seen_a
+    print(f"A: {r.a}\nB: {r.b}")
+    print(f"seen: {_fmt(r.seen_a)} → {_fmt(r.seen_b)} ({'+' if delta >= 0 else ''}{_fmt(delta)})")
+    changed = r.changed
+    print(
+        f"{len(r.arrays)} arrays compared: {len(changed)} changed,"
+        f" {len(r.arrays) - len(changed)} identical"
     )
-    return cmd_info(info)
+    if r.identical:
+        print("identical everywhere")
+    for what, names in (
+        ("only in A", r.only_a),
+        ("only in B", r.only_b),
+        ("shapes differ", r.shape_mismatch),
+    ):
+        if names:
+            print(f"{what}: {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
+    shown = r.arrays if args.all else changed
+    if not shown:
+        return
+    rows = [
+        (d.name, d.array, _g(d.max_abs), _g(d.rel_l2), _g(d.cosine), "yes" if d.identical else "no")
+        for d in shown
+    ]
+    for line in table(
+        ("layer", "array", "max |Δ|", "rel L2", "cosine", "identical"),
+        rows,
+        right=(2, 3, 4),
+        width=_width(args),
+    ):
+        print(line)
 
 
-def _open_args(args: argparse.Namespace, strict: bool = True) -> WeightsFile:
-    return open_weights(args.weights, args.cfg, dialect=args.dialect, strict=strict)
+def _print_drift(reports: Sequence[DiffReport], args: argparse.Namespace) -> None:
+    names = [reports[0].a] + [r.b for r in reports]
+    for i, n in enumerate(names):
+        print(f"[{i}] {n}")
+    print("relative L2 change per layer between consecutive files:")
+    per_layer: dict[str, list[str]] = {}
+    order: list[str] = []
+    for k, r in enumerate(reports):
+        for _idx, name, _typ, _m, rel in r.layers():
+            if name not in per_layer:
+                per_layer[name] = ["-"] * len(reports)
+                order.append(name)
+            per_layer[name][k] = _g(rel)
+    headers = ["layer"] + [f"{k}→{k + 1}" for k in range(len(reports))]
+    rows = [[name, *per_layer[name]] for name in order]
+    # the drift table must keep every column: reflow, do not cut
+    for line in table(
+        [*headers, ""], [[*r, ""] for r in rows], right=range(1, len(headers)), width=None
+    ):
+        print(line)
+    seen = " → ".join(_fmt(r.seen_a) for r in reports) + f" → {_fmt(reports[-1].seen_b)}"
+    print(f"seen: {seen}")
 
 
+# -- check / identify ---------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    from dwf.scan import check
+
+    with _open(args) as f:
+        report = check(f, extreme=args.extreme)
+    if args.json:
+        _dump(
+            {
+                "path": report.path,
+                "arrays": report.arrays,
+                "floats": report.floats,
+                "serious": report.serious,
+                "mismatch": report.mismatch,
+                "findings": [attrs.asdict(x) for x in report.findings],
+            }
+        )
+    else:
+        print(report.explain())
+    return 1 if report.serious else 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from dwf.known import identify
+
+    ident = identify(args.weights)
+    if args.json:
+        h = ident.header
+        _dump(
+            {
+                "path": ident.path,
+                "size": ident.size,
+                "floats": ident.floats,
+                "problem": ident.problem,
+                "header": None
+                if h is None
+                else {"version": h.version, "seen": h.seen, "size": h.size},
+                "matches": [attrs.asdict(m) for m in ident.matches],
+            }
+        )
+    else:
+        print(ident.explain())
+    return 0 if ident.matches else 1
+
+
+# -- edit / export ------------------------------------------------------------------------------
 def cmd_cut(args: argparse.Namespace) -> int:
     from dwf.edit import cut
 
@@ -193,8 +552,9 @@ def cmd_cut(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from dwf import export
+    from dwf.writer import atomic_write
 
-    with _open_args(args) as f:
+    with _open(args) as f:
         if args.format == "npz":
             out = export.to_npz(f, args.out, compress=args.compress)
         elif args.format == "safetensors":
@@ -202,8 +562,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             torch = export.require("torch", "torch")
             state = export.to_state_dict(f, copy=True)
-            from dwf.writer import atomic_write
-
             with atomic_write(args.out) as fh:
                 torch.save(state, fh)
             out = args.out
@@ -236,57 +594,30 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from dwf.check import check
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dwf.demo import write_demo
 
-    with _open_args(args, strict=not args.lenient) as f:
-        report = check(f, extreme=args.extreme)
-    if args.json:
-        json.dump(
-            {
-                "path": report.path,
-                "arrays": report.arrays,
-                "floats": report.floats,
-                "serious": report.serious,
-                "findings": [attrs.asdict(x) for x in report.findings],
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(report.explain())
-    return 1 if report.serious else 0
+    cfg, weights = write_demo(args.folder)
+    if not args.json:
+        print(f"wrote {cfg} and {weights}\n")
+    info = argparse.Namespace(
+        weights=weights,
+        cfg=cfg,
+        dialect="alexeyab",
+        lenient=False,
+        header_size=None,
+        json=args.json,
+        layers=None,
+        type=None,
+        wide=False,
+    )
+    return cmd_info(info)
 
 
-def cmd_identify(args: argparse.Namespace) -> int:
-    from dwf.identify import identify
-
-    ident = identify(args.weights)
-    if args.json:
-        h = ident.header
-        json.dump(
-            {
-                "path": ident.path,
-                "size": ident.size,
-                "floats": ident.floats,
-                "problem": ident.problem,
-                "header": None
-                if h is None
-                else {"version": h.version, "seen": h.seen, "size": h.size},
-                "matches": [attrs.asdict(m) for m in ident.matches],
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(ident.explain())
-    return 0 if ident.matches else 1
-
-
-def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("weights", help="the .weights file")
+# -- parser -------------------------------------------------------------------------------------
+def _add_source(p: argparse.ArgumentParser, *, weights: bool = True) -> None:
+    if weights:
+        p.add_argument("weights", help="the .weights file (or a partial *.conv.N file)")
     p.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
     p.add_argument(
         "--dialect",
@@ -296,41 +627,85 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_select(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layers", metavar="RANGES", help="only these layers, e.g. 10-20 or 3,7")
+    p.add_argument(
+        "--type", metavar="TYPE", help="only layers of this type (convolutional or conv, route, …)"
+    )
+
+
+def _add_output(p: argparse.ArgumentParser, *, wide: bool = True) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if wide:
+        p.add_argument("--wide", action="store_true", help="do not cut tables to 100 columns")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
         prog="dwf", description="Look inside Darknet .weights files without loading them."
     )
+    from dwf import __version__
+
+    parser.add_argument("--version", action="version", version=f"dwf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser(
+    p = sub.add_parser(
         "info",
         help="header and one row per layer (shapes, byte spans)",
         description="Print the header and one row per layer: index, name,"
         " type, output shape, byte span and arrays.",
     )
-    info.add_argument("weights", help="the .weights file (or a partial *.conv.N file)")
-    info.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
-    info.add_argument(
-        "--dialect",
-        default="alexeyab",
-        choices=["alexeyab", "pjreddie"],
-        help="Darknet code base that wrote the file (default alexeyab)",
-    )
-    info.add_argument(
+    _add_source(p)
+    p.add_argument(
         "--header-size", type=int, choices=[16, 20], help="force a 16- or 20-byte header"
     )
-    info.add_argument(
+    p.add_argument(
         "--lenient",
         action="store_true",
         help="open a file whose size does not match the cfg (strict=False)",
     )
-    info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.set_defaults(func=cmd_info)
+    _add_select(p)
+    _add_output(p)
+    p.set_defaults(func=cmd_info)
 
-    chk = sub.add_parser(
+    p = sub.add_parser(
+        "stats",
+        help="per-array statistics (min, max, mean, std, NaN …)",
+        description="Per layer and array: min, max, mean, std, abs-max, zero"
+        " fraction, NaN and Inf counts; streaming, in bounded memory.",
+    )
+    _add_source(p)
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="read the complete layers of a file whose size does not match",
+    )
+    _add_select(p)
+    _add_output(p)
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser(
+        "diff",
+        help="compare checkpoints (two, or a series)",
+        description="Per layer and array: max |B-A|, relative L2 change, cosine"
+        " similarity and whether identical, plus the change in seen. With more"
+        " than two files, the relative change between consecutive files.",
+    )
+    p.add_argument("files", nargs="+", metavar="WEIGHTS", help="two or more weights files")
+    _add_source(p, weights=False)
+    p.add_argument("--all", action="store_true", help="also list identical arrays")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when the files differ (like git diff --exit-code)",
+    )
+    _add_output(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
         "check",
         help="scan for NaN/Inf, bad BN variances, dead filters",
         description="Scan every array, layer by layer in bounded memory, for"
@@ -338,102 +713,102 @@ def build_parser() -> argparse.ArgumentParser:
         " channels, extreme magnitudes and denormals. Exit 1 when something"
         " serious (an error) is found.",
     )
-    _add_source(chk)
-    chk.add_argument(
+    _add_source(p)
+    p.add_argument(
         "--extreme", type=float, default=1e6, help="report |x| above this as extreme (default 1e6)"
     )
-    chk.add_argument(
+    p.add_argument(
         "--lenient",
         action="store_true",
         help="scan the complete layers of a file whose size does not match",
     )
-    chk.add_argument("--json", action="store_true", help="machine-readable output")
-    chk.set_defaults(func=cmd_check)
+    _add_output(p, wide=False)
+    p.set_defaults(func=cmd_check)
 
-    ide = sub.add_parser(
+    p = sub.add_parser(
         "identify",
         help="which known network a file is, without a cfg",
         description="Match the file's float count against Darknet's public"
         " cfgs and the common partial backbones. Exit 1 when nothing matches.",
     )
-    ide.add_argument("weights", help="the .weights file")
-    ide.add_argument("--json", action="store_true", help="machine-readable output")
-    ide.set_defaults(func=cmd_identify)
+    p.add_argument("weights", help="the .weights file")
+    _add_output(p, wide=False)
+    p.set_defaults(func=cmd_identify)
 
-    cut = sub.add_parser(
+    p = sub.add_parser(
         "cut",
         help="keep layers 0..N-1 (as 'darknet partial')",
         description="Write a partial file holding layers 0..N-1, exactly as"
         " 'darknet partial cfg weights OUT N' does (seen reset to 0).",
     )
-    _add_source(cut)
-    cut.add_argument("out", help="the file to write")
-    cut.add_argument("upto", type=int, help="number of layers to keep (N)")
-    cut.set_defaults(func=cmd_cut)
+    _add_source(p)
+    p.add_argument("out", help="the file to write")
+    p.add_argument("upto", type=int, help="number of layers to keep (N)")
+    p.set_defaults(func=cmd_cut)
 
-    exp = sub.add_parser(
+    p = sub.add_parser(
         "export",
         help="write the arrays as .npz, .safetensors or PyTorch",
         description="Export every array: npz (numpy, no pickle), safetensors"
         " (needs dwf[safetensors]) or a PyTorch state_dict saved with"
         " torch.save (needs dwf[torch]).",
     )
-    _add_source(exp)
-    exp.add_argument("--format", required=True, choices=["npz", "safetensors", "torch"])
-    exp.add_argument("--compress", action="store_true", help="compressed .npz")
-    exp.add_argument("out", help="the file to write")
-    exp.set_defaults(func=cmd_export)
+    _add_source(p)
+    p.add_argument("--format", required=True, choices=["npz", "safetensors", "torch"])
+    p.add_argument("--compress", action="store_true", help="compressed .npz")
+    p.add_argument("out", help="the file to write")
+    p.set_defaults(func=cmd_export)
 
-    imp = sub.add_parser(
+    p = sub.add_parser(
         "import",
         help="rebuild a .weights file from an export",
         description="Write a .weights file from a dwf .npz/.safetensors export"
         " (which carries its cfg and header) or a PyTorch .pt state_dict"
         " (needs --cfg).",
     )
-    imp.add_argument("source", help=".npz, .safetensors, or .pt/.pth state_dict")
-    imp.add_argument("out", help="the .weights file to write")
-    imp.add_argument("--cfg", help="the cfg (required for a state_dict)")
-    imp.add_argument("--dialect", choices=["alexeyab", "pjreddie"])
-    imp.add_argument(
+    p.add_argument("source", help=".npz, .safetensors, or .pt/.pth state_dict")
+    p.add_argument("out", help="the .weights file to write")
+    p.add_argument("--cfg", help="the cfg (required for a state_dict)")
+    p.add_argument("--dialect", choices=["alexeyab", "pjreddie"])
+    p.add_argument(
         "--seen",
         type=int,
         help="header 0.2.5 with this seen (a state_dict keeps"
         " no header; default: the export's header, else seen=0)",
     )
-    imp.set_defaults(func=cmd_import)
+    p.set_defaults(func=cmd_import)
 
-    fz = sub.add_parser(
+    p = sub.add_parser(
         "fuse",
         help="fold batch norm into conv/connected layers",
         description="Write OUT and CFG_OUT: the weights with batch norm folded"
         " into every conv/connected layer, and the cfg with batch_normalize=0"
         " there.",
     )
-    _add_source(fz)
-    fz.add_argument("out", help="the fused .weights file to write")
-    fz.add_argument("cfg_out", help="the matching cfg to write")
-    fz.set_defaults(func=cmd_fuse)
+    _add_source(p)
+    p.add_argument("out", help="the fused .weights file to write")
+    p.add_argument("cfg_out", help="the matching cfg to write")
+    p.set_defaults(func=cmd_fuse)
 
-    demo = sub.add_parser(
+    p = sub.add_parser(
         "demo",
         help="write the bundled example model and show it",
         description="Write a small YOLO-style model (cfg + weights with"
         " deterministic values) to FOLDER and run 'dwf info' on it.",
     )
-    demo.add_argument(
+    p.add_argument(
         "folder",
         nargs="?",
         default="dwf-demo",
         help="where to write demo.cfg and demo.weights (default ./dwf-demo)",
     )
-    demo.add_argument("--json", action="store_true", help="machine-readable output")
-    demo.set_defaults(func=cmd_demo)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 2 error)."""
+    """Run the command line; return the exit code (0 ok, 1 findings, 2 error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import numpy as np
@@ -35,6 +35,10 @@ from dwf.header import Header, sniff
 from dwf.planner import Plan
 from dwf.planner import plan as plan_cfg
 from dwf.records import ArraySpec, LayerPlan, replace_offset
+
+if TYPE_CHECKING:
+    from dwf.scan import CheckReport
+    from dwf.stats import ArrayStats
 
 F32 = np.dtype("<f4")
 Backend = Literal["mmap", "pread"]
@@ -146,6 +150,24 @@ class Layer:
         from dwf.edit import DARKNET_BN_EPS, fuse_layer
 
         return fuse_layer(self.file, self.index, DARKNET_BN_EPS if eps is None else eps)
+
+    def stats(self) -> dict[str, ArrayStats]:
+        """Statistics of each array (min, max, mean, std, NaN/Inf counts, …), streaming."""
+        from dwf.stats import array_stats
+
+        return {name: array_stats(view) for name, view in self.arrays.items()}
+
+    def plot(self, *, bins: int = 60) -> Any:
+        """Histograms of the layer's arrays (conv filters also as an image grid); returns the
+        matplotlib figure. Needs the ``plot`` extra."""
+        from dwf.plot import plot_layer
+
+        return plot_layer(self, bins=bins)
+
+    def _repr_html_(self) -> str:
+        from dwf.display import layer_html
+
+        return layer_html(self)
 
     def keys(self) -> list[str]:
         """Names of the layer's arrays, in file order."""
@@ -330,6 +352,25 @@ class WeightsFile:
 
         return dict(fused_arrays(self, DARKNET_BN_EPS if eps is None else eps))
 
+    def check(self, *, extreme: float = 1e6) -> CheckReport:
+        """Scan every array for anomalies (NaN/Inf, bad batch-norm variances, dead filters …),
+        layer by layer in bounded memory; see :func:`dwf.scan.check`."""
+        from dwf.scan import check
+
+        return check(self, extreme=extreme)
+
+    def plot(self) -> Any:
+        """Per-layer overview (parameters, weight std and norm); returns the matplotlib figure.
+        Needs the ``plot`` extra."""
+        from dwf.plot import plot_file
+
+        return plot_file(self)
+
+    def _repr_html_(self) -> str:
+        from dwf.display import file_html
+
+        return file_html(self)
+
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
         """Release the map. Views already handed out stay valid (they keep the map alive)."""
@@ -513,7 +554,7 @@ def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
             try:
-                from dwf.identify import identify
+                from dwf.known import identify
 
                 ident = identify(path)
                 if ident.matches:

@@ -1,4 +1,4 @@
-"""Anomaly scan: ``dwf.check.check`` and ``dwf check``.
+"""Anomaly scan: ``dwf.scan.check`` (``f.check()``) and ``dwf check``.
 
 A small net is written with known anomalies injected at known places; the scan must report each
 one with the right kind, severity and count, and nothing else. Streaming is checked by scanning
@@ -20,7 +20,7 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.check import CheckReport, Finding, check
+from dwf.scan import CheckReport, Finding, check
 from dwf.cli import main
 from dwf.demo import write_demo
 from dwf.stats import array_stats, zero_rows
@@ -372,7 +372,7 @@ MEMORY_PROBE = textwrap.dedent(
     import gc, json, resource, sys
     import numpy as np
     import dwf
-    from dwf.check import check
+    from dwf.scan import check
 
     def status_kb(key):
         with open("/proc/self/status") as fh:

@@ -19,7 +19,7 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.check import check
+from dwf.scan import check
 from dwf.cli import main
 from dwf.demo import demo_cfg_text
 from dwf.diagnose import Cause, Diagnosis

@@ -18,7 +18,7 @@ from conftest import shared_path
 
 import dwf
 from dwf.cli import main
-from dwf.identify import Identification, identify, known_models, lookup
+from dwf.known import Identification, identify, known_models, lookup
 
 TABLE: dict[str, Any] = known_models()
 MODELS: list[dict[str, Any]] = TABLE["models"]

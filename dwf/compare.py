@@ -1,0 +1,189 @@
+"""Compare checkpoints: how much each array changed between two weights files.
+
+Typical use is two checkpoints of one training run (``yolov4_1000.weights`` and
+``yolov4_2000.weights``). Arrays are matched by layer name and array name; both files may have
+16- or 20-byte headers and may be partial — what both hold is compared. Everything streams in
+chunks, so two multi-GB files compare in bounded memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from dwf.reader import WeightsFile
+from dwf.stats import CHUNK
+
+Progress = Callable[[int, int, str], None]
+
+
+@attrs.frozen
+class ArrayDiff:
+    """How one array changed from file A to file B.
+
+    Attributes:
+        layer, name, type: the layer's index, name and type.
+        array: the array's name.
+        count: number of elements.
+        identical: bit-for-bit equal.
+        max_abs: largest ``|b - a|`` over elements where both are finite (NaN if none).
+        rel_l2: ``||b - a|| / ||a||`` (``inf`` when ``a`` is all zeros and ``b`` is not).
+        cosine: cosine similarity of ``a`` and ``b`` (NaN when either is all zeros).
+    """
+
+    layer: int
+    name: str
+    type: str
+    array: str
+    count: int
+    identical: bool
+    max_abs: float
+    rel_l2: float
+    cosine: float
+
+
+@attrs.frozen
+class DiffReport:
+    """Everything :func:`diff` measured.
+
+    Attributes:
+        a, b: the two files' paths.
+        seen_a, seen_b: their headers' ``seen`` (images seen in training).
+        arrays: per-array differences, in file order.
+        only_a, only_b: layer names held by only one of the files (partial files).
+        shape_mismatch: ``layer.array`` names whose shapes differ (different cfgs).
+    """
+
+    a: str
+    b: str
+    seen_a: int
+    seen_b: int
+    arrays: tuple[ArrayDiff, ...]
+    only_a: tuple[str, ...] = ()
+    only_b: tuple[str, ...] = ()
+    shape_mismatch: tuple[str, ...] = ()
+
+    @property
+    def identical(self) -> bool:
+        """Every compared array is bit-for-bit equal and nothing is held by one file only."""
+        return (
+            all(d.identical for d in self.arrays)
+            and not self.only_a
+            and not self.only_b
+            and not self.shape_mismatch
+        )
+
+    @property
+    def changed(self) -> tuple[ArrayDiff, ...]:
+        """The arrays that are not identical."""
+        return tuple(d for d in self.arrays if not d.identical)
+
+    def layers(self) -> list[tuple[int, str, str, float, float]]:
+        """Per layer: ``(index, name, type, max_abs, rel_l2)`` over all its arrays."""
+        out: dict[str, list[ArrayDiff]] = {}
+        for d in self.arrays:
+            out.setdefault(d.name, []).append(d)
+        rows = []
+        for name, ds in out.items():
+            max_abs = max((d.max_abs for d in ds if not math.isnan(d.max_abs)), default=0.0)
+            rows.append((ds[0].layer, name, ds[0].type, max_abs, max(d.rel_l2 for d in ds)))
+        return rows
+
+
+def _array_diff(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], chunk: int
+) -> tuple[bool, float, float, float]:
+    fa = np.ravel(a, order="C")
+    fb = np.ravel(b, order="C")
+    identical = True
+    max_abs = -1.0
+    dd = aa = bb = ab = 0.0
+    for start in range(0, fa.size, chunk):
+        ca = fa[start : start + chunk]
+        cb = fb[start : start + chunk]
+        if identical and not np.array_equal(ca.view(np.uint32), cb.view(np.uint32)):
+            identical = False
+        if identical:
+            # bit-equal chunks add nothing to the difference, but do to the norms
+            a64 = ca[np.isfinite(ca)].astype(np.float64)
+            s = float(np.dot(a64, a64))
+            aa += s
+            bb += s
+            ab += s
+            max_abs = max(max_abs, 0.0)
+            continue
+        ok = np.isfinite(ca) & np.isfinite(cb)
+        a64 = ca[ok].astype(np.float64)
+        b64 = cb[ok].astype(np.float64)
+        d = b64 - a64
+        if d.size:
+            max_abs = max(max_abs, float(np.max(np.abs(d))))
+        dd += float(np.dot(d, d))
+        aa += float(np.dot(a64, a64))
+        bb += float(np.dot(b64, b64))
+        ab += float(np.dot(a64, b64))
+    if max_abs < 0:
+        max_abs = float("nan") if fa.size else 0.0
+    rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
+    cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
+    return identical, max_abs, rel, cosine
+
+
+def diff(
+    a: WeightsFile, b: WeightsFile, *, chunk: int = CHUNK, progress: Progress | None = None
+) -> DiffReport:
+    """Compare every array both files hold.
+
+    Args:
+        a, b: open weights files (usually of the same cfg).
+        chunk: floats compared per step (bounds memory).
+        progress: called as ``progress(done_floats, total_floats, layer_name)``.
+    """
+    held_a = {lp.name for lp in a.plan.layers if lp.arrays and lp.stop <= a.available_floats}
+    held_b = {lp.name for lp in b.plan.layers if lp.arrays and lp.stop <= b.available_floats}
+    by_name_b = {lp.name: lp for lp in b.plan.layers}
+    pairs = [lp for lp in a.plan.layers if lp.name in held_a and lp.name in held_b]
+    total = sum(lp.count for lp in pairs)
+    done = 0
+    out: list[ArrayDiff] = []
+    mismatch: list[str] = []
+    for lp in pairs:
+        la, lb = a[lp.name], b[lp.name]
+        specs_b = {s.name: s for s in by_name_b[lp.name].arrays}
+        for spec in lp.arrays:
+            other = specs_b.get(spec.name)
+            if other is None or other.shape != spec.shape:
+                mismatch.append(f"{lp.name}.{spec.name}")
+                continue
+            same, max_abs, rel, cos = _array_diff(la[spec.name], lb[spec.name], chunk)
+            out.append(
+                ArrayDiff(
+                    lp.index, lp.name, lp.type, spec.name, spec.count, same, max_abs, rel, cos
+                )
+            )
+            done += spec.count
+            if progress is not None:
+                progress(done, total, lp.name)
+    order = [lp.name for lp in a.plan.layers]
+    return DiffReport(
+        a.path,
+        b.path,
+        a.header.seen,
+        b.header.seen,
+        tuple(out),
+        tuple(n for n in order if n in held_a and n not in held_b),
+        tuple(lp.name for lp in b.plan.layers if lp.name in held_b and lp.name not in held_a),
+        tuple(mismatch),
+    )
+
+
+def drift(
+    files: Sequence[WeightsFile], *, chunk: int = CHUNK, progress: Progress | None = None
+) -> list[DiffReport]:
+    """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …"""
+    return [diff(x, y, chunk=chunk, progress=progress) for x, y in itertools.pairwise(files)]
