@@ -627,6 +627,10 @@ def _add_source(p: argparse.ArgumentParser, *, weights: bool = True) -> None:
     )
 
 
+def _add_lenient(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--lenient", action="store_true", help=what)
+
+
 def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", metavar="RANGES", help="only these layers, e.g. 10-20 or 3,7")
     p.add_argument(
@@ -662,11 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--header-size", type=int, choices=[16, 20], help="force a 16- or 20-byte header"
     )
-    p.add_argument(
-        "--lenient",
-        action="store_true",
-        help="open a file whose size does not match the cfg (strict=False)",
-    )
+    _add_lenient(p, "open a file whose size does not match the cfg (strict=False)")
     _add_select(p)
     _add_output(p)
     p.set_defaults(func=cmd_info)
@@ -678,11 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
         " fraction, NaN and Inf counts; streaming, in bounded memory.",
     )
     _add_source(p)
-    p.add_argument(
-        "--lenient",
-        action="store_true",
-        help="read the complete layers of a file whose size does not match",
-    )
+    _add_lenient(p, "read the complete layers of a file whose size does not match")
     _add_select(p)
     _add_output(p)
     p.set_defaults(func=cmd_stats)
@@ -717,11 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--extreme", type=float, default=1e6, help="report |x| above this as extreme (default 1e6)"
     )
-    p.add_argument(
-        "--lenient",
-        action="store_true",
-        help="scan the complete layers of a file whose size does not match",
-    )
+    _add_lenient(p, "scan the complete layers of a file whose size does not match")
     _add_output(p, wide=False)
     p.set_defaults(func=cmd_check)
 

@@ -23,7 +23,7 @@ import attrs
 from dwf.cfg import CfgDocument, atoi, tokenize
 from dwf.dialects import Dialect, get_dialect
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
-from dwf.layers import KIND_NAMES, LAYER_TYPES, LayerInput
+from dwf.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.records import ArraySpec, LayerPlan
 
 View = Literal["reader", "writer"]
@@ -254,6 +254,9 @@ def _layer_kind(type_name: str) -> str:
     return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
 
 
+_UNKNOWN = Built(0, 0, 0, 0)
+
+
 def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
@@ -264,56 +267,40 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
     built: list[LayerPlan] = []
     cursor = 0
     for index, sec in enumerate(sections):
-        type_name = d.sections.get(sec.header)
         h, w, c, inputs = dims
+        type_name = d.sections.get(sec.header)
+        known = type_name is not None
         if type_name is None:
-            shown = sec.name or sec.header
+            # Darknet keeps the slot: a zeroed layer that stores nothing and outputs nothing.
+            type_name = sec.name or sec.header
             extra = " pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie" else ""
             warnings.append(
                 f"line {sec.line}: section {sec.header!r} is not a {d.name} layer type; Darknet"
                 f" keeps its index ({index}) and it stores nothing.{extra}"
             )
-            lp = LayerPlan(
+            kind = _layer_kind(type_name)
+            result, arrays, params = _UNKNOWN, _UNKNOWN.arrays, {}
+        else:
+            kind = _layer_kind(type_name)
+            x = LayerInput(
+                section=sec,
+                type=type_name,
+                kind=kind,
                 index=index,
-                type=shown,
-                name=f"{_layer_kind(shown)}_{index}",
-                line=sec.line,
-                in_c=c,
-                in_h=h,
-                in_w=w,
-                inputs=inputs,
-                out_c=0,
-                out_h=0,
-                out_w=0,
-                outputs=0,
-                arrays=(),
-                offset=cursor,
-                known=False,
+                dialect=d,
+                reader=reader,
+                dims=dims,
+                built=built,
+                n_layers=n_layers,
+                path=doc.path,
+                warnings=warnings,
             )
-            built.append(lp)
-            dims = (0, 0, 0, 0)
-            continue
-        kind = _layer_kind(type_name)
-        x = LayerInput(
-            section=sec,
-            type=type_name,
-            kind=kind,
-            index=index,
-            dialect=d,
-            reader=reader,
-            dims=dims,
-            built=built,
-            n_layers=n_layers,
-            path=doc.path,
-            warnings=warnings,
-        )
-        result = LAYER_TYPES[type_name](x)
-        arrays = result.arrays
-        params = dict(result.params)
-        if reader and x.num("dontload", 0):
-            arrays, params["dontload"] = (), 1
-        if not reader and d.dontsave and x.num("dontsave", 0):
-            arrays, params["dontsave"] = (), 1
+            result = LAYER_TYPES[type_name](x)
+            arrays, params = result.arrays, dict(result.params)
+            if reader and x.num("dontload", 0):
+                arrays, params["dontload"] = (), 1
+            if not reader and d.dontsave and x.num("dontsave", 0):
+                arrays, params["dontsave"] = (), 1
         specs: list[ArraySpec] = []
         offset = cursor
         for a in arrays:
@@ -335,6 +322,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
             arrays=tuple(specs),
             offset=offset,
             params=MappingProxyType(params),
+            known=known,
         )
         built.append(lp)
         if result.next_dims is not None:
