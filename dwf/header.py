@@ -126,6 +126,12 @@ class Header:
             )
         fmt = "<Q" if size == 20 else "<I"
         (seen,) = struct.unpack_from(fmt, data, 12)
+        rule = 12 + seen_width(major, minor, dialect)
+        if note is None and size != rule:
+            note = (
+                f"read with a {size}-byte header although version {major}.{minor}.{revision}"
+                f" implies {rule} bytes"
+            )
         return cls(major, minor, revision, seen, size, note)
 
 

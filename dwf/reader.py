@@ -611,12 +611,14 @@ def open_weights(
     if backend not in ("mmap", "pread"):
         raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
     d = get_dialect(dialect)
-    plan = _resolve_plan(spath, cfg, d)
+    # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
+    # non-weights path is reported as such rather than as "no cfg found beside it".
     fd = _open_fd(spath)
     try:
         size = os.fstat(fd).st_size
         head = _pread(fd, 512, 0)
         header = _decode_header(spath, head, d, header_size)
+        plan = _resolve_plan(spath, cfg, d)
         header, partial, mismatch = _fit(spath, head, header, size, plan, d, header_size, strict)
         return WeightsFile(
             spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
@@ -702,7 +704,8 @@ def _fit(
     body = size - header.size
     if 0 <= body < 4 * n and body % 4 == 0:
         floats = body // 4
-        boundaries = {lp.stop for lp in plan.layers if lp.arrays}
+        # 0 too: `darknet partial cfg weights out 0` writes a header and nothing else.
+        boundaries = {0} | {lp.stop for lp in plan.layers if lp.arrays}
         if floats in boundaries:
             return header, True, None
     from dwf.diagnose import diagnose

@@ -133,9 +133,10 @@ def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) ->
 
 
 def _check_header(header: Header, dialect: str) -> None:
-    """Refuse to write a header whose width Darknet would read differently."""
+    """Refuse to write a header whose width Darknet would read differently — unless it was read
+    from a file that has that width (its ``note`` says so): reproducing such a file is allowed."""
     want = header.expected_size(dialect)
-    if header.size != want:
+    if header.size != want and header.note is None:
         raise HeaderError(
             f"header version {header.version} with a {header.size}-byte header would be read"
             f" by Darknet with a {want}-byte one; use size={want} or another version"
