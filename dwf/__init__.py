@@ -12,6 +12,7 @@ from dwf.compare import diff as compare
 from dwf.dialects import ALEXEYAB, PJREDDIE, Dialect
 from dwf.errors import (
     ArrayError,
+    ArrayNotFoundError,
     CfgError,
     ClosedFileError,
     DwfError,
@@ -36,6 +37,7 @@ __all__ = [
     "ALEXEYAB",
     "PJREDDIE",
     "ArrayError",
+    "ArrayNotFoundError",
     "ArraySpec",
     "CfgError",
     "ClosedFileError",

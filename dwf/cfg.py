@@ -23,11 +23,15 @@ INT32_MAX = 2**31 - 1
 
 # C isspace() also covers \v and \f, which atoi skips before the number; strip() does not remove
 # them (spec §2.1), so they can survive into a value.
-_ATOI = re.compile(r"[ \t\n\r\v\f]*([+-]?\d+)")
+# ASCII digits only: C's atoi/atof do not read other scripts' digits (Python's \d would).
+_ATOI = re.compile(r"[ \t\n\r\v\f]*([+-]?[0-9]+)")
 _ATOF = re.compile(
-    r"[ \t\n\r\v\f]*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan))",
+    r"[ \t\n\r\v\f]*([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))",
     re.IGNORECASE,
 )
+# More significant digits than any C int has: out of range without converting (int() of
+# thousands of digits is slow, and refused past 4300 digits).
+_INT_DIGITS = 10
 
 
 class Option(NamedTuple):
@@ -196,11 +200,15 @@ def atoi(value: str) -> int | None:
     undefined; callers turn that into an error).
     """
     if value.isascii() and value.isdigit():  # the common case: plain digits
+        if len(value.lstrip("0")) > _INT_DIGITS:
+            return None
         n = int(value)
         return n if n <= INT32_MAX else None
     m = _ATOI.match(value)
     if m is None:
         return 0
+    if len(m.group(1).lstrip("+-").lstrip("0")) > _INT_DIGITS:
+        return None
     n = int(m.group(1))
     if n < INT32_MIN or n > INT32_MAX:
         return None

@@ -4,7 +4,7 @@ Subcommands: ``info``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``
 ``import``, ``fuse``, ``demo``. Each has ``--help``; those that report have ``--json`` (schemas in
 docs/cli.md). Tables fit 100 columns (``--wide`` lifts that). Exit codes: 0 ok, 1 findings
 (``check`` found errors; ``diff --exit-code`` found differences; ``identify`` found no match),
-2 an error — printed as one line, the :class:`dwf.DwfError` message; ``--debug`` shows the
+2 an error — printed as the :class:`dwf.DwfError` message (no traceback); ``--debug`` shows the
 traceback instead.
 """
 
@@ -653,11 +653,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"dwf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser(
         "info",
+        parents=[common],
         help="header and one row per layer (shapes, byte spans)",
         description="Print the header and one row per layer: index, name,"
         " type, output shape, byte span and arrays.",
@@ -673,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "stats",
+        parents=[common],
         help="per-array statistics (min, max, mean, std, NaN …)",
         description="Per layer and array: min, max, mean, std, abs-max, zero"
         " fraction, NaN and Inf counts; streaming, in bounded memory.",
@@ -685,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "diff",
+        parents=[common],
         help="compare checkpoints (two, or a series)",
         description="Per layer and array: max |B-A|, relative L2 change, cosine"
         " similarity and whether identical, plus the change in seen. With more"
@@ -703,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
+        parents=[common],
         help="scan for NaN/Inf, bad BN variances, dead filters",
         description="Scan every array, layer by layer in bounded memory, for"
         " NaN/Inf, negative batch-norm variances, all-zero filters, dead BN"
@@ -719,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "identify",
+        parents=[common],
         help="which known network a file is, without a cfg",
         description="Match the file's float count against Darknet's public"
         " cfgs and the common partial backbones. Exit 1 when nothing matches.",
@@ -729,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "cut",
+        parents=[common],
         help="keep layers 0..N-1 (as 'darknet partial')",
         description="Write a partial file holding layers 0..N-1, exactly as"
         " 'darknet partial cfg weights OUT N' does (seen reset to 0).",
@@ -740,6 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
+        parents=[common],
         help="write the arrays as .npz, .safetensors or PyTorch",
         description="Export every array: npz (numpy, no pickle), safetensors"
         " (needs dwf[safetensors]) or a PyTorch state_dict saved with"
@@ -753,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
+        parents=[common],
         help="rebuild a .weights file from an export",
         description="Write a .weights file from a dwf .npz/.safetensors export"
         " (which carries its cfg and header) or a PyTorch .pt state_dict"
@@ -772,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "fuse",
+        parents=[common],
         help="fold batch norm into conv/connected layers",
         description="Write OUT and CFG_OUT: the weights with batch norm folded"
         " into every conv/connected layer, and the cfg with batch_normalize=0"
@@ -784,6 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
+        parents=[common],
         help="write the bundled example model and show it",
         description="Write a small YOLO-style model (cfg + weights with"
         " deterministic values) to FOLDER and run 'dwf info' on it.",

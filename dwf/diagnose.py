@@ -92,7 +92,9 @@ class Diagnosis:
             lines.append(f"  {label}: {c.summary}")
             if c.fix:
                 lines.append(f"    fix: {c.fix}")
-        lines.append("  open with strict=False to read the layers the file holds completely")
+        lines.append(
+            "  open with strict=False (dwf: --lenient) to read the layers the file holds completely"
+        )
         return "\n".join(lines)
 
 
@@ -329,6 +331,9 @@ def _bn_variants(plan: Plan) -> list[tuple[str, list[int], int]]:
     return variants
 
 
+_MAX_REPLANS = 8  # as many as the matches kept below
+
+
 def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
     diff = body // 4 - plan.total_floats
     if diff == 0:
@@ -337,11 +342,18 @@ def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
     doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
     sections = doc.sections[1:]
     matched: list[tuple[str, list[int], int]] = []
+    replans = 0
     for label, layers, value in _bn_variants(plan):
         # BN arrays are 3 × filters per layer: check the count before re-planning.
         predicted = sum(3 * by_index[i].out_c for i in layers) * (1 if value else -1)
         if predicted != diff or any(m[1] == layers for m in matched):
             continue
+        # Each re-plan costs as much as the first plan; a count that matches but a re-plan that
+        # does not (cbn=1, dontloadscales, numload keep or drop the arrays anyway) could repeat
+        # for every layer: bound the work so diagnosing stays linear in the number of layers.
+        replans += 1
+        if replans > _MAX_REPLANS:
+            break
         lines = plan.text.split("\n")
         for i in layers:
             sec = sections[i]

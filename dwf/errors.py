@@ -113,6 +113,22 @@ class LayerNotFoundError(DwfError, KeyError):
         self.suggestions = suggestions
 
 
+class ArrayNotFoundError(DwfError, KeyError):
+    """The layer has no array of that name (``layer["gamma"]``).
+
+    Attributes:
+        key: what was asked for.
+        layer: the layer's name.
+    """
+
+    def __init__(
+        self, message: str, *, key: object = None, layer: str = "", path: str | None = None
+    ) -> None:
+        super().__init__(message, path=path)
+        self.key = key
+        self.layer = layer
+
+
 class LayerNotInFileError(DwfError, KeyError):
     """The layer exists in the cfg but its arrays lie past the end of this (partial) file.
 

@@ -325,7 +325,10 @@ def import_weights(
     elif exp.cfg_text is not None:
         plan = Plan.from_text(exp.cfg_text, dialect=d, path=exp.cfg_name or None)
     else:
-        raise DwfError("this export does not carry its cfg (a state dict never does): pass cfg=...")
+        raise DwfError(
+            "this export does not carry its cfg (a state dict never does);"
+            " pass cfg=... (dwf: --cfg)"
+        )
     arrays = weights_from_state_dict(plan, exp.arrays)
     upto = _held_prefix(plan, arrays)
     save(dst, plan, arrays, header=header or exp.header, upto=upto)

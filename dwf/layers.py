@@ -382,7 +382,9 @@ def convolutional(x: LayerInput) -> Built:
                 raise x.fail(f"numload={k} must be between 1 and filters={n}", "numload")
             n_read = k
             params["numload"] = k
-    keep_bn = not (x.reader and x.num("dontloadscales", 0))
+    keep_bn = not (x.reader and x.num("dontloadscales", 0) and bn)
+    if not keep_bn:
+        params["dontloadscales"] = 1
     arrays = conv_block("", n_read, x.c, groups, size, bool(bn), flipped=flipped, keep_bn=keep_bn)
     return Built(out_c, out_h, out_w, outputs, tuple(arrays), params=params, next_dims=next_dims)
 
@@ -421,9 +423,11 @@ def deconvolutional(x: LayerInput) -> Built:
 def connected(x: LayerInput) -> Built:
     out = x.count("output", 1)
     bn = x.num("batch_normalize", 0)
-    keep_bn = not (x.reader and x.num("dontloadscales", 0))
+    keep_bn = not (x.reader and x.num("dontloadscales", 0) and bn)
     arrays = connected_block("", x.inputs, out, bool(bn), keep_bn=keep_bn)
     params = {"output": out, "batch_normalize": bn, "activation": x.text("activation", "logistic")}
+    if not keep_bn:
+        params["dontloadscales"] = 1
     return Built(out, 1, 1, out, tuple(arrays), params)
 
 

@@ -39,7 +39,7 @@ class NetInput:
     inputs: int
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Plan:
     """Where every array of a network lies in a ``.weights`` file, and its shape.
 
@@ -68,6 +68,13 @@ class Plan:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
+
+    def __repr__(self) -> str:
+        where = self.cfg_path or "<cfg text>"
+        return (
+            f"<dwf.Plan {where} ({self.dialect}, {self.view} view): {len(self.layers)} layers,"
+            f" {len(self.stored)} with arrays, {self.total_floats:,} floats>"
+        )
 
     @classmethod
     def from_text(
@@ -152,7 +159,7 @@ class Plan:
         return self.cfg_path or "this network"
 
     def _similar(self, key: str) -> tuple[str, ...]:
-        m = re.search(r"(\d+)$", key)
+        m = re.search(r"(?<![0-9])([0-9]{1,9})$", key)  # a plausible index, not 5000 digits
         out: list[str] = []
         if m:
             idx = int(m.group(1))
@@ -206,6 +213,8 @@ def read_cfg_text(path: str) -> str:
         raise CfgError("permission denied reading the cfg file", path=path) from None
     except OSError as e:
         raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
+    except ValueError as e:  # a NUL byte in the path
+        raise CfgError(f"not a usable file name: {e}", path=repr(path)) from None
     if b"\x00" in data[:4096] and data[:4] != b"[net":
         raise CfgError(
             "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"

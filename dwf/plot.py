@@ -108,7 +108,7 @@ def plot_file(f: WeightsFile) -> Figure:
 def plot_diff(a: WeightsFile | DiffReport, b: WeightsFile | None = None) -> Figure:
     """Per-layer change between two checkpoints (relative L2 and max |Δ|).
 
-    Pass two open files, or a :class:`dwf.diff.DiffReport`.
+    Pass two open files, or a :class:`dwf.compare.DiffReport`.
     """
     from dwf.compare import DiffReport, diff
     from dwf.errors import DwfError

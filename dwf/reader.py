@@ -22,6 +22,7 @@ import numpy as np
 
 from dwf.dialects import Dialect, get_dialect
 from dwf.errors import (
+    ArrayNotFoundError,
     CfgError,
     ClosedFileError,
     DwfError,
@@ -176,10 +177,11 @@ class Layer:
     def __getitem__(self, name: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         view = self.array(name)
         if view is None:
-            raise LayerNotFoundError(
+            raise ArrayNotFoundError(
                 f"{self.name} ({self.type}) has no array {name!r}; it has"
                 f" {', '.join(self.keys()) or 'no arrays'}",
                 key=name,
+                layer=self.name,
                 path=self.file.path,
             )
         return view
@@ -260,6 +262,8 @@ class WeightsFile:
         return len(self.keys())
 
     def __contains__(self, key: object) -> bool:
+        """Whether ``f[key]`` works: any layer of the cfg the file holds — parameter-free ones
+        included, unlike :meth:`keys`, which lists only the layers that store arrays."""
         try:
             lp = self.plan.layer(key)  # type: ignore[arg-type]
         except LayerNotFoundError:
@@ -564,7 +568,7 @@ def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect:
             raise CfgError(
                 "no cfg given and none found beside the weights (looked for "
                 + ", ".join(Path(c).name for c in looked)
-                + f"); pass cfg=...{hint}",
+                + f"); pass cfg=... (dwf: --cfg){hint}",
                 path=path,
             )
         cfg = found
@@ -662,6 +666,8 @@ def _open_fd(path: str) -> int:
         raise DwfError(f"{path}: permission denied", path=path) from None
     except OSError as e:
         raise DwfError(f"{path}: cannot open: {e.strerror or e}", path=path) from None
+    except ValueError as e:  # a NUL byte in the path
+        raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
 
 
 def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:

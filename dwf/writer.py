@@ -150,8 +150,8 @@ def save(
     *,
     header: Header | None = None,
     upto: int | None = None,
-) -> None:
-    """Write a weights file holding ``arrays`` laid out by ``plan``.
+) -> str:
+    """Write a weights file holding ``arrays`` laid out by ``plan``; returns the path written.
 
     Args:
         path: where to write; replaced atomically.
@@ -184,3 +184,4 @@ def save(
         fh.write(header.encode())
         for _, spec, arr in pending:
             fh.write(_stored_bytes(spec, arr, header))
+    return os.fspath(path)

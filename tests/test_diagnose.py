@@ -569,7 +569,7 @@ def test_message_has_sizes_first_unfilled_and_ranked_causes(tmp_path: Path) -> N
     other = next(i for i, x in enumerate(lines) if x.startswith("  or: "))
     assert likely < other
     assert "dialect='pjreddie'" in lines[other + 1]
-    assert lines[-1] == "  open with strict=False to read the layers the file holds completely"
+    assert lines[-1] == "  open with strict=False (dwf: --lenient) to read the layers the file holds completely"
     assert msg == err.diagnosis.explain()
 
 
