@@ -7,13 +7,14 @@ dropped again, and the temporaries are chunk-sized.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import numpy as np
 
-# 1 Mi floats = 4 MiB per chunk: temporaries stay in cache-friendly sizes.
-CHUNK = 1 << 20
+# 64 Ki floats = 256 KiB per chunk: each of the few passes over a chunk runs from cache.
+CHUNK = 1 << 16
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
 
 
@@ -59,45 +60,58 @@ class ArrayStats:
 def array_stats(
     view: np.ndarray[Any, Any], *, extreme_threshold: float = 1e6, chunk: int = CHUNK
 ) -> ArrayStats:
-    """Statistics of ``view`` in one streaming pass."""
+    """Statistics of ``view`` in one streaming pass over chunks of ``chunk`` floats.
+
+    Per chunk: min and max first (a NaN makes them NaN, so non-finite values are found without
+    a pass of their own), a float32 pairwise sum for the chunk mean and a float32 BLAS dot of
+    the centred chunk for its squared deviations, merged across chunks in float64 (Chan et al.'s
+    pairwise update). Mean and std are accurate to about 1e-7 relative (float32 rounding inside
+    a 64 Ki-element chunk), far below the 4 significant digits dwf displays; a float64 sum would
+    halve the throughput.
+    """
     flat = view.reshape(-1) if view.flags.c_contiguous else np.ravel(view, order="K")
     n = int(flat.size)
-    nan = inf = zeros = denormals = negatives = extreme = 0
+    nan = inf = zeros = small = negatives = extreme = 0
     finite = 0
-    total = 0.0
-    total_sq = 0.0
-    lo, hi = np.inf, -np.inf
+    mean = m2 = 0.0
+    lo, hi = math.inf, -math.inf
     for start in range(0, n, chunk):
         c = flat[start : start + chunk]
-        a = np.abs(c)
-        cnan = int(np.count_nonzero(np.isnan(c)))
-        cinf = int(np.count_nonzero(a == np.inf))
-        if cnan or cinf:
-            c = c[np.isfinite(c)]
-            a = np.abs(c)
+        cmin, cmax = float(c.min()), float(c.max())
+        if not (math.isfinite(cmin) and math.isfinite(cmax)):
+            isnan = np.isnan(c)
+            ok = np.isfinite(c)
+            cnan = int(np.count_nonzero(isnan))
             nan += cnan
-            inf += cinf
-        if c.size == 0:
-            continue
-        finite += int(c.size)
-        zeros += int(np.count_nonzero(c == 0))
-        denormals += int(np.count_nonzero((a < FLOAT32_TINY) & (a > 0)))
+            inf += int(c.size - np.count_nonzero(ok)) - cnan
+            c = c[ok]
+            if c.size == 0:
+                continue
+            cmin, cmax = float(c.min()), float(c.max())
+        k = int(c.size)
+        cmean = float(c.sum(dtype=np.float32)) / k
+        d = c - np.float32(cmean)
+        cm2 = float(np.dot(d, d))
+        total = finite + k
+        delta = cmean - mean
+        mean += delta * k / total
+        m2 += cm2 + delta * delta * finite * k / total
+        finite = total
+        lo, hi = min(lo, cmin), max(hi, cmax)
         negatives += int(np.count_nonzero(c < 0))
-        extreme += int(np.count_nonzero(a > extreme_threshold))
-        c64 = c.astype(np.float64)
-        total += float(c64.sum())
-        total_sq += float(np.dot(c64, c64))
-        lo = min(lo, float(c.min()))
-        hi = max(hi, float(c.max()))
+        # Zeros and denormals are rare: one cheap min(|x|) decides whether to count them.
+        if float(np.abs(c).min()) < FLOAT32_TINY:
+            zeros += int(np.count_nonzero(c == 0))
+            small += int(np.count_nonzero((c > -FLOAT32_TINY) & (c < FLOAT32_TINY)))
+        if max(-cmin, cmax) > extreme_threshold:
+            extreme += int(np.count_nonzero((c > extreme_threshold) | (c < -extreme_threshold)))
     if finite:
-        mean = total / finite
-        var = max(total_sq / finite - mean * mean, 0.0)
-        std = var**0.5
+        std = math.sqrt(max(m2, 0.0) / finite)
         absmax = max(abs(lo), abs(hi))
     else:
-        mean = std = absmax = lo = hi = float("nan")
+        mean = std = absmax = lo = hi = math.nan
     return ArrayStats(
-        n, nan, inf, zeros, denormals, negatives, float(lo), float(hi), mean, std, absmax, extreme
+        n, nan, inf, zeros, small - zeros, negatives, lo, hi, mean, std, absmax, extreme
     )
 
 

@@ -207,7 +207,9 @@ def test_array_stats_streaming_matches_numpy() -> None:
         )
         assert st.negatives == int(np.count_nonzero(finite < 0))
         assert st.min == finite.min() and st.max == finite.max() == pytest.approx(3e7)
-        assert st.mean == pytest.approx(finite.mean(), rel=1e-9)
+        # float32 sums inside a chunk, float64 across chunks: ~1e-7 relative even with a 3e7
+        # outlier among values of magnitude 2 (see dwf.stats.array_stats)
+        assert st.mean == pytest.approx(finite.mean(), rel=1e-6)
         assert st.std == pytest.approx(finite.std(), rel=1e-6)
     assert zero_rows(np.zeros((5, 3), np.float32), chunk=2) == 5
     assert zero_rows(np.eye(5, dtype=np.float32)[:, :3], chunk=1) == 2
