@@ -8,7 +8,9 @@ Opening parses the cfg and plans every array's byte span; nothing of the body is
 view's values are used, and then only that view's pages.
 """
 
+from dwf.compare import ArrayDiff, DiffReport
 from dwf.compare import diff as compare
+from dwf.diagnose import Cause, Diagnosis
 from dwf.dialects import ALEXEYAB, PJREDDIE, Dialect
 from dwf.errors import (
     ArrayError,
@@ -23,12 +25,14 @@ from dwf.errors import (
     SizeMismatchError,
 )
 from dwf.header import Header
-from dwf.known import identify
+from dwf.known import Identification, Match, identify
 from dwf.planner import NetInput, Plan, plan
 from dwf.plot import plot_diff
 from dwf.reader import Layer, WeightsFile, find_cfg
 from dwf.reader import open_weights as open
 from dwf.records import ArraySpec, LayerPlan
+from dwf.scan import CheckReport, Finding
+from dwf.stats import ArrayStats
 from dwf.writer import save
 
 __version__ = "0.1.0"

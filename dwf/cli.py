@@ -256,10 +256,12 @@ def _print_info(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) 
     if f.partial:
         state = f"partial file: holds layers 0..{f.last_layer} of {len(f.plan.layers)}"
     elif f.mismatch:
-        state = "SIZE MISMATCH (opened with --lenient)"
+        state = "SIZE MISMATCH: opened with --lenient"
+    # two lines, so that both fit 100 columns
+    floats = _fmt(f.available_floats)
+    print(f"size: {_fmt(f.size)} bytes = {h.size} + 4 × {floats} floats ({state})")
     print(
-        f"size: {_fmt(f.size)} bytes = {h.size} + 4 × {_fmt(f.available_floats)} floats"
-        f" ({state}); {len(f.plan.stored)} layers hold arrays,"
+        f"layers: {len(f.plan.layers)}, {len(f.plan.stored)} of them hold arrays,"
         f" {_fmt(f.plan.total_floats)} floats in all"
     )
     rows = []

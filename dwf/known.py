@@ -129,8 +129,9 @@ def identify(path: str | os.PathLike[str]) -> Identification:
         size = os.path.getsize(spath)
         with open(spath, "rb") as fh:
             head = fh.read(512)
-    except OSError as e:
-        raise DwfError(f"{spath}: cannot read: {e.strerror or e}", path=spath) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        why = getattr(e, "strerror", None) or e
+        raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
     problem = sniff(head)
     if problem and "byte-swapped" not in problem:
         return Identification(spath, size, None, None, (), problem)

@@ -159,11 +159,14 @@ class Plan:
         return self.cfg_path or "this network"
 
     def _similar(self, key: str) -> tuple[str, ...]:
-        m = re.search(r"(?<![0-9])([0-9]{1,9})$", key)  # a plausible index, not 5000 digits
+        # a plausible index (not 5000 digits), after an optional kind: "conv3" → "conv_3"
+        m = re.search(r"([A-Za-z]*)_?(?<![0-9])([0-9]{1,9})$", key)
         out: list[str] = []
         if m:
-            idx = int(m.group(1))
-            if 0 <= idx < len(self.layers):
+            kind, idx = m.group(1).lower(), int(m.group(2))
+            if f"{kind}_{idx}" in self._by_name:
+                out.append(f"{kind}_{idx}")
+            if 0 <= idx < len(self.layers) and self.layers[idx].name not in out:
                 out.append(self.layers[idx].name)
         for name in difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.6):
             if name not in out:
@@ -284,8 +287,8 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
             type_name = sec.name or sec.header
             extra = " pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie" else ""
             warnings.append(
-                f"line {sec.line}: section {sec.header!r} is not a {d.name} layer type; Darknet"
-                f" keeps its index ({index}) and it stores nothing.{extra}"
+                f"line {sec.line}: section {sec.header!r} is not a layer type the {d.name}"
+                f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
             kind = _layer_kind(type_name)
             result, arrays, params = _UNKNOWN, _UNKNOWN.arrays, {}

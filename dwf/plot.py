@@ -126,8 +126,13 @@ def plot_diff(a: WeightsFile | DiffReport, b: WeightsFile | None = None) -> Figu
     )
     ax = fig.add_subplot(2, 1, 1)
     idx = [r[0] for r in rows]
-    ax.bar(idx, [r[4] for r in rows], color="#aa3377")
+    # rel_l2 is infinite where A was all zeros and B is not: such a bar cannot be drawn
+    rel = [r[4] if math.isfinite(r[4]) else math.nan for r in rows]
+    ax.bar(idx, rel, color="#aa3377")
     ax.set_ylabel("relative L2 change")
+    infinite = [r[1] for r in rows if math.isinf(r[4])]
+    if infinite:
+        ax.set_title(f"not drawn (all zeros in A): {', '.join(infinite[:6])}", fontsize=8)
     ax2 = fig.add_subplot(2, 1, 2, sharex=ax)
     ax2.bar(idx, [r[3] for r in rows], color="#4477aa")
     ax2.set_ylabel("max |Δ|")

@@ -237,17 +237,36 @@ class WeightsFile:
         self._closed = False
         # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
         # (a rename over the path leaves our inode, and our map, intact).
-        self._fd = fd
-        self._release_fd = weakref.finalize(self, os.close, fd)
         st = os.fstat(fd)
-        self._opened = (st.st_size, st.st_mtime_ns)
+        if st.st_size != size:  # it changed since its size was checked: do not map it
+            raise FileChangedError(
+                f"{path}: the file changed while it was being opened (its size went from"
+                f" {_fmt(size)} to {_fmt(st.st_size)} bytes); open it again",
+                path=path,
+                opened=(size, st.st_mtime_ns),
+                now=(st.st_size, st.st_mtime_ns),
+            )
         self._map: mmap.mmap | None = None
         self._body: np.ndarray[Any, np.dtype[np.float32]] | None = None
         if self.available_floats and backend == "mmap":
-            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-            self._body = np.frombuffer(
-                self._map, dtype=F32, count=self.available_floats, offset=header.size
-            )
+            try:
+                self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                self._body = np.frombuffer(
+                    self._map, dtype=F32, count=self.available_floats, offset=header.size
+                )
+            except (OSError, ValueError) as e:  # shrank just now, or cannot be mapped
+                if self._map is not None:
+                    self._map.close()
+                raise FileChangedError(
+                    f"{path}: cannot map the file ({e}); it may have changed while it was being"
+                    ' opened: open it again, or with backend="pread"',
+                    path=path,
+                ) from None
+        # Only now does this object own the descriptor (on an error above, open_weights closes
+        # it; a finalizer registered earlier would close it a second time, maybe someone else's).
+        self._fd = fd
+        self._release_fd = weakref.finalize(self, os.close, fd)
+        self._opened = (st.st_size, st.st_mtime_ns)
         self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
@@ -524,6 +543,8 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
             break
         stems.append(stem)
         name = stem
+    if not stems:  # no extension at all: "yolov4" → yolov4.cfg
+        stems.append(p.name)
     for s in list(stems):
         base = s
         while True:
@@ -660,6 +681,8 @@ def _open_fd(path: str) -> int:
         if not stat.S_ISREG(st.st_mode):
             raise DwfError(f"{path}: not a regular file", path=path)
         return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except DwfError:  # a ValueError itself: must not be re-worded by the clause below
+        raise
     except FileNotFoundError:
         raise DwfError(f"{path}: weights file not found", path=path) from None
     except PermissionError:

@@ -159,7 +159,8 @@ def save(
         arrays: ``{"conv_0.weights": array, ...}`` (or ``{"conv_0": {"weights": ...}}``, or an
             open :class:`dwf.WeightsFile`), one entry per array of the plan, each of exactly the
             planned shape; any real dtype is stored as float32.
-        header: defaults to version 0.2.5 with an 8-byte ``seen`` of 0 (what AlexeyAB writes).
+        header: defaults to the source's header when ``arrays`` is an open file, else to
+            version 0.2.5 with an 8-byte ``seen`` of 0 (what AlexeyAB writes).
         upto: write only layers ``0..upto-1`` (a partial file, as ``darknet partial`` writes);
             ``arrays`` then needs only those layers' arrays.
 
@@ -168,7 +169,9 @@ def save(
             written).
         HeaderError: the header's width is not the one Darknet reads for its version.
     """
-    header = header or Header()
+    if header is None:
+        # re-saving an open file keeps its header (version, seen, width) unless told otherwise
+        header = arrays.header if isinstance(arrays, WeightsFile) else Header()
     _check_header(header, plan.dialect)
     _check_names(plan, arrays)
     n = len(plan.layers)
