@@ -502,7 +502,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dwf.scan import check
 
     with _open(args) as f:
-        report = check(f, extreme=args.extreme)
+        total = 4 * f.available_floats
+        bar = Progress(total, "check", enabled=total > BIG_FILE)
+        try:
+            report = check(f, extreme=args.extreme, progress=bar)
+        finally:
+            bar.close()
     if args.json:
         _dump(
             {

@@ -131,6 +131,7 @@ def _array_diff(
         max_abs = float("nan") if fa.size else 0.0
     rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
     cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
+    cosine = min(max(cosine, -1.0), 1.0)  # rounding can step just past ±1; NaN stays NaN
     return identical, max_abs, rel, cosine
 
 

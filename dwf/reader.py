@@ -423,7 +423,8 @@ class WeightsFile:
     def __repr__(self) -> str:
         state = "complete"
         if self.partial:
-            state = f"partial: layers 0..{self.last_layer}"
+            held = f"layers 0..{self.last_layer}" if self.last_layer >= 0 else "no layers"
+            state = f"partial: {held}"
         elif self.mismatch:
             state = "SIZE MISMATCH"
         return (

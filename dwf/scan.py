@@ -178,16 +178,24 @@ def _record(
     found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
 
 
-def check(f: WeightsFile, *, extreme: float = 1e6, chunk: int = CHUNK) -> CheckReport:
+def check(
+    f: WeightsFile,
+    *,
+    extreme: float = 1e6,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> CheckReport:
     """Scan every array the file holds, layer by layer, in bounded memory.
 
     Args:
         f: an open weights file.
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
     """
     found: list[Finding] = []
     arrays = floats = 0
+    total = sum(lp.count for lp in f.plan.layers if lp.arrays and lp.stop <= f.available_floats)
     for lp in f.plan.layers:
         if not lp.arrays or lp.stop > f.available_floats:
             continue
@@ -224,4 +232,6 @@ def check(f: WeightsFile, *, extreme: float = 1e6, chunk: int = CHUNK) -> CheckR
                         zr,
                         f"{zr:,} of {view.shape[0]:,} filters are all zeros",
                     )
+            if progress is not None:
+                progress(floats, total, lp.name)
     return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch)

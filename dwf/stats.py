@@ -57,6 +57,10 @@ class ArrayStats:
         return d
 
 
+# |x| below this keeps k·(2x)² within float32 for chunks of up to ~10^8 floats.
+_F32_SAFE = 1e15
+
+
 def array_stats(
     view: np.ndarray[Any, Any], *, extreme_threshold: float = 1e6, chunk: int = CHUNK
 ) -> ArrayStats:
@@ -89,8 +93,11 @@ def array_stats(
                 continue
             cmin, cmax = float(c.min()), float(c.max())
         k = int(c.size)
-        cmean = float(c.sum(dtype=np.float32)) / k
-        d = c - np.float32(cmean)
+        # Squares of values this large overflow a float32 sum (std would be inf): such chunks
+        # (corrupt or extreme files) are summed in float64; the rest keeps the float32 path.
+        acc = np.float64 if max(-cmin, cmax) > _F32_SAFE else np.float32
+        cmean = float(c.sum(dtype=acc)) / k
+        d = c.astype(acc, copy=False) - acc(cmean)
         cm2 = float(np.dot(d, d))
         total = finite + k
         delta = cmean - mean

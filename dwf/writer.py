@@ -129,6 +129,8 @@ def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) ->
     if transposed and len(spec.shape) >= 2:
         arr = arr.reshape(spec.shape[0], -1).T
     out = np.ascontiguousarray(arr, dtype=F32)
+    if out.size == 0:  # memoryview cannot cast a view with a zero in its shape
+        return memoryview(b"")
     return out.data.cast("B")
 
 

@@ -20,9 +20,9 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.scan import CheckReport, Finding, check
 from dwf.cli import main
 from dwf.demo import write_demo
+from dwf.scan import CheckReport, Finding, check
 from dwf.stats import array_stats, zero_rows
 
 CFG = """[net]

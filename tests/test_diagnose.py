@@ -19,10 +19,10 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.scan import check
 from dwf.cli import main
 from dwf.demo import demo_cfg_text
 from dwf.diagnose import Cause, Diagnosis
+from dwf.scan import check
 
 # -- building test files ---------------------------------------------------------------------
 
@@ -569,7 +569,9 @@ def test_message_has_sizes_first_unfilled_and_ranked_causes(tmp_path: Path) -> N
     other = next(i for i, x in enumerate(lines) if x.startswith("  or: "))
     assert likely < other
     assert "dialect='pjreddie'" in lines[other + 1]
-    assert lines[-1] == "  open with strict=False (dwf: --lenient) to read the layers the file holds completely"
+    assert lines[-1] == (
+        "  open with strict=False (dwf: --lenient) to read the layers the file holds completely"
+    )
     assert msg == err.diagnosis.explain()
 
 
