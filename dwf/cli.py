@@ -224,7 +224,7 @@ def _info_json(f: WeightsFile, layers: Sequence[LayerPlan] | None = None) -> dic
                 "out_shape": [lp.out_c, lp.out_h, lp.out_w],
                 "outputs": lp.outputs,
                 "span": list(lp.byte_span(h.size)),
-                "in_file": lp.stop <= f.available_floats,
+                "in_file": f.holds(lp),
                 "arrays": [
                     {
                         "name": a.name,
@@ -268,7 +268,7 @@ def _print_info(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) 
     for lp in layers:
         start, stop = lp.byte_span(h.size)
         span = f"{_fmt(start)}..{_fmt(stop)}" if lp.arrays else ""
-        if lp.arrays and lp.stop > f.available_floats:
+        if lp.arrays and not f.holds(lp):
             span += " (missing)"
         rows.append(
             (
@@ -303,7 +303,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from dwf.stats import array_stats
 
     with _open(args) as f:
-        layers = [lp for lp in _selected(f, args) if lp.arrays and lp.stop <= f.available_floats]
+        layers = [lp for lp in _selected(f, args) if lp.arrays and f.holds(lp)]
         total = sum(lp.count for lp in layers)
         bar = Progress(total, "stats", enabled=4 * total > BIG_FILE)
         results = []

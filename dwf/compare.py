@@ -145,8 +145,8 @@ def diff(
         chunk: floats compared per step (bounds memory).
         progress: called as ``progress(done_floats, total_floats, layer_name)``.
     """
-    held_a = {lp.name for lp in a.plan.layers if lp.arrays and lp.stop <= a.available_floats}
-    held_b = {lp.name for lp in b.plan.layers if lp.arrays and lp.stop <= b.available_floats}
+    held_a = {lp.name for lp in a.stored}
+    held_b = {lp.name for lp in b.stored}
     by_name_b = {lp.name: lp for lp in b.plan.layers}
     pairs = [lp for lp in a.plan.layers if lp.name in held_a and lp.name in held_b]
     total = sum(lp.count for lp in pairs)

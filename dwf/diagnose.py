@@ -108,7 +108,7 @@ def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> D
     if what:
         causes.append(Cause("not-weights", what, "get the real .weights file"))
     body = size - H
-    boundaries = _boundaries(plan)
+    boundaries = plan.boundaries()
     other = 36 - H
     if what is None:
         ob = size - other
@@ -174,16 +174,6 @@ def _first_unfilled(plan: Plan, H: int, size: int) -> tuple[int, str, str, str, 
     return None
 
 
-def _boundaries(plan: Plan) -> dict[int, int]:
-    """float offset of a layer boundary → the last layer index a file ending there holds."""
-    out: dict[int, int] = {}
-    stored = [lp for lp in plan.layers if lp.arrays]
-    for i, lp in enumerate(stored):
-        nxt = stored[i + 1].index if i + 1 < len(stored) else len(plan.layers)
-        out[lp.stop] = nxt - 1
-    return out
-
-
 def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Cause:
     floats = body // 4
     after = [(lp.stop, lp) for lp in plan.layers if lp.arrays and lp.stop * 4 >= body]
@@ -226,7 +216,7 @@ def _fits(candidate: Plan | None, body: int) -> str | None:
     floats = body // 4
     if floats == candidate.total_floats:
         return "exact"
-    if floats < candidate.total_floats and floats in _boundaries(candidate):
+    if floats < candidate.total_floats and floats in candidate.boundaries():
         return "partial"
     return None
 

@@ -49,7 +49,7 @@ def file_html(f: WeightsFile) -> str:
     params = f.plan.total_floats
     rows = []
     for lp in f.plan.layers:
-        held = lp.stop <= f.available_floats
+        held = f.holds(lp)
         cls = "" if held or not lp.arrays else " class='miss'"
         rows.append(
             f"<tr{cls}><td class='n'>{lp.index}</td><td>{_e(lp.name)}</td><td>{_e(lp.type)}</td>"

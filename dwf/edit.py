@@ -173,7 +173,7 @@ def fused_arrays(f: WeightsFile, eps: float = DARKNET_BN_EPS) -> Iterator[tuple[
     """``("conv_0.weights", folded), ("conv_0.biases", folded), …`` for every foldable layer
     the file holds, one layer at a time (bounded memory)."""
     for lp in f.plan.layers:
-        if lp.type in FOLDABLE and lp.arrays and lp.stop <= f.available_floats:
+        if lp.type in FOLDABLE and lp.arrays and f.holds(lp):
             w, b = fuse_layer(f, lp.index, eps)
             yield f"{lp.name}.weights", w
             yield f"{lp.name}.biases", b

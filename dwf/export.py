@@ -155,7 +155,7 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     body = None if copy else _private_body(f)
     out: dict[str, Any] = {}
     for lp in f.plan.layers:
-        if not lp.arrays or lp.stop > f.available_floats:
+        if not lp.arrays or not f.holds(lp):
             continue
         names = torch_names(lp)
         for a in lp.arrays:

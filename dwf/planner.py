@@ -173,6 +173,18 @@ class Plan:
                 out.append(name)
         return tuple(out[:3])
 
+    def boundaries(self) -> dict[int, int]:
+        """Where a file may end on a layer boundary: float offset → index of the last layer a
+        file ending there holds (``0`` → the layers before the first stored one, possibly
+        ``-1``). ``darknet partial`` files end at one of these."""
+        out: dict[int, int] = {}
+        stored = self.stored
+        out[0] = (stored[0].index if stored else len(self.layers)) - 1
+        for i, lp in enumerate(stored):
+            nxt = stored[i + 1].index if i + 1 < len(stored) else len(self.layers)
+            out[lp.stop] = nxt - 1
+        return out
+
     def layer_at(self, offset: int) -> LayerPlan | None:
         """The stored layer whose data contains float offset ``offset``, or ``None``."""
         lo, hi = 0, len(self.layers)

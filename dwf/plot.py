@@ -77,7 +77,7 @@ def plot_layer(layer: Layer, *, bins: int = 60) -> Figure:
 
 def plot_file(f: WeightsFile) -> Figure:
     """Per-layer overview: parameter count and weight standard deviation across the network."""
-    layers = [lp for lp in f.plan.layers if lp.arrays and lp.stop <= f.available_floats]
+    layers = list(f.stored)
     fig = _figure(figsize=(10, 5), layout="constrained")
     fig.suptitle(f"{f.path}: {len(layers)} layers with arrays, {f.plan.total_floats:,} floats")
     ax1 = fig.add_subplot(2, 1, 1)

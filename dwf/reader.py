@@ -94,7 +94,7 @@ class Layer:
     @property
     def in_file(self) -> bool:
         """Whether the file holds all of this layer's arrays (``False`` past a partial end)."""
-        return self.plan.stop <= self.file.available_floats
+        return self.file.holds(self.plan)
 
     @property
     def arrays(self) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
@@ -272,7 +272,7 @@ class WeightsFile:
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
         """Names of the layers that hold arrays in this file, in file order."""
-        return [lp.name for lp in self.plan.layers if lp.arrays and self._holds(lp)]
+        return [lp.name for lp in self.plan.layers if lp.arrays and self.holds(lp)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -287,7 +287,7 @@ class WeightsFile:
             lp = self.plan.layer(key)  # type: ignore[arg-type]
         except LayerNotFoundError:
             return False
-        return self._holds(lp)
+        return self.holds(lp)
 
     def __getitem__(self, key: int | str) -> Layer:
         """A layer by name (``"conv_12"``) or Darknet index (``12``).
@@ -322,7 +322,7 @@ class WeightsFile:
         """Index of the last layer the file holds: every layer before the first one whose
         arrays are missing (-1 if the first stored layer is already missing)."""
         for lp in self.plan.layers:
-            if lp.arrays and not self._holds(lp):
+            if lp.arrays and not self.holds(lp):
                 return lp.index - 1
         return len(self.plan.layers) - 1
 
@@ -334,7 +334,7 @@ class WeightsFile:
     def arrays(self) -> Iterator[tuple[str, np.ndarray[Any, np.dtype[np.float32]]]]:
         """``("layer.array", view)`` for every array in the file, in file order."""
         for lp in self.plan.layers:
-            if not self._holds(lp):
+            if not self.holds(lp):
                 break
             for a in lp.arrays:
                 yield f"{lp.name}.{a.name}", self._view(a)
@@ -437,12 +437,19 @@ class WeightsFile:
         if self._closed:
             raise ClosedFileError(f"{self.path}: the file was closed", path=self.path)
 
-    def _holds(self, lp: LayerPlan) -> bool:
+    def holds(self, layer: LayerPlan | Layer) -> bool:
+        """Whether the file holds all of the layer's arrays (``False`` past a partial end)."""
+        lp = layer.plan if isinstance(layer, Layer) else layer
         return lp.stop <= self.available_floats
+
+    @property
+    def stored(self) -> tuple[LayerPlan, ...]:
+        """The layers that store arrays *and* that this file holds, in file order."""
+        return tuple(lp for lp in self.plan.stored if self.holds(lp))
 
     def _require(self, lp: LayerPlan) -> None:
         self._check_open()
-        if self._holds(lp):
+        if self.holds(lp):
             return
         start, stop = lp.byte_span(self.header.size)
         what = (
@@ -518,10 +525,7 @@ def logical_view(
     logical shape: stored-transposed arrays are returned as a transposed view, not a copy."""
     flat = body[spec.offset : spec.stop]
     shape = spec.shape
-    transposed = spec.storage == "transposed" or (
-        spec.storage == "transposed-if-legacy" and legacy_header
-    )
-    if transposed and len(shape) >= 2:
+    if spec.stored_transposed(legacy_header) and len(shape) >= 2:
         rows = spec.count // shape[0] if shape[0] else 0
         view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
         return view.reshape(shape)
@@ -734,9 +738,8 @@ def _fit(
     body = size - header.size
     if 0 <= body < 4 * n and body % 4 == 0:
         floats = body // 4
-        # 0 too: `darknet partial cfg weights out 0` writes a header and nothing else.
-        boundaries = {0} | {lp.stop for lp in plan.layers if lp.arrays}
-        if floats in boundaries:
+        # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
+        if floats in plan.boundaries():
             return header, True, None
     from dwf.diagnose import diagnose
 

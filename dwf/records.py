@@ -45,6 +45,13 @@ class ArraySpec:
         """``(start, stop)`` byte offsets in a file whose header is ``header_size`` bytes."""
         return (header_size + 4 * self.offset, header_size + 4 * self.stop)
 
+    def stored_transposed(self, legacy_header: bool) -> bool:
+        """Whether the bytes hold the transpose of the logical matrix, in a file whose header
+        is (``legacy_header``) or is not a legacy one."""
+        return self.storage == "transposed" or (
+            self.storage == "transposed-if-legacy" and legacy_header
+        )
+
 
 def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""

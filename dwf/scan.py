@@ -195,9 +195,9 @@ def check(
     """
     found: list[Finding] = []
     arrays = floats = 0
-    total = sum(lp.count for lp in f.plan.layers if lp.arrays and lp.stop <= f.available_floats)
+    total = sum(lp.count for lp in f.stored)
     for lp in f.plan.layers:
-        if not lp.arrays or lp.stop > f.available_floats:
+        if not lp.arrays or not f.holds(lp):
             continue
         layer = f[lp.index]
         for spec in lp.arrays:

@@ -123,10 +123,7 @@ def _as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any
 
 
 def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) -> memoryview:
-    transposed = spec.storage == "transposed" or (
-        spec.storage == "transposed-if-legacy" and header.transpose
-    )
-    if transposed and len(spec.shape) >= 2:
+    if spec.stored_transposed(header.transpose) and len(spec.shape) >= 2:
         arr = arr.reshape(spec.shape[0], -1).T
     out = np.ascontiguousarray(arr, dtype=F32)
     if out.size == 0:  # memoryview cannot cast a view with a zero in its shape
