@@ -135,9 +135,10 @@ def _bn_fold(
                 " arrays are not in the file (dontloadscales); there is nothing to fold"
             )
         return w.astype(np.float32), b.astype(np.float32)
-    scale = np.asarray(arrays[prefix + "scales"], dtype=np.float64) / np.sqrt(
-        np.asarray(arrays[prefix + "rolling_variance"], dtype=np.float64) + eps
-    )
+    with np.errstate(all="ignore"):  # a broken (negative) variance gives NaN, as in Darknet
+        scale = np.asarray(arrays[prefix + "scales"], dtype=np.float64) / np.sqrt(
+            np.asarray(arrays[prefix + "rolling_variance"], dtype=np.float64) + eps
+        )
     mean = np.asarray(arrays[prefix + "rolling_mean"], dtype=np.float64)
     bshape = (-1,) + (1,) * (w.ndim - 1)
     with np.errstate(all="ignore"):

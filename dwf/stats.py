@@ -131,5 +131,6 @@ def zero_rows(view: np.ndarray[Any, Any], chunk: int = CHUNK) -> int:
     found = 0
     for start in range(0, rows.shape[0], per):
         block = rows[start : start + per]
-        found += int(np.count_nonzero(~block.any(axis=1)))
+        with np.errstate(invalid="ignore"):  # signalling NaNs (corrupt data) are non-zero too
+            found += int(np.count_nonzero(~block.any(axis=1)))
     return found
