@@ -550,8 +550,8 @@ LAYER_HEAD = (
     f" {'minflt':>6} {'majflt':>6} {'RSS +':>9} {'disk':>9}"
 )
 SCAN_HEAD = (
-    f"{'cache':<5} {'method':<18} {'med ms':>8} {'min ms':>8} {'max ms':>8} {'GB/s':>6}"
-    f" {'minflt':>7} {'majflt':>6} {'RSS +':>9} {'anon +':>9} {'disk':>9}"
+    f"{'cache':<5} {'method':<17} {'med ms':>8} {'min ms':>8} {'max ms':>7} {'GB/s':>6}"
+    f" {'minflt':>6} {'majflt':>6} {'RSS +':>9} {'anon +':>9} {'disk':>9}"
 )
 SIZE_HEAD = (
     f"{'file':<7} {'bytes':>14} {'layers':>6} {'cfg B':>6} {'med ms':>8} {'min ms':>8}"
@@ -593,9 +593,9 @@ def scan_row(cache: str, method: str, s: dict[str, Any], body: int) -> str:
     anon = "n/a" if method == "struct" else fmt_bytes(anon_growth(s))
     gbs = body / s["wall_s_median"] / 1e9
     return (
-        f"{cache:<5} {SCAN_METHODS[method]:<18} {fmt_ms(s['wall_s_median']):>8}"
-        f" {fmt_ms(s['wall_s_min']):>8} {fmt_ms(s['wall_s_max']):>8} {gbs:>6.2f}"
-        f" {minflt:>7} {majflt:>6} {rss:>9} {anon:>9} {disk:>9}"
+        f"{cache:<5} {SCAN_METHODS[method]:<17} {fmt_ms(s['wall_s_median']):>8}"
+        f" {fmt_ms(s['wall_s_min']):>8} {fmt_ms(s['wall_s_max']):>7} {gbs:>6.2f}"
+        f" {minflt:>6} {majflt:>6} {rss:>9} {anon:>9} {disk:>9}"
     )
 
 
