@@ -17,7 +17,7 @@ Sections (each run in a fresh Python process, counters as in ``bench_open.py``):
 
 - **layer**: open + a small layer (the smallest one in the second half of the file) and open +
   the biggest layer, warm and cold page cache;
-- **scan**: open + every array's statistics (``f.check()``, ``dwf.stats.array_stats``) against
+- **scan**: open + every array's statistics (``f.check()``, ``dwf.tools.stats.array_stats``) against
   ``np.fromfile`` + numpy reductions; GB/s of body;
 - **size**: ``dwf.open`` alone on ~20 MB, ~258 MB, ~2 GB and ~16 GB sparse files whose cfgs
   have the same structure (a darknet53-like net with its widths scaled);
@@ -227,7 +227,7 @@ def make_scan_call(job: Job) -> Callable[[], float]:
 
         return check_call
     if method == "dwf-stats":
-        from dwf.stats import array_stats
+        from dwf.tools.stats import array_stats
 
         def stats_call() -> float:
             f = dwf.open(weights, cfg)
@@ -252,8 +252,8 @@ def make_scan_call(job: Job) -> Callable[[], float]:
 def micro(job: Job) -> dict[str, Any]:
     """In one warm process: wall times of repeated calls (seconds), by name."""
     from dwf import planner
-    from dwf.cfg import tokenize
-    from dwf.stats import array_stats
+    from dwf.format.cfg import tokenize
+    from dwf.tools.stats import array_stats
 
     weights, cfg, small, big = job["weights"], job["cfg"], job["small"], job["big"]
     n: int = job["n"]
@@ -384,7 +384,7 @@ class Bench:
         self.plan = dwf.plan(self.cfg)
         self.safetensors: Path | None = None
         if importlib.util.find_spec("safetensors") is not None:
-            from dwf.export import to_safetensors
+            from dwf.tools.export import to_safetensors
 
             self.safetensors = folder / f"{key}.safetensors"
             with dwf.open(self.weights, self.cfg) as f:

@@ -1,5 +1,5 @@
 """``python -m dwf`` runs the command line."""
 
-from dwf.cli import main
+from dwf.interfaces.cli import main
 
 raise SystemExit(main())

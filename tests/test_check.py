@@ -1,4 +1,4 @@
-"""Anomaly scan: ``dwf.scan.check`` (``f.check()``) and ``dwf check``.
+"""Anomaly scan: ``dwf.tools.check.check`` (``f.check()``) and ``dwf check``.
 
 A small net is written with known anomalies injected at known places; the scan must report each
 one with the right kind, severity and count, and nothing else. Streaming is checked by scanning
@@ -20,10 +20,10 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.cli import main
-from dwf.demo import write_demo
-from dwf.scan import CheckReport, Finding, check
-from dwf.stats import array_stats, zero_rows
+from dwf.interfaces.cli import main
+from dwf.tools.demo import write_demo
+from dwf.tools.check import CheckReport, Finding, check
+from dwf.tools.stats import array_stats, zero_rows
 
 CFG = """[net]
 width=8
@@ -208,7 +208,7 @@ def test_array_stats_streaming_matches_numpy() -> None:
         assert st.negatives == int(np.count_nonzero(finite < 0))
         assert st.min == finite.min() and st.max == finite.max() == pytest.approx(3e7)
         # float32 sums inside a chunk, float64 across chunks: ~1e-7 relative even with a 3e7
-        # outlier among values of magnitude 2 (see dwf.stats.array_stats)
+        # outlier among values of magnitude 2 (see dwf.tools.stats.array_stats)
         assert st.mean == pytest.approx(finite.mean(), rel=1e-6)
         assert st.std == pytest.approx(finite.std(), rel=1e-6)
     assert zero_rows(np.zeros((5, 3), np.float32), chunk=2) == 5
@@ -374,7 +374,7 @@ MEMORY_PROBE = textwrap.dedent(
     import gc, json, resource, sys
     import numpy as np
     import dwf
-    from dwf.scan import check
+    from dwf.tools.check import check
 
     def status_kb(key):
         with open("/proc/self/status") as fh:

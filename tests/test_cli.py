@@ -3,7 +3,7 @@
 Each subcommand runs at least once as a real process (``python -m dwf …``): exit codes, the
 ``--json`` document parsed and its keys checked against the schema documented in docs/cli.md,
 errors printed as one ``dwf: error:`` message without a traceback. The many small variants run
-in-process through :func:`dwf.cli.main`, which is what the ``dwf`` script calls.
+in-process through :func:`dwf.interfaces.cli.main`, which is what the ``dwf`` script calls.
 
 Inputs are the demo model, checkpoints made from it, and every real file in
 ``../shared/realweights/`` (skipped without ``../shared``). ``../shared`` has no two checkpoints
@@ -30,9 +30,9 @@ import pytest
 from conftest import SHARED, shared_path
 
 import dwf
-import dwf.cli
-from dwf.cli import main
-from dwf.demo import write_demo
+import dwf.interfaces.cli
+from dwf.interfaces.cli import main
+from dwf.tools.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MD = ROOT / "docs" / "cli.md"
@@ -241,7 +241,7 @@ def test_help_and_version_as_a_process(tmp_path: Path) -> None:
 
 
 def test_every_subcommand_is_known() -> None:
-    parser = dwf.cli.build_parser()
+    parser = dwf.interfaces.cli.build_parser()
     subs = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
     assert set(subs) == set(SUBCOMMANDS)
 
@@ -251,7 +251,7 @@ def test_help_of_each_subcommand(name: str, capsys: pytest.CaptureFixture[str]) 
     r = call(capsys, name, "--help")
     assert r.code == 0
     assert r.out.startswith(f"usage: dwf {name}")
-    parser = dwf.cli.build_parser()
+    parser = dwf.interfaces.cli.build_parser()
     subs = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
     for action in subs[name]._actions:
         for opt in action.option_strings:
@@ -684,11 +684,11 @@ def test_broken_pipe_is_not_an_error(demo: Demo, monkeypatch: pytest.MonkeyPatch
 # -- tables and progress ------------------------------------------------------------------------
 def test_table_cuts_the_last_column_to_fit() -> None:
     rows = [("1", "x" * 200), ("22", "short")]
-    lines = dwf.cli.table(("#", "text"), rows, right=(0,))
+    lines = dwf.interfaces.cli.table(("#", "text"), rows, right=(0,))
     assert lines[0] == " #  text"
     assert len(lines[1]) == 100 and lines[1].endswith("…") and lines[1].startswith(" 1  xxx")
     assert lines[2] == "22  short"
-    wide = dwf.cli.table(("#", "text"), rows, right=(0,), width=None)
+    wide = dwf.interfaces.cli.table(("#", "text"), rows, right=(0,), width=None)
     assert wide[1] == " 1  " + "x" * 200
 
 
@@ -722,7 +722,7 @@ class _Tty(io.StringIO):
 def test_progress_bar_only_on_a_terminal(
     tty: bool, demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dwf.cli, "BIG_FILE", 0)  # every file counts as big
+    monkeypatch.setattr(dwf.interfaces.cli, "BIG_FILE", 0)  # every file counts as big
     stream = _Tty() if tty else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
     assert main(["stats", str(demo.weights)]) == 0
@@ -738,7 +738,7 @@ def test_progress_bar_only_on_a_terminal(
         assert bars == ""
 
 
-PROGRAM = "import sys, dwf.cli as c; c.BIG_FILE = 0; sys.exit(c.main(sys.argv[1:]))"
+PROGRAM = "import sys, dwf.interfaces.cli as c; c.BIG_FILE = 0; sys.exit(c.main(sys.argv[1:]))"
 
 
 def test_no_progress_bar_when_piped(demo: Demo) -> None:
@@ -1025,7 +1025,7 @@ def test_every_json_key_is_documented_in_cli_md() -> None:
 
 
 def _iter_options() -> Iterator[tuple[str, str]]:
-    parser = dwf.cli.build_parser()
+    parser = dwf.interfaces.cli.build_parser()
     subs = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
     for name, sub in subs.items():
         for action in sub._actions:

@@ -16,7 +16,7 @@ from conftest import SHARED, shared_path
 
 import dwf
 from dwf import Plan
-from dwf.planner import View
+from dwf.format.planner import Side
 
 CONFORMANCE = SHARED / "conformance"
 SPEC = SHARED / "spec" / "darknet-format.md"
@@ -78,18 +78,18 @@ def test_plan_matches_darknet_loader(rel: str) -> None:
     dialect = rel.split("/")[0]
     assert expected["dialect"] == dialect
     assert expected["header_bytes"] == 20
-    view: View = "writer" if rel in WRITER_RECORDED else "reader"
+    side: Side = "save" if rel in WRITER_RECORDED else "load"
     cfg = shared_path("conformance", "cfg", *expected["cfg"].split("/"))
-    p = dwf.plan(cfg, dialect=dialect, view=view)
+    p = dwf.plan(cfg, dialect=dialect, side=side)
     got = [_layer_record(lp) for lp in p.layers]
     diff = _first_difference(got, expected["layers"])
     if diff is not None:
-        pytest.fail(f"{expected['cfg']} ({dialect}, {view} view): {diff}", pytrace=False)
+        pytest.fail(f"{expected['cfg']} ({dialect}, {side} side): {diff}", pytrace=False)
     assert p.total_floats == expected["total_floats"]
     assert p.expected_size(expected["header_bytes"]) == 20 + 4 * expected["total_floats"]
     # The header Darknet wrote has the width dwf's rule gives for its version.
     major, minor, revision = expected["header"]
-    assert dwf.Header(major, minor, revision).expected_size(dialect) == 20
+    assert dwf.Header(major, minor, revision).width_for(dialect) == 20
 
 
 @pytest.mark.parametrize("rel", CFGS)
@@ -97,10 +97,10 @@ def test_every_cfg_plans(rel: str) -> None:
     """Both views of every corpus cfg plan, with the cfg's own dialect."""
     path = _require("cfg", rel)
     dialect = rel.split("/")[0]
-    for view in ("reader", "writer"):
-        p = dwf.plan(path, dialect=dialect, view=view)
+    for side in ("load", "save"):
+        p = dwf.plan(path, dialect=dialect, side=side)
         assert len(p) > 0
-        assert p.dialect == dialect and p.view == view
+        assert p.dialect == dialect and p.side == side
         # Arrays are laid out back to back, in layer order.
         cursor = 0
         for lp in p.layers:

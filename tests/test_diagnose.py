@@ -19,10 +19,10 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.cli import main
-from dwf.demo import demo_cfg_text
-from dwf.diagnose import Cause, Diagnosis
-from dwf.scan import check
+from dwf.interfaces.cli import main
+from dwf.tools.demo import demo_cfg_text
+from dwf.format.diagnosis import Cause, Diagnosis
+from dwf.tools.check import check
 
 # -- building test files ---------------------------------------------------------------------
 

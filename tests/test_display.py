@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import dwf
-from dwf.demo import write_demo
-from dwf.stats import array_stats
+from dwf.tools.demo import write_demo
+from dwf.tools.stats import array_stats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VOID = {"br", "hr", "img", "meta", "link", "input", "col", "wbr"}

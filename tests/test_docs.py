@@ -2,7 +2,7 @@
 
 Every fenced code block of ``README.md`` and ``docs/*.md`` is taken in document order, one
 namespace and one fresh working directory per file. That directory already holds the demo model
-(``demo.cfg`` and ``demo.weights``, from :func:`dwf.demo.write_demo`), so examples can say
+(``demo.cfg`` and ``demo.weights``, from :func:`dwf.tools.demo.write_demo`), so examples can say
 ``dwf.open("demo.weights")``.
 
 Conventions a page can use:
@@ -13,7 +13,7 @@ Conventions a page can use:
   any, its captured standard output must equal them (``#>`` and one space removed); a ``#> ...``
   line stands for any number of lines.
 * ```` ```console ```` blocks are shell transcripts: every ``$ dwf …`` or ``$ python -m dwf …``
-  line is run through :func:`dwf.cli.main` and must print exactly the lines that follow it
+  line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that follow it
   (standard output and standard error together; ``...`` stands for any number of lines).
   ``$ echo $?`` prints the previous command's exit code. A console block with any other command
   is shown, not checked. ```` ```sh ```` and other blocks are not run.
@@ -32,8 +32,8 @@ import attrs
 import pytest
 
 import dwf
-import dwf.cli
-from dwf.demo import write_demo
+import dwf.interfaces.cli
+from dwf.tools.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -142,7 +142,7 @@ def _run_console(block: Block) -> None:
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
                 try:
-                    last = dwf.cli.main(args)
+                    last = dwf.interfaces.cli.main(args)
                 except SystemExit as e:  # argparse usage errors
                     last = e.code if isinstance(e.code, int) else 2
             output = buf.getvalue()
@@ -230,7 +230,7 @@ def test_public_members_are_mentioned_in_api_md(tmp_path: Path) -> None:
 
 
 def _subcommands() -> dict[str, list[str]]:
-    parser = dwf.cli.build_parser()
+    parser = dwf.interfaces.cli.build_parser()
     for action in parser._actions:
         choices = getattr(action, "choices", None)
         if isinstance(choices, dict):
@@ -243,7 +243,7 @@ def _subcommands() -> dict[str, list[str]]:
                 ]
                 for name, sub in choices.items()
             }
-    raise AssertionError("dwf.cli.build_parser() has no subcommands")
+    raise AssertionError("dwf.interfaces.cli.build_parser() has no subcommands")
 
 
 def test_every_subcommand_and_option_is_in_cli_md() -> None:
@@ -275,7 +275,7 @@ def _json_keys(value: object) -> set[str]:
 def test_info_json_keys_are_documented(tmp_path: Path) -> None:
     _, weights = write_demo(tmp_path)
     with dwf.open(weights) as f:
-        keys = _json_keys(dwf.cli._info_json(f))
+        keys = _json_keys(dwf.interfaces.cli._info_json(f))
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"docs/cli.md does not describe the --json keys {missing}"

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dwf
-from dwf import cli, edit
-from dwf.demo import write_demo
+import dwf.interfaces.cli as cli
+from dwf.tools.demo import write_demo
 
 F32 = np.dtype("<f4")
 Array = np.ndarray[Any, Any]
@@ -361,7 +361,7 @@ def test_cut_gives_the_published_partial_files(
             fh.write(struct.pack("<f", -(lp.index + 1)))
     before = fingerprint(src)
     dst = tmp_path / f"backbone.conv.{upto}"
-    assert edit.cut(src, dst, upto, cfg=cfg) == os.fspath(dst)
+    assert dwf.cut(src, dst, upto, cfg=cfg) == os.fspath(dst)
     assert os.path.getsize(dst) == size
     with open(dst, "rb") as fh:
         assert fh.read(20) == header_bytes(dwf.Header(0, 2, 5, 0, 20))
@@ -399,7 +399,7 @@ def test_cut_at_every_layer_count(case: Case, seed: int) -> None:
         header = darknet_partial_header(case.dialect)
         for upto in range(n + 1):
             dst = folder / f"cut.{upto}"
-            assert edit.cut(src, dst, upto, cfg=cfg, dialect=case.dialect) == os.fspath(dst)
+            assert dwf.cut(src, dst, upto, cfg=cfg, dialect=case.dialect) == os.fspath(dst)
             data = dst.read_bytes()
             assert data == file_bytes(plan, arrays, header, upto)
             assert len(data) == 20 + 4 * held_floats(plan, upto)
@@ -559,7 +559,7 @@ def test_upto_out_of_range(
     with dwf.open(src, cfg) as f, pytest.raises(dwf.DwfError, match="upto"):
         f.save(dst, upto=upto)
     with pytest.raises(dwf.DwfError, match="upto"):
-        edit.cut(src, dst, upto, cfg=cfg)
+        dwf.cut(src, dst, upto, cfg=cfg)
     assert not dst.exists()
     assert fingerprint(src) == before
 
@@ -569,7 +569,7 @@ def test_cut_of_a_partial_source_beyond_what_it_holds(tmp_path: Path) -> None:
     cfg, src, arrays = write_case(tmp_path, case, 3, upto=4)  # holds layers 0..4
     dst = tmp_path / "out.weights"
     with pytest.raises(dwf.LayerNotInFileError, match="conv_5"):
-        edit.cut(src, dst, 6, cfg=cfg)
+        dwf.cut(src, dst, 6, cfg=cfg)
     with dwf.open(src, cfg) as f:
         assert f.partial and f.last_layer == 4
         with pytest.raises(dwf.LayerNotInFileError):
@@ -580,7 +580,7 @@ def test_cut_of_a_partial_source_beyond_what_it_holds(tmp_path: Path) -> None:
     assert not dst.exists()
     assert leftovers(tmp_path) == []
     # ... but cutting within what it holds works, and so does replacing the whole missing layer
-    edit.cut(src, dst, 5, cfg=cfg)
+    dwf.cut(src, dst, 5, cfg=cfg)
     plan = dwf.plan(cfg)
     assert dst.read_bytes() == file_bytes(plan, arrays, darknet_partial_header("alexeyab"), 5)
     new = {"biases": np.ones(5), "weights": np.ones((5, 12, 1, 1))}
@@ -616,11 +616,11 @@ def test_cut_keeps_the_pjreddie_writer_version(tmp_path: Path) -> None:
     case = CASES[-1]
     cfg, src, _ = write_case(tmp_path, case, 5)
     dst = tmp_path / "out.weights"
-    edit.cut(src, dst, 3, cfg=cfg, dialect="pjreddie")
+    dwf.cut(src, dst, 3, cfg=cfg, dialect="pjreddie")
     with open(dst, "rb") as fh:
         assert struct.unpack("<iiiQ", fh.read(20)) == (0, 2, 0, 0)
     # an explicit header wins
-    edit.cut(src, dst, 3, cfg=cfg, dialect="pjreddie", header=dwf.Header(0, 2, 0, 9, 20))
+    dwf.cut(src, dst, 3, cfg=cfg, dialect="pjreddie", header=dwf.Header(0, 2, 0, 9, 20))
     with open(dst, "rb") as fh:
         assert struct.unpack("<iiiQ", fh.read(20)) == (0, 2, 0, 9)
 
@@ -756,7 +756,7 @@ def test_fuse_writes_folded_weights_and_cfg(tmp_path: Path, case: Case) -> None:
     cfg, src, arrays = write_case(tmp_path, case, 10)
     before = fingerprint(src)
     dst, dst_cfg = tmp_path / "fused.weights", tmp_path / "fused.cfg"
-    got = edit.fuse(src, dst, dst_cfg, cfg=cfg, dialect=case.dialect)
+    got = dwf.fuse(src, dst, dst_cfg, cfg=cfg, dialect=case.dialect)
     assert got == (os.fspath(dst), os.fspath(dst_cfg))
     assert fingerprint(src) == before
     old_lines = case.text.split("\n")
@@ -787,7 +787,7 @@ def test_fused_network_computes_the_same_first_layer(tmp_path: Path) -> None:
     """Reopened with its cfg, the fused file's conv gives conv → BN of the original."""
     cfg, src, arrays = write_case(tmp_path, CASES[0], 12)
     dst, dst_cfg = tmp_path / "fused.weights", tmp_path / "fused.cfg"
-    edit.fuse(src, dst, dst_cfg, cfg=cfg)
+    dwf.fuse(src, dst, dst_cfg, cfg=cfg)
     x = np.random.default_rng(5).standard_normal((4, 6, 6))
     a = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("conv_0.")}
     y = batch_norm(
@@ -901,7 +901,7 @@ def test_cli_bad_arguments_exit_2_with_one_line(
 def test_header_only_cut_opens_as_an_empty_partial_file(tmp_path: Path) -> None:
     # `darknet partial cfg weights out 0` writes the header and nothing else.
     cfg, weights = write_demo(tmp_path)
-    out = edit.cut(weights, tmp_path / "demo.conv.0", 0)
+    out = dwf.cut(weights, tmp_path / "demo.conv.0", 0)
     assert os.path.getsize(out) == 20
     with dwf.open(out, cfg) as f:
         assert f.partial and f.last_layer == -1 and f.keys() == []
@@ -920,7 +920,7 @@ def test_file_with_the_anomalous_header_width_resaves_byte_identically(tmp_path:
         assert f.header.size == 16 and f.header.note
         again = f.save(tmp_path / "again.weights")
         assert Path(again).read_bytes() == odd.read_bytes()
-        from dwf import export
+        import dwf.tools.export as export
 
         export.to_npz(f, tmp_path / "odd.npz")
     back = export.import_weights(tmp_path / "odd.npz", tmp_path / "back.weights")

@@ -37,8 +37,9 @@ from test_edit import (
 )
 
 import dwf
-from dwf import cli, export
-from dwf.demo import write_demo
+import dwf.interfaces.cli as cli
+import dwf.tools.export as export
+from dwf.tools.demo import write_demo
 
 # Fixtures here only hand out modules, which are the same for every example.
 SETTINGS = settings(

@@ -29,9 +29,9 @@ from fuzz import strategies as S
 from hypothesis import HealthCheck, given, settings
 
 import dwf
-import dwf.diagnose
-import dwf.stats
-from dwf.header import Header
+import dwf.format.diagnosis
+import dwf.tools.stats
+from dwf.format.header import Header
 
 SETTINGS = settings(
     deadline=None,  # time is checked per example by S.budget, with a limit for a loaded machine
@@ -180,7 +180,7 @@ def test_statistics_of_values_near_the_float32_limit(tmp_path: Path) -> None:
     values = np.array([3e38, -3e38, 1.0, 0.5], dtype="<f4")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        st = dwf.stats.array_stats(values)
+        st = dwf.tools.stats.array_stats(values)
     assert st.std == pytest.approx(float(np.std(values.astype(np.float64))))
     assert st.mean == pytest.approx(float(np.mean(values.astype(np.float64))))
     plan = dwf.Plan.from_text(NET + "[convolutional]\nfilters=2\nsize=1\n")
@@ -273,14 +273,14 @@ def test_diagnosis_replans_a_bounded_number_of_times(
     path = tmp_path / "short.weights"
     path.write_bytes(Header().encode() + b"\0" * (4 * (plan.total_floats - 6)))
     calls = 0
-    real = dwf.diagnose._replan
+    real = dwf.format.diagnosis._replan
 
     def counting(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dwf.diagnose, "_replan", counting)
+    monkeypatch.setattr(dwf.format.diagnosis, "_replan", counting)
     with pytest.raises(dwf.SizeMismatchError):
         dwf.open(path, plan)
     assert calls <= 12, f"{calls} re-plans of a {n}-layer cfg"
@@ -374,7 +374,7 @@ def test_no_permission(tmp_path: Path) -> None:
 # -- planning is linear in the number of layers ----------------------------------------------------
 def _plan_seconds(n: int) -> float:
     text = S.million_layer_text(n)
-    dwf.planner._plan_cached.cache_clear()
+    dwf.format.planner._plan_cached.cache_clear()
     gc.collect()
     gc.disable()  # see the test's docstring
     try:
@@ -385,14 +385,14 @@ def _plan_seconds(n: int) -> float:
         gc.enable()
     assert len(plan.layers) == n
     del plan
-    dwf.planner._plan_cached.cache_clear()
+    dwf.format.planner._plan_cached.cache_clear()
     return seconds
 
 
 @pytest.fixture
 def no_plan_cache() -> Iterator[None]:
     yield
-    dwf.planner._plan_cached.cache_clear()
+    dwf.format.planner._plan_cached.cache_clear()
 
 
 @pytest.mark.usefixtures("no_plan_cache")

@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 import dwf
-import dwf.edit
-import dwf.writer
-from dwf.cli import main as cli
-from dwf.demo import demo_cfg_text
-from dwf.header import Header
-from dwf.reader import WeightsFile
+import dwf.tools.fuse
+import dwf.io.writer
+from dwf.interfaces.cli import main as cli
+from dwf.tools.demo import demo_cfg_text
+from dwf.format.header import Header
+from dwf.io.reader import WeightsFile
 
 CFG = """[net]
 width=32
@@ -437,7 +437,7 @@ def _tmp_files(folder: Path) -> list[str]:
 
 def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
     calls = 0
-    real = dwf.writer._stored_bytes
+    real = dwf.io.writer._stored_bytes
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
@@ -469,8 +469,8 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
     flaky = _fail_on_call(4, exc)  # the fourth array: the header and three arrays are written
-    monkeypatch.setattr(dwf.writer, "_stored_bytes", flaky)
-    monkeypatch.setattr(dwf.edit, "_stored_bytes", flaky)
+    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", flaky)
+    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
         if how == "dwf.save":
@@ -480,7 +480,7 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
             with dwf.open(weights, cfg) as f:
                 f.save(dst)
         else:
-            dwf.edit.fuse(weights, dst, dst_cfg, cfg=cfg)
+            dwf.tools.fuse.fuse(weights, dst, dst_cfg, cfg=cfg)
     if isinstance(exc, OSError):
         assert "No space left" in str(info.value) and str(dst) in str(info.value)
     assert dst.read_bytes() == b"the old destination"
@@ -511,7 +511,7 @@ def test_interrupted_write_leaves_no_temp_file(
     """Ctrl-C mid-write (KeyboardInterrupt is not an Exception) cleans up too."""
     weights, cfg = model
     dst = tmp_path / "dst.weights"
-    monkeypatch.setattr(dwf.edit, "_stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
+    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
     with dwf.open(weights, cfg) as f, pytest.raises(KeyboardInterrupt):
         f.save(dst)
     assert not dst.exists()
@@ -654,7 +654,7 @@ def test_views_are_explicitly_little_endian(model: tuple[Path, Path], backend: s
     bytes."""
     weights, cfg = model
     raw = weights.read_bytes()
-    assert dwf.reader.F32.str == "<f4"
+    assert dwf.io.reader.F32.str == "<f4"
     with dwf.open(weights, cfg, backend=backend) as f:  # type: ignore[arg-type]
         h = f.header.size
         for lp in f.plan.layers:

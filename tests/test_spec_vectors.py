@@ -249,8 +249,8 @@ CONVLSTM_CFG = _cfg(
 
 
 def test_c_convlstm_shapes() -> None:
-    for view in ("reader", "writer"):
-        p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", view=view)
+    for side in ("load", "save"):
+        p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", side=side)
         assert len(p) == 15
         assert _outs(p) == [
             (16, 16, 8),
@@ -268,7 +268,7 @@ def test_c_convlstm_shapes() -> None:
 
 
 def test_c_convlstm_written_floats() -> None:
-    p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", view="writer")
+    p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", side="save")
     assert _floats(p) == [5248, 2406, 1210, 0, 64, 20, 0, 32, 20, 0, 0, 0, 0, 0, 0]
     assert (_at(p, 0), _at(p, 1), _at(p, 2)) == (20, 21012, 30636)
     assert p.expected_size(HEADER) == 36020
@@ -276,7 +276,7 @@ def test_c_convlstm_written_floats() -> None:
 
 
 def test_c_convlstm_blocks() -> None:
-    p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", view="writer")
+    p = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", side="save")
     blocks0: dict[str, int] = {}
     for a in p[0].arrays:
         prefix = a.name.split(".")[0]
@@ -293,8 +293,8 @@ def test_c_convlstm_blocks() -> None:
 
 
 def test_c_convlstm_loader_reads_128_bytes_less() -> None:
-    writer = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", view="writer")
-    reader = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", view="reader")
+    writer = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", side="save")
+    reader = Plan.from_text(CONVLSTM_CFG, dialect="alexeyab", side="load")
     assert writer.total_floats - reader.total_floats == 32  # 128 bytes
     assert reader.expected_size(HEADER) == 36020 - 128
     # L7: dontloadscales skips the 12 BN floats; L8: dontload reads nothing.
@@ -339,7 +339,7 @@ PJ2_CFG = _cfg(
 
 
 def test_d_pj2_writer() -> None:
-    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", view="writer")
+    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", side="save")
     assert len(p) == 11
     header = dwf.Header(0, 2, 0, size=20)
     assert header.expected_size("pjreddie") == 20
@@ -358,8 +358,8 @@ def test_d_pj2_writer() -> None:
 
 
 def test_d_pj2_reader() -> None:
-    writer = Plan.from_text(PJ2_CFG, dialect="pjreddie", view="writer")
-    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", view="reader")
+    writer = Plan.from_text(PJ2_CFG, dialect="pjreddie", side="save")
+    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", side="load")
     assert p[3].count == 27  # numload=3: 3 + 9 + 15
     assert _sub(p, 3)["weights"] == 3 * 5
     assert p[4].count == 36  # dontsave layers are still read
@@ -367,7 +367,7 @@ def test_d_pj2_reader() -> None:
 
 
 def test_d_pj2_shapes() -> None:
-    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", view="reader")
+    p = Plan.from_text(PJ2_CFG, dialect="pjreddie", side="load")
     assert (p[2].out_w, p[2].out_h, p[2].out_c) == (16, 16, 5)  # pjreddie crnn: always h×w
     assert (p[5].out_w, p[5].out_h, p[5].out_c) == (8, 8, 16)
     assert (p[6].out_w, p[6].out_h, p[6].out_c, p[6].outputs) == (0, 0, 0, 1029)

@@ -147,7 +147,7 @@ def scaling(sizes: list[int]) -> dict[int, tuple[float, int]]:
     out: dict[int, tuple[float, int]] = {}
     for n in sizes:
         text = S.million_layer_text(n)
-        dwf.planner._plan_cached.cache_clear()
+        dwf.format.planner._plan_cached.cache_clear()
         gc.collect()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.process_time()
@@ -162,7 +162,7 @@ def scaling(sizes: list[int]) -> dict[int, tuple[float, int]]:
             flush=True,
         )
         del plan, text
-        dwf.planner._plan_cached.cache_clear()
+        dwf.format.planner._plan_cached.cache_clear()
         gc.collect()
     return out
 

@@ -41,7 +41,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import dwf
-from dwf.records import ArraySpec
+from dwf.format.records import ArraySpec
 
 DIALECTS = ("alexeyab", "pjreddie")
 MAX_LAYERS = 10  # layers of a generated network (a yolo head adds its conv: up to 11)

@@ -3,16 +3,17 @@
 Darknet decides the width of ``seen`` from the version (spec §1.2): 8 bytes when
 ``major*10 + minor >= 2``, else 4. Files from before December 2015 start with three float32
 (learning rate, momentum, decay) instead of a version; read as int32 those are huge, which is how
-Darknet recognises them (``transpose``: their connected weights are stored transposed, spec §1.3).
+Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored transposed, spec §1.3).
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import attrs
 
-from dwf.dialects import Dialect, get_dialect
+from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import HeaderError
 
 _VERSION = struct.Struct("<iii")
@@ -62,9 +63,25 @@ class Header:
                 raise HeaderError(f"{name}={v} does not fit an int32")
 
     @property
-    def transpose(self) -> bool:
-        """Legacy (pre-2015) header: connected weights are stored ``(inputs, outputs)``."""
+    def connected_transposed(self) -> bool:
+        """A legacy (pre-2015) header, in whose files connected weights are stored transposed,
+        ``(inputs, outputs)`` (spec §1.3)."""
         return self.major > 1000 or self.minor > 1000
+
+    @property
+    def transpose(self) -> bool:
+        """Deprecated name (0.1) of :attr:`connected_transposed`."""
+        return self.connected_transposed
+
+    @classmethod
+    def written_by(cls, dialect: str | Dialect = "alexeyab", seen: int = 0) -> Header:
+        """The header a dialect's Darknet writes (``save_weights``, ``darknet partial``).
+
+        AlexeyAB (and hank-ai) write 0.2.5 with a 64-bit ``seen``; pjreddie writes 0.2.0 with a
+        64-bit ``size_t``.
+        """
+        d = get_dialect(dialect)
+        return cls(0, 2, 0 if d.name == "pjreddie" else 5, seen, 20)
 
     @property
     def version(self) -> str:
@@ -74,19 +91,32 @@ class Header:
     @property
     def legacy_floats(self) -> tuple[float, float, float] | None:
         """For a legacy header, the (learning rate, momentum, decay) it really holds."""
-        if not self.transpose:
+        if not self.connected_transposed:
             return None
         raw = _VERSION.pack(self.major, self.minor, self.revision)
         lr, momentum, decay = struct.unpack("<fff", raw)
         return (lr, momentum, decay)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``--json``)."""
+        return {
+            "major": self.major,
+            "minor": self.minor,
+            "revision": self.revision,
+            "version": self.version,
+            "seen": self.seen,
+            "size": self.size,
+            "connected_transposed": self.connected_transposed,
+            "note": self.note,
+        }
 
     def encode(self) -> bytes:
         """The header's bytes, as Darknet writes them."""
         seen = struct.pack("<Q" if self.size == 20 else "<I", self.seen)
         return _VERSION.pack(self.major, self.minor, self.revision) + seen
 
-    def expected_size(self, dialect: str | Dialect = "alexeyab") -> int:
-        """The header size Darknet's reader assumes for this version."""
+    def width_for(self, dialect: str | Dialect = "alexeyab") -> int:
+        """The header width in bytes (16 or 20) Darknet's reader assumes for this version."""
         return 12 + seen_width(self.major, self.minor, dialect)
 
     @classmethod
@@ -133,6 +163,12 @@ class Header:
                 f" implies {rule} bytes"
             )
         return cls(major, minor, revision, seen, size, note)
+
+
+def other_width(size: int) -> int:
+    """The other header width: 20 for 16, 16 for 20. Darknet writers have produced files whose
+    header is not as wide as their version says (spec §1.5), so readers try both."""
+    return 36 - size
 
 
 def sniff(data: bytes) -> str | None:

@@ -1,9 +1,8 @@
-"""Edit weights files: cut a backbone, replace arrays, fold batch norm into convolutions.
+"""Fold batch norm into the convolutions: :func:`fuse` writes a weights file and its cfg that
+compute the same function without batch norm; :func:`fuse_layer` gives one layer's folded arrays.
 
-Everything streams from the source's map layer by layer and is written atomically, so a
-multi-GB file never has to fit in memory and the source is never modified — also when the
-destination is the source's own path (the new file is renamed over it; the old inode, and any
-map of it, stay intact).
+Everything streams layer by layer and is written atomically, so a multi-GB file never has to fit
+in memory and the source is never modified.
 """
 
 from __future__ import annotations
@@ -14,113 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from dwf.dialects import Dialect, get_dialect
-from dwf.errors import ArrayError, DwfError
-from dwf.header import Header
-from dwf.planner import Plan
-from dwf.reader import WeightsFile, open_weights
-from dwf.records import LayerPlan
-from dwf.writer import _as_array, _check_header, _stored_bytes, atomic_write
+from dwf.errors import DwfError
+from dwf.format.cfg import tokenize
+from dwf.format.dialects import Dialect, get_dialect
+from dwf.format.planner import Plan
+from dwf.format.records import LayerPlan
+from dwf.io.reader import WeightsFile, open_weights
+from dwf.io.writer import as_array, atomic_write, stored_bytes
 
 # AlexeyAB's fuse_conv_batchnorm (and its forward pass) divide by sqrt(variance + 1e-5).
 DARKNET_BN_EPS = 1e-5
 
 Array = np.ndarray[Any, Any]
-
-
-def partial_header(dialect: str | Dialect = "alexeyab") -> Header:
-    """The header ``darknet partial`` writes: the dialect writer's version, ``seen`` reset to 0.
-
-    AlexeyAB (and hank-ai) write 0.2.5 with a 64-bit ``seen``; pjreddie writes 0.2.0 with a
-    64-bit ``size_t``.
-    """
-    d = get_dialect(dialect)
-    return Header(0, 2, 0 if d.name == "pjreddie" else 5, 0, 20)
-
-
-def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (replace or {}).items():
-        if isinstance(value, Mapping):
-            for name, v in value.items():
-                out[f"{key}.{name}"] = v
-        else:
-            out[str(key)] = value
-    return out
-
-
-def _check_upto(plan: Plan, upto: int | None) -> int:
-    n = len(plan.layers)
-    if upto is None:
-        return n
-    if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= n:
-        raise DwfError(f"upto={upto!r} must be a layer count between 0 and {n}")
-    return upto
-
-
-def write_layers(
-    f: WeightsFile,
-    dst: str | os.PathLike[str],
-    *,
-    upto: int | None = None,
-    replace: Mapping[str, Any] | None = None,
-    header: Header | None = None,
-) -> str:
-    """Write ``f``'s layers ``0..upto-1`` to ``dst``, with some arrays replaced.
-
-    This is :meth:`dwf.WeightsFile.save`; see there.
-    """
-    f._check_open()
-    upto = _check_upto(f.plan, upto)
-    header = header or f.header
-    _check_header(header, f.plan.dialect)
-    layers = f.plan.layers[:upto]
-    wanted = _flatten(replace)
-    known = {f"{lp.name}.{a.name}": (lp, a) for lp in layers for a in lp.arrays}
-    unknown = [k for k in wanted if k not in known]
-    if unknown:
-        later = [k for k in unknown if k.split(".", 1)[0] in f.plan.names()]
-        hint = " (past upto)" if later and len(later) == len(unknown) else ""
-        raise ArrayError(
-            f"replace names arrays not in the written layers{hint}: {', '.join(unknown[:5])};"
-            " names are '<layer>.<array>' such as 'conv_0.weights'"
-        )
-    checked = {k: _as_array(*known[k], v) for k, v in wanted.items()}
-    for lp in layers:
-        if lp.arrays and not any(f"{lp.name}.{a.name}" in checked for a in lp.arrays):
-            f._require(lp)  # fail before writing anything if the source lacks a layer
-    target = os.fspath(dst)
-    with atomic_write(target) as fh:
-        fh.write(header.encode())
-        for lp in layers:
-            for a in lp.arrays:
-                key = f"{lp.name}.{a.name}"
-                arr = checked[key] if key in checked else f[lp.index][a.name]
-                fh.write(_stored_bytes(a, arr, header))
-    return target
-
-
-def cut(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    upto: int,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str | Dialect = "alexeyab",
-    header: Header | None = None,
-) -> str:
-    """Keep layers ``0..upto-1``, as ``darknet partial cfg weights dst upto`` does.
-
-    The result has the header Darknet's ``partial`` writes (:func:`partial_header`: the
-    dialect's version, ``seen`` = 0) unless ``header`` is given, and exactly the source's bytes
-    for the kept layers. ``yolov3.cfg`` with ``upto=74`` gives the 162,482,580-byte
-    ``darknet53.conv.74``. Returns ``dst``.
-
-    Raises:
-        LayerNotInFileError: the source does not hold all the layers to keep.
-    """
-    with open_weights(src, cfg, dialect=dialect, strict=False) as f:
-        return write_layers(f, dst, upto=upto, header=header or partial_header(f.plan.dialect))
 
 
 def _bn_fold(
@@ -150,7 +54,9 @@ def _bn_fold(
 FOLDABLE = ("convolutional", "connected")
 
 
-def fuse_layer(f: WeightsFile, key: int | str, eps: float = DARKNET_BN_EPS) -> tuple[Array, Array]:
+def fuse_layer(
+    f: WeightsFile, key: int | str, eps: float | None = DARKNET_BN_EPS
+) -> tuple[Array, Array]:
     """``(weights, biases)`` of a conv/connected layer with its batch norm folded in.
 
     ``w' = w · scale / sqrt(var + eps)`` per output channel and
@@ -160,6 +66,7 @@ def fuse_layer(f: WeightsFile, key: int | str, eps: float = DARKNET_BN_EPS) -> t
     Raises:
         DwfError: the layer is not convolutional/connected, or its BN arrays are not stored.
     """
+    eps = DARKNET_BN_EPS if eps is None else eps
     layer = f[key]
     lp = layer.plan
     if lp.type not in FOLDABLE or not lp.arrays:
@@ -170,7 +77,9 @@ def fuse_layer(f: WeightsFile, key: int | str, eps: float = DARKNET_BN_EPS) -> t
     return _bn_fold(lp, layer.arrays, eps)
 
 
-def fused_arrays(f: WeightsFile, eps: float = DARKNET_BN_EPS) -> Iterator[tuple[str, Array]]:
+def fused_arrays(
+    f: WeightsFile, eps: float | None = DARKNET_BN_EPS
+) -> Iterator[tuple[str, Array]]:
     """``("conv_0.weights", folded), ("conv_0.biases", folded), …`` for every foldable layer
     the file holds, one layer at a time (bounded memory)."""
     for lp in f.plan.layers:
@@ -186,8 +95,6 @@ def unfused_cfg_text(plan: Plan, text: str) -> str:
     Only the lines Darknet reads are changed (the first ``batch_normalize=``/``cbn=`` of each
     such section), so everything else — comments, layout, line numbers — stays as it was.
     """
-    from dwf.cfg import tokenize
-
     lines = text.split("\n")
     doc = tokenize(text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
     for lp, sec in zip(plan.layers, doc.sections[1:], strict=True):
@@ -233,5 +140,5 @@ def fuse(
                 else:
                     source = f[lp.index].arrays
                 for a in lp.arrays:
-                    fh.write(_stored_bytes(a, _as_array(lp, a, source[a.name]), f.header))
+                    fh.write(stored_bytes(a, as_array(lp, a, source[a.name]), f.header))
     return target, os.fspath(dst_cfg)

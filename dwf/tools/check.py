@@ -10,15 +10,17 @@ outputs; those findings are *errors*. Everything else is a warning or informatio
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import numpy as np
 
-from dwf.reader import WeightsFile
-from dwf.records import LayerPlan
-from dwf.stats import CHUNK, ArrayStats, array_stats, zero_rows
+from dwf.format.planner import Plan
+from dwf.io.reader import WeightsFile, opened
+from dwf.format.records import LayerPlan
+from dwf.tools.stats import CHUNK, ArrayStats, array_stats, zero_rows
 
 BN_EPS = 1e-5
 SEVERITIES = ("error", "warning", "info")
@@ -29,7 +31,7 @@ class Finding:
     """One anomaly in one array.
 
     Attributes:
-        layer, name, type: the layer's index, name and type.
+        index, layer, type: the layer's index, name and type.
         array: the array's name.
         kind: ``nan``, ``inf``, ``negative-variance``, ``small-negative-variance``,
             ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
@@ -39,14 +41,18 @@ class Finding:
         message: a readable sentence.
     """
 
-    layer: int
-    name: str
+    index: int
+    layer: str
     type: str
     array: str
     kind: str
     severity: str
     count: int
     message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf check --json``)."""
+        return attrs.asdict(self)
 
 
 @attrs.frozen
@@ -67,6 +73,17 @@ class CheckReport:
     arrays: int
     floats: int
     mismatch: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf check --json``)."""
+        return {
+            "path": self.path,
+            "arrays": self.arrays,
+            "floats": self.floats,
+            "serious": self.serious,
+            "mismatch": self.mismatch,
+            "findings": [x.to_dict() for x in self.findings],
+        }
 
     @property
     def serious(self) -> bool:
@@ -92,7 +109,7 @@ class CheckReport:
                 " artifacts of the mismatch"
             )
         for f in self.findings:
-            lines.append(f"  {f.severity:7} {f.name}.{f.array}: {f.message}")
+            lines.append(f"  {f.severity:7} {f.layer}.{f.array}: {f.message}")
         return "\n".join(lines)
 
 
@@ -179,20 +196,31 @@ def _record(
 
 
 def check(
-    f: WeightsFile,
+    src: str | os.PathLike[str] | WeightsFile,
     *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
     extreme: float = 1e6,
     chunk: int = CHUNK,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CheckReport:
-    """Scan every array the file holds, layer by layer, in bounded memory.
+    """Scan every array the file holds, layer by layer, in bounded memory (``dwf check``).
 
     Args:
-        f: an open weights file.
+        src: the weights file, open or by path.
+        cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
         progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
     """
+    with opened(src, cfg, dialect=dialect, strict=strict) as f:
+        return _check(f, extreme, chunk, progress)
+
+
+def _check(
+    f: WeightsFile, extreme: float, chunk: int, progress: Callable[[int, int, str], None] | None
+) -> CheckReport:
     found: list[Finding] = []
     arrays = floats = 0
     total = sum(lp.count for lp in f.stored)

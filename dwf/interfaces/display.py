@@ -9,10 +9,10 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from dwf.records import LayerPlan
+from dwf.format.records import LayerPlan
 
 if TYPE_CHECKING:
-    from dwf.reader import Layer, WeightsFile
+    from dwf.io.reader import Layer, WeightsFile
 
 _STYLE = (
     "<style>.dwf table{border-collapse:collapse;font-size:12px}"
@@ -60,7 +60,7 @@ def file_html(f: WeightsFile) -> str:
     return (
         f"{_STYLE}<div class='dwf'><b>{_e(f.path)}</b> — cfg {_e(f.cfg_path or '?')}"
         f" ({_e(f.plan.dialect)})<br>header {_e(h.version)}, seen {h.seen:,},"
-        f" {h.size}-byte header{', legacy (transposed)' if h.transpose else ''}; {state}<br>"
+        f" {h.size}-byte header{', legacy (transposed)' if h.connected_transposed else ''}; {state}<br>"
         f"{len(f.plan.layers)} layers, {len(f.plan.stored)} with arrays, {params:,} parameters,"
         f" {_size(f.size)}{note}"
         "<div class='scroll'><table><tr><th>#</th><th>name</th><th>type</th><th>output</th>"
@@ -70,7 +70,7 @@ def file_html(f: WeightsFile) -> str:
 
 def layer_html(layer: Layer) -> str:
     """HTML summary of one layer: its arrays, shapes and a few statistics."""
-    from dwf.stats import array_stats
+    from dwf.tools.stats import array_stats
 
     lp = layer.plan
     head = (

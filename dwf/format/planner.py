@@ -3,7 +3,7 @@
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
 so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
-asks each layer definition in :mod:`dwf.layers` for its output shape and its arrays, and lays the
+asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and lays the
 arrays out one after another (spec §10).
 """
 
@@ -20,13 +20,14 @@ from typing import Literal
 
 import attrs
 
-from dwf.cfg import CfgDocument, atoi, tokenize
-from dwf.dialects import Dialect, get_dialect
+from dwf.format.cfg import CfgDocument, atoi, tokenize
+from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
-from dwf.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
-from dwf.records import ArraySpec, LayerPlan
+from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
+from dwf.format.records import ArraySpec, LayerPlan
 
-View = Literal["reader", "writer"]
+# Which side of Darknet a plan describes: what its loader reads or what its saver writes.
+Side = Literal["load", "save"]
 
 
 @attrs.frozen
@@ -49,8 +50,8 @@ class Plan:
     Attributes:
         layers: every layer, parameter-free ones included, in Darknet's order.
         dialect: ``"alexeyab"`` or ``"pjreddie"``.
-        view: ``"reader"`` (what Darknet's loader reads: ``dontload``, ``dontloadscales`` and
-            ``numload`` honoured) or ``"writer"`` (what Darknet's saver writes).
+        side: ``"load"`` (what Darknet's loader reads: ``dontload``, ``dontloadscales`` and
+            ``numload`` honoured) or ``"save"`` (what Darknet's saver writes).
         cfg_path: the cfg file, when the plan came from one.
         net: the ``[net]`` input shape.
         warnings: things Darknet accepts silently but that are probably mistakes, with lines.
@@ -59,7 +60,7 @@ class Plan:
 
     layers: tuple[LayerPlan, ...]
     dialect: str
-    view: View
+    side: Side
     cfg_path: str | None
     net: NetInput
     warnings: tuple[str, ...] = ()
@@ -72,7 +73,7 @@ class Plan:
     def __repr__(self) -> str:
         where = self.cfg_path or "<cfg text>"
         return (
-            f"<dwf.Plan {where} ({self.dialect}, {self.view} view): {len(self.layers)} layers,"
+            f"<dwf.Plan {where} ({self.dialect}, {self.side} side): {len(self.layers)} layers,"
             f" {len(self.stored)} with arrays, {self.total_floats:,} floats>"
         )
 
@@ -82,7 +83,7 @@ class Plan:
         text: str,
         *,
         dialect: str | Dialect = "alexeyab",
-        view: View = "reader",
+        side: Side = "load",
         path: str | os.PathLike[str] | None = None,
     ) -> Plan:
         """Plan a network from cfg text.
@@ -91,9 +92,9 @@ class Plan:
             CfgError: the cfg is one Darknet cannot load; the message names the line.
         """
         d = get_dialect(dialect)
-        if view not in ("reader", "writer"):
-            raise DwfError(f"view must be 'reader' or 'writer', not {view!r}")
-        return _plan_cached(text, d.name, view, None if path is None else os.fspath(path))
+        if side not in ("load", "save"):
+            raise DwfError(f"side must be 'load' or 'save', not {side!r}")
+        return _plan_cached(text, d.name, side, None if path is None else os.fspath(path))
 
     @property
     def total_floats(self) -> int:
@@ -204,7 +205,7 @@ def plan(
     cfg: str | os.PathLike[str],
     *,
     dialect: str | Dialect = "alexeyab",
-    view: View = "reader",
+    side: Side = "load",
 ) -> Plan:
     """Plan the ``.weights`` layout for the cfg file at ``cfg``.
 
@@ -213,7 +214,7 @@ def plan(
             line and the layer).
     """
     path = os.fspath(cfg)
-    return Plan.from_text(read_cfg_text(path), dialect=dialect, view=view, path=path)
+    return Plan.from_text(read_cfg_text(path), dialect=dialect, side=side, path=path)
 
 
 def read_cfg_text(path: str) -> str:
@@ -240,10 +241,10 @@ def read_cfg_text(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=128)
-def _plan_cached(text: str, dialect: str, view: View, path: str | None) -> Plan:
+def _plan_cached(text: str, dialect: str, side: Side, path: str | None) -> Plan:
     d = get_dialect(dialect)
     doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-    return attrs.evolve(_plan_document(doc, d, view), text=text)
+    return attrs.evolve(_plan_document(doc, d, side), text=text)
 
 
 def _net_input(doc: CfgDocument) -> NetInput:
@@ -281,12 +282,12 @@ def _layer_kind(type_name: str) -> str:
 _UNKNOWN = Built(0, 0, 0, 0)
 
 
-def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
+def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
     sections = doc.sections[1:]
     n_layers = len(sections)
-    reader = view == "reader"
+    loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
     built: list[LayerPlan] = []
     cursor = 0
@@ -312,7 +313,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
                 kind=kind,
                 index=index,
                 dialect=d,
-                reader=reader,
+                loading=loading,
                 dims=dims,
                 built=built,
                 n_layers=n_layers,
@@ -321,9 +322,9 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
             )
             result = LAYER_TYPES[type_name](x)
             arrays, params = result.arrays, dict(result.params)
-            if reader and x.num("dontload", 0):
+            if loading and x.num("dontload", 0):
                 arrays, params["dontload"] = (), 1
-            if not reader and d.dontsave and x.num("dontsave", 0):
+            if not loading and d.dontsave and x.num("dontsave", 0):
                 arrays, params["dontsave"] = (), 1
         specs: list[ArraySpec] = []
         offset = cursor
@@ -355,4 +356,4 @@ def _plan_document(doc: CfgDocument, d: Dialect, view: View) -> Plan:
             dims = (result.out_h, result.out_w, result.out_c, result.outputs)
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
-    return Plan(tuple(built), d.name, view, doc.path, net, tuple(warnings))
+    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings))

@@ -12,11 +12,11 @@ import re
 
 import attrs
 
-from dwf.cfg import tokenize
-from dwf.dialects import DIALECTS, get_dialect
+from dwf.format.cfg import tokenize
+from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.errors import CfgError
-from dwf.header import Header, sniff
-from dwf.planner import Plan
+from dwf.format.header import Header, other_width, sniff
+from dwf.format.planner import Plan
 
 
 @attrs.frozen
@@ -109,7 +109,7 @@ def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> D
         causes.append(Cause("not-weights", what, "get the real .weights file"))
     body = size - H
     boundaries = plan.boundaries()
-    other = 36 - H
+    other = other_width(H)
     if what is None:
         ob = size - other
         if ob >= 0 and ob % 4 == 0 and ob // 4 in boundaries and ob // 4 < n:
@@ -204,7 +204,7 @@ def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Caus
 # -- causes found by re-planning an edited cfg ----------------------------------------------------
 def _replan(plan: Plan, text: str, dialect: str | None = None) -> Plan | None:
     try:
-        return Plan.from_text(text, dialect=dialect or plan.dialect, view=plan.view)
+        return Plan.from_text(text, dialect=dialect or plan.dialect, side=plan.side)
     except CfgError:
         return None
 

@@ -8,10 +8,15 @@ dropped again, and the temporaries are chunk-sized.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import numpy as np
+
+from dwf.format.planner import Plan
+from dwf.io.reader import Layer, WeightsFile, opened
 
 # 64 Ki floats = 256 KiB per chunk: each of the few passes over a chunk runs from cache.
 CHUNK = 1 << 16
@@ -50,11 +55,68 @@ class ArrayStats:
         """Fraction of exact zeros."""
         return self.zeros / self.count if self.count else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-friendly; NaN stays NaN)."""
-        d = attrs.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (NaN and ±inf become ``None``, as JSON has neither)."""
+        d = {k: finite_or_none(v) for k, v in attrs.asdict(self).items()}
         d["zero_fraction"] = self.zero_fraction
         return d
+
+    as_dict = to_dict  # the 0.1 name
+
+
+def finite_or_none(x: Any) -> Any:
+    """``x``, except that NaN and ±inf become ``None`` (JSON has neither)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@attrs.frozen
+class LayerArrayStats:
+    """Statistics of one array of a file, with where it is.
+
+    Attributes:
+        index, layer, type: the layer's index, name and type.
+        array: the array's name; shape: its shape.
+        stats: the :class:`ArrayStats`.
+    """
+
+    index: int
+    layer: str
+    type: str
+    array: str
+    shape: tuple[int, ...]
+    stats: ArrayStats
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, the statistics flattened in (``dwf stats --json``)."""
+        return {
+            "index": self.index,
+            "layer": self.layer,
+            "type": self.type,
+            "array": self.array,
+            "shape": list(self.shape),
+            **self.stats.to_dict(),
+        }
+
+
+@attrs.frozen
+class StatsReport:
+    """What :func:`stats` measured: one entry per array, in file order."""
+
+    path: str
+    arrays: tuple[LayerArrayStats, ...]
+
+    def __getitem__(self, name: str) -> ArrayStats:
+        """The statistics of ``"layer.array"`` (``report["conv_0.weights"]``)."""
+        for e in self.arrays:
+            if f"{e.layer}.{e.array}" == name:
+                return e.stats
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf stats --json``)."""
+        return {"path": self.path, "arrays": [e.to_dict() for e in self.arrays]}
 
 
 # |x| below this keeps k·(2x)² within float32 for chunks of up to ~10^8 floats.
@@ -134,3 +196,48 @@ def zero_rows(view: np.ndarray[Any, Any], chunk: int = CHUNK) -> int:
         with np.errstate(invalid="ignore"):  # signalling NaNs (corrupt data) are non-zero too
             found += int(np.count_nonzero(~block.any(axis=1)))
     return found
+
+
+def layer_stats(layer: Layer) -> dict[str, ArrayStats]:
+    """Statistics of each array of one layer (``layer.stats()``)."""
+    return {name: array_stats(view) for name, view in layer.arrays.items()}
+
+
+def stats(
+    src: str | os.PathLike[str] | WeightsFile,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    layers: Iterable[int | str] | None = None,
+    extreme: float = 1e6,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> StatsReport:
+    """Statistics of every array the file holds (``dwf stats``), streaming in bounded memory.
+
+    Args:
+        src: the weights file, open or by path.
+        cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
+        layers: only these layers (indices or names); default all that hold arrays.
+        extreme: magnitude above which values count as extreme.
+        progress: called as ``progress(done_floats, total_floats, layer_name)``.
+    """
+    with opened(src, cfg, dialect=dialect, strict=strict) as f:
+        wanted = None if layers is None else {f.plan.layer(k).index for k in layers}
+        chosen = [
+            lp
+            for lp in f.plan.layers
+            if lp.arrays and f.holds(lp) and (wanted is None or lp.index in wanted)
+        ]
+        total = sum(lp.count for lp in chosen)
+        done = 0
+        out: list[LayerArrayStats] = []
+        for lp in chosen:
+            layer = f[lp.index]
+            for a in lp.arrays:
+                st = array_stats(layer[a.name], extreme_threshold=extreme)
+                out.append(LayerArrayStats(lp.index, lp.name, lp.type, a.name, a.shape, st))
+                done += a.count
+                if progress is not None:
+                    progress(done, total, lp.name)
+        return StatsReport(f.path, tuple(out))

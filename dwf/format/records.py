@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
+import numpy as np
+
+# Darknet stores little-endian float32, whatever the machine.
+F32 = np.dtype("<f4")
 
 Storage = Literal["plain", "transposed", "transposed-if-legacy"]
 
@@ -22,7 +26,7 @@ class ArraySpec:
         storage: ``"plain"`` when the bytes are the logical shape in C order; ``"transposed"``
             when they hold the transpose of the ``(shape[0], prod(shape[1:]))`` matrix (conv
             ``flipped=1``); ``"transposed-if-legacy"`` for connected weights, stored transposed
-            only in files with a legacy header (``Header.transpose``).
+            only in files with a legacy header (``Header.connected_transposed``).
     """
 
     name: str
@@ -44,6 +48,15 @@ class ArraySpec:
     def byte_span(self, header_size: int) -> tuple[int, int]:
         """``(start, stop)`` byte offsets in a file whose header is ``header_size`` bytes."""
         return (header_size + 4 * self.offset, header_size + 4 * self.stop)
+
+    def to_dict(self, header_size: int = 20) -> dict[str, Any]:
+        """Plain dict (``dwf info --json``), with the byte span in a file of that header."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "count": self.count,
+            "span": list(self.byte_span(header_size)),
+        }
 
     def stored_transposed(self, legacy_header: bool) -> bool:
         """Whether the bytes hold the transpose of the logical matrix, in a file whose header
@@ -113,6 +126,18 @@ class LayerPlan:
     def byte_span(self, header_size: int) -> tuple[int, int]:
         """``(start, stop)`` byte offsets in a file whose header is ``header_size`` bytes."""
         return (header_size + 4 * self.offset, header_size + 4 * self.stop)
+
+    def to_dict(self, header_size: int = 20) -> dict[str, Any]:
+        """Plain dict (``dwf info --json``), with byte spans in a file of that header."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "type": self.type,
+            "out_shape": [self.out_c, self.out_h, self.out_w],
+            "outputs": self.outputs,
+            "span": list(self.byte_span(header_size)),
+            "arrays": [a.to_dict(header_size) for a in self.arrays],
+        }
 
     def array(self, name: str) -> ArraySpec | None:
         """The array called ``name``, or ``None``."""

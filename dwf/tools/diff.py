@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-from dwf.reader import WeightsFile
-from dwf.stats import CHUNK
+from dwf.format.planner import Plan
+from dwf.io.reader import WeightsFile, opened
+from dwf.tools.stats import CHUNK, finite_or_none
 
 Progress = Callable[[int, int, str], None]
 
@@ -27,7 +29,7 @@ class ArrayDiff:
     """How one array changed from file A to file B.
 
     Attributes:
-        layer, name, type: the layer's index, name and type.
+        index, layer, type: the layer's index, name and type.
         array: the array's name.
         count: number of elements.
         identical: bit-for-bit equal.
@@ -36,8 +38,8 @@ class ArrayDiff:
         cosine: cosine similarity of ``a`` and ``b`` (NaN when either is all zeros).
     """
 
-    layer: int
-    name: str
+    index: int
+    layer: str
     type: str
     array: str
     count: int
@@ -45,6 +47,10 @@ class ArrayDiff:
     max_abs: float
     rel_l2: float
     cosine: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf diff --json``); NaN and ±inf become ``None``."""
+        return {k: finite_or_none(v) for k, v in attrs.asdict(self).items()}
 
 
 @attrs.frozen
@@ -68,6 +74,20 @@ class DiffReport:
     only_b: tuple[str, ...] = ()
     shape_mismatch: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf diff --json``)."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "seen_a": self.seen_a,
+            "seen_b": self.seen_b,
+            "identical": self.identical,
+            "only_a": list(self.only_a),
+            "only_b": list(self.only_b),
+            "shape_mismatch": list(self.shape_mismatch),
+            "arrays": [d.to_dict() for d in self.arrays],
+        }
+
     @property
     def identical(self) -> bool:
         """Every compared array is bit-for-bit equal and nothing is held by one file only."""
@@ -87,11 +107,11 @@ class DiffReport:
         """Per layer: ``(index, name, type, max_abs, rel_l2)`` over all its arrays."""
         out: dict[str, list[ArrayDiff]] = {}
         for d in self.arrays:
-            out.setdefault(d.name, []).append(d)
+            out.setdefault(d.layer, []).append(d)
         rows = []
         for name, ds in out.items():
             max_abs = max((d.max_abs for d in ds if not math.isnan(d.max_abs)), default=0.0)
-            rows.append((ds[0].layer, name, ds[0].type, max_abs, max(d.rel_l2 for d in ds)))
+            rows.append((ds[0].index, name, ds[0].type, max_abs, max(d.rel_l2 for d in ds)))
         return rows
 
 
@@ -136,15 +156,28 @@ def _array_diff(
 
 
 def diff(
-    a: WeightsFile, b: WeightsFile, *, chunk: int = CHUNK, progress: Progress | None = None
+    a: str | os.PathLike[str] | WeightsFile,
+    b: str | os.PathLike[str] | WeightsFile,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    chunk: int = CHUNK,
+    progress: Progress | None = None,
 ) -> DiffReport:
-    """Compare every array both files hold.
+    """Compare every array both files hold (``dwf diff A B``).
 
     Args:
-        a, b: open weights files (usually of the same cfg).
+        a, b: weights files, open or by path (usually two checkpoints of one cfg).
+        cfg, dialect: how to open ``a`` and ``b`` when they are paths (by default each finds
+            the cfg beside it).
         chunk: floats compared per step (bounds memory).
         progress: called as ``progress(done_floats, total_floats, layer_name)``.
     """
+    with opened(a, cfg, dialect=dialect) as fa, opened(b, cfg, dialect=dialect) as fb:
+        return _diff(fa, fb, chunk, progress)
+
+
+def _diff(a: WeightsFile, b: WeightsFile, chunk: int, progress: Progress | None) -> DiffReport:
     held_a = {lp.name for lp in a.stored}
     held_b = {lp.name for lp in b.stored}
     by_name_b = {lp.name: lp for lp in b.plan.layers}
@@ -184,7 +217,16 @@ def diff(
 
 
 def drift(
-    files: Sequence[WeightsFile], *, chunk: int = CHUNK, progress: Progress | None = None
+    files: Sequence[str | os.PathLike[str] | WeightsFile],
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    chunk: int = CHUNK,
+    progress: Progress | None = None,
 ) -> list[DiffReport]:
-    """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …"""
-    return [diff(x, y, chunk=chunk, progress=progress) for x, y in itertools.pairwise(files)]
+    """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …
+    (``dwf diff A B C …``). Each file is opened once, when first needed."""
+    return [
+        diff(x, y, cfg=cfg, dialect=dialect, chunk=chunk, progress=progress)
+        for x, y in itertools.pairwise(files)
+    ]

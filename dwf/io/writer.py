@@ -11,18 +11,28 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from dwf.errors import ArrayError, DwfError, HeaderError
-from dwf.header import Header
-from dwf.planner import Plan
-from dwf.reader import F32, WeightsFile
-from dwf.records import ArraySpec, LayerPlan
+from dwf.format.header import Header
+from dwf.format.planner import Plan
+from dwf.format.records import F32, ArraySpec, LayerPlan
 
-ArraysLike = Mapping[str, Any] | WeightsFile
+Array = np.ndarray[Any, Any]
+
+
+class ArraySource(Protocol):
+    """What :func:`save` can copy arrays from besides a mapping: an open weights file."""
+
+    header: Header
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+ArraysLike = Mapping[str, Any] | ArraySource
 
 _umask_lock = threading.Lock()
 
@@ -73,7 +83,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 
 def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
-    if isinstance(arrays, WeightsFile):
+    if not isinstance(arrays, Mapping):
         return arrays[layer].array(name)
     flat = arrays.get(f"{layer}.{name}")
     if flat is not None:
@@ -85,7 +95,7 @@ def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
 
 
 def _check_names(plan: Plan, arrays: ArraysLike) -> None:
-    if isinstance(arrays, WeightsFile):
+    if not isinstance(arrays, Mapping):
         return
     layer_arrays = {lp.name: {a.name for a in lp.arrays} for lp in plan.layers}
     unknown: list[str] = []
@@ -107,7 +117,7 @@ def _check_names(plan: Plan, arrays: ArraysLike) -> None:
         )
 
 
-def _as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any]:
+def as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any]:
     where = f"layer {lp.index} ({lp.name}, {lp.type}), array {spec.name}"
     if value is None:
         raise ArrayError(f"missing {where}: expected shape {spec.shape}")
@@ -122,8 +132,8 @@ def _as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any
     return arr
 
 
-def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) -> memoryview:
-    if spec.stored_transposed(header.transpose) and len(spec.shape) >= 2:
+def stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) -> memoryview:
+    if spec.stored_transposed(header.connected_transposed) and len(spec.shape) >= 2:
         arr = arr.reshape(spec.shape[0], -1).T
     out = np.ascontiguousarray(arr, dtype=F32)
     if out.size == 0:  # memoryview cannot cast a view with a zero in its shape
@@ -134,12 +144,60 @@ def _stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) ->
 def _check_header(header: Header, dialect: str) -> None:
     """Refuse to write a header whose width Darknet would read differently — unless it was read
     from a file that has that width (its ``note`` says so): reproducing such a file is allowed."""
-    want = header.expected_size(dialect)
+    want = header.width_for(dialect)
     if header.size != want and header.note is None:
         raise HeaderError(
             f"header version {header.version} with a {header.size}-byte header would be read"
             f" by Darknet with a {want}-byte one; use size={want} or another version"
         )
+
+
+def check_upto(plan: Plan, upto: int | None) -> int:
+    """The number of layers to write: ``upto``, checked, or all of them."""
+    n = len(plan.layers)
+    if upto is None:
+        return n
+    if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= n:
+        raise DwfError(f"upto={upto!r} must be a layer count between 0 and {n}")
+    return upto
+
+
+def header_to_write(
+    header: Header | None, *, upto: int | None, dialect: str, source: Header | None = None
+) -> Header:
+    """The one rule for the header of a written file.
+
+    A header given is written as it is. Writing only the first ``upto`` layers is what
+    ``darknet partial`` does, and it resets ``seen``: the dialect's own writer header with
+    ``seen`` 0. Otherwise a file re-saved from another keeps that file's header, and a file
+    written from bare arrays gets Darknet's current header (0.2.5, ``seen`` 0).
+    """
+    if header is not None:
+        return header
+    if upto is not None:
+        return Header.written_by(dialect)
+    return source if source is not None else Header()
+
+
+def write_arrays(
+    path: str | os.PathLike[str],
+    plan: Plan,
+    get: Callable[[LayerPlan, ArraySpec], Any],
+    *,
+    header: Header,
+    upto: int | None = None,
+) -> str:
+    """Write ``header`` and, for every array of layers ``0..upto-1``, ``get(layer, array)``, laid
+    out by ``plan``; atomically. The arrays are fetched one at a time, as they are written, so
+    the memory used does not grow with the file. Callers validate before calling."""
+    _check_header(header, plan.dialect)
+    layers = plan.layers[: check_upto(plan, upto)]
+    with atomic_write(path) as fh:
+        fh.write(header.encode())
+        for lp in layers:
+            for a in lp.arrays:
+                fh.write(stored_bytes(a, as_array(lp, a, get(lp, a)), header))
+    return os.fspath(path)
 
 
 def save(
@@ -158,8 +216,9 @@ def save(
         arrays: ``{"conv_0.weights": array, ...}`` (or ``{"conv_0": {"weights": ...}}``, or an
             open :class:`dwf.WeightsFile`), one entry per array of the plan, each of exactly the
             planned shape; any real dtype is stored as float32.
-        header: defaults to the source's header when ``arrays`` is an open file, else to
-            version 0.2.5 with an 8-byte ``seen`` of 0 (what AlexeyAB writes).
+        header: the header to write; default: see :func:`header_to_write` (the source's header
+            when ``arrays`` is an open file, ``darknet partial``'s with ``upto``, else 0.2.5
+            with ``seen`` 0).
         upto: write only layers ``0..upto-1`` (a partial file, as ``darknet partial`` writes);
             ``arrays`` then needs only those layers' arrays.
 
@@ -168,22 +227,15 @@ def save(
             written).
         HeaderError: the header's width is not the one Darknet reads for its version.
     """
-    if header is None:
-        # re-saving an open file keeps its header (version, seen, width) unless told otherwise
-        header = arrays.header if isinstance(arrays, WeightsFile) else Header()
+    source = None if isinstance(arrays, Mapping) else arrays.header
+    header = header_to_write(header, upto=upto, dialect=plan.dialect, source=source)
     _check_header(header, plan.dialect)
     _check_names(plan, arrays)
-    n = len(plan.layers)
-    if upto is not None and (isinstance(upto, bool) or not 0 <= upto <= n):
-        raise DwfError(f"upto={upto!r} must be a layer count between 0 and {n}")
-    layers = plan.layers if upto is None else plan.layers[:upto]
-    pending = [
-        (lp, a, _as_array(lp, a, _lookup(arrays, lp.name, a.name)))
-        for lp in layers
-        for a in lp.arrays
-    ]
-    with atomic_write(path) as fh:
-        fh.write(header.encode())
-        for _, spec, arr in pending:
-            fh.write(_stored_bytes(spec, arr, header))
-    return os.fspath(path)
+    layers = plan.layers[: check_upto(plan, upto)]
+    if isinstance(arrays, Mapping):  # in memory already: check them all before writing
+        for lp in layers:
+            for a in lp.arrays:
+                as_array(lp, a, _lookup(arrays, lp.name, a.name))
+    return write_arrays(
+        path, plan, lambda lp, a: _lookup(arrays, lp.name, a.name), header=header, upto=upto
+    )

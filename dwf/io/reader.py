@@ -13,15 +13,16 @@ import re
 import stat
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import numpy as np
 
-from dwf.dialects import Dialect, get_dialect
+from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import (
+    ArrayError,
     ArrayNotFoundError,
     CfgError,
     ClosedFileError,
@@ -32,16 +33,19 @@ from dwf.errors import (
     LayerNotInFileError,
     SizeMismatchError,
 )
-from dwf.header import Header, sniff
-from dwf.planner import Plan
-from dwf.planner import plan as plan_cfg
-from dwf.records import ArraySpec, LayerPlan, replace_offset
+from dwf.format.diagnosis import diagnose
+from dwf.format.header import Header, other_width, sniff
+from dwf.format.known import identify_head
+from dwf.format.planner import Plan
+from dwf.format.planner import plan as plan_cfg
+from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
+from dwf.io import extensions, writer
 
 if TYPE_CHECKING:
-    from dwf.scan import CheckReport
-    from dwf.stats import ArrayStats
+    from dwf.tools.check import CheckReport
+    from dwf.tools.stats import ArrayStats
 
-F32 = np.dtype("<f4")
+Array = np.ndarray[Any, np.dtype[np.float32]]
 Backend = Literal["mmap", "pread"]
 _CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
 
@@ -146,29 +150,25 @@ class Layer:
 
         ``w * scale / sqrt(var + eps)`` per output channel and
         ``bias - mean * scale / sqrt(var + eps)``; ``eps`` defaults to Darknet's 1e-5
-        (``dwf.edit.DARKNET_BN_EPS``). A layer without batch norm gives copies.
+        (the dialect's batch-norm epsilon). A layer without batch norm gives copies. The same
+        as :func:`dwf.fuse` does to every layer of a file.
         """
-        from dwf.edit import DARKNET_BN_EPS, fuse_layer
-
-        return fuse_layer(self.file, self.index, DARKNET_BN_EPS if eps is None else eps)
+        result: tuple[Array, Array] = extensions.call("fuse_layer", self.file, self.index, eps)
+        return result
 
     def stats(self) -> dict[str, ArrayStats]:
         """Statistics of each array (min, max, mean, std, NaN/Inf counts, …), streaming."""
-        from dwf.stats import array_stats
-
-        return {name: array_stats(view) for name, view in self.arrays.items()}
+        result: dict[str, ArrayStats] = extensions.call("layer_stats", self)
+        return result
 
     def plot(self, *, bins: int = 60) -> Any:
         """Histograms of the layer's arrays (conv filters also as an image grid); returns the
         matplotlib figure. Needs the ``plot`` extra."""
-        from dwf.plot import plot_layer
-
-        return plot_layer(self, bins=bins)
+        return extensions.call("plot_layer", self, bins=bins)
 
     def _repr_html_(self) -> str:
-        from dwf.display import layer_html
-
-        return layer_html(self)
+        html: str = extensions.call("layer_html", self)
+        return html
 
     def keys(self) -> list[str]:
         """Names of the layer's arrays, in file order."""
@@ -355,8 +355,11 @@ class WeightsFile:
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
-            header: a new header, e.g. ``dataclass``-style ``attrs.evolve(f.header, seen=0)``
-                to restart training; default: this file's header.
+            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart training;
+                default: this file's header, or with ``upto`` the header ``darknet partial``
+                writes (``seen`` reset to 0) — the rule of :func:`dwf.io.writer.header_to_write`,
+                so ``f.save(dst, upto=n)``, ``dwf.save(dst, f.plan, f, upto=n)`` and
+                ``dwf.cut(src, dst, n)`` write the same bytes.
 
         Returns the destination path.
 
@@ -364,35 +367,76 @@ class WeightsFile:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
         """
-        from dwf.edit import write_layers
+        self._check_open()
+        n = writer.check_upto(self.plan, upto)
+        header = writer.header_to_write(
+            header, upto=upto, dialect=self.plan.dialect, source=self.header
+        )
+        layers = self.plan.layers[:n]
+        wanted = _flatten(replace)
+        known = {f"{lp.name}.{a.name}": (lp, a) for lp in layers for a in lp.arrays}
+        unknown = [k for k in wanted if k not in known]
+        if unknown:
+            later = [k for k in unknown if k.split(".", 1)[0] in self.plan.names()]
+            hint = " (past upto)" if later and len(later) == len(unknown) else ""
+            raise ArrayError(
+                f"replace names arrays not in the written layers{hint}: {', '.join(unknown[:5])};"
+                " names are '<layer>.<array>' such as 'conv_0.weights'"
+            )
+        checked = {k: writer.as_array(*known[k], v) for k, v in wanted.items()}
+        for lp in layers:
+            if lp.arrays and not any(f"{lp.name}.{a.name}" in checked for a in lp.arrays):
+                self._require(lp)  # fail before writing anything if the source lacks a layer
 
-        return write_layers(self, dst, upto=upto, replace=replace, header=header)
+        def get(lp: LayerPlan, a: ArraySpec) -> Any:
+            key = f"{lp.name}.{a.name}"
+            return checked[key] if key in checked else self._view(a)
+
+        return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
         convolutional and connected layer the file holds (see :meth:`Layer.fused`)."""
-        from dwf.edit import DARKNET_BN_EPS, fused_arrays
-
-        return dict(fused_arrays(self, DARKNET_BN_EPS if eps is None else eps))
+        result: dict[str, Array] = dict(extensions.call("fused_arrays", self, eps))
+        return result
 
     def check(self, *, extreme: float = 1e6) -> CheckReport:
         """Scan every array for anomalies (NaN/Inf, bad batch-norm variances, dead filters …),
-        layer by layer in bounded memory; see :func:`dwf.scan.check`."""
-        from dwf.scan import check
-
-        return check(self, extreme=extreme)
+        layer by layer in bounded memory; the same as :func:`dwf.check`."""
+        report: CheckReport = extensions.call("check", self, extreme=extreme)
+        return report
 
     def plot(self) -> Any:
         """Per-layer overview (parameters, weight std and norm); returns the matplotlib figure.
         Needs the ``plot`` extra."""
-        from dwf.plot import plot_file
-
-        return plot_file(self)
+        return extensions.call("plot_file", self)
 
     def _repr_html_(self) -> str:
-        from dwf.display import file_html
+        html: str = extensions.call("file_html", self)
+        return html
 
-        return file_html(self)
+    def to_dict(self, layers: Iterable[LayerPlan] | None = None) -> dict[str, Any]:
+        """What ``dwf info --json`` prints: header, sizes, state and one entry per layer (all,
+        or ``layers``)."""
+        h = self.header
+        return {
+            "path": self.path,
+            "cfg": self.cfg_path,
+            "dialect": self.plan.dialect,
+            "header": h.to_dict(),
+            "size": self.size,
+            "expected_size": self.plan.expected_size(h.size),
+            "total_floats": self.plan.total_floats,
+            "complete": self.complete,
+            "partial": self.partial,
+            "last_layer": self.last_layer,
+            "mismatch": self.mismatch,
+            "warnings": list(self.plan.warnings),
+            "layers": [
+                {**lp.to_dict(h.size), "in_file": self.holds(lp)}
+                for lp in (self.plan.layers if layers is None else layers)
+            ],
+        }
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -502,7 +546,7 @@ class WeightsFile:
         body = self._body
         if body is None:
             body = np.empty(0, dtype=F32)
-        return logical_view(body, spec, self.header.transpose)
+        return logical_view(body, spec, self.header.connected_transposed)
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
@@ -515,7 +559,19 @@ class WeightsFile:
                 opened=self._opened,
             )
         shifted = replace_offset(spec, 0)
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, self.header.transpose)
+        return logical_view(np.frombuffer(data, dtype=F32), shifted, self.header.connected_transposed)
+
+
+def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"conv_3": {"weights": a}}`` and ``{"conv_3.weights": a}`` alike, flat."""
+    out: dict[str, Any] = {}
+    for key, value in (replace or {}).items():
+        if isinstance(value, Mapping):
+            for name, v in value.items():
+                out[f"{key}.{name}"] = v
+        else:
+            out[str(key)] = value
+    return out
 
 
 def logical_view(
@@ -571,7 +627,9 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
     return None, seen
 
 
-def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect) -> Plan:
+def _resolve_plan(
+    path: str, head: bytes, size: int, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect
+) -> Plan:
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
@@ -583,14 +641,9 @@ def _resolve_plan(path: str, cfg: str | os.PathLike[str] | Plan | None, dialect:
             except OSError:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
-            try:
-                from dwf.known import identify
-
-                ident = identify(path)
-                if ident.matches:
-                    hint += "; by its size " + ident.explain().split("; ", 1)[1]
-            except DwfError:
-                pass
+            ident = identify_head(path, head, size)
+            if ident.matches:
+                hint += "; by its size " + ident.explain().split("; ", 1)[1]
             raise CfgError(
                 "no cfg given and none found beside the weights (looked for "
                 + ", ".join(Path(c).name for c in looked)
@@ -648,7 +701,7 @@ def open_weights(
         size = os.fstat(fd).st_size
         head = _pread(fd, 512, 0)
         header = _decode_header(spath, head, d, header_size)
-        plan = _resolve_plan(spath, cfg, d)
+        plan = _resolve_plan(spath, head, size, cfg, d)
         header, partial, mismatch = _fit(spath, head, header, size, plan, d, header_size, strict)
         return WeightsFile(
             spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
@@ -727,7 +780,7 @@ def _fit(
     n = plan.total_floats
     if size == header.size + 4 * n:
         return header, False, None
-    other = 36 - header.size
+    other = other_width(header.size)
     if forced is None and size == other + 4 * n and len(head) >= other:
         note = (
             f"the version {header.version} implies a {header.size}-byte header, but the file"
@@ -741,8 +794,6 @@ def _fit(
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
-    from dwf.diagnose import diagnose
-
     diagnosis = diagnose(path, head, header, size, plan)
     message = diagnosis.explain()
     if strict:
@@ -756,3 +807,20 @@ def _fit(
             diagnosis=diagnosis,
         )
     return header, False, message
+
+
+
+@contextlib.contextmanager
+def opened(
+    src: str | os.PathLike[str] | WeightsFile,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    **options: Any,
+) -> Iterator[WeightsFile]:
+    """``src`` if it is an open file (left open), else ``src`` opened with ``cfg`` and
+    ``options`` as :func:`open_weights` takes them (and closed afterwards): how every verb that
+    works on a file accepts either a path or an open file."""
+    if isinstance(src, WeightsFile):
+        yield src
+        return
+    with open_weights(src, cfg, **options) as f:
+        yield f

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from dwf.header import Header
-from dwf.planner import Plan
-from dwf.writer import save
+from dwf.format.header import Header
+from dwf.format.planner import Plan
+from dwf.io.writer import save
 
 DEMO_CFG = "demo-tiny-yolo.cfg"
 DEMO_SEEN = 64_000

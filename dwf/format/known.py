@@ -11,13 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-from importlib import resources
 from typing import Any
 
 import attrs
 
-from dwf.errors import DwfError, HeaderError
-from dwf.header import Header, sniff
+from dwf.errors import HeaderError
+from dwf.format.header import Header, other_width, sniff
 
 
 @attrs.frozen
@@ -41,6 +40,12 @@ class Match:
     cfg: str | None = None
     upto: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf identify --json``)."""
+        d = attrs.asdict(self)
+        d["dialects"] = list(self.dialects)
+        return d
+
 
 @attrs.frozen
 class Identification:
@@ -61,6 +66,18 @@ class Identification:
     floats: int | None
     matches: tuple[Match, ...]
     problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``dwf identify --json``)."""
+        h = self.header
+        return {
+            "path": self.path,
+            "size": self.size,
+            "floats": self.floats,
+            "problem": self.problem,
+            "header": None if h is None else h.to_dict(),
+            "matches": [m.to_dict() for m in self.matches],
+        }
 
     def explain(self) -> str:
         """One paragraph saying what the file is."""
@@ -93,7 +110,11 @@ class Identification:
 @functools.lru_cache(maxsize=1)
 def known_models() -> dict[str, Any]:
     """The table of known float counts (``{"models": [...], "partials": [...]}``)."""
-    text = resources.files("dwf").joinpath("data").joinpath("known_models.json").read_text()
+    # A plain path beside the package: importlib.resources would cost more to import than
+    # this whole module, and dwf is only ever installed as files (pyproject ships data/).
+    where = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "known_models.json")
+    with open(where, encoding="utf-8") as fh:
+        text = fh.read()
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -118,34 +139,24 @@ def lookup(floats: int, header_size: int) -> list[Match]:
     return out
 
 
-def identify(path: str | os.PathLike[str]) -> Identification:
-    """Say which known network a weights file is, from its header and size alone.
-
-    Raises:
-        DwfError: the file cannot be read.
-    """
-    spath = os.fspath(path)
-    try:
-        size = os.path.getsize(spath)
-        with open(spath, "rb") as fh:
-            head = fh.read(512)
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        why = getattr(e, "strerror", None) or e
-        raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
+def identify_head(path: str, head: bytes, size: int) -> Identification:
+    """What a file is, from its first bytes (at least the header; 512 are used to recognise
+    other formats) and its size — a pure function: :func:`dwf.identify` reads those from a
+    file, and the reader uses this to suggest a cfg when none was found."""
     problem = sniff(head)
     if problem and "byte-swapped" not in problem:
-        return Identification(spath, size, None, None, (), problem)
+        return Identification(path, size, None, None, (), problem)
     try:
-        header = Header.decode(head, path=spath)
+        header = Header.decode(head, path=path)
     except HeaderError as e:
-        return Identification(spath, size, None, None, (), e.message)
+        return Identification(path, size, None, None, (), e.message)
     matches: list[Match] = []
     floats: int | None = None
-    for h in (header.size, 36 - header.size):
+    for h in (header.size, other_width(header.size)):
         body = size - h
         if body < 0 or body % 4:
             continue
         if h == header.size:
             floats = body // 4
         matches += lookup(body // 4, h)
-    return Identification(spath, size, header, floats, tuple(matches), problem)
+    return Identification(path, size, header, floats, tuple(matches), problem)

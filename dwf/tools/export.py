@@ -9,37 +9,26 @@ cfg. Optional packages (``safetensors``, ``torch``) are imported only when used.
 
 from __future__ import annotations
 
-import importlib
 import mmap
 import os
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import attrs
 import numpy as np
 
-from dwf.dialects import Dialect
+from dwf.format.dialects import Dialect
 from dwf.errors import ArrayError, DwfError
-from dwf.header import Header
-from dwf.planner import Plan
-from dwf.reader import F32, WeightsFile, logical_view
-from dwf.records import LayerPlan
-from dwf.writer import atomic_write, save
+from dwf.format.header import Header
+from dwf.format.planner import Plan
+from dwf.extras import require
+from dwf.format.records import F32
+from dwf.io.reader import WeightsFile, logical_view, opened
+from dwf.format.records import LayerPlan
+from dwf.io.writer import atomic_write, save
 
 Array = np.ndarray[Any, Any]
 _META = "__dwf__."
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency or raise a DwfError naming the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise DwfError(
-            f"this needs the optional package {module.split('.')[0]!r}: install it with"
-            f" pip install 'dwf[{extra}]'"
-        ) from None
 
 
 def _cfg_text(f: WeightsFile) -> str | None:
@@ -160,11 +149,79 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
         names = torch_names(lp)
         for a in lp.arrays:
             if body is not None and F32.isnative:
-                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.transpose))
+                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.connected_transposed))
             else:
                 view = f[lp.index][a.name]
                 out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
     return out
+
+
+# -- one verb ------------------------------------------------------------------------------------
+FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
+
+
+def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
+    """The export format: ``format`` if given (and not contradicted by ``dst``'s extension),
+    else the one ``dst``'s extension names.
+
+    Raises:
+        DwfError: the extension is unknown and no format was given, or they disagree.
+    """
+    ext = os.path.splitext(os.fspath(dst))[1].lower()
+    by_ext = FORMATS.get(ext)
+    if format is not None and format not in set(FORMATS.values()):
+        known = ", ".join(sorted(set(FORMATS.values())))
+        raise DwfError(f"unknown export format {format!r}; one of {known}")
+    if format is None:
+        if by_ext is None:
+            raise DwfError(
+                f"{os.fspath(dst)}: cannot tell the export format from the extension"
+                f" {ext or '(none)'}; name the file .npz, .safetensors or .pt, or pass"
+                " format=... (dwf: --format)",
+                path=os.fspath(dst),
+            )
+        return by_ext
+    if by_ext is not None and by_ext != format:
+        raise DwfError(
+            f"{os.fspath(dst)}: the extension {ext} says {by_ext}, but the format asked for is"
+            f" {format}; rename the output or drop the format",
+            path=os.fspath(dst),
+        )
+    return format
+
+
+def export(
+    src: str | os.PathLike[str] | WeightsFile,
+    dst: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str | Dialect = "alexeyab",
+    compress: bool = False,
+) -> str:
+    """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
+
+    Args:
+        src: the weights file, open or by path.
+        dst: the file to write; its extension gives the format unless ``format`` is given:
+            ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
+            ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
+            ``dwf[torch]``).
+        format: ``"npz"``, ``"safetensors"`` or ``"torch"``; must agree with the extension.
+        cfg, dialect: how to open ``src`` when it is a path.
+        compress: compressed ``.npz``.
+    """
+    fmt = format_for(dst, format)
+    with opened(src, cfg, dialect=dialect) as f:
+        if fmt == "npz":
+            return to_npz(f, dst, compress=compress)
+        if fmt == "safetensors":
+            return to_safetensors(f, dst)
+        torch = require("torch", "torch")
+        state = to_state_dict(f, copy=True)
+        with atomic_write(dst) as fh:
+            torch.save(state, fh)
+        return os.fspath(dst)
 
 
 # -- back to .weights -----------------------------------------------------------------------------
@@ -319,7 +376,7 @@ def import_weights(
     if isinstance(cfg, Plan):
         plan = cfg
     elif cfg is not None:
-        from dwf.planner import plan as plan_cfg
+        from dwf.format.planner import plan as plan_cfg
 
         plan = plan_cfg(cfg, dialect=d)
     elif exp.cfg_text is not None:

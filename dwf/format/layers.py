@@ -3,7 +3,7 @@
 Each definition receives a :class:`LayerInput` (the section's options, what the previous layer
 produced, the layers built so far, the dialect) and returns a :class:`Built`. Offsets are not a
 concern here: the planner lays the arrays out one after another. Rules come from spec §4 and §6;
-dialect differences are read from :class:`dwf.dialects.Dialect` switches.
+dialect differences are read from :class:`dwf.format.dialects.Dialect` switches.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import attrs
 
-from dwf.cfg import Section, atoi, int_list
-from dwf.dialects import Dialect
+from dwf.format.cfg import Section, atoi, int_list
+from dwf.format.dialects import Dialect
 from dwf.errors import CfgError
-from dwf.records import LayerPlan, Storage
+from dwf.format.records import LayerPlan, Storage
 
 # Marks "option absent" for share_index, as Darknet does with its own sentinel.
 _ABSENT = -1_000_000_000
@@ -68,7 +68,7 @@ class LayerInput:
         "kind",
         "n_layers",
         "path",
-        "reader",
+        "loading",
         "section",
         "type",
         "w",
@@ -83,7 +83,7 @@ class LayerInput:
         kind: str,
         index: int,
         dialect: Dialect,
-        reader: bool,
+        loading: bool,
         dims: tuple[int, int, int, int],
         built: list[LayerPlan],
         n_layers: int,
@@ -95,7 +95,7 @@ class LayerInput:
         self.kind = kind
         self.index = index
         self.dialect = dialect
-        self.reader = reader
+        self.loading = loading
         self.h, self.w, self.c, self.inputs = dims
         self.built = built
         self.n_layers = n_layers
@@ -375,14 +375,14 @@ def convolutional(x: LayerInput) -> Built:
         return Built(out_c, out_h, out_w, outputs, params=params, next_dims=next_dims)
 
     n_read = n
-    if d.numload and x.reader:
+    if d.numload and x.loading:
         k = x.num("numload", 0)
         if k:
             if k < 0 or k > n:
                 raise x.fail(f"numload={k} must be between 1 and filters={n}", "numload")
             n_read = k
             params["numload"] = k
-    keep_bn = not (x.reader and x.num("dontloadscales", 0) and bn)
+    keep_bn = not (x.loading and x.num("dontloadscales", 0) and bn)
     if not keep_bn:
         params["dontloadscales"] = 1
     arrays = conv_block("", n_read, x.c, groups, size, bool(bn), flipped=flipped, keep_bn=keep_bn)
@@ -399,7 +399,7 @@ def deconvolutional(x: LayerInput) -> Built:
     out_h = (x.h - 1) * stride + size - 2 * padding
     out_w = (x.w - 1) * stride + size - 2 * padding
     x.check_out(out_h, out_w)
-    if x.reader:
+    if x.loading:
         x.warn(
             "pjreddie's loader crashes on deconvolutional layers (it divides by groups=0);"
             " dwf plans the layout its writer produces"
@@ -423,7 +423,7 @@ def deconvolutional(x: LayerInput) -> Built:
 def connected(x: LayerInput) -> Built:
     out = x.count("output", 1)
     bn = x.num("batch_normalize", 0)
-    keep_bn = not (x.reader and x.num("dontloadscales", 0) and bn)
+    keep_bn = not (x.loading and x.num("dontloadscales", 0) and bn)
     arrays = connected_block("", x.inputs, out, bool(bn), keep_bn=keep_bn)
     params = {"output": out, "batch_normalize": bn, "activation": x.text("activation", "logistic")}
     if not keep_bn:

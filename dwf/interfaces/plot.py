@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dwf.export import require
-from dwf.stats import array_stats
+from dwf.extras import require
+from dwf.tools.stats import array_stats
 
 if TYPE_CHECKING:
-    from dwf.compare import DiffReport
-    from dwf.reader import Layer, WeightsFile
+    from dwf.tools.diff import DiffReport
+    from dwf.io.reader import Layer, WeightsFile
 
 Figure = Any  # matplotlib.figure.Figure; matplotlib is optional, so not imported for typing
 
@@ -108,9 +108,9 @@ def plot_file(f: WeightsFile) -> Figure:
 def plot_diff(a: WeightsFile | DiffReport, b: WeightsFile | None = None) -> Figure:
     """Per-layer change between two checkpoints (relative L2 and max |Δ|).
 
-    Pass two open files, or a :class:`dwf.compare.DiffReport`.
+    Pass two open files, or a :class:`dwf.tools.diff.DiffReport`.
     """
-    from dwf.compare import DiffReport, diff
+    from dwf.tools.diff import DiffReport, diff
     from dwf.errors import DwfError
 
     if isinstance(a, DiffReport):

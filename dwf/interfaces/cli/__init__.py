@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 
 from dwf.errors import DwfError
-from dwf.reader import WeightsFile, open_weights
-from dwf.records import LayerPlan
+from dwf.io.reader import WeightsFile, open_weights
+from dwf.format.records import LayerPlan
 
 if TYPE_CHECKING:
-    from dwf.compare import DiffReport
+    from dwf.tools.diff import DiffReport
 
 TABLE_WIDTH = 100
 BIG_FILE = 1 << 30  # long work: show progress on a terminal beyond this many bytes
@@ -196,7 +196,7 @@ def _header_json(f: WeightsFile) -> dict[str, Any]:
         "version": h.version,
         "seen": h.seen,
         "size": h.size,
-        "transpose": h.transpose,
+        "connected_transposed": h.connected_transposed,
         "note": h.note,
     }
 
@@ -245,7 +245,7 @@ def _print_info(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) 
     cfg = os.path.basename(f.cfg_path) if f.cfg_path else "?"
     print(f"{f.path}  (cfg {cfg}, dialect {f.plan.dialect})")
     seen_kind = "64-bit" if h.size == 20 else "32-bit"
-    legacy = "  legacy header: connected weights stored transposed" if h.transpose else ""
+    legacy = "  legacy header: connected weights stored transposed" if h.connected_transposed else ""
     print(
         f"header: version {h.version}, seen {_fmt(h.seen)} ({h.size}-byte header,"
         f" {seen_kind} seen){legacy}"
@@ -300,7 +300,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # -- stats --------------------------------------------------------------------------------------
 def cmd_stats(args: argparse.Namespace) -> int:
-    from dwf.stats import array_stats
+    from dwf.tools.stats import array_stats
 
     with _open(args) as f:
         layers = [lp for lp in _selected(f, args) if lp.arrays and f.holds(lp)]
@@ -405,7 +405,7 @@ def _offset_progress(bar: Progress, base: int, total: int) -> Callable[[int, int
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from dwf.compare import diff
+    from dwf.tools.diff import diff
 
     if len(args.files) < 2:
         raise DwfError("diff needs at least two weights files")
@@ -499,7 +499,7 @@ def _print_drift(reports: Sequence[DiffReport], args: argparse.Namespace) -> Non
 
 # -- check / identify ---------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
-    from dwf.scan import check
+    from dwf.tools.check import check
 
     with _open(args) as f:
         total = 4 * f.available_floats
@@ -525,7 +525,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from dwf.known import identify
+    from dwf.tools.identify import identify
 
     ident = identify(args.weights)
     if args.json:
@@ -549,7 +549,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 # -- edit / export ------------------------------------------------------------------------------
 def cmd_cut(args: argparse.Namespace) -> int:
-    from dwf.edit import cut
+    from dwf.tools.cut import cut
 
     out = cut(args.weights, args.out, args.upto, cfg=args.cfg, dialect=args.dialect)
     size = os.path.getsize(out)
@@ -558,8 +558,8 @@ def cmd_cut(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dwf import export
-    from dwf.writer import atomic_write
+    import dwf.tools.export as export
+    from dwf.io.writer import atomic_write
 
     with _open(args) as f:
         if args.format == "npz":
@@ -577,7 +577,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from dwf import export
+    import dwf.tools.export as export
 
     src: Any = args.source
     if args.source.endswith((".pt", ".pth")):
@@ -585,7 +585,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         src = torch.load(args.source, map_location="cpu", weights_only=True)
     header = None
     if args.seen is not None:
-        from dwf.header import Header
+        from dwf.format.header import Header
 
         header = Header(0, 2, 5, args.seen, 20)
     out = export.import_weights(src, args.out, cfg=args.cfg, dialect=args.dialect, header=header)
@@ -594,7 +594,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
-    from dwf.edit import fuse
+    from dwf.tools.fuse import fuse
 
     out, cfg_out = fuse(args.weights, args.out, args.cfg_out, cfg=args.cfg, dialect=args.dialect)
     print(f"wrote {out} and {cfg_out} (batch norm folded into conv/connected layers)")
@@ -602,7 +602,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dwf.demo import write_demo
+    from dwf.tools.demo import write_demo
 
     cfg, weights = write_demo(args.folder)
     if not args.json:
@@ -656,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dwf", description="Look inside Darknet .weights files without loading them."
     )
-    from dwf import __version__
+    from dwf.version import __version__
 
     parser.add_argument("--version", action="version", version=f"dwf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

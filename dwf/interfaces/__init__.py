@@ -1,0 +1,1 @@
+"""Layer 4, *interfaces*: the command line, notebook display, plots."""

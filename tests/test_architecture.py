@@ -1,0 +1,178 @@
+"""The package's layering, read from the source: every import of every module under ``dwf/``
+(module-level and function-local; ``if TYPE_CHECKING:`` blocks excepted) points to its own
+layer or below, and no module imports itself through others. See docs/architecture.md."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import dwf
+
+ROOT = Path(dwf.__file__).parent
+
+# The layer of each part of the package, bottom-up. The package root (dwf/__init__.py, the
+# facade that names the verbs) and ``python -m dwf`` sit above everything.
+LAYERS = {
+    "dwf.errors": 0,
+    "dwf.extras": 0,
+    "dwf.format": 1,
+    "dwf.io": 2,
+    "dwf.tools": 3,
+    "dwf.interfaces": 4,
+    "dwf": 5,
+    "dwf.__main__": 5,
+}
+
+
+def layer_of(module: str) -> int:
+    best = ""
+    for prefix in LAYERS:
+        if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+            best = prefix
+    if not best:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS and the architecture doc")
+    return LAYERS[best]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every ``dwf`` module ``path`` imports, anywhere in it, except under TYPE_CHECKING."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "dwf")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] == "dwf":
+                for a in node.names:
+                    # `from dwf.tools import diff` imports the submodule dwf.tools.diff
+                    sub = f"{mod}.{a.name}"
+                    found.add(sub if (ROOT.parent / (sub.replace(".", "/") + ".py")).exists()
+                              or (ROOT.parent / sub.replace(".", "/")).is_dir() else mod)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    found.discard(me)
+    return found
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for name in all_modules():
+        layer_of(name)
+
+
+def test_imports_point_down() -> None:
+    bad = []
+    for name, path in all_modules().items():
+        mine = layer_of(name)
+        for target in imports_of(path):
+            if layer_of(target) > mine:
+                bad.append(f"{name} (layer {mine}) imports {target} (layer {layer_of(target)})")
+    assert not bad, "imports that point up:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    mods = all_modules()
+    graph = {name: {t for t in imports_of(p) if t in mods} for name, p in mods.items()}
+    # a package's __init__ is imported with any of its submodules: count that edge too
+    for name in mods:
+        parent = name.rpartition(".")[0]
+        if parent and parent != "dwf" and parent in mods:
+            graph[name].add(parent)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def walk(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                cycles.append([*stack[stack.index(m) :], m])
+            elif m not in state:
+                walk(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            walk(n)
+    assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+def test_the_checker_sees_function_local_imports(tmp_path: Path) -> None:
+    # A test that cannot fail is a defect: the reader's old function-local import of a tool
+    # must be found.
+    src = ROOT / "io" / "_probe_for_test.py"
+    src.write_text("def f():\n    from dwf.tools.check import check\n    return check\n")
+    try:
+        assert "dwf.tools.check" in imports_of(src)
+        assert layer_of("dwf.tools.check") > layer_of(module_name(src))
+    finally:
+        src.unlink()
+
+
+def _public_submodules() -> list[str]:
+    return [
+        m.name
+        for m in pkgutil.walk_packages(dwf.__path__, "dwf.")
+        if not m.name.startswith("dwf.interfaces.cli") or m.name == "dwf.interfaces.cli"
+    ]
+
+
+def test_importing_a_submodule_never_changes_a_package_attribute() -> None:
+    before = {name: getattr(dwf, name) for name in dwf.__all__}
+    for sub in _public_submodules():
+        importlib.import_module(sub)
+    after = {name: getattr(dwf, name) for name in dwf.__all__}
+    assert before == after
+    # and no verb shares its name with a module at the top of the package
+    top = {m.name for m in pkgutil.iter_modules(dwf.__path__)}
+    assert not top & set(dwf.__all__), top & set(dwf.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(dwf.__all__))
+def test_all_names_resolve_and_are_documented(name: str) -> None:
+    obj = getattr(dwf, name)
+    if callable(obj) and not isinstance(obj, type) or isinstance(obj, type):
+        assert (obj.__doc__ or "").strip(), f"dwf.{name} has no docstring"
+
+
+def test_dir_lists_the_public_names() -> None:
+    assert set(dwf.__all__) <= set(dir(dwf))
