@@ -65,6 +65,9 @@ from _harness import run_worker as harness_run_worker
 
 import dwf
 
+# dwf loads its reader on first use; load it here, outside every measured region.
+dwf.WeightsFile  # noqa: B018
+
 SHARED = Path(os.environ.get("DWF_SHARED", ROOT.parent / "shared"))
 YOLOV4_CFG = SHARED / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
 YOLOV4_FLOATS = 64_429_405  # yolov4.cfg's body: 257,717,640 bytes with the 20-byte header

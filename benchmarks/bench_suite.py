@@ -251,7 +251,7 @@ def make_scan_call(job: Job) -> Callable[[], float]:
 
 def micro(job: Job) -> dict[str, Any]:
     """In one warm process: wall times of repeated calls (seconds), by name."""
-    from dwf import planner
+    from dwf.format import planner
     from dwf.format.cfg import tokenize
     from dwf.tools.stats import array_stats
 

@@ -20,6 +20,7 @@ ROOT = Path(dwf.__file__).parent
 LAYERS = {
     "dwf.errors": 0,
     "dwf.extras": 0,
+    "dwf.version": 0,
     "dwf.format": 1,
     "dwf.io": 2,
     "dwf.tools": 3,
@@ -152,7 +153,7 @@ def _public_submodules() -> list[str]:
     return [
         m.name
         for m in pkgutil.walk_packages(dwf.__path__, "dwf.")
-        if not m.name.startswith("dwf.interfaces.cli") or m.name == "dwf.interfaces.cli"
+        if m.name != "dwf.__main__"  # importing it runs the command line
     ]
 
 

@@ -104,7 +104,7 @@ def inject(arrays: dict[str, np.ndarray[Any, Any]]) -> dict[Key, tuple[str, int]
 def found(report: CheckReport) -> dict[Key, tuple[str, int]]:
     out: dict[Key, tuple[str, int]] = {}
     for x in report.findings:
-        key = (x.name, x.array, x.kind)
+        key = (x.layer, x.array, x.kind)
         assert key not in out, f"duplicate finding {key}"
         out[key] = (x.severity, x.count)
     return out
@@ -148,11 +148,11 @@ def test_injected_anomalies_are_found_with_counts_and_severities(
     # file order: layer by layer, array by array as the plan lays them out
     plan = dwf.plan(cfg)
     position = {(lp.index, a.name): a.offset for lp, a in plan.arrays()}
-    offsets = [position[(x.layer, x.array)] for x in report.findings]
+    offsets = [position[(x.index, x.array)] for x in report.findings]
     assert offsets == sorted(offsets)
-    by_key = {(x.name, x.array, x.kind): x for x in report.findings}
+    by_key = {(x.layer, x.array, x.kind): x for x in report.findings}
     neg = by_key[("conv_0", "rolling_variance", "negative-variance")]
-    assert (neg.layer, neg.type) == (0, "convolutional")
+    assert (neg.index, neg.type) == (0, "convolutional")
     assert "NaN" in neg.message
     assert "-7e-44" in by_key[("conv_0", "rolling_variance", "denormal-negative-variance")].message
     assert "2e+09" in by_key[("conv_1", "biases", "extreme")].message
@@ -283,7 +283,7 @@ def test_cli_check_exit_codes_and_json(
     data = json.loads(capsys.readouterr().out)
     assert data["serious"] is True and data["path"] == str(weights)
     got = {
-        (x["name"], x["array"], x["kind"]): (x["severity"], x["count"]) for x in data["findings"]
+        (x["layer"], x["array"], x["kind"]): (x["severity"], x["count"]) for x in data["findings"]
     }
     assert got == expected
     assert set(data["findings"][0]) == {f.name for f in Finding.__attrs_attrs__}

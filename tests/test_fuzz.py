@@ -336,6 +336,7 @@ def test_nul_byte_in_path(plan: dwf.Plan) -> None:
 def _unreadable_script(path: Path, cfg: Path) -> str:
     return (
         "import os, sys, dwf\n"
+        "dwf.open, dwf.DwfError  # import the reader while the stdlib is still readable\n"
         "if os.geteuid() == 0:\n"
         "    os.setgid(65534); os.setuid(65534)  # nobody: root reads any file\n"
         "try:\n"

@@ -92,6 +92,7 @@ PROBE = textwrap.dedent(
         return {k: None if a[k] is None else b[k] - a[k] - cost.get(k, 0) for k in a}
 
     weights, cfg, small, big = sys.argv[1:5]
+    dwf.WeightsFile  # noqa: B018 - import the reader (lazily loaded) before counting bytes
     c = snap()
     s0 = snap()
     cost = {"rchar": s0["rchar"] - c["rchar"]}  # what reading the counters adds to rchar

@@ -390,7 +390,10 @@ class WeightsFile:
 
         def get(lp: LayerPlan, a: ArraySpec) -> Any:
             key = f"{lp.name}.{a.name}"
-            return checked[key] if key in checked else self._view(a)
+            if key in checked:
+                return checked[key]
+            self._require(lp)
+            return self._view(a)
 
         return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
 
