@@ -8,10 +8,12 @@ the common partial backbones); the cfgs themselves stay in ../shared.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import dwf
+from dwf.format.retrain import bn_floats, class_model, input_size_free
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT.parent / "shared" / "conformance" / "cfg"
@@ -39,19 +41,33 @@ def main() -> int:
             if path.name.startswith(("ab_", "pj_")):
                 continue  # the corpus's hand-made feature tests are not models
             plan = dwf.plan(path, dialect=dialect)
-            models.append({
+            row = {
                 "name": path.name.replace("yolov1__", "yolov1/"),
                 "dialect": dialect,
                 "layers": len(plan.layers),
                 "floats": plan.total_floats,
-            })
+            }
+            cm = class_model(plan)
+            if cm is not None:
+                row["classes"] = cm.classes
+                row["per_class"] = cm.per_class
+            bn = bn_floats(plan)
+            if bn:
+                row["bn_floats"] = bn
+            row["size_free"] = input_size_free(plan)
+            # Where `darknet partial` can cut it: the floats a file holds through each layer.
+            row["stops"] = [lp.stop for lp in plan.layers]
+            models.append(row)
     partials = []
     for name, dialect, cfg, upto in PARTIALS:
         plan = dwf.plan(CFG / dialect / cfg, dialect=dialect)
         floats = max((lp.stop for lp in plan.layers[:upto]), default=0)
         partials.append({"name": name, "dialect": dialect, "cfg": cfg, "upto": upto,
                          "floats": floats})
-    OUT.write_text(json.dumps({"models": models, "partials": partials}, indent=1) + "\n")
+    text = json.dumps({"models": models, "partials": partials}, indent=1)
+    # One line per list of stops keeps the table diffable without 20,000 one-number lines.
+    text = re.sub(r"\[\n\s*(\d[\d,\s]*?)\n\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+    OUT.write_text(text + "\n")
     print(f"wrote {OUT}: {len(models)} models, {len(partials)} partial backbones")
     return 0
 

@@ -9,6 +9,7 @@ Causes are ranked: what the first bytes prove, then exact explanations, then the
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import attrs
 
@@ -16,7 +17,16 @@ from dwf.format.cfg import tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.errors import CfgError
 from dwf.format.header import Header, other_width, sniff
+from dwf.format.known import MAX_CLASSES, lookup
 from dwf.format.planner import Plan
+from dwf.format.retrain import (
+    bn_layers,
+    class_model,
+    heads,
+    replan,
+    with_batch_normalize,
+    with_classes,
+)
 
 
 @attrs.frozen
@@ -36,6 +46,72 @@ class Cause:
     summary: str
     fix: str | None = None
     exact: bool = True
+
+
+@attrs.frozen
+class CfgFit:
+    """Another cfg that a file fits (found beside it, or in the identify table).
+
+    Attributes:
+        cfg: the cfg as shown to the user (a path relative to the working folder when short).
+        how: ``"exact"``, ``"partial"`` (ends on a layer boundary) or ``"classes"`` (fits when
+            that cfg's ``classes=`` is changed to :attr:`classes`).
+        dialect: the dialect it fits in.
+        header_size: the header width it fits with.
+        layers: its layer count; floats: its float count (as fitted).
+        classes: for ``"classes"``, the class count the file was trained for.
+        upto: for ``"partial"``, how many layers the file holds.
+    """
+
+    cfg: str
+    how: str
+    dialect: str
+    header_size: int
+    layers: int
+    floats: int
+    classes: int | None = None
+    upto: int | None = None
+
+    def describe(self) -> str:
+        """``fits ../cfg/trial10.cfg exactly (15 layers, 572,317 floats, alexeyab)``."""
+        facts = f"{self.layers} layers, {self.floats:,} floats, {self.dialect}"
+        if self.header_size != 20:
+            facts += f", {self.header_size}-byte header"
+        if self.how == "exact":
+            return f"fits {self.cfg} exactly ({facts})"
+        if self.how == "partial":
+            return f"fits {self.cfg} as a partial file holding layers 0..{(self.upto or 0) - 1} ({facts})"
+        return f"fits {self.cfg} with classes={self.classes} ({facts})"
+
+
+def fit_plan(plan: Plan, size: int, header: Header, cfg: str, *, classes: bool = True) -> CfgFit | None:
+    """How a file of ``size`` bytes with ``header`` fits ``plan``, best first: exactly, as a
+    partial file, or (``classes``: two more plans) with the class count solved; ``None``."""
+    widths = (header.size, other_width(header.size))
+    for how in ("exact", "partial"):
+        for H in widths:
+            body = size - H
+            if body < 0 or body % 4:
+                continue
+            floats = body // 4
+            if how == "exact" and floats == plan.total_floats:
+                return CfgFit(cfg, how, plan.dialect, H, len(plan.layers), floats)
+            bounds = plan.boundaries()
+            if how == "partial" and 0 < floats < plan.total_floats and floats in bounds:
+                return CfgFit(cfg, how, plan.dialect, H, len(plan.layers), floats, upto=bounds[floats] + 1)
+    if not classes:
+        return None
+    cm = class_model(plan)
+    if cm is None:
+        return None
+    for H in widths:
+        body = size - H
+        if body < 0 or body % 4:
+            continue
+        c = cm.solve(body // 4)
+        if c is not None and c != cm.classes and c <= MAX_CLASSES:
+            return CfgFit(cfg, "classes", plan.dialect, H, len(plan.layers), body // 4, classes=c)
+    return None
 
 
 @attrs.frozen
@@ -71,7 +147,11 @@ class Diagnosis:
     def explain(self) -> str:
         """The diagnosis as readable text (what :class:`dwf.SizeMismatchError` prints)."""
         cfg = self.cfg or "the cfg"
-        lines = [
+        lines = []
+        first = self.cause
+        if first is not None and first.kind in ("other-cfg", "known-network") and first.exact:
+            lines.append(f"{self.path}: {first.summary}")
+        lines += [
             f"{self.path}: {self.actual_size:,} bytes, but {cfg} (dialect {self.dialect}) needs"
             f" {self.expected_size:,} bytes ({self.header_size}-byte header +"
             f" {(self.expected_size - self.header_size) // 4:,} float32)"
@@ -98,8 +178,22 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> Diagnosis:
-    """Diagnose a file of ``size`` bytes whose header is ``header`` against ``plan``."""
+def diagnose(
+    path: str,
+    head: bytes,
+    header: Header,
+    size: int,
+    plan: Plan,
+    *,
+    fits: Sequence[CfgFit] = (),
+    crlf: tuple[int, int] | None = None,
+) -> Diagnosis:
+    """Diagnose a file of ``size`` bytes whose header is ``header`` against ``plan``.
+
+    ``fits`` are other cfgs the caller found the file to fit (the reader looks beside the file:
+    :mod:`dwf.io.cfg_search`); ``crlf`` is ``(CRLF pairs, lone LF bytes)`` in the whole file
+    when its first bytes look CRLF-translated.
+    """
     H = header.size
     n = plan.total_floats
     first = _first_unfilled(plan, H, size)
@@ -107,6 +201,10 @@ def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> D
     what = sniff(head)
     if what:
         causes.append(Cause("not-weights", what, "get the real .weights file"))
+    given = plan.cfg_path or "the cfg given"
+    if what is None:
+        causes += _crlf_causes(plan, header, size, crlf)
+        causes += _fit_causes(fits, given)
     body = size - H
     boundaries = plan.boundaries()
     other = other_width(H)
@@ -123,6 +221,7 @@ def diagnose(path: str, head: bytes, header: Header, size: int, plan: Plan) -> D
                 )
             )
         causes += _text_causes(plan, body, size, H)
+        causes += _table_causes(size, header, given, path)
         if body > 4 * n and body % 4:
             # Longer than the cfg and not whole floats: the cfg's floats are all there, followed
             # by stray bytes (not a truncation).
@@ -197,8 +296,96 @@ def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Caus
             f" bytes, not a whole number of float32 values ((size - {H}) % 4 == {body % 4})"
         )
     else:
-        summary = f"a truncated download: the file holds {floats:,} of {plan.total_floats:,} floats"
-    return Cause("truncated", summary + where, "download the file again", exact=exact)
+        summary = (
+            f"the file holds {floats:,} of the {plan.total_floats:,} floats this cfg needs and"
+            " no other cfg found fits it: either it was cut off (an interrupted download or"
+            " copy), or it belongs to a different cfg"
+        )
+    fix = (
+        "if it was downloaded, one possibility is to download it again; otherwise find the cfg"
+        " it was trained with"
+    )
+    return Cause("truncated", summary + where, fix, exact=exact)
+
+
+# -- causes found elsewhere: other cfgs, the identify table, line-ending translation -----------
+def _fit_causes(fits: Sequence[CfgFit], given: str) -> list[Cause]:
+    out: list[Cause] = []
+    name = given.replace("\\", "/").rsplit("/", 1)[-1]
+    for f in fits[:3]:
+        fix = f"open it with that cfg (cfg={f.cfg!r}, dwf: --cfg {f.cfg})"
+        if f.how == "classes":
+            fix = f"use {f.cfg} with classes={f.classes} (and the filters before each head)"
+        out.append(
+            Cause(
+                "other-cfg",
+                f"this file {f.describe()}; it does not fit {name}",
+                fix,
+                exact=f.how != "partial",
+            )
+        )
+    return out
+
+
+def _table_causes(size: int, header: Header, given: str, path: str) -> list[Cause]:
+    """The public cfgs (retrained for any class count) the file fits, from the shipped table."""
+    out: list[Cause] = []
+    name = given.replace("\\", "/").rsplit("/", 1)[-1]
+    for H in (header.size, other_width(header.size)):
+        body = size - H
+        if body <= 0 or body % 4:
+            continue
+        for m in lookup(body // 4, H, path)[:3]:
+            if m.name == name and not m.retrained and m.batch_normalize:
+                continue
+            width = "" if H == header.size else f" with a {H}-byte header"
+            out.append(
+                Cause(
+                    "known-network",
+                    f"this file fits the public {m.describe()}{width} exactly; it does not fit"
+                    f" {name}",
+                    f"open it with {m.cfg or m.name} from Darknet's cfg folder"
+                    + (
+                        f", with classes={m.classes} in every detection head and the filters"
+                        " before them to match"
+                        if m.retrained
+                        else ""
+                    ),
+                )
+            )
+        if out:
+            break
+    return out[:3]
+
+
+def _crlf_causes(
+    plan: Plan, header: Header, size: int, crlf: tuple[int, int] | None
+) -> list[Cause]:
+    if crlf is None:
+        return []
+    pairs, lone = crlf
+    if not pairs or lone:
+        return []
+    before = size - pairs
+    fits = [
+        H for H in (header.size, other_width(header.size)) if before == H + 4 * plan.total_floats
+    ]
+    if fits:
+        how = f"it then has exactly the {before:,} bytes this cfg needs"
+    else:
+        how = f"it was {before:,} bytes before"
+    return [
+        Cause(
+            "crlf",
+            f"the file was CRLF-translated (copied in text mode, or through a tool that"
+            f" rewrote line endings): each of its {pairs:,} 0A bytes became 0D 0A, so it grew"
+            f" by {pairs:,} bytes; {how}",
+            "undo it by replacing every 0D 0A with 0A (python -c \"import sys;"
+            " d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d.replace(b'\\r\\n',"
+            " b'\\n'))\" IN OUT), or download it again in binary mode",
+            exact=bool(fits),
+        )
+    ]
 
 
 # -- causes found by re-planning an edited cfg ----------------------------------------------------
@@ -229,7 +416,104 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
         c = cause(plan, body, H)
         if c is not None:
             causes.append(c)
+    if not causes:
+        # Two changes at once, each tried only a bounded number of times (a few re-plans).
+        for combined in (_classes_and_bn_cause, _one_head_cause, _dialect_classes_cause):
+            c = combined(plan, body, H)
+            if c is not None:
+                causes.append(c)
+                break
     return causes
+
+
+def _classes_and_bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
+    """Classes changed *and* batch norm dropped from (or added to) every layer."""
+    cm = class_model(plan)
+    if cm is None:
+        return None
+    with_bn = bn_layers(plan)
+    without = [
+        lp.index
+        for lp in plan.layers
+        if lp.type == "convolutional" and lp.arrays and lp.index not in with_bn
+        and lp.index not in {h.feeder for h in heads(plan)}
+    ]
+    for layers, value in ((with_bn, 0), (without, 1)):
+        if not layers:
+            continue
+        flipped = replan(plan, with_batch_normalize(plan, layers, value))
+        if flipped is None:
+            continue
+        fcm = class_model(flipped)
+        c = fcm.solve(body // 4) if fcm is not None else None
+        if c is None or c == cm.classes or c > MAX_CLASSES:
+            continue
+        done = replan(flipped, with_classes(flipped, c))
+        if _fits(done, body) != "exact":
+            continue
+        what = "without" if value == 0 else "with"
+        return Cause(
+            "classes+batch-normalize",
+            f"two changes: the weights were trained for {c} classes (the cfg says {cm.classes})"
+            f" and saved {what} batch norm in all {len(layers)} layers that "
+            + ("have it" if value == 0 else "lack it"),
+            f"set classes={c} in every head (and the filters before them) and"
+            f" batch_normalize={value} in those layers",
+        )
+    return None
+
+
+def _one_head_cause(plan: Plan, body: int, H: int) -> Cause | None:
+    """The classes changed in only one of several detection heads."""
+    hs = heads(plan)
+    if len(hs) < 2:
+        return None
+    for h in hs:
+        per = replan(plan, with_classes(plan, h.classes + 1, only=[h.index]))
+        if per is None:
+            continue
+        step = per.total_floats - plan.total_floats
+        diff = body // 4 - plan.total_floats
+        if step <= 0 or diff % step:
+            continue
+        c = h.classes + diff // step
+        if c < 1 or c > MAX_CLASSES or c == h.classes:
+            continue
+        done = replan(plan, with_classes(plan, c, only=[h.index]))
+        if _fits(done, body) != "exact":
+            continue
+        return Cause(
+            "classes",
+            f"the file fits when only layer {h.index} ({plan.layers[h.index].type}) has"
+            f" classes={c}: the heads of the cfg disagree with the weights in one place",
+            f"set classes={c} in layer {h.index} and filters={h.feeder_size(c)} in layer"
+            f" {h.feeder}",
+        )
+    return None
+
+
+def _dialect_classes_cause(plan: Plan, body: int, H: int) -> Cause | None:
+    """A file of the other dialect, trained for other classes."""
+    for name in DIALECTS:
+        if name == plan.dialect:
+            continue
+        other = replan(plan, plan.text, name)
+        if other is None or other.total_floats == plan.total_floats:
+            continue
+        cm = class_model(other)
+        c = cm.solve(body // 4) if cm is not None else None
+        if cm is None or c is None or c == cm.classes or c > MAX_CLASSES:
+            continue
+        if _fits(replan(other, with_classes(other, c)), body) != "exact":
+            continue
+        return Cause(
+            "dialect+classes",
+            f"two changes: the file was written by {name}'s Darknet and trained for {c} classes"
+            f" (the cfg says {cm.classes})",
+            f"open with dialect={name!r} and set classes={c} in every head (and the filters"
+            " before them)",
+        )
+    return None
 
 
 def _set_option(

@@ -9,6 +9,7 @@ Darknet recognises them (:attr:`Header.connected_transposed`: their connected we
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -187,6 +188,16 @@ def sniff(data: bytes) -> str | None:
             "this is an HTML/XML page, not weights: the download saved an error or login page"
             " (e.g. a web link to a file viewer instead of the raw file)"
         )
+    packed = _packed(head)
+    if packed:
+        return packed
+    if head.count(_REPLACEMENT) >= 4:
+        return (
+            "the file went through a text decoder: it is full of EF BF BD (the UTF-8"
+            " replacement character), which took the place of every byte that was not valid"
+            " text; those bytes are lost. Download it again as binary (curl -L -o, wget, or"
+            " requests' .content rather than .text; in Git, mark *.weights as binary)"
+        )
     if head.startswith(b"[net]") or head.startswith(b"[network]"):
         return "this is a cfg file, not a weights file"
     if len(head) >= 16 and all(b in b"\t\n\r" or 32 <= b < 127 for b in head[:64]):
@@ -201,3 +212,55 @@ def sniff(data: bytes) -> str | None:
                     " the file was written on a big-endian machine and its floats are swapped too"
                 )
     return None
+
+
+_REPLACEMENT = b"\xef\xbf\xbd"
+
+# Magic numbers of the archive and compression formats weights are shipped in, and how to unpack.
+_MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
+    (b"\x1f\x8b", 0, "gzip-compressed", "gunzip it (gzip -dk FILE)"),
+    (b"PK\x03\x04", 0, "a zip archive", "unzip it"),
+    (b"BZh", 0, "bzip2-compressed", "bunzip2 -k FILE"),
+    (b"\xfd7zXZ\x00", 0, "xz-compressed", "unxz -k FILE"),
+    (b"7z\xbc\xaf\x27\x1c", 0, "a 7-Zip archive", "7z x FILE"),
+    (b"\x28\xb5\x2f\xfd", 0, "zstd-compressed", "zstd -d FILE"),
+    (b"ustar", 257, "a tar archive", "tar -xf FILE"),
+)
+
+
+def _packed(head: bytes) -> str | None:
+    for magic, at, what, fix in _MAGIC:
+        if head[at : at + len(magic)] == magic:
+            return (
+                f"this is {what}, not weights: the .weights file is inside it; {fix} and open"
+                " the .weights file it holds"
+            )
+    return None
+
+
+def crlf_suspect(head: bytes) -> bool:
+    """Whether the first bytes look CRLF-translated: every 0A byte comes right after a 0D
+    (a file copied in text mode on Windows, or through a tool that rewrote line endings).
+    Random float32 data holds a lone 0A about every 256 bytes, so one sample decides little;
+    the caller confirms on the whole file (:func:`count_crlf`)."""
+    body = head[12:]
+    n = body.count(b"\n")
+    return n > 0 and body.count(b"\r\n") == n
+
+
+def count_crlf(chunks: Iterable[bytes]) -> tuple[int, int]:
+    """``(CRLF pairs, lone LF bytes)`` in a file read as ``chunks`` (a pair split across two
+    chunks counts once). A CRLF-translated file has no lone LF, and was ``pairs`` bytes
+    shorter before translation."""
+    pairs = lone = 0
+    prev = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        data = prev + chunk
+        pairs += data.count(b"\r\n")
+        lone += data.count(b"\n") - data.count(b"\r\n")
+        # A CR at the end may pair with an LF that starts the next chunk: carry it over (it
+        # is part of no pair counted here, so it is not counted twice).
+        prev = b"\r" if data.endswith(b"\r") else b""
+    return pairs, lone

@@ -39,7 +39,7 @@ from dwf.format.known import identify_head
 from dwf.format.planner import Plan
 from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
-from dwf.io import extensions, writer
+from dwf.io import cfg_search, extensions, writer
 
 if TYPE_CHECKING:
     from dwf.tools.check import CheckReport
@@ -705,7 +705,9 @@ def open_weights(
         head = _pread(fd, 512, 0)
         header = _decode_header(spath, head, d, header_size)
         plan = _resolve_plan(spath, head, size, cfg, d)
-        header, partial, mismatch = _fit(spath, head, header, size, plan, d, header_size, strict)
+        header, partial, mismatch = _fit(
+            spath, head, header, size, plan, d, header_size, strict, fd
+        )
         return WeightsFile(
             spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
         )
@@ -778,6 +780,7 @@ def _fit(
     d: Dialect,
     forced: int | None,
     strict: bool,
+    fd: int,
 ) -> tuple[Header, bool, str | None]:
     """Validate the header width against the file size (spec §1.6)."""
     n = plan.total_floats
@@ -797,7 +800,13 @@ def _fit(
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
-    diagnosis = diagnose(path, head, header, size, plan)
+    fits = cfg_search.search_fits(
+        path, header, size, given=plan.cfg_path, dialect=plan.dialect
+    )
+    crlf = cfg_search.crlf_counts(
+        lambda n, offset: _pread(fd, n, offset), size, head
+    )
+    diagnosis = diagnose(path, head, header, size, plan, fits=fits, crlf=crlf)
     message = diagnosis.explain()
     if strict:
         raise SizeMismatchError(

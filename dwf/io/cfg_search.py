@@ -1,0 +1,138 @@
+"""Find the cfg a weights file fits, among the cfg files near it.
+
+When a file does not fit the cfg it was opened with, the right cfg is often close by: a sibling
+trial's cfg in the same folder, or the ``cfg/`` folder beside the ``backup/`` folder Darknet
+saves checkpoints into. This module lists those cfgs, plans each and keeps the ones the file
+fits (:func:`dwf.format.diagnosis.fit_plan`). The work is bounded: at most :data:`MAX_CFGS` files,
+none over :data:`MAX_CFG_BYTES`, within :data:`TIME_BUDGET` seconds, so a folder of thousands
+of cfgs costs a fraction of a second, not minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+from dwf.errors import DwfError
+from dwf.format.diagnosis import CfgFit, fit_plan
+from dwf.format.dialects import DIALECTS
+from dwf.format.header import Header, count_crlf, crlf_suspect
+from dwf.format.planner import plan as plan_cfg
+
+MAX_CFGS = 64
+MAX_CFG_BYTES = 1 << 20
+TIME_BUDGET = 2.0
+# Re-planning with the classes solved costs two more plans per cfg: only for the first few.
+_MAX_CLASS_SOLVES = 16
+
+
+def nearby_cfgs(weights: str, given: str | None = None, limit: int = MAX_CFGS) -> list[str]:
+    """The ``.cfg`` files where a training layout keeps them: the given cfg's folder, the
+    weights' folder, its parent and the ``cfg/`` folders of both — at most ``limit``, none
+    larger than :data:`MAX_CFG_BYTES`, the given cfg left out."""
+    wdir = os.path.dirname(os.path.abspath(weights))
+    parent = os.path.dirname(wdir)
+    folders = []
+    if given:
+        folders.append(os.path.dirname(os.path.abspath(given)))
+    folders += [wdir, os.path.join(wdir, "cfg"), parent, os.path.join(parent, "cfg")]
+    skip = os.path.abspath(given) if given else None
+    out: list[str] = []
+    seen: set[str] = set()
+    for folder in folders:
+        if folder in seen:
+            continue
+        seen.add(folder)
+        for path in _cfgs_in(folder):
+            if path == skip or path in out:
+                continue
+            out.append(path)
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def _cfgs_in(folder: str) -> Iterator[str]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(
+                (e for e in it if e.name.lower().endswith(".cfg")), key=lambda e: e.name
+            )
+    except OSError:
+        return
+    for e in entries:
+        try:
+            if e.is_file() and e.stat().st_size <= MAX_CFG_BYTES:
+                yield os.path.abspath(e.path)
+        except OSError:
+            continue
+
+
+def shown(path: str) -> str:
+    """A path as the user would type it: relative to the working folder when that is shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return rel if len(rel) < len(path) else path
+
+
+def search_fits(
+    weights: str,
+    header: Header,
+    size: int,
+    *,
+    given: str | None = None,
+    dialect: str | None = None,
+    candidates: list[str] | None = None,
+) -> list[CfgFit]:
+    """The nearby cfgs (or ``candidates``) that a file of ``size`` bytes fits, best first:
+    exact fits, then partial files, then fits with the class count changed. Each cfg is tried
+    in ``dialect`` first, then in the other dialects."""
+    cands = nearby_cfgs(weights, given) if candidates is None else candidates
+    deadline = time.monotonic() + TIME_BUDGET
+    dialects = [dialect] if dialect else []
+    dialects += [d for d in DIALECTS if d not in dialects]
+    found: list[CfgFit] = []
+    solves = 0
+    for path in cands:
+        if time.monotonic() > deadline:
+            break
+        for d in dialects:
+            try:
+                p = plan_cfg(path, dialect=d)
+            except DwfError:
+                continue
+            solve = solves < _MAX_CLASS_SOLVES
+            fit = fit_plan(p, size, header, shown(path), classes=solve)
+            solves += solve
+            if fit is not None:
+                found.append(fit)
+                break
+    order = {"exact": 0, "partial": 1, "classes": 2}
+    found.sort(key=lambda f: order[f.how])
+    return found
+
+
+def crlf_counts(
+    read: Callable[[int, int], bytes], size: int, head: bytes
+) -> tuple[int, int] | None:
+    """``(CRLF pairs, lone LF)`` in the whole file when its first bytes look CRLF-translated,
+    read with ``read(n, offset)`` through a bounded buffer; ``None`` when they do not."""
+    if not crlf_suspect(head):
+        return None
+
+    def chunks() -> Iterator[bytes]:
+        offset = 0
+        while offset < size:
+            chunk = read(1 << 20, offset)
+            if not chunk:
+                return
+            yield chunk
+            offset += len(chunk)
+
+    try:
+        return count_crlf(chunks())
+    except OSError:
+        return None
