@@ -37,6 +37,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "check": ("dwf.tools.check", "check"),
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
+    "identify_many": ("dwf.tools.identify", "identify_many"),
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.reader", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
@@ -53,6 +54,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Diagnosis": ("dwf.format.diagnosis", "Diagnosis"),
     "Identification": ("dwf.format.known", "Identification"),
     "Match": ("dwf.format.known", "Match"),
+    "CfgFit": ("dwf.format.known", "CfgFit"),
     "WeightsFile": ("dwf.io.reader", "WeightsFile"),
     "Layer": ("dwf.io.reader", "Layer"),
     "ArrayDiff": ("dwf.tools.diff", "ArrayDiff"),
@@ -138,7 +140,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.diagnosis import Cause, Diagnosis
     from dwf.format.dialects import ALEXEYAB, PJREDDIE, Dialect
     from dwf.format.header import Header
-    from dwf.format.known import Identification, Match
+    from dwf.format.known import CfgFit, Identification, Match
     from dwf.format.planner import NetInput, Plan, plan
     from dwf.format.records import ArraySpec, LayerPlan
     from dwf.interfaces.plot import plot_diff
@@ -151,6 +153,6 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
     from dwf.tools.export import Exported, export, import_weights
     from dwf.tools.fuse import fuse
-    from dwf.tools.identify import identify
+    from dwf.tools.identify import identify, identify_many
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats

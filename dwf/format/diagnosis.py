@@ -17,7 +17,7 @@ from dwf.format.cfg import tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.errors import CfgError
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.known import MAX_CLASSES, lookup
+from dwf.format.known import MAX_CLASSES, CfgFit, lookup
 from dwf.format.planner import Plan
 from dwf.format.retrain import (
     bn_layers,
@@ -46,42 +46,6 @@ class Cause:
     summary: str
     fix: str | None = None
     exact: bool = True
-
-
-@attrs.frozen
-class CfgFit:
-    """Another cfg that a file fits (found beside it, or in the identify table).
-
-    Attributes:
-        cfg: the cfg as shown to the user (a path relative to the working folder when short).
-        how: ``"exact"``, ``"partial"`` (ends on a layer boundary) or ``"classes"`` (fits when
-            that cfg's ``classes=`` is changed to :attr:`classes`).
-        dialect: the dialect it fits in.
-        header_size: the header width it fits with.
-        layers: its layer count; floats: its float count (as fitted).
-        classes: for ``"classes"``, the class count the file was trained for.
-        upto: for ``"partial"``, how many layers the file holds.
-    """
-
-    cfg: str
-    how: str
-    dialect: str
-    header_size: int
-    layers: int
-    floats: int
-    classes: int | None = None
-    upto: int | None = None
-
-    def describe(self) -> str:
-        """``fits ../cfg/trial10.cfg exactly (15 layers, 572,317 floats, alexeyab)``."""
-        facts = f"{self.layers} layers, {self.floats:,} floats, {self.dialect}"
-        if self.header_size != 20:
-            facts += f", {self.header_size}-byte header"
-        if self.how == "exact":
-            return f"fits {self.cfg} exactly ({facts})"
-        if self.how == "partial":
-            return f"fits {self.cfg} as a partial file holding layers 0..{(self.upto or 0) - 1} ({facts})"
-        return f"fits {self.cfg} with classes={self.classes} ({facts})"
 
 
 def fit_plan(plan: Plan, size: int, header: Header, cfg: str, *, classes: bool = True) -> CfgFit | None:
@@ -297,9 +261,8 @@ def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Caus
         )
     else:
         summary = (
-            f"the file holds {floats:,} of the {plan.total_floats:,} floats this cfg needs and"
-            " no other cfg found fits it: either it was cut off (an interrupted download or"
-            " copy), or it belongs to a different cfg"
+            f"a truncated download, or a file for a cfg not found: the file holds {floats:,} of"
+            f" {plan.total_floats:,} floats and no cfg beside it fits"
         )
     fix = (
         "if it was downloaded, one possibility is to download it again; otherwise find the cfg"

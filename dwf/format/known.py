@@ -98,6 +98,42 @@ class Match:
 
 
 @attrs.frozen
+class CfgFit:
+    """Another cfg that a file fits (found beside it, or in the identify table).
+
+    Attributes:
+        cfg: the cfg as shown to the user (a path relative to the working folder when short).
+        how: ``"exact"``, ``"partial"`` (ends on a layer boundary) or ``"classes"`` (fits when
+            that cfg's ``classes=`` is changed to :attr:`classes`).
+        dialect: the dialect it fits in.
+        header_size: the header width it fits with.
+        layers: its layer count; floats: its float count (as fitted).
+        classes: for ``"classes"``, the class count the file was trained for.
+        upto: for ``"partial"``, how many layers the file holds.
+    """
+
+    cfg: str
+    how: str
+    dialect: str
+    header_size: int
+    layers: int
+    floats: int
+    classes: int | None = None
+    upto: int | None = None
+
+    def describe(self) -> str:
+        """``fits ../cfg/trial10.cfg exactly (15 layers, 572,317 floats, alexeyab)``."""
+        facts = f"{self.layers} layers, {self.floats:,} floats, {self.dialect}"
+        if self.header_size != 20:
+            facts += f", {self.header_size}-byte header"
+        if self.how == "exact":
+            return f"fits {self.cfg} exactly ({facts})"
+        if self.how == "partial":
+            return f"fits {self.cfg} as a partial file holding layers 0..{(self.upto or 0) - 1} ({facts})"
+        return f"fits {self.cfg} with classes={self.classes} ({facts})"
+
+
+@attrs.frozen
 class Identification:
     """What a weights file is, judged from its header and size alone.
 
@@ -111,6 +147,8 @@ class Identification:
             classes, other cuts, variants without batch norm.
         problem: set when the first bytes show the file is not weights, in plain words.
         near: when nothing matches, the closest known networks, in words.
+        fits: cfg files beside the weights that the file fits (:func:`dwf.identify` looks in
+            its folder, the parent and their ``cfg/`` folders).
     """
 
     path: str
@@ -120,6 +158,12 @@ class Identification:
     matches: tuple[Match, ...]
     problem: str | None = None
     near: tuple[str, ...] = ()
+    fits: tuple[CfgFit, ...] = ()
+
+    @property
+    def recognised(self) -> bool:
+        """Whether something names what the file is: a known network or a cfg beside it."""
+        return bool(self.matches or self.fits)
 
     @property
     def best(self) -> Match | None:
@@ -138,6 +182,7 @@ class Identification:
             "header_size": None if h is None else h.size,
             "matches": [m.to_dict() for m in self.matches],
             "near": list(self.near),
+            "fits": [attrs.asdict(f) for f in self.fits],
         }
 
     def explain(self) -> str:
@@ -154,11 +199,13 @@ class Identification:
                 head + "; the body after the header is not a whole number of float32 values"
                 " (a truncated or corrupted file)"
             )
+        beside = "".join(f"; {f.describe()}" for f in self.fits[:3])
         if not self.matches:
-            text = head + "; no known Darknet cfg has this many floats (a custom network?)"
+            text = head + "; no known Darknet cfg has this many floats"
+            text += "" if self.fits else " (a custom network?)"
             if self.near:
                 text += "; closest: " + "; ".join(self.near)
-            return text
+            return text + beside
         parts = []
         for m in self.matches:
             what = m.describe()
@@ -173,7 +220,7 @@ class Identification:
         best = self.matches[0]
         if best.kind == "model" and best.input_size_free:
             text += "; input size cannot be told from the weights"
-        return text
+        return text + beside
 
 
 @functools.lru_cache(maxsize=1)
@@ -248,8 +295,9 @@ def lookup(floats: int, header_size: int, path: str | None = None) -> list[Match
         if p["floats"] == floats:
             add(Match(p["name"], "partial", (p["dialect"],), floats, header_size, p["cfg"],
                       p["upto"], variant="partial"))
-    named = {(m.cfg, m.floats) for m in found.values() if m.variant == "partial"}
-    out = [m for m in found.values() if m.variant != "cut" or (m.cfg, m.floats) not in named]
+    # A named backbone stands for the cuts of every cfg that shares it.
+    named = any(m.variant == "partial" for m in found.values())
+    out = [m for m in found.values() if not (named and m.variant == "cut")]
 
     def order(m: Match) -> tuple[int, int, int, str]:
         stem = _stem(m.cfg or m.name)
