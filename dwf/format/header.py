@@ -239,19 +239,19 @@ def _packed(head: bytes) -> str | None:
 
 
 def crlf_suspect(head: bytes) -> bool:
-    """Whether the first bytes look CRLF-translated: every 0A byte comes right after a 0D
-    (a file copied in text mode on Windows, or through a tool that rewrote line endings).
-    Random float32 data holds a lone 0A about every 256 bytes, so one sample decides little;
-    the caller confirms on the whole file (:func:`count_crlf`)."""
+    """Whether the first bytes could be CRLF-translated: no 0A byte in them comes without a
+    0D before it (a file copied in text mode on Windows, or through a tool that rewrote line
+    endings, has none). Random float32 data holds a lone 0A about every 256 bytes, so the
+    caller confirms on the whole file (:func:`count_crlf`, which stops at the first lone 0A)."""
     body = head[12:]
-    n = body.count(b"\n")
-    return n > 0 and body.count(b"\r\n") == n
+    return body.count(b"\n") == body.count(b"\r\n")
 
 
 def count_crlf(chunks: Iterable[bytes]) -> tuple[int, int]:
     """``(CRLF pairs, lone LF bytes)`` in a file read as ``chunks`` (a pair split across two
     chunks counts once). A CRLF-translated file has no lone LF, and was ``pairs`` bytes
-    shorter before translation."""
+    shorter before translation. Stops at the first chunk holding a lone LF: one proves the
+    file was not translated."""
     pairs = lone = 0
     prev = b""
     for chunk in chunks:
@@ -263,4 +263,6 @@ def count_crlf(chunks: Iterable[bytes]) -> tuple[int, int]:
         # A CR at the end may pair with an LF that starts the next chunk: carry it over (it
         # is part of no pair counted here, so it is not counted twice).
         prev = b"\r" if data.endswith(b"\r") else b""
+        if lone:
+            break
     return pairs, lone

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import attrs
 
 from dwf.errors import DwfError
-from dwf.format.known import Identification, identify_head
+from dwf.format.known import CfgFit, Identification, identify_head
 from dwf.io.cfg_search import crlf_counts, search_fits
 
 # Files a folder holds beside weights, which identify_many skips.
@@ -56,9 +56,12 @@ def identify(path: str | os.PathLike[str], *, nearby: bool = True) -> Identifica
             f" bytes became 0D 0A; replace every 0D 0A with 0A to restore the"
             f" {size - crlf[0]:,}-byte original"
         )
-        if before.matches:
-            what += ", which " + before.explain().split("; ", 1)[1]
-        return attrs.evolve(before, size=size, problem=what)
+        fits: tuple[CfgFit, ...] = ()
+        if before.header is not None:
+            fits = tuple(search_fits(spath, before.header, size - crlf[0])) if nearby else ()
+        if before.matches or fits:
+            what += ", which " + attrs.evolve(before, fits=fits).explain().split("; ", 1)[1]
+        return attrs.evolve(before, size=size, problem=what, fits=fits)
     if nearby and ident.header is not None and not ident.problem:
         fits = search_fits(spath, ident.header, size)
         if fits:
