@@ -168,7 +168,8 @@ ALIASES_AB = [
 def test_section_aliases_alexeyab(header: str, type_: str, name: str) -> None:
     p = plan(NET + header + "\n")
     assert (p[0].type, p[0].name, p[0].known) == (type_, name, True)
-    assert not p.warnings
+    # A one-layer net whose output is 1×1 gets only the warning that AlexeyAB crashes on it.
+    assert not [w for w in p.warnings if "no layer is wider and taller than 1" not in w]
 
 
 def test_aliases_that_only_pjreddie_knows() -> None:

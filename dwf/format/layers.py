@@ -539,6 +539,17 @@ def shortcut(x: LayerInput) -> Built:
         "activation": x.text("activation", "linear"),
     }
     dims = (x.c, x.h, x.w, x.h * x.w * x.c)
+    if d.name == "alexeyab":
+        for r in refs:
+            # (a layer not built yet has its own warning)
+            if r.name and (r.out_w, r.out_h) != (x.w, x.h):
+                x.warn(
+                    f"joins layer {r.index} ({r.out_w}×{r.out_h}) with a {x.w}×{x.h} input;"
+                    " AlexeyAB's Makefile build aborts loading this cfg (an assert in its"
+                    " shortcut layer wants equal sizes; release builds compile it out and load"
+                    " the layout dwf plans)",
+                    "from",
+                )
     if not d.shortcut_weights:
         return Built(*dims, params=params)
     wtype = x.text("weights_type", "none")
@@ -770,7 +781,18 @@ def _recurrent_conv_geometry(x: LayerInput) -> tuple[int, int, int, int]:
 
 
 def crnn(x: LayerInput) -> Built:
-    x.need_image()
+    # pjreddie builds a crnn on whatever shape it is handed, even the 0×0×0 its [rnn] leaves
+    # (then 0 input channels) and the empty output of such a crnn: its loader reads that
+    # layout, so dwf plans it.
+    empty_ok = x.dialect.crnn_fixed_geometry and not (x.h and x.w)
+    if empty_ok:
+        x.warn(
+            f"the layer before it outputs {x.c}×{x.h}×{x.w}, not an image (pjreddie leaves an"
+            " [rnn]'s shape unset); pjreddie builds this crnn anyway, with an empty output, and"
+            " its loader reads that layout (AlexeyAB refuses it)"
+        )
+    else:
+        x.need_image()
     out_key, hidden_key = x.dialect.crnn_names
     out = x.count(out_key, 1)
     hidden = x.count(hidden_key, 1)
@@ -780,7 +802,10 @@ def crnn(x: LayerInput) -> Built:
     else:
         size, stride, padding, groups = _recurrent_conv_geometry(x)
     out_h, out_w = _conv_out(x, size, stride, stride, padding)
-    x.check_out(out_h, out_w)
+    if empty_ok:
+        out_h, out_w = 0, 0
+    else:
+        x.check_out(out_h, out_w)
     arrays = (
         conv_block("input_layer.", hidden, x.c, groups, size, bn)
         + conv_block("self_layer.", hidden, hidden, groups, size, bn)

@@ -298,7 +298,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
         if type_name is None:
             # Darknet keeps the slot: a zeroed layer that stores nothing and outputs nothing.
             type_name = sec.name or sec.header
-            extra = " pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie" else ""
+            extra = (
+                " Stock pjreddie Darknet crashes loading this cfg: it reads the zeroed layer as"
+                " a convolution with groups 0 (a division by zero, SIGFPE)"
+                if d.name == "pjreddie"
+                else ""
+            )
             warnings.append(
                 f"line {sec.line}: section {sec.header!r} is not a layer type the {d.name}"
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
@@ -356,4 +361,10 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             dims = (result.out_h, result.out_w, result.out_c, result.outputs)
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
+    if d.name == "alexeyab" and not any(lp.out_w > 1 and lp.out_h > 1 for lp in built):
+        warnings.append(
+            "no layer is wider and taller than 1: AlexeyAB's Darknet crashes loading this cfg"
+            " (a division by zero in the statistics it prints while loading); the layout is"
+            " what a build that survives reads"
+        )
     return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings))

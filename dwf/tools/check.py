@@ -66,6 +66,9 @@ class CheckReport:
         mismatch: the file's size mismatch explanation when it does not fit its cfg (opened
             with ``strict=False``): its arrays were read with the cfg's layout and may be
             misaligned, so findings may be artifacts of the mismatch.
+        cfg_warnings: the plan's warnings (:attr:`dwf.Plan.warnings`): cfg lines Darknet
+            accepts silently, and cfgs on which a stock Darknet build crashes (naming the build
+            and the reason).
     """
 
     path: str
@@ -73,6 +76,7 @@ class CheckReport:
     arrays: int
     floats: int
     mismatch: str | None = None
+    cfg_warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf check --json``)."""
@@ -83,6 +87,7 @@ class CheckReport:
             "serious": self.serious,
             "mismatch": self.mismatch,
             "findings": [x.to_dict() for x in self.findings],
+            "cfg_warnings": list(self.cfg_warnings),
         }
 
     @property
@@ -110,6 +115,8 @@ class CheckReport:
             )
         for f in self.findings:
             lines.append(f"  {f.severity:7} {f.layer}.{f.array}: {f.message}")
+        for w in self.cfg_warnings:
+            lines.append(f"  cfg     {w}")
         return "\n".join(lines)
 
 
@@ -262,4 +269,4 @@ def _check(
                     )
             if progress is not None:
                 progress(floats, total, lp.name)
-    return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch)
+    return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch, f.plan.warnings)
