@@ -379,9 +379,16 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
         c = cause(plan, body, H)
         if c is not None:
             causes.append(c)
+    if any(c.kind == "classes" for c in causes):
+        # One head changed by more can weigh the same as every head changed by less: then
+        # the size cannot tell which, and both are said.
+        c = _one_head_cause(plan, body, H)
+        if c is not None:
+            causes.append(attrs.evolve(c, summary=c.summary + " (the size cannot tell this"
+                                       " from the change above)"))
     if not causes:
         # Two changes at once, each tried only a bounded number of times (a few re-plans).
-        for combined in (_classes_and_bn_cause, _one_head_cause, _dialect_classes_cause):
+        for combined in (_one_head_cause, _classes_and_bn_cause, _dialect_classes_cause):
             c = combined(plan, body, H)
             if c is not None:
                 causes.append(c)
@@ -427,32 +434,42 @@ def _classes_and_bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
 
 
 def _one_head_cause(plan: Plan, body: int, H: int) -> Cause | None:
-    """The classes changed in only one of several detection heads."""
+    """The classes changed in only one of several detection heads (one re-plan per head to
+    measure it, one more to confirm a fit)."""
     hs = heads(plan)
     if len(hs) < 2:
         return None
+    found: list[tuple[int, int, int, int]] = []  # (head, classes, feeder, feeder size)
+    diff = body // 4 - plan.total_floats
     for h in hs:
         per = replan(plan, with_classes(plan, h.classes + 1, only=[h.index]))
         if per is None:
             continue
         step = per.total_floats - plan.total_floats
-        diff = body // 4 - plan.total_floats
         if step <= 0 or diff % step:
             continue
         c = h.classes + diff // step
         if c < 1 or c > MAX_CLASSES or c == h.classes:
             continue
-        done = replan(plan, with_classes(plan, c, only=[h.index]))
-        if _fits(done, body) != "exact":
-            continue
-        return Cause(
-            "classes",
-            f"the file fits when only layer {h.index} ({plan.layers[h.index].type}) has"
-            f" classes={c}: the heads of the cfg disagree with the weights in one place",
-            f"set classes={c} in layer {h.index} and filters={h.feeder_size(c)} in layer"
-            f" {h.feeder}",
+        if _fits(replan(plan, with_classes(plan, c, only=[h.index])), body) == "exact":
+            found.append((h.index, c, h.feeder, h.feeder_size(c)))
+    if not found:
+        return None
+    fixes = [f"set classes={c} in layer {i} and filters={n} in layer {f}" for i, c, f, n in found]
+    if len(found) == 1:
+        i, c, _, _ = found[0]
+        summary = (
+            f"the file fits when only layer {i} ({plan.layers[i].type}) has classes={c}: the"
+            " heads of the cfg disagree with the weights in one place"
         )
-    return None
+        return Cause("classes", summary, fixes[0])
+    which = ", ".join(f"layer {i} with classes={c}" for i, c, _, _ in found)
+    return Cause(
+        "classes",
+        f"the file fits when only one head's classes change: {which} (the size cannot tell"
+        " which)",
+        " — or — ".join(fixes),
+    )
 
 
 def _dialect_classes_cause(plan: Plan, body: int, H: int) -> Cause | None:
