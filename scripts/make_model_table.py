@@ -62,11 +62,14 @@ def main() -> int:
     for name, dialect, cfg, upto in PARTIALS:
         plan = dwf.plan(CFG / dialect / cfg, dialect=dialect)
         floats = max((lp.stop for lp in plan.layers[:upto]), default=0)
-        partials.append({"name": name, "dialect": dialect, "cfg": cfg, "upto": upto,
-                         "floats": floats})
+        partials.append(
+            {"name": name, "dialect": dialect, "cfg": cfg, "upto": upto, "floats": floats}
+        )
     text = json.dumps({"models": models, "partials": partials}, indent=1)
     # One line per list of stops keeps the table diffable without 20,000 one-number lines.
-    text = re.sub(r"\[\n\s*(\d[\d,\s]*?)\n\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+    text = re.sub(
+        r"\[\n\s*(\d[\d,\s]*?)\n\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text
+    )
     OUT.write_text(text + "\n")
     print(f"wrote {OUT}: {len(models)} models, {len(partials)} partial backbones")
     return 0

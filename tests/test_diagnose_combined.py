@@ -77,7 +77,11 @@ def test_other_dialect_with_other_classes(tmp_path: Path) -> None:
     cause = err.diagnosis.causes[0]
     assert cause.kind == "dialect+classes", str(err)
     assert "pjreddie's Darknet" in cause.summary and "6 classes" in cause.summary
-    with dwf.open(weights, write_cfg(tmp_path, yolo_cfg(classes=6, batchnorm_layer=True), "f.cfg"), dialect="pjreddie") as f:
+    with dwf.open(
+        weights,
+        write_cfg(tmp_path, yolo_cfg(classes=6, batchnorm_layer=True), "f.cfg"),
+        dialect="pjreddie",
+    ) as f:
         assert f.complete
 
 
@@ -85,7 +89,11 @@ def test_a_public_cfg_retrained_is_named_from_the_table(tmp_path: Path) -> None:
     """A yolov3-tiny file retrained for 3 classes, opened with yolov4-tiny.cfg: no cfg beside
     it fits, but the table knows the public one."""
     cfgs = shared_path("conformance", "cfg", "alexeyab")
-    [row] = [m for m in known_models()["models"] if m["name"] == "yolov3-tiny.cfg" and m["dialect"] == "alexeyab"]
+    [row] = [
+        m
+        for m in known_models()["models"]
+        if m["name"] == "yolov3-tiny.cfg" and m["dialect"] == "alexeyab"
+    ]
     floats = row["floats"] + row["per_class"] * (3 - row["classes"])
     weights = tmp_path / "mine_final.weights"
     with open(weights, "wb") as fh:
@@ -97,5 +105,7 @@ def test_a_public_cfg_retrained_is_named_from_the_table(tmp_path: Path) -> None:
     first = err.diagnosis.causes[0]
     assert first.kind == "known-network", str(err)
     assert "yolov3-tiny.cfg retrained for 3 classes" in first.summary
-    assert str(err).splitlines()[0].startswith(f"{weights}: this file fits the public yolov3-tiny.cfg")
+    assert (
+        str(err).splitlines()[0].startswith(f"{weights}: this file fits the public yolov3-tiny.cfg")
+    )
     assert "download" not in str(err)

@@ -82,9 +82,7 @@ def test_retrained_detectors_are_identified_with_their_class_count(
     for classes in CLASS_COUNTS:
         plan = dwf.Plan.from_text(retrained_text(text, classes), dialect=row["dialect"])
         ident = identify(sparse(tmp_path / f"custom_{classes}.weights", plan.total_floats))
-        found = [
-            m for m in ident.matches if m.name == row["name"] and row["dialect"] in m.dialects
-        ]
+        found = [m for m in ident.matches if m.name == row["name"] and row["dialect"] in m.dialects]
         assert found, (classes, ident.explain())
         assert found[0].classes == classes
         assert found[0].cfg_classes == row["classes"]
@@ -103,9 +101,12 @@ def test_yolov4_tiny_retrained_for_3_classes_is_the_first_match(tmp_path: Path) 
     ident = dwf.identify(path)
     best = ident.matches[0]
     assert (best.name, best.classes, best.header_size) == ("yolov4-tiny.cfg", 3, 20)
-    assert ident.explain().split("; ", 1)[1].startswith(
-        "matches yolov4-tiny.cfg retrained for 3 classes"
-    ) or "yolov4-tiny.cfg retrained for 3 classes (published: 80)" in ident.explain()
+    assert (
+        ident.explain()
+        .split("; ", 1)[1]
+        .startswith("matches yolov4-tiny.cfg retrained for 3 classes")
+        or "yolov4-tiny.cfg retrained for 3 classes (published: 80)" in ident.explain()
+    )
     assert "input size cannot be told from the weights" in ident.explain()
     d = ident.to_dict()
     assert d["header_size"] == 20

@@ -103,11 +103,15 @@ def test_alexeyab_network_without_a_2d_layer_warns() -> None:
     assert any("no layer is wider and taller than 1" in w for w in p.warnings)
     assert not any(
         "wider and taller" in w
-        for w in dwf.plan(shared_path("conformance", "cfg", "pjreddie", "rnn.cfg"), dialect="pjreddie").warnings
+        for w in dwf.plan(
+            shared_path("conformance", "cfg", "pjreddie", "rnn.cfg"), dialect="pjreddie"
+        ).warnings
     )
 
 
-def test_info_and_check_show_the_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_and_check_show_the_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dwf.interfaces.cli import main
 
     cfg = tmp_path / "r.cfg"

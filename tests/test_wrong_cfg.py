@@ -88,12 +88,19 @@ def test_wrong_cfg_in_the_same_folder_names_the_right_one(
     assert fits_exactly(weights, tmp_path / cfg_name)
 
 
-def test_training_layout_backup_and_cfg_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_layout_backup_and_cfg_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "backup").mkdir()
     (tmp_path / "cfg").mkdir()
-    shutil.copy(real("yolo-fastest-1.1", "yolo-fastest-1.1.weights"), tmp_path / "backup" / "trial_last.weights")
+    shutil.copy(
+        real("yolo-fastest-1.1", "yolo-fastest-1.1.weights"),
+        tmp_path / "backup" / "trial_last.weights",
+    )
     shutil.copy(real("yolo-fastest-1.1", "yolo-fastest-1.1.cfg"), tmp_path / "cfg" / "trial10.cfg")
-    shutil.copy(real("yolo-fastest-xl-1.0", "yolo-fastest-xl.cfg"), tmp_path / "cfg" / "trial11.cfg")
+    shutil.copy(
+        real("yolo-fastest-xl-1.0", "yolo-fastest-xl.cfg"), tmp_path / "cfg" / "trial11.cfg"
+    )
     monkeypatch.chdir(tmp_path / "backup")
     with pytest.raises(dwf.SizeMismatchError) as info:
         dwf.open("trial_last.weights", "../cfg/trial11.cfg")

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
-from dwf.errors import CfgError
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import MAX_CLASSES, CfgFit, lookup
 from dwf.format.planner import Plan
@@ -48,7 +48,9 @@ class Cause:
     exact: bool = True
 
 
-def fit_plan(plan: Plan, size: int, header: Header, cfg: str, *, classes: bool = True) -> CfgFit | None:
+def fit_plan(
+    plan: Plan, size: int, header: Header, cfg: str, *, classes: bool = True
+) -> CfgFit | None:
     """How a file of ``size`` bytes with ``header`` fits ``plan``, best first: exactly, as a
     partial file, or (``classes``: two more plans) with the class count solved; ``None``."""
     widths = (header.size, other_width(header.size))
@@ -62,7 +64,9 @@ def fit_plan(plan: Plan, size: int, header: Header, cfg: str, *, classes: bool =
                 return CfgFit(cfg, how, plan.dialect, H, len(plan.layers), floats)
             bounds = plan.boundaries()
             if how == "partial" and 0 < floats < plan.total_floats and floats in bounds:
-                return CfgFit(cfg, how, plan.dialect, H, len(plan.layers), floats, upto=bounds[floats] + 1)
+                return CfgFit(
+                    cfg, how, plan.dialect, H, len(plan.layers), floats, upto=bounds[floats] + 1
+                )
     if not classes:
         return None
     cm = class_model(plan)
@@ -301,7 +305,7 @@ def _table_causes(size: int, header: Header, given: str, path: str) -> list[Caus
         for m in lookup(body // 4, H, path)[:3]:
             if m.name == name and not m.retrained and m.batch_normalize:
                 continue
-            width = "" if H == header.size else f" with a {H}-byte header"
+            width = "" if header.size == H else f" with a {H}-byte header"
             out.append(
                 Cause(
                     "known-network",
@@ -343,7 +347,7 @@ def _crlf_causes(
             f"the file was CRLF-translated (copied in text mode, or through a tool that"
             f" rewrote line endings): each of its {pairs:,} 0A bytes became 0D 0A, so it grew"
             f" by {pairs:,} bytes; {how}",
-            "undo it by replacing every 0D 0A with 0A (python -c \"import sys;"
+            'undo it by replacing every 0D 0A with 0A (python -c "import sys;'
             " d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d.replace(b'\\r\\n',"
             " b'\\n'))\" IN OUT), or download it again in binary mode",
             exact=bool(fits),
@@ -384,8 +388,11 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
         # the size cannot tell which, and both are said.
         c = _one_head_cause(plan, body, H)
         if c is not None:
-            causes.append(attrs.evolve(c, summary=c.summary + " (the size cannot tell this"
-                                       " from the change above)"))
+            causes.append(
+                attrs.evolve(
+                    c, summary=c.summary + " (the size cannot tell this from the change above)"
+                )
+            )
     if not causes:
         # Two changes at once, each tried only a bounded number of times (a few re-plans).
         for combined in (_one_head_cause, _classes_and_bn_cause, _dialect_classes_cause):
@@ -405,7 +412,9 @@ def _classes_and_bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
     without = [
         lp.index
         for lp in plan.layers
-        if lp.type == "convolutional" and lp.arrays and lp.index not in with_bn
+        if lp.type == "convolutional"
+        and lp.arrays
+        and lp.index not in with_bn
         and lp.index not in {h.feeder for h in heads(plan)}
     ]
     for layers, value in ((with_bn, 0), (without, 1)):
@@ -466,8 +475,7 @@ def _one_head_cause(plan: Plan, body: int, H: int) -> Cause | None:
     which = ", ".join(f"layer {i} with classes={c}" for i, c, _, _ in found)
     return Cause(
         "classes",
-        f"the file fits when only one head's classes change: {which} (the size cannot tell"
-        " which)",
+        f"the file fits when only one head's classes change: {which} (the size cannot tell which)",
         " — or — ".join(fixes),
     )
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
-from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import HeaderError
+from dwf.format.dialects import Dialect, get_dialect
 
 _VERSION = struct.Struct("<iii")
 

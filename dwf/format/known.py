@@ -26,7 +26,6 @@ import attrs
 from dwf.errors import HeaderError
 from dwf.format.header import Header, other_width, sniff
 
-
 # Class counts beyond this are not a retrained network but a coincidence of sizes (yolo9000's own
 # 9,418 is the largest any public cfg uses).
 MAX_CLASSES = 10_000
@@ -129,7 +128,8 @@ class CfgFit:
         if self.how == "exact":
             return f"fits {self.cfg} exactly ({facts})"
         if self.how == "partial":
-            return f"fits {self.cfg} as a partial file holding layers 0..{(self.upto or 0) - 1} ({facts})"
+            last = (self.upto or 0) - 1
+            return f"fits {self.cfg} as a partial file holding layers 0..{last} ({facts})"
         return f"fits {self.cfg} with classes={self.classes} ({facts})"
 
 
@@ -276,25 +276,66 @@ def lookup(floats: int, header_size: int, path: str | None = None) -> list[Match
             if not bn and total == row["floats"]:
                 continue
             if total == floats:
-                add(Match(row["name"], "model", dialects, floats, header_size, classes=c0,
-                          batch_normalize=bn, variant=variant or "published", **common))
+                add(
+                    Match(
+                        row["name"],
+                        "model",
+                        dialects,
+                        floats,
+                        header_size,
+                        classes=c0,
+                        batch_normalize=bn,
+                        variant=variant or "published",
+                        **common,
+                    )
+                )
             elif per and c0 is not None:
                 diff = floats - total
                 if diff % per == 0 and 1 <= c0 + diff // per <= MAX_CLASSES:
-                    add(Match(row["name"], "model", dialects, floats, header_size,
-                              classes=c0 + diff // per, batch_normalize=bn,
-                              variant=variant or "retrained", **common))
+                    add(
+                        Match(
+                            row["name"],
+                            "model",
+                            dialects,
+                            floats,
+                            header_size,
+                            classes=c0 + diff // per,
+                            batch_normalize=bn,
+                            variant=variant or "retrained",
+                            **common,
+                        )
+                    )
         stops = row.get("stops") or []
         if floats < row["floats"] and (conv_n is not None or floats >= _MIN_UNNAMED_PARTIAL):
             upto = _cut_at(stops, floats, conv_n)
             if upto is not None:
-                add(Match(f"{row['name'].removesuffix('.cfg')}.conv.{upto}", "partial", dialects,
-                          floats, header_size, row["name"], upto, variant="cut",
-                          input_size_free=free))
+                add(
+                    Match(
+                        f"{row['name'].removesuffix('.cfg')}.conv.{upto}",
+                        "partial",
+                        dialects,
+                        floats,
+                        header_size,
+                        row["name"],
+                        upto,
+                        variant="cut",
+                        input_size_free=free,
+                    )
+                )
     for p in table["partials"]:
         if p["floats"] == floats:
-            add(Match(p["name"], "partial", (p["dialect"],), floats, header_size, p["cfg"],
-                      p["upto"], variant="partial"))
+            add(
+                Match(
+                    p["name"],
+                    "partial",
+                    (p["dialect"],),
+                    floats,
+                    header_size,
+                    p["cfg"],
+                    p["upto"],
+                    variant="partial",
+                )
+            )
     # A named backbone stands for the cuts of every cfg that shares it.
     named = any(m.variant == "partial" for m in found.values())
     out = [m for m in found.values() if not (named and m.variant == "cut")]
@@ -331,9 +372,15 @@ def near_misses(floats: int, header_size: int, limit: int = 3) -> list[str]:
         diff = floats - row["floats"]
         if diff and abs(diff) <= floats // 100:
             rel = "more" if diff > 0 else "fewer"
-            out.append((abs(diff), row["name"], f"the file has {abs(diff):,} floats {rel} than"
-                        f" {row['name']} ({row['dialect']}): a modified copy (layers or filters"
-                        " changed)?"))
+            out.append(
+                (
+                    abs(diff),
+                    row["name"],
+                    f"the file has {abs(diff):,} floats {rel} than"
+                    f" {row['name']} ({row['dialect']}): a modified copy (layers or filters"
+                    " changed)?",
+                )
+            )
     out.sort()
     texts: list[str] = []
     names: set[str] = set()

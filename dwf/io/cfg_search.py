@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 
 from dwf.errors import DwfError
-from dwf.format.diagnosis import CfgFit, fit_plan
+from dwf.format.diagnosis import fit_plan
 from dwf.format.dialects import DIALECTS
 from dwf.format.header import Header, count_crlf, crlf_suspect
+from dwf.format.known import CfgFit
 from dwf.format.planner import plan as plan_cfg
 
 MAX_CFGS = 64

@@ -19,8 +19,23 @@ from dwf.io.cfg_search import crlf_counts, search_fits
 
 # Files a folder holds beside weights, which identify_many skips.
 _NOT_WEIGHTS = (
-    ".cfg", ".txt", ".md", ".names", ".data", ".py", ".json", ".yaml", ".yml", ".jpg", ".jpeg",
-    ".png", ".csv", ".log", ".sh", ".html", ".ipynb",
+    ".cfg",
+    ".txt",
+    ".md",
+    ".names",
+    ".data",
+    ".py",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".csv",
+    ".log",
+    ".sh",
+    ".html",
+    ".ipynb",
 )
 MAX_FILES = 1000
 
@@ -63,9 +78,9 @@ def identify(path: str | os.PathLike[str], *, nearby: bool = True) -> Identifica
             what += ", which " + attrs.evolve(before, fits=fits).explain().split("; ", 1)[1]
         return attrs.evolve(before, size=size, problem=what, fits=fits)
     if nearby and ident.header is not None and not ident.problem:
-        fits = search_fits(spath, ident.header, size)
-        if fits:
-            ident = attrs.evolve(ident, fits=tuple(fits))
+        near = search_fits(spath, ident.header, size)
+        if near:
+            ident = attrs.evolve(ident, fits=tuple(near))
     return ident
 
 
