@@ -137,7 +137,10 @@ class Diagnosis:
         )
         for i, c in enumerate(self.causes, 1):
             label = "likely cause" if i == 1 else "or"
-            lines.append(f"  {label}: {c.summary}")
+            summary = c.summary
+            if i == 1 and lines[0].endswith(c.summary):
+                summary = "the file belongs to another cfg (the first line)"
+            lines.append(f"  {label}: {summary}")
             if c.fix:
                 lines.append(f"    fix: {c.fix}")
         lines.append(
@@ -388,11 +391,8 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
         # the size cannot tell which, and both are said.
         c = _one_head_cause(plan, body, H)
         if c is not None:
-            causes.append(
-                attrs.evolve(
-                    c, summary=c.summary + " (the size cannot tell this from the change above)"
-                )
-            )
+            note = "" if "cannot tell" in c.summary else " (the size cannot tell which)"
+            causes.append(attrs.evolve(c, summary=c.summary + note))
     if not causes:
         # Two changes at once, each tried only a bounded number of times (a few re-plans).
         for combined in (_one_head_cause, _classes_and_bn_cause, _dialect_classes_cause):

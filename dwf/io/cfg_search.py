@@ -19,6 +19,7 @@ from dwf.format.diagnosis import fit_plan
 from dwf.format.dialects import DIALECTS
 from dwf.format.header import Header, count_crlf, crlf_suspect
 from dwf.format.known import CfgFit
+from dwf.format.planner import Plan
 from dwf.format.planner import plan as plan_cfg
 
 MAX_CFGS = 64
@@ -28,7 +29,7 @@ TIME_BUDGET = 2.0
 _MAX_CLASS_SOLVES = 16
 
 
-def nearby_cfgs(weights: str, given: str | None = None, limit: int = MAX_CFGS) -> list[str]:
+def nearby_cfgs(weights: str, given: str | None = None, limit: int | None = None) -> list[str]:
     """The ``.cfg`` files where a training layout keeps them: the given cfg's folder, the
     weights' folder, its parent and the ``cfg/`` folders of both — at most ``limit``, none
     larger than :data:`MAX_CFG_BYTES`, the given cfg left out."""
@@ -39,7 +40,10 @@ def nearby_cfgs(weights: str, given: str | None = None, limit: int = MAX_CFGS) -
         folders.append(os.path.dirname(os.path.abspath(given)))
     folders += [wdir, os.path.join(wdir, "cfg"), parent, os.path.join(parent, "cfg")]
     skip = os.path.abspath(given) if given else None
+    limit = MAX_CFGS if limit is None else limit
     out: list[str] = []
+    if limit <= 0:
+        return out
     seen: set[str] = set()
     for folder in folders:
         if folder in seen:
@@ -93,24 +97,41 @@ def search_fits(
     in ``dialect`` first, then in the other dialects."""
     cands = nearby_cfgs(weights, given) if candidates is None else candidates
     deadline = time.monotonic() + TIME_BUDGET
-    dialects = [dialect] if dialect else []
-    dialects += [d for d in DIALECTS if d not in dialects]
-    found: list[CfgFit] = []
-    solves = 0
-    for path in cands:
-        if time.monotonic() > deadline:
-            break
-        for d in dialects:
+    first = dialect or "alexeyab"
+    others = [d for d in DIALECTS if d != first]
+    plans: dict[tuple[str, str], Plan | None] = {}
+
+    def planned(path: str, d: str) -> Plan | None:
+        if (path, d) not in plans:
             try:
-                p = plan_cfg(path, dialect=d)
+                plans[path, d] = plan_cfg(path, dialect=d)
             except DwfError:
+                plans[path, d] = None
+        return plans[path, d]
+
+    found: list[CfgFit] = []
+    done: set[str] = set()
+    # Cheapest and likeliest first: each cfg as it is, in the dialect asked for; then with its
+    # class count solved (two more plans each); then in the other dialects.
+    passes = [(first, False)] + [(first, True)] + [(d, False) for d in others]
+    solves = 0
+    for d, solve in passes:
+        if any(f.how == "exact" for f in found):
+            break
+        for path in cands:
+            if path in done or time.monotonic() > deadline:
                 continue
-            solve = solves < _MAX_CLASS_SOLVES
+            if solve:
+                if solves >= _MAX_CLASS_SOLVES:
+                    break
+                solves += 1
+            p = planned(path, d)
+            if p is None:
+                continue
             fit = fit_plan(p, size, header, shown(path), classes=solve)
-            solves += solve
             if fit is not None:
                 found.append(fit)
-                break
+                done.add(path)
     order = {"exact": 0, "partial": 1, "classes": 2}
     found.sort(key=lambda f: order[f.how])
     return found
