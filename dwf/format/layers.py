@@ -17,9 +17,9 @@ from typing import Any
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import Section, atoi, int_list
 from dwf.format.dialects import Dialect
-from dwf.errors import CfgError
 from dwf.format.records import LayerPlan, Storage
 
 # Marks "option absent" for share_index, as Darknet does with its own sentinel.
@@ -70,9 +70,9 @@ class LayerInput:
         "index",
         "inputs",
         "kind",
+        "loading",
         "n_layers",
         "path",
-        "loading",
         "section",
         "type",
         "w",

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 
 from dwf.errors import DwfError
-from dwf.io.reader import WeightsFile, open_weights
 from dwf.format.records import LayerPlan
+from dwf.io.reader import WeightsFile, open_weights
 
 if TYPE_CHECKING:
     from dwf.tools.diff import DiffReport
