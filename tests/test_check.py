@@ -283,7 +283,7 @@ def test_cli_check_exit_codes_and_json(
     data = json.loads(capsys.readouterr().out)
     assert data["serious"] is True and data["path"] == str(weights)
     got = {
-        (x["name"], x["array"], x["kind"]): (x["severity"], x["count"]) for x in data["findings"]
+        (x["layer"], x["array"], x["kind"]): (x["severity"], x["count"]) for x in data["findings"]
     }
     assert got == expected
     assert set(data["findings"][0]) == {f.name for f in Finding.__attrs_attrs__}
