@@ -11,36 +11,46 @@ Exit codes: 0 ok; 1 findings (``check`` found errors, ``diff --exit-code`` found
 ``--json`` an ``{"error": ...}`` document on stdout); ``--debug`` shows the traceback instead.
 An unexpected exception is a bug in dwf: it also gives exit 2 and one line saying so. 130 when
 interrupted; a closed pipe (``dwf info x | head``) is not an error.
+
+The command modules (and :mod:`.render`) are loaded by name when :func:`build_parser` and
+:func:`main` run, not imported here: every module of this package imports the package first, so
+this ``__init__`` importing them would be an import cycle (tests/test_architecture.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
+from types import ModuleType
 
 from dwf.errors import DwfError
-from dwf.interfaces.cli import (
-    check,
-    cut,
-    demo,
-    diff,
-    export,
-    fuse,
-    identify,
-    import_weights,
-    info,
-    render,
-    stats,
-)
 from dwf.version import __version__
 
-COMMANDS = (info, stats, diff, check, identify, cut, export, import_weights, fuse, demo)
+# the commands, in the order `dwf --help` lists them: each a module of this package
+COMMANDS = (
+    "info",
+    "stats",
+    "diff",
+    "check",
+    "identify",
+    "cut",
+    "export",
+    "import_weights",
+    "fuse",
+    "demo",
+)
 BUG = "this is a bug in dwf, please report it; --debug shows the traceback"
+
+
+def _load(name: str) -> ModuleType:
+    """The module ``name`` of this package (``"info"``, ``"render"``)."""
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in COMMANDS:
-        command.add_parser(sub, common)
+    for name in COMMANDS:
+        _load(name).add_parser(sub, common)
     return parser
 
 
@@ -77,6 +87,7 @@ def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> 
     """Report an error: the traceback with ``--debug``, else ``dwf: error: <message>`` (a
     :class:`DwfError` explaining a size mismatch keeps its indented diagnosis lines); and with
     ``--json`` an ``{"error": <message>}`` document on stdout. Returns exit code 2."""
+    render = _load("render")
     if getattr(args, "debug", False):
         traceback.print_exc()
     else:
@@ -97,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 findings, 2 error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    render = _load("render")
     try:
-        code: int = args.func(args)
+        code = int(args.func(args))
         render.flush()
         return code
     except BrokenPipeError:
