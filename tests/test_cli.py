@@ -78,11 +78,16 @@ DIFF_KEYS = {"a", "b", "seen_a", "seen_b", "identical", "only_a", "only_b", "sha
 DIFF_KEYS |= {"arrays"}
 DIFF_ARRAY_KEYS = {"index", "layer", "type", "array", "count", "identical", "max_abs", "rel_l2"}
 DIFF_ARRAY_KEYS |= {"cosine"}
-CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings"}
+CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings", "cfg_warnings"}
 FINDING_KEYS = {"index", "layer", "type", "array", "kind", "severity", "count", "message"}
-IDENTIFY_KEYS = {"path", "size", "floats", "problem", "header", "matches"}
+IDENTIFY_KEYS = {
+    "path", "size", "floats", "problem", "header", "header_size", "matches", "near", "fits"
+}
 IDENTIFY_HEADER_KEYS = HEADER_KEYS
-MATCH_KEYS = {"name", "kind", "dialects", "floats", "header_size", "cfg", "upto"}
+MATCH_KEYS = {
+    "name", "kind", "dialects", "floats", "header_size", "cfg", "upto", "classes", "cfg_classes",
+    "batch_normalize", "variant", "input_size_free",
+}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -501,11 +506,12 @@ def test_check_text_and_exit_codes(demo: Demo, capsys: pytest.CaptureFixture[str
 
 def test_identify_json_as_a_process(demo: Demo) -> None:
     r = run("identify", demo.weights, "--json", cwd=demo.folder)
-    assert (r.returncode, r.stderr) == (1, "")  # no known network matches the demo
+    assert (r.returncode, r.stderr) == (0, "")  # no known network, but demo.cfg beside it fits
     doc = strict_json(r.stdout)
     assert set(doc) == IDENTIFY_KEYS
     assert set(doc["header"]) == IDENTIFY_HEADER_KEYS
     assert (doc["floats"], doc["matches"], doc["problem"]) == (27_202, [], None)
+    assert [(f["cfg"], f["how"]) for f in doc["fits"]] == [("demo.cfg", "exact")]
 
 
 def test_identify_a_known_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -666,7 +672,6 @@ ERRORS = [
     (["import", "{missing}", "{out}"], "missing.weights"),
     (["fuse", "{missing}", "{out}", "{nodir}"], "weights file not found"),
     (["identify", "{missing}"], "cannot read"),
-    (["identify", "{dir}"], "cannot read"),
 ]
 
 
@@ -958,7 +963,8 @@ def test_real_file_every_reporting_subcommand(
 
     ident = call(capsys, "identify", w, "--json")
     idoc = strict_json(ident.out)
-    assert set(idoc) == IDENTIFY_KEYS and ident.code == (0 if idoc["matches"] else 1)
+    named = idoc["matches"] or idoc["fits"]
+    assert set(idoc) == IDENTIFY_KEYS and ident.code == (0 if named else 1)
 
     if real.ok:
         same = call(capsys, "diff", w, w, "--cfg", cfg, "--exit-code", "--json")

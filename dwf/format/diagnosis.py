@@ -282,7 +282,20 @@ def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Caus
 def _fit_causes(fits: Sequence[CfgFit], given: str) -> list[Cause]:
     out: list[Cause] = []
     name = given.replace("\\", "/").rsplit("/", 1)[-1]
-    for f in fits[:3]:
+    exact = [f for f in fits if f.how == "exact"]
+    rest = [f for f in fits if f.how != "exact"]
+    if exact:
+        f = exact[0]
+        also = ", ".join(g.cfg for g in exact[1:4])
+        out.append(
+            Cause(
+                "other-cfg",
+                f"this file {f.describe()}; it does not fit {name}"
+                + (f" (so does {also})" if also else ""),
+                f"open it with that cfg (cfg={f.cfg!r}, dwf: --cfg {f.cfg})",
+            )
+        )
+    for f in rest[: 3 - len(out)]:
         fix = f"open it with that cfg (cfg={f.cfg!r}, dwf: --cfg {f.cfg})"
         if f.how == "classes":
             fix = f"use {f.cfg} with classes={f.classes} (and the filters before each head)"

@@ -185,6 +185,23 @@ class Identification:
             "fits": [attrs.asdict(f) for f in self.fits],
         }
 
+    def verdict(self) -> str:
+        """What the file is, in a few words (a row of ``dwf identify DIR``'s table)."""
+        if self.problem:
+            return self.problem.split(":", 1)[0].split(";", 1)[0]
+        if self.floats is None and not self.matches:
+            return "not whole floats: truncated or corrupted"
+        text = ""
+        if self.matches:
+            text = self.matches[0].describe()
+            if len(self.matches) > 1:
+                text += f" (+{len(self.matches) - 1} more)"
+        if self.fits:
+            f = self.fits[0]
+            fit = attrs.evolve(f, cfg=f.cfg.replace("\\", "/").rsplit("/", 1)[-1]).describe()
+            text = f"{text}; {fit}" if text else fit
+        return text or "no known network, no cfg beside it fits"
+
     def explain(self) -> str:
         """One paragraph saying what the file is."""
         if self.problem:
@@ -197,7 +214,7 @@ class Identification:
         elif self.header is not None and not self.matches:
             return (
                 head + "; the body after the header is not a whole number of float32 values"
-                " (a truncated or corrupted file)"
+                " (a truncated or corrupted file)" + "".join(f"; {n}" for n in self.near)
             )
         beside = "".join(f"; {f.describe()}" for f in self.fits[:3])
         if not self.matches:
@@ -391,6 +408,28 @@ def near_misses(floats: int, header_size: int, limit: int = 3) -> list[str]:
     return texts[:limit]
 
 
+def _named_like(path: str, size: int, header_size: int) -> tuple[str, ...]:
+    """When the file's name is that of a known network or backbone, how big that file is."""
+    base = os.path.basename(path)
+    table = known_models()
+    named = [(p["name"], p["floats"]) for p in table["partials"] if p["name"] == base]
+    named += [
+        (m["name"], m["floats"])
+        for m in table["models"]
+        if base in (m["name"].removesuffix(".cfg") + ".weights",)
+    ]
+    out = []
+    for name, floats in named[:1]:
+        full = header_size + 4 * floats
+        if size < full:
+            out.append(
+                f"its name is that of {name}, which is {full:,} bytes; this file holds"
+                f" {100 * size / full:.1f}% of that: it looks cut off (an interrupted download"
+                " or upload)"
+            )
+    return tuple(out)
+
+
 def identify_head(path: str, head: bytes, size: int) -> Identification:
     """What a file is, from its first bytes (at least the header; 512 are used to recognise
     other formats) and its size — a pure function: :func:`dwf.identify` reads those from a
@@ -416,4 +455,6 @@ def identify_head(path: str, head: bytes, size: int) -> Identification:
     near: tuple[str, ...] = ()
     if not matches and floats is not None:
         near = tuple(near_misses(floats, header.size))
+    if not matches:
+        near += _named_like(path, size, header.size)
     return Identification(path, size, header, floats, tuple(matches), problem, near)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 import os
 from collections.abc import Sequence
 
@@ -108,4 +109,9 @@ def show(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None
         ("#", "name", "type", "output c×h×w", "bytes", "arrays"), rows, right=(0,), width=width
     )
     for w in f.plan.warnings:
-        echo(f"warning: {w}")
+        # Warnings naming a stock build's crash are long: wrapped like the table is cut.
+        lines = [f"warning: {w}"] if width is None else textwrap.wrap(
+            f"warning: {w}", width, subsequent_indent="  ", break_on_hyphens=False
+        )
+        for line in lines:
+            echo(line)
