@@ -526,6 +526,8 @@ class _Builder:
             getattr(self, kind)()
         if not self.layers:
             self.dropout()
+        if self.ab and not any(e.out[1] > 1 and e.out[2] > 1 for e in self.layers):
+            self.n_warnings += 1  # AlexeyAB's loader divides by zero on such a net; dwf says so
         text = "\n".join(self.lines) + ("\n" if self.flag() else "")
         return Net(self.dialect, text, self.layers, self.n_warnings)
 

@@ -363,7 +363,8 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
     if d.name == "alexeyab" and not any(lp.out_w > 1 and lp.out_h > 1 for lp in built):
         warnings.append(
-            "no layer is wider and taller than 1: AlexeyAB's Darknet crashes loading this cfg"
+            f"line {doc.sections[0].line}: no layer is wider and taller than 1: AlexeyAB's"
+            " Darknet crashes loading this cfg"
             " (a division by zero in the statistics it prints while loading); the layout is"
             " what a build that survives reads"
         )
