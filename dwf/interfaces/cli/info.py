@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 import os
+import textwrap
 from collections.abc import Sequence
 
 from dwf.format.records import LayerPlan
