@@ -25,6 +25,7 @@ from dwf.format.planner import plan as plan_cfg
 MAX_CFGS = 64
 MAX_CFG_BYTES = 1 << 20
 TIME_BUDGET = 2.0
+_CRLF_SAMPLE = 1 << 16
 # Re-planning with the classes solved costs two more plans per cfg: only for the first few.
 _MAX_CLASS_SOLVES = 16
 
@@ -141,8 +142,17 @@ def crlf_counts(
     read: Callable[[int, int], bytes], size: int, head: bytes
 ) -> tuple[int, int] | None:
     """``(CRLF pairs, lone LF)`` in the whole file when its first bytes look CRLF-translated,
-    read with ``read(n, offset)`` through a bounded buffer; ``None`` when they do not."""
+    read with ``read(n, offset)`` through a bounded buffer; ``None`` when they do not.
+
+    The first 64 KiB decide: a translated file holds hundreds of CRLF there and no lone LF; a
+    file with no line feed at all there (zeros, a sparse file) is not read further."""
     if not crlf_suspect(head):
+        return None
+    try:
+        sample = read(_CRLF_SAMPLE, 0)
+    except OSError:
+        return None
+    if b"\r\n" not in sample[12:] or not crlf_suspect(sample):
         return None
 
     def chunks() -> Iterator[bytes]:
