@@ -234,3 +234,12 @@ def test_compressed_weights_are_named(
     assert ident.problem is not None and words in ident.problem
     with pytest.raises(dwf.HeaderError, match=words):
         dwf.open(path, cfg)
+
+
+def test_no_cfg_beside_by_name_but_one_fits(tmp_path: Path) -> None:
+    shutil.copy(real("yoloface-50k", "yoloface-50k.weights"), tmp_path / "best.weights")
+    shutil.copy(real("yoloface-50k", "yoloface-50k.cfg"), tmp_path / "trial4.cfg")
+    with pytest.raises(dwf.CfgError) as info:
+        dwf.open(tmp_path / "best.weights")
+    assert "no cfg given and none found" in str(info.value)
+    assert "trial4.cfg exactly" in str(info.value)

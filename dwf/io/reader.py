@@ -632,7 +632,12 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
 
 
 def _resolve_plan(
-    path: str, head: bytes, size: int, cfg: str | os.PathLike[str] | Plan | None, dialect: Dialect
+    path: str,
+    head: bytes,
+    size: int,
+    cfg: str | os.PathLike[str] | Plan | None,
+    dialect: Dialect,
+    header: Header | None = None,
 ) -> Plan:
     if isinstance(cfg, Plan):
         return cfg
@@ -645,6 +650,13 @@ def _resolve_plan(
             except OSError:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
+            fits = (
+                cfg_search.search_fits(path, header, size, dialect=dialect.name)
+                if header is not None
+                else []
+            )
+            if fits:
+                hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
             ident = identify_head(path, head, size)
             if ident.matches:
                 hint += "; by its size " + ident.explain().split("; ", 1)[1]
@@ -705,7 +717,7 @@ def open_weights(
         size = os.fstat(fd).st_size
         head = _pread(fd, 512, 0)
         header = _decode_header(spath, head, d, header_size)
-        plan = _resolve_plan(spath, head, size, cfg, d)
+        plan = _resolve_plan(spath, head, size, cfg, d, header)
         header, partial, mismatch = _fit(
             spath, head, header, size, plan, d, header_size, strict, fd
         )
