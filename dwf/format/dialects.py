@@ -96,6 +96,11 @@ class Dialect:
         numload: conv ``numload=k`` reads only k filters.
         dontsave: ``dontsave=1`` layers are not written.
         reorg_extra: ``[reorg]`` understands ``extra``.
+        crnn_any_input: ``[crnn]`` is built on any input shape, even 0×0×0 (pjreddie).
+        shortcut_size_assert: the stock build's ``[shortcut]`` asserts equal width/height (an
+            assert AlexeyAB's Makefile build keeps and its release builds compile out).
+        needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
+            (AlexeyAB's statistics): a network without one crashes it.
     """
 
     name: str
@@ -117,6 +122,9 @@ class Dialect:
     numload: bool
     dontsave: bool
     reorg_extra: bool
+    crnn_any_input: bool = False
+    shortcut_size_assert: bool = False
+    needs_2d_layer: bool = False
 
 
 ALEXEYAB = Dialect(
@@ -155,6 +163,8 @@ ALEXEYAB = Dialect(
     numload=False,
     dontsave=False,
     reorg_extra=False,
+    shortcut_size_assert=True,
+    needs_2d_layer=True,
 )
 
 PJREDDIE = Dialect(
@@ -193,6 +203,7 @@ PJREDDIE = Dialect(
     numload=True,
     dontsave=True,
     reorg_extra=True,
+    crnn_any_input=True,
 )
 
 DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}

@@ -550,7 +550,7 @@ def shortcut(x: LayerInput) -> Built:
         "activation": x.text("activation", "linear"),
     }
     dims = (x.c, x.h, x.w, x.h * x.w * x.c)
-    if d.name == "alexeyab":
+    if d.shortcut_size_assert:
         for r in refs:
             # (a layer not built yet has its own warning)
             if r.name and (r.out_w, r.out_h) != (x.w, x.h):
@@ -795,7 +795,7 @@ def crnn(x: LayerInput) -> Built:
     # pjreddie builds a crnn on whatever shape it is handed, even the 0×0×0 its [rnn] leaves
     # (then 0 input channels) and the empty output of such a crnn: its loader reads that
     # layout, so dwf plans it.
-    empty_ok = x.dialect.crnn_fixed_geometry and not (x.h and x.w)
+    empty_ok = x.dialect.crnn_any_input and not (x.h and x.w)
     if empty_ok:
         x.warn(
             f"the layer before it outputs {x.c}×{x.h}×{x.w}, not an image (pjreddie leaves an"

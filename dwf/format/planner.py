@@ -361,7 +361,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             dims = (result.out_h, result.out_w, result.out_c, result.outputs)
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
-    if d.name == "alexeyab" and not any(lp.out_w > 1 and lp.out_h > 1 for lp in built):
+    if d.needs_2d_layer and not any(lp.out_w > 1 and lp.out_h > 1 for lp in built):
         warnings.append(
             f"line {doc.sections[0].line}: no layer is wider and taller than 1: AlexeyAB's"
             " Darknet crashes loading this cfg"
