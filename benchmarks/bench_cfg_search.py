@@ -6,7 +6,7 @@ with opening the same file with its own cfg, and with the diagnosis alone (no fo
 the same run. Median of ``--repeat`` runs, in one process, warm page cache (the cost measured is
 planning cfgs, not disk reads). Also times ``dwf.identify_many`` on the 16 real files.
 
-    python benchmarks/bench_diagnose.py [--repeat 5]
+    python benchmarks/bench_cfg_search.py [--repeat 5]
 """
 
 from __future__ import annotations
