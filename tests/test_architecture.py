@@ -171,7 +171,7 @@ def test_importing_a_submodule_never_changes_a_package_attribute() -> None:
 @pytest.mark.parametrize("name", sorted(dwf.__all__))
 def test_all_names_resolve_and_are_documented(name: str) -> None:
     obj = getattr(dwf, name)
-    if callable(obj) and not isinstance(obj, type) or isinstance(obj, type):
+    if (callable(obj) and not isinstance(obj, type)) or isinstance(obj, type):
         assert (obj.__doc__ or "").strip(), f"dwf.{name} has no docstring"
 
 

@@ -13,8 +13,9 @@ Conventions a page can use:
   any, its captured standard output must equal them (``#>`` and one space removed); a ``#> ...``
   line stands for any number of lines.
 * ```` ```console ```` blocks are shell transcripts: every ``$ dwf …`` or ``$ python -m dwf …``
-  line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that follow it
-  (standard output and standard error together; ``...`` stands for any number of lines).
+  line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that
+  follow it (standard output and standard error together; ``...`` stands for any number of
+  lines).
   ``$ echo $?`` prints the previous command's exit code. A console block with any other command
   is shown, not checked. ```` ```sh ```` and other blocks are not run.
 """

@@ -17,8 +17,8 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.interfaces.cli import main
 from dwf.format.known import Identification, known_models, lookup
+from dwf.interfaces.cli import main
 from dwf.tools.identify import identify
 
 TABLE: dict[str, Any] = known_models()

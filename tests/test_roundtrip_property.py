@@ -139,6 +139,7 @@ def test_plan_matches_model_and_is_contiguous(dialect: str, data: st.DataObject)
 # -- (b) + (c) write, reopen, rewrite ------------------------------------------------------------
 
 
+@pytest.mark.slow  # writes, reopens and rewrites 2 x 60 files per dialect (~3.5 s each)
 @pytest.mark.parametrize("dialect", DIALECTS)
 @SETTINGS
 @given(data=st.data(), contents=float_arrays(), seen=HEADERS)

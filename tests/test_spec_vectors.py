@@ -264,7 +264,7 @@ def test_c_convlstm_shapes() -> None:
             (7, 7, 4),
             (7, 7, 4),
             (3, 3, 4),
-        ], view
+        ], side
 
 
 def test_c_convlstm_written_floats() -> None:
