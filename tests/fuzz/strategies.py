@@ -228,11 +228,6 @@ class Net:
         """Float32 values the whole network stores."""
         return sum(e.count for e in self.layers)
 
-    @property
-    def outputs(self) -> tuple[Shape, ...]:
-        """Per layer, ``(out_c, out_h, out_w, outputs)``."""
-        return tuple((*e.out, e.outputs) for e in self.layers)
-
     def __repr__(self) -> str:  # hypothesis prints this for a failing example
         return (
             f"Net(dialect={self.dialect!r}, {len(self.layers)} layers, total={self.total},"
