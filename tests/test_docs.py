@@ -14,8 +14,8 @@ Conventions a page can use:
   line stands for any number of lines.
 * ```` ```console ```` blocks are shell transcripts: every ``$ dwf …`` or ``$ python -m dwf …``
   line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that
-  follow it
-  (standard output and standard error together; ``...`` stands for any number of lines).
+  follow it (standard output and standard error together; ``...`` stands for any number of
+  lines).
   ``$ echo $?`` prints the previous command's exit code. A console block with any other command
   is shown, not checked. ```` ```sh ```` and other blocks are not run.
 """

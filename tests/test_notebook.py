@@ -34,6 +34,7 @@ def _source_index(nb: Any, start: str) -> int:
     return i
 
 
+@pytest.mark.slow  # starts a Jupyter kernel and runs every cell (~4 s)
 def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
