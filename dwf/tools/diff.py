@@ -135,7 +135,8 @@ def _array_diff(
             aa += s
             bb += s
             ab += s
-            max_abs = max(max_abs, 0.0)
+            if a64.size:  # finite pairs that are equal: a difference of 0 was measured
+                max_abs = max(max_abs, 0.0)
             continue
         ok = np.isfinite(ca) & np.isfinite(cb)
         a64 = ca[ok].astype(np.float64)
