@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from remote_helpers import YOLOV4_SIZE, small_checkpoint, sparse_yolov4
 
 import dwf
-from remote_helpers import YOLOV4_SIZE, sparse_yolov4, small_checkpoint
 
 pytest.importorskip("fsspec")
 pytest.importorskip("aiohttp")
 
-from remote_servers import HttpServer, S3Server  # noqa: E402
+from remote_servers import HttpServer, S3Server
 
 KIB = 1024
 BLOCK = 64 * KIB
@@ -108,7 +108,7 @@ def test_server_going_away_gives_a_clear_error(served: HttpServer, yolov4) -> No
     with dwf.open(url, cfg=cfg_url) as f:
         served.stop()
         t0 = time.monotonic()
-        with pytest.raises(dwf.DwfError, match="yolov4.weights.*cannot reach the server"):
+        with pytest.raises(dwf.DwfError, match=r"yolov4\.weights.*cannot reach the server"):
             f["conv_104"].weights  # noqa: B018
         assert time.monotonic() - t0 < 30
 
@@ -151,7 +151,7 @@ def test_identify_a_url_costs_one_range_request(served: HttpServer, yolov4) -> N
 
 
 def test_verbs_take_urls(served: HttpServer, tmp_path: Path) -> None:
-    weights, cfg = small_checkpoint(served.root, "net_1", seed=1)
+    weights, _ = small_checkpoint(served.root, "net_1", seed=1)
     small_checkpoint(served.root, "net_2", seed=2)
     a, b = f"{served.url}/net_1.weights", f"{served.url}/net_2.weights"
     cfg_url = f"{served.url}/net.cfg"
