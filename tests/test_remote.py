@@ -213,5 +213,37 @@ def test_s3_object_replaced_raises_file_changed(s3: S3Server, tmp_path: Path) ->
             f["conv_2"].weights  # noqa: B018 - 590 KB further on: fetched now
 
 
+def test_many_files_in_a_bucket_by_glob(s3: S3Server, tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, **s3.storage_options)
+    fs.call_s3("create_bucket", Bucket="runs")
+    local: list[str] = []
+    for run in ("run-1", "run-2"):
+        for i in (1000, 2000, 10000):
+            weights, cfg = small_checkpoint(tmp_path / run, f"yolo_{i}", seed=i // 1000)
+            fs.put_file(weights, f"runs/{run}/yolo_{i}.weights")
+            local.append(weights)
+        fs.put_file(cfg, f"runs/{run}/yolo.cfg")
+    fs.pipe_file("runs/run-2/yolo_last.weights", b"truncated")
+    options = s3.storage_options
+    rows = list(dwf.check(["s3://runs/run-*/yolo_*.weights"], jobs=2, storage_options=options))
+    assert [r.path for r in rows] == [
+        f"s3://runs/{run}/yolo_{i}.weights"
+        for run in ("run-1", "run-2")
+        for i in (*(1000, 2000, 10000), *(("last",) if run == "run-2" else ()))
+    ]
+    assert [r.ok for r in rows] == [True] * 6 + [False]
+    for row, path in zip(rows, local):
+        assert row.result is not None
+        assert row.result.findings == dwf.check(path).findings
+    series = dwf.drift(["s3://runs/run-1/"], storage_options=options)
+    assert [(r.seen_a, r.seen_b) for r in series] == [(1000, 2000), (2000, 10000)]
+    ident = list(
+        dwf.identify(["s3://runs/run-1/yolo_1000.weights"], jobs=1, storage_options=options)
+    )
+    assert ident[0].ok
+
+
 def small_checkpoint_cfg(folder: Path) -> str:
     return small_checkpoint(folder / "cfgonly", "c_1", seed=0)[1]
