@@ -6,7 +6,7 @@
    the body bytes it sent): ``dwf.open`` of the URL; open + one small layer (``conv_12``); open +
    the biggest layer; ``dwf.check`` of the whole file over HTTP (a full scan); against
    downloading the file (fsspec ``get_file``) and then opening it locally. Bytes transferred,
-   requests and wall time (median of the repeats).
+   requests and wall time (median of the repeats, after one warm-up call).
 2. ``dwf.check`` over 200 small checkpoints: a plain loop (``jobs=1``), a process pool of 2
    (``jobs=2``, as ``dwf check --jobs 2``) and a 2-worker Dask ``LocalCluster`` (its start-up
    timed apart).
@@ -48,6 +48,7 @@ CFG = ROOT.parent / "shared" / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
 def timed(fn: Callable[[], Any], server: HttpServer | None, repeats: int) -> dict[str, Any]:
     times: list[float] = []
     sent = requests = 0
+    fn()  # warm-up, not counted: connections, worker imports, the cfg's plan cache
     for _ in range(repeats):
         if server is not None:
             server.log.clear()

@@ -108,12 +108,17 @@ def _row(fn: Callable[[str], R], path: str) -> Row[R]:
         return Row(path, None, f"{path}: {type(e).__name__}: {e}")
 
 
+def _rows(fn: Callable[[str], R], paths: Sequence[str]) -> list[Row[R]]:
+    return [_row(fn, p) for p in paths]
+
+
 def each(
     fn: Callable[[str], R],
     paths: Sequence[str],
     *,
     executor: concurrent.futures.Executor | None = None,
     jobs: int | None = None,
+    chunksize: int | None = None,
 ) -> Iterator[Row[R]]:
     """``fn`` over ``paths`` as :class:`Row` s, streamed back in the order of ``paths``.
 
@@ -123,33 +128,42 @@ def each(
         executor: where to run; ``None``: a process pool of ``jobs`` workers made for this run
             and shut down after it.
         jobs: workers of that pool (default: the CPU count); ``1`` runs in this process.
+        chunksize: files per task. Default: about 8 tasks per worker (at most 32 files each),
+            so that an executor's cost per task (a Dask scheduler's is milliseconds) stays small
+            next to the work, and rows still stream back steadily.
     """
-    task = functools.partial(_row, fn)
-    if executor is not None:
-        yield from _mapped(executor, task, paths)
-        return
     if jobs is not None and jobs < 1:
         raise DwfError(f"jobs must be 1 or more, not {jobs}")
-    workers = min(jobs or os.cpu_count() or 1, len(paths))
-    if workers <= 1:
+    workers = min(jobs or os.cpu_count() or 1, max(len(paths), 1))
+    if executor is None and workers <= 1:
         for p in paths:
-            yield task(p)
+            yield _row(fn, p)
+        return
+    size = chunksize or max(1, min(32, len(paths) // (8 * workers)))
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    task = functools.partial(_rows, fn)
+    if executor is not None:
+        yield from _mapped(executor, task, chunks, len(paths))
         return
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
     try:
-        yield from _mapped(pool, task, paths)
+        yield from _mapped(pool, task, chunks, len(paths))
     finally:
         # stopping early (the caller broke off) must not wait for the rest of the run
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _mapped(
-    executor: concurrent.futures.Executor, task: Callable[[str], Row[R]], paths: Sequence[str]
+    executor: concurrent.futures.Executor,
+    task: Callable[[Sequence[str]], list[Row[R]]],
+    chunks: Sequence[Sequence[str]],
+    n: int,
 ) -> Iterator[Row[R]]:
     try:
-        yield from executor.map(task, paths)
+        for rows in executor.map(task, chunks):
+            yield from rows
     except concurrent.futures.BrokenExecutor as e:
         raise DwfError(
-            f"a worker died while scanning {len(paths)} files ({e}); run again with jobs=1"
+            f"a worker died while scanning {n} files ({e}); run again with jobs=1"
             " (dwf: --jobs 1) to find the file that kills it"
         ) from None
