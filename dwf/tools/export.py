@@ -17,14 +17,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from dwf.format.dialects import Dialect
 from dwf.errors import ArrayError, DwfError
+from dwf.extras import require
+from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.extras import require
-from dwf.format.records import F32
+from dwf.format.records import F32, LayerPlan
 from dwf.io.reader import WeightsFile, logical_view, opened
-from dwf.format.records import LayerPlan
 from dwf.io.writer import atomic_write, save
 
 Array = np.ndarray[Any, Any]
@@ -149,7 +148,8 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
         names = torch_names(lp)
         for a in lp.arrays:
             if body is not None and F32.isnative:
-                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.connected_transposed))
+                view = logical_view(body, a, f.header.connected_transposed)
+                out[names[a.name]] = torch.from_numpy(view)
             else:
                 view = f[lp.index][a.name]
                 out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
