@@ -110,6 +110,7 @@ __all__ = [
     "Match",
     "NetInput",
     "Plan",
+    "Row",
     "SizeMismatchError",
     "StatsReport",
     "WeightsFile",

@@ -237,10 +237,10 @@ def drift(
     """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …
     (``dwf diff A B C …``).
 
-    ``files`` may name folders and globs, local or remote (``s3://bucket/run-1/yolov4_*.weights``):
+    ``files`` may name folders and globs, local or remote (``s3://run-1/yolov4_*.weights``):
     they are expanded and sorted naturally (``_2000`` before ``_10000``). With an ``executor``
-    (or ``jobs`` > 1: a process pool) each pair is one task, streamed back in order. A file that cannot be read raises
-    (a series with a gap would be misleading).
+    (or ``jobs`` > 1: a process pool) each pair is one task, streamed back in order. A file
+    that cannot be read raises (a series with a gap would be misleading).
     """
     if executor is None and (jobs is None or jobs == 1):
         if any(not isinstance(x, WeightsFile) for x in files):
