@@ -82,7 +82,9 @@ def rows(
             if json_lines:
                 echo(json.dumps(jsonable(row.to_dict()), allow_nan=False))
             elif row.result is None:
-                echo(f"{row.path}: error: {row.error}")
+                why = str(row.error)
+                why = why[len(row.path) + 2 :] if why.startswith(f"{row.path}: ") else why
+                echo(f"{row.path}: error: {why}")
             else:
                 echo(text(row.result))
             if row.result is None:
