@@ -126,6 +126,27 @@ def test_server_not_answering_times_out(served: HttpServer, yolov4) -> None:
         assert time.monotonic() - t0 < 10
 
 
+def test_server_without_range_requests_is_refused_clearly(yolov4, served: HttpServer) -> None:
+    """Python's own http.server ignores Range headers: dwf must say so, not download 250 MB."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served.root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with dwf.open(f"{base}/yolov4.weights", cfg=f"{base}/yolov4.cfg") as f:
+            with pytest.raises(dwf.DwfError, match="does not answer range requests"):
+                f["conv_104"].weights  # noqa: B018
+            assert f._source is not None and f._source.transferred <= 2 * BLOCK
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_missing_file_and_cfg_beside_it(served: HttpServer, tmp_path: Path) -> None:
     with pytest.raises(dwf.DwfError, match="not found"):
         dwf.open(f"{served.url}/nothing.weights", cfg=dwf.plan(small_checkpoint_cfg(tmp_path)))

@@ -209,18 +209,19 @@ class RemoteSource:
         """Bytes ``start..stop`` from the store, checked against the identity at open."""
         self.requests += 1
         try:
-            if self._http:
-                headers = {"If-Match": self._etag} if self._etag else {}
-                data = self.fs.cat_file(self._path, start=start, end=stop, headers=headers)
-            else:
-                if self._file is None:
-                    # s3fs's file object sends IfMatch with the ETag it saw on open.
-                    self._file = self.fs.open(self._path, "rb", cache_type="none")
-                self._file.seek(start)
-                data = self._file.read(stop - start)
+            if self._file is None:
+                self._file = self._open_file()
+            self._file.seek(start)
+            data = self._file.read(stop - start)
         except Exception as e:
             if _status(e) == 412 or type(e).__name__ == "FileExpired":
                 raise self._changed(self._identity()) from None
+            if isinstance(e, ValueError) and "range requests" in str(e):
+                raise DwfError(
+                    f"{self.url}: the server does not answer range requests, so parts of the file"
+                    " cannot be read without downloading all of it; download it first",
+                    path=self.url,
+                ) from None
             raise _failure(self.url, f"reading bytes {_fmt(start)}..{_fmt(stop)}", e) from None
         data = bytes(data)
         self.transferred += len(data)
@@ -235,6 +236,19 @@ class RemoteSource:
                 opened=(self.size, 0),
             )
         return data
+
+    def _open_file(self) -> Any:
+        """The store's file object, reading exactly the ranges asked for (no cache of its own).
+
+        Over HTTP every request carries ``If-Match``; s3fs's file object sends ``IfMatch`` with
+        the ETag it saw. The file object also refuses a server that ignores ranges instead of
+        downloading the whole file."""
+        if self._http:
+            headers = {"If-Match": self._etag} if self._etag else {}
+            return self.fs.open(
+                self._path, "rb", cache_type="none", size=self.size, headers=headers
+            )
+        return self.fs.open(self._path, "rb", cache_type="none")
 
     def pread(self, n: int, offset: int) -> bytes:
         """Up to ``n`` bytes at ``offset`` (fewer only at the end of the file)."""
