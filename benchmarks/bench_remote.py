@@ -11,7 +11,7 @@
    (``jobs=2``, as ``dwf check --jobs 2``) and a 2-worker Dask ``LocalCluster`` (its start-up
    timed apart).
 
-    python benchmarks/bench_remote.py            # 3 repeats
+    python benchmarks/bench_remote.py            # 3 repeats (--repeats N)
     python benchmarks/bench_remote.py --quick    # 1 repeat, 40 checkpoints, no full scan
 
 Needs ``pip install 'dwf[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
@@ -161,9 +161,10 @@ def many_rows(folder: Path, n: int, repeats: int) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat, 40 files, no full scan")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (default 3)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bench_remote.json"))
     args = ap.parse_args()
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.repeats
     doc: dict[str, Any] = {"quick": args.quick, "repeats": repeats, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         if CFG.exists():
