@@ -113,3 +113,11 @@ def test_dask_cluster_gives_the_same_rows_as_a_pool_and_a_loop(tmp_path: Path) -
         "net_17.weights",
         "net_34.weights",
     ]
+
+
+def test_a_url_without_fsspec_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # as if not installed
+    with pytest.raises(dwf.DwfError, match=r"pip install 'dwf\[remote\]'"):
+        dwf.open("https://127.0.0.1:9/x.weights")

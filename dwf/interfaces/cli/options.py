@@ -56,7 +56,9 @@ def is_many(args: argparse.Namespace) -> bool:
     """Whether ``args.weights`` names many files (several, a folder or a glob); when not, it
     becomes the one path, as the single-file commands expect."""
     paths: list[str] = args.weights
-    if len(paths) == 1 and not _GLOB.search(paths[0]) and not os.path.isdir(paths[0]):
+    one = paths[0] if len(paths) == 1 else None
+    # a folder: a local directory, or a URL ending in "/" (a remote "directory" is a prefix)
+    if one is not None and not _GLOB.search(one) and not os.path.isdir(one) and one[-1:] != "/":
         args.weights = paths[0]
         return False
     return True
