@@ -7,9 +7,9 @@
    the biggest layer; ``dwf.check`` of the whole file over HTTP (a full scan); against
    downloading the file (fsspec ``get_file``) and then opening it locally. Bytes transferred,
    requests and wall time (median of the repeats, after one warm-up call).
-2. ``dwf.check`` over 200 small checkpoints: a plain loop (``jobs=1``), a process pool of 2
-   (``jobs=2``, as ``dwf check --jobs 2``) and a 2-worker Dask ``LocalCluster`` (its start-up
-   timed apart).
+2. ``dwf.check`` over 200 small checkpoints (6 KB), then 200 larger ones (600 KB): a plain loop
+   (``jobs=1``), a process pool of 2 (``jobs=2``, as ``dwf check --jobs 2``, the pool's start-up
+   included) and a 2-worker Dask ``LocalCluster`` (its start-up timed apart).
 
     python benchmarks/bench_remote.py            # 3 repeats (--repeats N)
     python benchmarks/bench_remote.py --quick    # 1 repeat, 40 checkpoints, no full scan
@@ -119,14 +119,22 @@ def remote_rows(folder: Path, repeats: int, quick: bool) -> list[dict[str, Any]]
     return rows
 
 
-def many_rows(folder: Path, n: int, repeats: int) -> list[dict[str, Any]]:
+def many_rows(folder: Path, n: int, repeats: int, big: bool = False) -> list[dict[str, Any]]:
     for i in range(1, n + 1):
-        small_checkpoint(folder, f"ckpt_{i}", seed=i)
+        small_checkpoint(folder, f"ckpt_{i}", seed=i, big=big)
+    kb = (folder / "ckpt_1.weights").stat().st_size / 1000
+    print(f"({n} checkpoints of {kb:,.0f} KB)")
     src = [folder]
     rows: list[dict[str, Any]] = []
 
     def add(name: str, fn: Callable[[], Any], extra: dict[str, Any] | None = None) -> None:
-        row = {"case": name, "files": n, **timed(fn, None, repeats), **(extra or {})}
+        row = {
+            "case": name,
+            "files": n,
+            "file_kb": kb,
+            **timed(fn, None, repeats),
+            **(extra or {}),
+        }
         del row["bytes"], row["requests"]
         rows.append(row)
         print(f"{name:34} {n:>5} files {row['seconds'] * 1000:>9.1f} ms", flush=True)
@@ -174,7 +182,11 @@ def main() -> None:
             print(f"({CFG} not found: the HTTP rows need ../shared)")
             doc["remote"] = []
         print("-- check over many small checkpoints")
-        doc["many"] = many_rows(Path(tmp) / "many", 40 if args.quick else 200, repeats)
+        n = 40 if args.quick else 200
+        doc["many"] = many_rows(Path(tmp) / "many", n, repeats)
+        if not args.quick:
+            print("-- the same with larger checkpoints")
+            doc["many_large"] = many_rows(Path(tmp) / "large", n, repeats, big=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
