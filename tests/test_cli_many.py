@@ -3,7 +3,9 @@ server on 127.0.0.1), and check/stats/identify take many files, folders and glob
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,34 @@ def test_cut_and_export_of_a_url_write_local_files(
     assert main(["check", url, f"{served}/missing.weights", "-j", "1"]) == 2
     out = capsys.readouterr().out
     assert "missing.weights: error:" in out and "not found" in out
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_counts_bytes_of_a_url_and_files_of_many(
+    served: str, run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = _Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    # a URL is long work whatever its size: the bar shows, with the megabytes read so far
+    assert main(["check", f"{served}/net_1000.weights"]) == 0
+    assert "\rcheck [" in stream.getvalue() and " MB " in stream.getvalue()
+    stream.seek(0)
+    stream.truncate()
+    assert main(["check", str(run / "net_1000.weights"), str(run / "net_2000.weights")]) == 0
+    assert "check: 2 files done" in stream.getvalue()
+    capsys.readouterr()
+
+
+def test_diff_series_over_a_glob(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", str(run / "net_*.weights"), "--json"]) == 0
+    series = json.loads(capsys.readouterr().out)["series"]
+    assert [(r["seen_a"], r["seen_b"]) for r in series] == [
+        (1000, 2000),
+        (2000, 3000),
+        (3000, 4000),
+        (4000, 5000),
+    ]

@@ -76,6 +76,17 @@ def test_one_layer_transfers_its_bytes_plus_at_most_one_block(served: HttpServer
         assert served.transferred <= stop - start
 
 
+def test_the_cache_stays_bounded(served: HttpServer, yolov4) -> None:
+    url, cfg_url, _ = yolov4
+    with dwf.open(url, cfg=cfg_url) as f:
+        source = f._source
+        assert source is not None
+        for name in list(f)[:40]:
+            f[name].biases  # noqa: B018 - small arrays: each one block of read-ahead
+        assert len(source._cache) <= source.max_blocks
+        assert sum(map(len, source._cache.values())) <= source.max_blocks * source.block_size
+
+
 def test_large_array_is_fetched_exactly(served: HttpServer, yolov4) -> None:
     url, cfg_url, _ = yolov4
     with dwf.open(url, cfg=cfg_url) as f:

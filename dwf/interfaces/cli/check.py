@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dwf.interfaces.cli import options, render
+from dwf.io.remote import is_url
 from dwf.tools.check import check
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
         )
         return render.rows("check", results, args.json, lambda r: r.explain(), lambda r: r.serious)
-    bar = render.Progress("check")
+    bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
     try:
         report = check(
             args.weights,

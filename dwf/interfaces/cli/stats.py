@@ -8,6 +8,7 @@ import io
 
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
+from dwf.io.remote import is_url
 from dwf.tools.stats import StatsReport, stats
 
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
     with options.open_file(args) as f:
         layers = [lp.index for lp in options.selected(f, args)]
-        bar = render.Progress("stats")
+        bar = render.Progress("stats", always=is_url(args.weights))  # remote: always long
         try:
             report = stats(f, layers=layers, progress=bar)
         finally:
