@@ -224,6 +224,9 @@ def test_s3_bucket_with_storage_options(s3: S3Server, tmp_path: Path) -> None:
         for name, view in local.arrays():
             layer, array = name.split(".")
             np.testing.assert_array_equal(f[layer][array], view)
+    assert dwf.info(url, storage_options=s3.storage_options)["size"] == os.path.getsize(weights)
+    out = dwf.cut(url, tmp_path / "cut.weights", 1, storage_options=s3.storage_options)
+    assert os.path.getsize(out) < os.path.getsize(weights)
     # without the credentials and endpoint the store cannot be reached: a DwfError
     with pytest.raises(dwf.DwfError):
         dwf.open(url, storage_options={"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}})
