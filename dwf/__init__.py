@@ -63,6 +63,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsReport": ("dwf.tools.stats", "StatsReport"),
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.export", "Exported"),
+    "Row": ("dwf.tools.batch", "Row"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -109,6 +110,7 @@ __all__ = [
     "Match",
     "NetInput",
     "Plan",
+    "Row",
     "SizeMismatchError",
     "StatsReport",
     "WeightsFile",
@@ -195,6 +197,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.reader import Layer, WeightsFile, find_cfg
     from dwf.io.reader import open_weights as open
     from dwf.io.writer import save
+    from dwf.tools.batch import Row
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo

@@ -231,6 +231,11 @@ def read_cfg_text(path: str) -> str:
         raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
     except ValueError as e:  # a NUL byte in the path
         raise CfgError(f"not a usable file name: {e}", path=repr(path)) from None
+    return cfg_text(data, path)
+
+
+def cfg_text(data: bytes, path: str) -> str:
+    """A cfg file's bytes as text (UTF-8, undecodable bytes replaced), refusing binary data."""
     if b"\x00" in data[:4096] and data[:4] != b"[net":
         raise CfgError(
             "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"

@@ -36,17 +36,17 @@ from dwf.format.diagnosis import diagnose
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import identify_head
-from dwf.format.planner import Plan
+from dwf.format.planner import Plan, cfg_text
 from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
-from dwf.io import extensions, writer
+from dwf.io import extensions, remote, writer
 
 if TYPE_CHECKING:
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
-Backend = Literal["mmap", "pread"]
+Backend = Literal["mmap", "pread", "remote"]
 _CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
 
 
@@ -222,6 +222,7 @@ class WeightsFile:
         mismatch: str | None,
         fd: int,
         backend: Backend = "mmap",
+        source: remote.RemoteSource | None = None,
     ) -> None:
         self.path = path
         self.plan = plan
@@ -235,6 +236,10 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
+        self._source = source
+        if source is not None:
+            self._init_remote(source)
+            return
         # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
         # (a rename over the path leaves our inode, and our map, intact).
         st = os.fstat(fd)
@@ -268,6 +273,17 @@ class WeightsFile:
         self._release_fd = weakref.finalize(self, os.close, fd)
         self._opened = (st.st_size, st.st_mtime_ns)
         self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
+
+    def _init_remote(self, source: remote.RemoteSource) -> None:
+        """backend="remote": no descriptor and no map; the source checks the file's identity on
+        every fetch (dwf/io/remote.py), and closing the file closes the source."""
+        self.backend = "remote"
+        self._fd = -1
+        self._map = None
+        self._body = None
+        self._release_fd = weakref.finalize(self, source.close)  # type: ignore[call-arg,arg-type]
+        self._opened = (self.size, 0)
+        self.layers = tuple(Layer(self, lp) for lp in self.plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
@@ -520,6 +536,8 @@ class WeightsFile:
         Every view handed out is checked first; call this to check explicitly.
         """
         self._check_open()
+        if self._source is not None:  # checked by the source on each fetch
+            return
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -544,7 +562,7 @@ class WeightsFile:
 
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         self.check_unchanged()
-        if self.backend == "pread":
+        if self.backend != "mmap":
             return self._read_copy(spec)
         body = self._body
         if body is None:
@@ -553,7 +571,10 @@ class WeightsFile:
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
-        data = _pread(self._fd, spec.nbytes, start)
+        if self._source is not None:
+            data = self._source.pread(spec.nbytes, start)
+        else:
+            data = _pread(self._fd, spec.nbytes, start)
         if len(data) != spec.nbytes:
             raise FileChangedError(
                 f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
@@ -667,6 +688,7 @@ def open_weights(
     header_size: int | None = None,
     backend: Backend = "mmap",
     copy: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> WeightsFile:
     """Open a Darknet weights file lazily.
 
@@ -683,6 +705,11 @@ def open_weights(
             access reads the array with ``os.pread`` into new (read-only) memory — slower, but
             it can never fault, even if the file is truncated while open.
         copy: ``True`` is the same as ``backend="pread"``.
+        storage_options: for a URL (``https://``, ``s3://`` … any fsspec URL; the ``remote``
+            extra): options passed to fsspec, e.g. ``{"key": …, "secret": …,
+            "client_kwargs": {"endpoint_url": …}}``. A URL is read with ``backend="remote"``:
+            only the bytes of the arrays used are fetched (range requests through a bounded
+            cache), as owned read-only copies; ``cfg`` may be a URL too (docs/remote.md).
 
     Every view is handed out only after checking that the file did not change on disk since it
     was opened (:class:`dwf.FileChangedError` otherwise).
@@ -693,6 +720,8 @@ def open_weights(
         SizeMismatchError: the file does not fit the cfg (``strict=True``).
     """
     spath = os.fspath(path)
+    if remote.is_url(spath) or backend == "remote":
+        return _open_remote(spath, cfg, get_dialect(dialect), strict, header_size, storage_options)
     if copy:
         backend = "pread"
     if backend not in ("mmap", "pread"):
@@ -828,3 +857,63 @@ def opened(
         return
     with open_weights(src, cfg, **options) as f:
         yield f
+
+
+# -- backend="remote" ---------------------------------------------------------------------------
+def _remote_plan(
+    url: str,
+    head: bytes,
+    size: int,
+    cfg: str | os.PathLike[str] | Plan | None,
+    d: Dialect,
+    storage_options: Mapping[str, Any] | None,
+) -> Plan:
+    """The plan of a remote file: ``cfg`` a Plan, a local path or a URL; or, when ``None``,
+    the cfg beside it on the server, found by the same names as :func:`find_cfg`."""
+    if isinstance(cfg, Plan):
+        return cfg
+    if cfg is None:
+        base, _, name = url.rpartition("/")
+        _, looked = find_cfg(name)
+        candidates = [f"{base}/{c}" for c in looked]
+        cfg = next(
+            (c for c in candidates if remote.exists(c, storage_options=storage_options)), None
+        )
+        if cfg is None:
+            ident = identify_head(url, head, size)
+            hint = "; by its size " + ident.explain().split("; ", 1)[1] if ident.matches else ""
+            raise CfgError(
+                "no cfg given and none found beside the weights on the server (looked for "
+                + ", ".join(looked)
+                + f"); pass cfg=... (dwf: --cfg){hint}",
+                path=url,
+            )
+    scfg = os.fspath(cfg)
+    if not remote.is_url(scfg):
+        return plan_cfg(scfg, dialect=d)
+    data = remote.read_bytes(scfg, storage_options=storage_options)
+    return Plan.from_text(cfg_text(data, scfg), dialect=d, path=scfg)
+
+
+def _open_remote(
+    url: str,
+    cfg: str | os.PathLike[str] | Plan | None,
+    d: Dialect,
+    strict: bool,
+    header_size: int | None,
+    storage_options: Mapping[str, Any] | None,
+) -> WeightsFile:
+    source = remote.RemoteSource(url, storage_options=storage_options)
+    try:
+        head = source.pread(512, 0)
+        header = _decode_header(url, head, d, header_size)
+        plan = _remote_plan(url, head, source.size, cfg, d, storage_options)
+        header, partial, mismatch = _fit(url, head, header, source.size, plan, d, header_size,
+                                         strict)
+        return WeightsFile(
+            url, plan, header, source.size, partial=partial, mismatch=mismatch, fd=-1,
+            source=source,
+        )
+    except BaseException:
+        source.close()
+        raise
