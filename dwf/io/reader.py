@@ -350,8 +350,8 @@ class WeightsFile:
         """Write this file's arrays to ``dst``, streaming from the map layer by layer.
 
         Args:
-            dst: destination; written atomically, and never the source's bytes in place (saving
-                over the source's own path replaces it with a new file; this map stays valid).
+            dst: destination; written atomically. It must not be this file (by path, symlink
+                or hard link) nor its cfg: writing over what is being read would destroy it.
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
@@ -366,6 +366,7 @@ class WeightsFile:
         Raises:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
+            DwfError: ``dst`` is this file or its cfg, or exists and is not a regular file.
         """
         self._check_open()
         n = writer.check_upto(self.plan, upto)
@@ -395,7 +396,15 @@ class WeightsFile:
             self._require(lp)
             return self._view(a)
 
-        return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
+        return writer.write_arrays(dst, self.plan, get, header=header, upto=n, inputs=self.sources)
+
+    @property
+    def sources(self) -> tuple[str | int | None, ...]:
+        """What a write made from this file must never replace: the open file (its descriptor,
+        so the same inode under any name), its path and its cfg's path."""
+        if self._closed:
+            return (self.path, self.plan.cfg_path)
+        return (self._fd, self.path, self.plan.cfg_path)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every

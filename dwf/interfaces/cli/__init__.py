@@ -569,7 +569,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             torch = export.require("torch", "torch")
             state = export.to_state_dict(f, copy=True)
-            with atomic_write(args.out) as fh:
+            with atomic_write(args.out, inputs=f.sources) as fh:
                 torch.save(state, fh)
             out = args.out
     print(f"wrote {out} ({args.format}, {_fmt(os.path.getsize(out))} bytes)")
