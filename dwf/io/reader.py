@@ -235,6 +235,9 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
+        # Reads in flight on the descriptor: close() leaves the descriptor to the last of them,
+        # so no thread can ever read through a number the system has since given another file.
+        self._users = 0
         # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
         # (a rename over the path leaves our inode, and our map, intact).
         st = os.fstat(fd)
@@ -452,14 +455,17 @@ class WeightsFile:
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map. Views already handed out stay valid (they keep the map alive)."""
+        """Release the map and the descriptor. Views already handed out stay valid (they keep
+        the map alive). Safe while other threads read: each read either completes with the
+        right values or raises :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._body = None
             m, self._map = self._map, None
-            self._release_fd()
+            if self._users == 0:
+                self._release_fd()
         if m is not None:
             # Views may still reference the map; it is then released when the last one goes.
             with contextlib.suppress(BufferError):
@@ -523,12 +529,34 @@ class WeightsFile:
             path=self.path,
         )
 
+    @contextlib.contextmanager
+    def _using_fd(self) -> Iterator[np.ndarray[Any, np.dtype[np.float32]] | None]:
+        """Hold the descriptor open for one read (yields the mapped body, if any).
+
+        Raises:
+            ClosedFileError: the file was closed (now or before).
+        """
+        with self._lock:
+            self._check_open()
+            self._users += 1
+            body = self._body
+        try:
+            yield body
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._closed and self._users == 0:
+                    self._release_fd()
+
     def check_unchanged(self) -> None:
         """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
 
         Every view handed out is checked first; call this to check explicitly.
         """
-        self._check_open()
+        with self._using_fd():
+            self._check_unchanged()
+
+    def _check_unchanged(self) -> None:
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -552,10 +580,10 @@ class WeightsFile:
             )
 
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self.check_unchanged()
-        if self.backend == "pread":
-            return self._read_copy(spec)
-        body = self._body
+        with self._using_fd() as body:
+            self._check_unchanged()
+            if self.backend == "pread":
+                return self._read_copy(spec)
         if body is None:
             body = np.empty(0, dtype=F32)
         return logical_view(body, spec, self.header.connected_transposed)
