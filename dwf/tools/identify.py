@@ -40,10 +40,10 @@ def identify(path: str | os.PathLike[str]) -> Identification:
 
 def _regular(path: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        raise DwfError(f"{path}: is a directory, not a weights file", path=path)
+        raise DwfError(f"{path}: cannot read: it is a directory, not a weights file", path=path)
     if not stat.S_ISREG(st.st_mode):
         raise DwfError(
-            f"{path}: not a regular file (a FIFO, a device or a socket); weights are read only"
-            " from regular files",
+            f"{path}: cannot read: not a regular file (a FIFO, a device or a socket); weights are"
+            " read only from regular files",
             path=path,
         )
