@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 import dwf
-import dwf.tools.fuse
 import dwf.io.writer
-from dwf.interfaces.cli import main as cli
-from dwf.tools.demo import demo_cfg_text
+import dwf.tools.fuse
 from dwf.format.header import Header
+from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
+from dwf.tools.demo import demo_cfg_text
 
 CFG = """[net]
 width=32

@@ -25,7 +25,6 @@ import pytest
 import dwf
 import dwf.format.planner as planner
 from dwf.interfaces.cli import main as cli
-from dwf.io.reader import open_weights
 from dwf.io.writer import atomic_write
 from dwf.tools.demo import write_demo
 
@@ -214,7 +213,9 @@ def test_a_fifo_as_output_is_refused_not_replaced(demo: tuple[Path, Path], tmp_p
 
 
 @posix_only
-def test_a_device_as_output_is_refused_not_replaced(demo: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_device_as_output_is_refused_not_replaced(
+    demo: tuple[Path, Path], tmp_path: Path
+) -> None:
     weights, cfg = demo
     dev = tmp_path / "null.weights"
     try:
@@ -276,7 +277,7 @@ def test_close_while_threads_read_with_pread(tmp_path: Path) -> None:
     other = tmp_path / "other.bin"
     other.write_bytes(b"\x7f" * 200_000)  # reads of it as float32 are obviously wrong values
     with dwf.open(weights, cfg) as ref:
-        names = [n for n in ref.keys()]
+        names = list(ref.keys())
         expected = {n: {a: np.array(v) for a, v in ref[n].arrays.items()} for n in names}
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
@@ -484,7 +485,7 @@ def test_a_decompression_bomb_is_rejected_before_it_is_decompressed(
     assert bomb.stat().st_size < 2 << 20
     tracemalloc.start()
     try:
-        with pytest.raises(dwf.DwfError, match="conv_0.weights"):
+        with pytest.raises(dwf.DwfError, match=r"conv_0\.weights"):
             dwf.import_weights(bomb, tmp_path / "out.weights")
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -513,7 +514,7 @@ def test_a_bad_npz_entry_is_a_dwf_error_naming_it(
 ) -> None:
     npz, entries = _export(demo, tmp_path)
     np.savez(npz, **dict(entries, **{"conv_0.biases": bad}))
-    with pytest.raises(dwf.DwfError, match="conv_0.biases"):
+    with pytest.raises(dwf.DwfError, match=r"conv_0\.biases"):
         dwf.import_weights(npz, tmp_path / "out.weights")
 
 
@@ -544,7 +545,8 @@ def _safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...], byte
     header: dict[str, Any] = {}
     body = b""
     for name, (dtype, shape, data) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [len(body), len(body) + len(data)]}
+        offsets = [len(body), len(body) + len(data)]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": offsets}
         body += data
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
@@ -554,7 +556,7 @@ def test_a_bf16_safetensors_entry_is_a_dwf_error_naming_it(tmp_path: Path) -> No
     pytest.importorskip("safetensors")
     st = tmp_path / "x.safetensors"
     _safetensors(st, {"conv_0.weights": ("BF16", (4,), bytes(8))})
-    with pytest.raises(dwf.DwfError, match="conv_0.weights"):
+    with pytest.raises(dwf.DwfError, match=r"conv_0\.weights"):
         dwf.import_weights(st, tmp_path / "o.weights", cfg=None)
 
 

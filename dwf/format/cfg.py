@@ -167,7 +167,9 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
         if not eq:
             options.append(Option(line, None, number))
         elif not value:
-            warnings.append((number, f"{shorten(line)!r} has no value after '='; Darknet skips this line"))
+            warnings.append(
+                (number, f"{shorten(line)!r} has no value after '='; Darknet skips this line")
+            )
         else:
             options.append(Option(key, value, number))
     if header is not None:
@@ -185,7 +187,8 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
                 " Darknet keeps; convert the cfg to Unix line endings or use dialect 'alexeyab'."
             )
         raise CfgError(
-            f"the first section is {shorten(s.header)!r}, but Darknet requires [net] or [network] first."
+            f"the first section is {shorten(s.header)!r}, but Darknet requires [net] or"
+            " [network] first."
             + hint,
             path=path,
             line=s.line,

@@ -12,9 +12,9 @@ import re
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import Section, tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
-from dwf.errors import CfgError
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.planner import Plan, plan_uncached
 from dwf.format.records import LayerPlan
@@ -245,7 +245,8 @@ class _Sections:
     def get(self) -> tuple[Section, ...]:
         if self._sections is None:
             plan = self._plan
-            doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
+            strip_cr = get_dialect(plan.dialect).strip_cr
+            doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=strip_cr)
             self._sections = doc.sections[1:]
         return self._sections
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import Section, atoi, int_list, shorten
 from dwf.format.dialects import Dialect
-from dwf.errors import CfgError
 from dwf.format.records import LayerPlan, Storage
 
 # Marks "option absent" for share_index, as Darknet does with its own sentinel.
@@ -66,9 +66,9 @@ class LayerInput:
         "index",
         "inputs",
         "kind",
+        "loading",
         "n_layers",
         "path",
-        "loading",
         "section",
         "type",
         "w",
@@ -129,7 +129,8 @@ class LayerInput:
         n = atoi(opt.value)
         if n is None:
             raise self.fail(
-                f"{key}={shorten(opt.value)} does not fit a 32-bit int; Darknet's behaviour is undefined",
+                f"{key}={shorten(opt.value)} does not fit a 32-bit int; Darknet's behaviour is"
+                " undefined",
                 key,
             )
         return n
@@ -198,7 +199,9 @@ class LayerInput:
         out: list[LayerPlan] = []
         for v in values:
             if v is None:
-                raise self.fail(f"{key}={shorten(opt.value)} holds a number that does not fit an int", key)
+                raise self.fail(
+                    f"{key}={shorten(opt.value)} holds a number that does not fit an int", key
+                )
             out.append(self.ref(v, key))
         return out
 

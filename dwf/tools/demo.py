@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from dwf.errors import DwfError
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.errors import DwfError
 from dwf.io.writer import atomic_write, save
 
 DEMO_CFG = "demo-tiny-yolo.cfg"
