@@ -15,12 +15,20 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/dwf-installed.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 echo "installed: building the wheel"
-"$python" -m pip wheel --quiet --no-deps -w "$work/wheel" "$repo"
+# From a clean copy of what the build reads: an in-tree build/ or *.egg-info left by an earlier
+# build would slip stale files into the wheel and hide a packaging mistake.
+mkdir "$work/src"
+cp "$repo/pyproject.toml" "$repo/README.md" "$work/src/"
+cp -R "$repo/dwf" "$work/src/dwf"
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+"$python" -m pip wheel --quiet --no-deps -w "$work/wheel" "$work/src"
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet "$work"/wheel/dwf-*.whl
 
-# Every file of the package in the source tree (code, data, py.typed) is in the wheel.
-"$work/venv/bin/python" - "$repo" "$work"/wheel/dwf-*.whl <<'PY'
+failures=0
+# Every file of the package in the source tree (code, data, py.typed) is in the wheel. (A miss
+# is counted, and the commands still run, to show what it breaks.)
+"$work/venv/bin/python" - "$repo" "$work"/wheel/dwf-*.whl <<'PY' || failures=$((failures + 1))
 import os, sys, zipfile
 repo, wheel = sys.argv[1], sys.argv[2]
 shipped = set(zipfile.ZipFile(wheel).namelist())
@@ -32,7 +40,7 @@ for folder, dirs, files in os.walk(os.path.join(repo, "dwf")):
             wanted.add(os.path.relpath(os.path.join(folder, name), repo).replace(os.sep, "/"))
 missing = sorted(wanted - shipped)
 if missing:
-    sys.exit(f"installed: the wheel lacks {len(missing)} package files: {', '.join(missing)}")
+    sys.exit(f"installed: FAILED: the wheel lacks {len(missing)} package files: {', '.join(missing)}")
 print(f"installed: the wheel holds all {len(wanted)} package files")
 PY
 
@@ -40,7 +48,6 @@ cd "$work"  # away from the repo: only the installed package can be imported
 dwf="$work/venv/bin/dwf"
 "$work/venv/bin/python" -c "import dwf; assert 'site-packages' in dwf.__file__, dwf.__file__"
 
-failures=0
 # expect "<allowed exit codes>" cmd...: the command must exit with one of the codes and must
 # never print a traceback (an unexpected exception exits 1 too, like "findings").
 expect() {
@@ -53,7 +60,7 @@ expect() {
         tail -n 5 "$work/err.txt" | sed 's/^/    /'
         failures=$((failures + 1))
     else
-        echo "installed: ok (exit $rc): ${*##*/venv/bin/}"
+        echo "installed: ok (exit $rc): dwf ${*:2}"
     fi
 }
 
