@@ -576,3 +576,21 @@ def test_demo_in_an_existing_folder_works(tmp_path: Path) -> None:
     assert cli(["demo", str(tmp_path)]) == 0
     assert cli(["demo", str(tmp_path)]) == 0
     assert (tmp_path / "demo.weights").stat().st_size > 0
+
+
+def test_cli_export_format_must_agree_with_the_extension(
+    demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights, cfg = demo
+    out = tmp_path / "out.safetensors"
+    assert cli(["export", str(weights), str(out), "--format", "npz", "--cfg", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dwf: error:") and "extension" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_a_long_layer_name_is_quoted_short(demo: tuple[Path, Path]) -> None:
+    weights, cfg = demo
+    with dwf.open(weights, cfg) as f, pytest.raises(dwf.LayerNotFoundError) as info:
+        f["conv_" + "9" * 100_000]
+    assert len(str(info.value)) < 1000

@@ -138,7 +138,8 @@ class Plan:
         """
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise LayerNotFoundError(
-                f"layers are looked up by name ('conv_12') or index (12), not {key!r}", key=key
+                f"layers are looked up by name ('conv_12') or index (12), not {shorten(repr(key))}",
+                key=key,
             )
         if isinstance(key, int):
             n = len(self.layers)
@@ -154,7 +155,9 @@ class Plan:
         suggestions = self._similar(key)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise LayerNotFoundError(
-            f"no layer named {key!r} in {self._where()}{hint}", key=key, suggestions=suggestions
+            f"no layer named {shorten(repr(key))} in {self._where()}{hint}",
+            key=key,
+            suggestions=suggestions,
         )
 
     def _where(self) -> str:

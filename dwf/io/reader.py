@@ -779,7 +779,13 @@ def _open_fd(path: str) -> int:
             raise DwfError(f"{path}: is a directory, not a weights file", path=path)
         if not stat.S_ISREG(st.st_mode):
             raise DwfError(f"{path}: not a regular file", path=path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DwfError(f"{path}: not a regular file", path=path)
+        return fd
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:

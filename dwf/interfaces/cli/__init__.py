@@ -561,6 +561,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import dwf.tools.export as export
     from dwf.io.writer import atomic_write
 
+    # The extension must agree with --format: an npz under a .safetensors name would mislead.
+    export.format_for(args.out, args.format)
     with _open(args) as f:
         if args.format == "npz":
             out = export.to_npz(f, args.out, compress=args.compress)
