@@ -13,7 +13,6 @@ import re
 import attrs
 
 from dwf.errors import CfgError
-from dwf.format.cfg import Section, tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.planner import Plan, plan_uncached
@@ -236,19 +235,34 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
 
 
 class _Sections:
-    """The plan's layer sections, tokenised once and only if a cause needs them."""
+    """Where a layer's options are in the cfg text, found by scanning only that layer's section
+    (the plan records each section's header line): no second tokenisation of the whole text."""
 
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
-        self._sections: tuple[Section, ...] | None = None
+        self._lines: list[str] | None = None
+        blanks = " \t\r" if get_dialect(plan.dialect).strip_cr else " \t"  # as the tokeniser
+        self._table = {ord(c): None for c in blanks}
 
-    def get(self) -> tuple[Section, ...]:
-        if self._sections is None:
-            plan = self._plan
-            strip_cr = get_dialect(plan.dialect).strip_cr
-            doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=strip_cr)
-            self._sections = doc.sections[1:]
-        return self._sections
+    def header_line(self, layer: int) -> int:
+        return self._plan.layers[layer].line
+
+    def option_line(self, layer: int, key: str) -> int | None:
+        """The line of the option Darknet reads for ``key`` in the layer's section (the first
+        one with a value, as the tokeniser decides), or ``None``."""
+        if self._lines is None:
+            self._lines = self._plan.text.split("\n")
+        lines = self._lines
+        for i in range(self.header_line(layer), len(lines)):  # 0-based i is line i + 1
+            line = lines[i].split("\x00", 1)[0].translate(self._table)
+            if not line or line[0] in "#;":
+                continue
+            if line[0] == "[":
+                break
+            k, eq, value = line.partition("=")
+            if eq and value and k == key:
+                return i + 1
+        return None
 
 
 def _set_option(
@@ -285,21 +299,29 @@ def _classes_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | 
     new_classes = classes + delta
     if delta == 0 or new_classes < 1:
         return None
-    sections = layer_sections.get()
     lines = plan.text.split("\n")
     fixes: list[str] = []
     for head_idx, conv_idx in edits:
-        head_sec, conv_sec = sections[head_idx], sections[conv_idx]
         head = plan.layers[head_idx]
         extra = {"yolo": 5, "Gaussian_yolo": 9}.get(head.type)
         if extra is None:
             extra = int(head.params.get("coords", 4)) + 1
         anchors = head.params.get("anchors", head.params.get("num", 1))
         filters = anchors * (new_classes + extra)
-        opt = head_sec.get("classes")
-        _set_option(lines, head_sec.line, "classes", str(new_classes), opt.line if opt else None)
-        fopt = conv_sec.get("filters")
-        _set_option(lines, conv_sec.line, "filters", str(filters), fopt.line if fopt else None)
+        _set_option(
+            lines,
+            layer_sections.header_line(head_idx),
+            "classes",
+            str(new_classes),
+            layer_sections.option_line(head_idx, "classes"),
+        )
+        _set_option(
+            lines,
+            layer_sections.header_line(conv_idx),
+            "filters",
+            str(filters),
+            layer_sections.option_line(conv_idx, "filters"),
+        )
         fixes.append(f"filters={filters} in layer {conv_idx}")
     # inserting lines shifts nothing we still need: edits were applied to existing lines or
     # appended to section header lines, so all recorded line numbers stay valid.
@@ -373,12 +395,15 @@ def _bn_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
     for replans, (label, layers, value) in enumerate(candidates):
         if replans >= _MAX_REPLANS:
             break
-        sections = layer_sections.get()
         lines = plan.text.split("\n")
         for i in layers:
-            sec = sections[i]
-            opt = sec.get("batch_normalize")
-            _set_option(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
+            _set_option(
+                lines,
+                layer_sections.header_line(i),
+                "batch_normalize",
+                str(value),
+                layer_sections.option_line(i, "batch_normalize"),
+            )
         if _fits(_replan(plan, "\n".join(lines)), body) != "exact":
             continue
         matched.append((label, layers, value))
