@@ -594,3 +594,29 @@ def test_a_long_layer_name_is_quoted_short(demo: tuple[Path, Path]) -> None:
     with dwf.open(weights, cfg) as f, pytest.raises(dwf.LayerNotFoundError) as info:
         f["conv_" + "9" * 100_000]
     assert len(str(info.value)) < 1000
+
+
+class _Unconvertible:
+    """Stands in for a tensor numpy cannot hold (a bf16 torch tensor raises TypeError)."""
+
+    def detach(self) -> _Unconvertible:
+        return self
+
+    def cpu(self) -> _Unconvertible:
+        return self
+
+    def numpy(self) -> Any:
+        raise TypeError("Got unsupported ScalarType BFloat16")
+
+
+def test_an_unconvertible_state_dict_entry_is_a_dwf_error_naming_it(
+    demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    weights, cfg = demo
+    state = {"conv_0.weight": _Unconvertible()}
+    with pytest.raises(dwf.DwfError, match=r"conv_0\.weight"):
+        dwf.import_weights(state, tmp_path / "o.weights", cfg=cfg)
+    with pytest.raises(dwf.DwfError, match=r"conv_0\.weights"):
+        dwf.import_weights(
+            {"conv_0.weights": np.array([object()])}, tmp_path / "o.weights", cfg=cfg
+        )

@@ -452,10 +452,21 @@ def _from_safetensors(path: str) -> Exported:
     )
 
 
-def _to_numpy(value: Any) -> Array:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+def _to_numpy(value: Any, key: str = "") -> Array:
+    """A state dict's value as a numpy array; a tensor numpy cannot hold (bf16, a sparse or
+    quantised tensor) is a DwfError naming its key."""
+    try:
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        arr: Array = np.asarray(value)
+    except Exception as e:
+        raise ArrayError(
+            f"state dict entry {shorten(key)!r} cannot be read as a numpy array ({e});"
+            " convert it to float32 first"
+        ) from None
+    if arr.dtype.hasobject:
+        raise ArrayError(f"state dict entry {shorten(key)!r} holds Python objects, not numbers")
+    return arr
 
 
 def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
@@ -470,7 +481,7 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
             dtypes numpy or float32 cannot hold), named.
     """
     if isinstance(src, Mapping):
-        return Exported({str(k): _to_numpy(v) for k, v in src.items()})
+        return Exported({str(k): _to_numpy(v, str(k)) for k, v in src.items()})
     if not isinstance(src, (str, os.PathLike)):
         raise DwfError(
             f"cannot import a {type(src).__name__}: give the path of an .npz or .safetensors"
@@ -527,7 +538,7 @@ def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, A
             f"state dict keys not in the plan: {', '.join(unknown[:5])}"
             + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
         )
-    return {name: _to_numpy(state[key]) for name, key in keys.items()}
+    return {name: _to_numpy(state[key], str(key)) for name, key in keys.items()}
 
 
 def _held_prefix(plan: Plan, arrays: Mapping[str, Array]) -> int:
