@@ -612,7 +612,7 @@ class _Unconvertible:
 def test_an_unconvertible_state_dict_entry_is_a_dwf_error_naming_it(
     demo: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    weights, cfg = demo
+    _, cfg = demo
     state = {"conv_0.weight": _Unconvertible()}
     with pytest.raises(dwf.DwfError, match=r"conv_0\.weight"):
         dwf.import_weights(state, tmp_path / "o.weights", cfg=cfg)
