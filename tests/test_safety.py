@@ -620,3 +620,9 @@ def test_an_unconvertible_state_dict_entry_is_a_dwf_error_naming_it(
         dwf.import_weights(
             {"conv_0.weights": np.array([object()])}, tmp_path / "o.weights", cfg=cfg
         )
+
+
+def test_cfg_text_over_64_mib_is_refused() -> None:
+    text = "[net]\nwidth=8\nheight=8\nchannels=3\n" + "#" * (65 << 20)
+    with pytest.raises(dwf.CfgError, match="MiB"):
+        dwf.Plan.from_text(text)

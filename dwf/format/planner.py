@@ -95,6 +95,9 @@ class Plan:
         d = get_dialect(dialect)
         if side not in ("load", "save"):
             raise DwfError(f"side must be 'load' or 'save', not {side!r}")
+        if len(text) > MAX_CFG_BYTES:  # the same bound as a cfg file's (e.g. one in an export)
+            where = None if path is None else os.fspath(path)
+            raise CfgError(_too_big(len(text), grew=True).replace("file ", "", 1), path=where)
         return _plan_cached(text, d.name, side, None if path is None else os.fspath(path))
 
     @property
