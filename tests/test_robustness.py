@@ -249,7 +249,7 @@ def test_pread_short_read_raises_file_changed(
     f = dwf.open(weights, cfg, backend="pread")
     layer = f[BIG_LAYER]
     os.truncate(weights, 4096)
-    monkeypatch.setattr(WeightsFile, "check_unchanged", lambda self: None)  # lose the race
+    monkeypatch.setattr(WeightsFile, "_check_unchanged", lambda self: None)  # lose the race
     with pytest.raises(dwf.FileChangedError, match="short read"):
         layer.weights  # noqa: B018
     f.close()
@@ -306,13 +306,18 @@ def test_renamed_over_is_not_a_change(model: tuple[Path, Path]) -> None:
         assert not np.array_equal(g[BIG_LAYER]["weights"], before)
 
 
-def test_saving_over_the_open_file_keeps_it_readable(model: tuple[Path, Path]) -> None:
+def test_saving_over_the_open_file_is_refused_and_keeps_it_readable(
+    model: tuple[Path, Path],
+) -> None:
     weights, cfg = model
+    raw = weights.read_bytes()
     with dwf.open(weights, cfg) as f:
         before = {n: np.array(v) for n, v in f.arrays()}
-        f.save(weights, header=Header(0, 2, 5, 0, 20))
+        with pytest.raises(dwf.DwfError, match="input"):
+            f.save(weights, header=Header(0, 2, 5, 0, 20))
         f.check_unchanged()
         assert all(np.array_equal(v, before[n]) for n, v in f.arrays())
+    assert weights.read_bytes() == raw
 
 
 @posix_only
@@ -432,7 +437,8 @@ def test_input_bytes_and_mtime_unchanged_by_every_operation(
 
 # -- a failed write leaves the destination as it was -----------------------------------------------
 def _tmp_files(folder: Path) -> list[str]:
-    return [n for n in os.listdir(folder) if n.endswith(".dwf-tmp")]
+    # Temporary names: ".dwf-<random>.tmp" (and the older ".<name>.<random>.dwf-tmp").
+    return [n for n in os.listdir(folder) if n.startswith(".dwf-") or n.endswith(".dwf-tmp")]
 
 
 def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:

@@ -167,7 +167,9 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
         if not eq:
             options.append(Option(line, None, number))
         elif not value:
-            warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
+            warnings.append(
+                (number, f"{shorten(line)!r} has no value after '='; Darknet skips this line")
+            )
         else:
             options.append(Option(key, value, number))
     if header is not None:
@@ -185,12 +187,27 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
                 " Darknet keeps; convert the cfg to Unix line endings or use dialect 'alexeyab'."
             )
         raise CfgError(
-            f"the first section is {s.header!r}, but Darknet requires [net] or [network] first."
+            f"the first section is {shorten(s.header)!r}, but Darknet requires [net] or"
+            " [network] first."
             + hint,
             path=path,
             line=s.line,
         )
     return CfgDocument(path, tuple(sections), tuple(warnings))
+
+
+QUOTE_LIMIT = 200
+
+
+def shorten(token: str, limit: int = QUOTE_LIMIT) -> str:
+    """``token`` as a message may quote it: at most about ``limit`` characters, the cut marked.
+
+    A cfg line can be megabytes long; an error that echoed it whole would bury the message.
+    """
+    if len(token) <= limit:
+        return token
+    keep = max(limit - 40, 1)
+    return f"{token[:keep]}…[{len(token) - keep:,} more characters]"
 
 
 def atoi(value: str) -> int | None:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from dwf.errors import CfgError
-from dwf.format.cfg import Section, atoi, int_list
+from dwf.format.cfg import Section, atoi, int_list, shorten
 from dwf.format.dialects import Dialect
 from dwf.format.records import LayerPlan, Storage
 
@@ -133,7 +133,8 @@ class LayerInput:
         n = atoi(opt.value)
         if n is None:
             raise self.fail(
-                f"{key}={opt.value} does not fit a 32-bit int; Darknet's behaviour is undefined",
+                f"{key}={shorten(opt.value)} does not fit a 32-bit int; Darknet's behaviour is"
+                " undefined",
                 key,
             )
         return n
@@ -202,7 +203,9 @@ class LayerInput:
         out: list[LayerPlan] = []
         for v in values:
             if v is None:
-                raise self.fail(f"{key}={opt.value} holds a number that does not fit an int", key)
+                raise self.fail(
+                    f"{key}={shorten(opt.value)} holds a number that does not fit an int", key
+                )
             out.append(self.ref(v, key))
         return out
 
@@ -556,13 +559,13 @@ def shortcut(x: LayerInput) -> Built:
     norm = x.text("weights_normalization", "none")
     if wtype not in _SHORTCUT_WEIGHTS:
         raise x.fail(
-            f"weights_type={wtype} is not one of none, per_feature, per_layer,"
+            f"weights_type={shorten(wtype)} is not one of none, per_feature, per_layer,"
             " per_channel (an inline comment after the value also breaks it)",
             "weights_type",
         )
     if norm not in _SHORTCUT_NORMS:
         raise x.fail(
-            f"weights_normalization={norm} is not one of none, relu, avg_relu, softmax",
+            f"weights_normalization={shorten(norm)} is not one of none, relu, avg_relu, softmax",
             "weights_normalization",
         )
     kind = _SHORTCUT_WEIGHTS[wtype]

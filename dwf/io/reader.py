@@ -236,6 +236,9 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
+        # Reads in flight on the descriptor: close() leaves the descriptor to the last of them,
+        # so no thread can ever read through a number the system has since given another file.
+        self._users = 0
         self._source = source
         if source is not None:
             self._init_remote(source)
@@ -366,8 +369,8 @@ class WeightsFile:
         """Write this file's arrays to ``dst``, streaming from the map layer by layer.
 
         Args:
-            dst: destination; written atomically, and never the source's bytes in place (saving
-                over the source's own path replaces it with a new file; this map stays valid).
+            dst: destination; written atomically. It must not be this file (by path, symlink
+                or hard link) nor its cfg: writing over what is being read would destroy it.
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
@@ -382,6 +385,7 @@ class WeightsFile:
         Raises:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
+            DwfError: ``dst`` is this file or its cfg, or exists and is not a regular file.
         """
         self._check_open()
         n = writer.check_upto(self.plan, upto)
@@ -411,7 +415,15 @@ class WeightsFile:
             self._require(lp)
             return self._view(a)
 
-        return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
+        return writer.write_arrays(dst, self.plan, get, header=header, upto=n, inputs=self.sources)
+
+    @property
+    def sources(self) -> tuple[str | int | None, ...]:
+        """What a write made from this file must never replace: the open file (its descriptor,
+        so the same inode under any name), its path and its cfg's path."""
+        if self._closed:
+            return (self.path, self.plan.cfg_path)
+        return (self._fd, self.path, self.plan.cfg_path)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
@@ -459,14 +471,17 @@ class WeightsFile:
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map. Views already handed out stay valid (they keep the map alive)."""
+        """Release the map and the descriptor. Views already handed out stay valid (they keep
+        the map alive). Safe while other threads read: each read either completes with the
+        right values or raises :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._body = None
             m, self._map = self._map, None
-            self._release_fd()
+            if self._users == 0:
+                self._release_fd()
         if m is not None:
             # Views may still reference the map; it is then released when the last one goes.
             with contextlib.suppress(BufferError):
@@ -530,14 +545,37 @@ class WeightsFile:
             path=self.path,
         )
 
+    @contextlib.contextmanager
+    def _using_fd(self) -> Iterator[np.ndarray[Any, np.dtype[np.float32]] | None]:
+        """Hold the descriptor open for one read (yields the mapped body, if any).
+
+        Raises:
+            ClosedFileError: the file was closed (now or before).
+        """
+        with self._lock:
+            self._check_open()
+            self._users += 1
+            body = self._body
+        try:
+            yield body
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._closed and self._users == 0:
+                    self._release_fd()
+
     def check_unchanged(self) -> None:
         """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
 
         Every view handed out is checked first; call this to check explicitly.
         """
-        self._check_open()
         if self._source is not None:  # checked by the source on each fetch
+            self._check_open()
             return
+        with self._using_fd():
+            self._check_unchanged()
+
+    def _check_unchanged(self) -> None:
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -561,10 +599,11 @@ class WeightsFile:
             )
 
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self.check_unchanged()
-        if self.backend != "mmap":
-            return self._read_copy(spec)
-        body = self._body
+        with self._using_fd() as body:
+            if self._source is None:  # a remote source checks the file on each fetch
+                self._check_unchanged()
+            if self.backend != "mmap":
+                return self._read_copy(spec)
         if body is None:
             body = np.empty(0, dtype=F32)
         return logical_view(body, spec, self.header.connected_transposed)
@@ -771,7 +810,13 @@ def _open_fd(path: str) -> int:
             raise DwfError(f"{path}: is a directory, not a weights file", path=path)
         if not stat.S_ISREG(st.st_mode):
             raise DwfError(f"{path}: not a regular file", path=path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DwfError(f"{path}: not a regular file", path=path)
+        return fd
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:

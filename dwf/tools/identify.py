@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from typing import Any, overload
 
@@ -68,10 +69,29 @@ def identify(
         finally:
             source.close()
     try:
-        size = os.path.getsize(spath)
-        with open(spath, "rb") as fh:
-            head = fh.read(512)
+        _regular(spath, os.stat(spath))
+        # Non-blocking: a FIFO swapped in after the check above must not block the open.
+        fd = os.open(spath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            st = os.fstat(fd)
+            _regular(spath, st)
+            head = os.read(fd, 512)
+        finally:
+            os.close(fd)
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        if isinstance(e, DwfError):
+            raise
         why = getattr(e, "strerror", None) or e
         raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
-    return identify_head(spath, head, size)
+    return identify_head(spath, head, st.st_size)
+
+
+def _regular(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise DwfError(f"{path}: cannot read: it is a directory, not a weights file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        raise DwfError(
+            f"{path}: cannot read: not a regular file (a FIFO, a device or a socket); weights are"
+            " read only from regular files",
+            path=path,
+        )
