@@ -195,16 +195,16 @@ class _Builder:
             bias = self.const(lp.name, np.zeros(n))
         if self.dialect.name == "pjreddie":
             # pjreddie's normalize_cpu: (x - mean) / (sqrt(var) + 1e-6)
+            b = lp.name
             c = self.shape_c(x)
-            rs = [c, 1, 1] if self.rank4(x) else [c]
-            m = self.reshape(mean, rs, lp.name) if self.rank4(x) else mean
-            v = self.node("Sqrt", [var], lp.name)
-            v = self.node("Add", [v, self.scalar(lp.name, 1e-6)], lp.name)
-            v = self.reshape(v, rs, lp.name) if self.rank4(x) else v
-            s = self.reshape(scale, rs, lp.name) if self.rank4(x) else scale
-            b = self.reshape(bias, rs, lp.name) if self.rank4(x) else bias
-            y = self.node("Div", [self.node("Sub", [x, m], lp.name), v], lp.name)
-            return self.node("Add", [self.node("Mul", [y, s], lp.name), b], lp.name)
+            rs = self.ints(b, [c, 1, 1] if self.rank4(x) else [c])
+
+            def per_c(t: str) -> str:
+                return self.node("Reshape", [t, rs], b)
+
+            d = self.node("Add", [self.node("Sqrt", [var], b), self.scalar(b, 1e-6)], b)
+            y = self.node("Div", [self.node("Sub", [x, per_c(mean)], b), per_c(d)], b)
+            return self.node("Add", [self.node("Mul", [y, per_c(scale)], b), per_c(bias)], b)
         # AlexeyAB's normalize_cpu: (x - mean) / sqrt(var + 1e-5), ONNX's own formula.
         return self.node("BatchNormalization", [x, scale, bias, mean, var], lp.name, epsilon=1e-5)
 
@@ -670,20 +670,33 @@ class _Builder:
 
     def l_l2norm(self, lp: LayerPlan) -> None:
         x = self.prev(lp)
-        sq = self.node("ReduceSum", [self.node("Mul", [x, x], lp.name), self.ints(lp.name, [1])],
-                       lp.name, keepdims=1)  # fmt: skip
-        norm = self.node("Add", [self.node("Sqrt", [sq], lp.name), self.scalar(lp.name, 1e-6)], lp.name)
-        self.emit(lp, self.node("Div", [x, norm], lp.name), lp.out_shape)
+        b = lp.name
+        sq = self.node("ReduceSum", [self.node("Mul", [x, x], b), self.ints(b, [1])], b, keepdims=1)
+        self.emit(lp, self.node("Div", [x, self.node("Sqrt", [sq], b)], b), lp.out_shape)
 
     def l_normalization(self, lp: LayerPlan) -> None:
         x = self.prev(lp)
+        b = lp.name
         size = int(self.num(lp, "size", 5))
         alpha, beta = self.num(lp, "alpha", 0.0001), self.num(lp, "beta", 0.75)
         kappa = self.num(lp, "kappa", 1.0)
-        if size % 2 == 0:
-            raise self.fail(lp, f"an even size={size} has no centred ONNX window")
-        # Darknet multiplies the window's sum by alpha; ONNX by alpha / size.
-        y = self.node("LRN", [x], lp.name, size=size, alpha=alpha * size, beta=beta, bias=kappa)
+        c, h, w = lp.in_c, lp.in_h, lp.in_w
+        if size < 1 or c <= size // 2:
+            raise self.fail(lp, f"size={size} reaches past its {c} channels")
+        # Darknet's running window sum starts from channels [0, size/2) and then adds
+        # k + size/2 for each k ≥ 1, so channel size/2 is never added, yet it is subtracted
+        # when the window passes it: every norm lacks alpha·x[size/2]² (not ONNX's LRN).
+        sq = self.node("Mul", [x, x], b)
+        col = self.reshape(sq, (1, c, h * w), b)
+        ones = self.const(b, np.ones((1, 1, size, 1)))
+        win = self.node("Conv", [col, ones], b, kernel_shape=[size, 1],
+                        pads=[(size - 1) // 2, 0, size // 2, 0])  # fmt: skip
+        win = self.reshape(win, (c, h, w), b)
+        skipped = self.slice(sq, [size // 2], [size // 2 + 1], [1], b)
+        norms = self.node("Sub", [win, skipped], b)
+        norms = self.node("Add", [self.node("Mul", [norms, self.scalar(b, alpha)], b),
+                                  self.scalar(b, kappa)], b)  # fmt: skip
+        y = self.node("Mul", [x, self.node("Pow", [norms, self.scalar(b, -beta)], b)], b)
         self.emit(lp, y, lp.out_shape)
 
     def l_scale_channels(self, lp: LayerPlan) -> None:
@@ -853,7 +866,11 @@ def to_onnx(
 
     # initializers
     total = sum(spec.nbytes for _, _, spec in b.inits)
-    location = None if embed or data is not None else _under(f.path, folder)
+    # ONNX refuses external data behind a symbolic link or outside the model's folder, so
+    # the weights are pointed at by their real path, and embedded when that lies elsewhere.
+    location = None
+    if not embed and data is None:
+        location = _under(os.path.realpath(f.path), os.path.realpath(folder))
     data_rel = None
     if data is not None:
         data_rel = _under(os.fspath(data), folder)
