@@ -195,7 +195,10 @@ def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
             xi = img(inp, lp.in_c, lp.in_h, lp.in_w)
             if p.get("maxpool_depth"):
                 oc = p["maxpool_depth"]
-                out = np.stack([xi[g::oc].max(0) for g in range(oc)]).reshape(-1)
+                groups = [xi[g::oc] for g in range(oc)]
+                out = np.stack(
+                    [g.max(0) if len(g) else np.full(xi.shape[1:], -FLT_MAX) for g in groups]
+                ).reshape(-1)
             else:
                 out = pool(xi, p["size"], p["stride_y"], p["stride_x"], p["padding"],
                            lp.out_h, lp.out_w, t == "local_avgpool").reshape(-1)  # fmt: skip

@@ -157,12 +157,15 @@ def test_full_network_outputs_and_metadata(tmp_path: Path) -> None:
 
 # -- cfg generation ------------------------------------------------------------------------------
 OPENCV_ACTS = ["linear", "leaky", "relu", "logistic", "tanh", "swish", "mish"]
+# activations Darknet defines element by element (the normalize_channels ones work across
+# channels and exist only in convolutional layers)
 ALL_ACTS = [
     "linear", "leaky", "relu", "relu6", "logistic", "loggy", "tanh", "elu", "selu", "gelu",
     "relie", "ramp", "plse", "stair", "hardtan", "lhtan", "swish", "mish", "hard_mish",
     "revleaky", "normalize_channels", "normalize_channels_softmax",
     "normalize_channels_softmax_maxval",
 ]  # fmt: skip
+ELEMENTWISE = [a for a in ALL_ACTS if not a.startswith("normalize_channels")]
 
 
 @st.composite
@@ -175,20 +178,30 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
     lines = [f"[net]\nchannels={c}\nheight={h}\nwidth={w}\n"]
     shapes: list[tuple[int, int, int]] = []  # (c, h, w) per layer; h=w=0 means flat
     acts = OPENCV_ACTS if opencv else ALL_ACTS
+    elementwise = OPENCV_ACTS if opencv else ELEMENTWISE
     cur = (c, h, w)
-    n_layers = draw(st.integers(1, 6))
+    n_layers = draw(st.integers(2, 7))
+    flat_mode = False
     kinds = ["conv", "conv", "maxpool", "route", "shortcut", "upsample", "dropout", "se", "sam",
-             "reorg", "avgpool", "connected", "softmax"]  # fmt: skip
+             "reorg", "res", "res"]  # fmt: skip
+    terminal = ["avgpool", "connected", "softmax"]  # image in, flat out: the last ones
     if not opencv:
         kinds += ["conv_bn_dialect", "maxpool_depth", "local_avgpool", "reorg3d", "weighted",
-                  "downsample", "crop", "activation", "batchnorm", "implicit", "route_groups",
-                  "normalization", "crop"]  # fmt: skip
-    for _ in range(n_layers):
+                  "downsample", "crop", "activation", "batchnorm", "route_groups",
+                  "normalization", "res"]  # fmt: skip
+    for step in range(n_layers):
         ci, hi, wi = cur
-        flat = hi == 0
-        kind = draw(st.sampled_from(kinds))
+        before = len(lines)
+        # OpenCV keeps connected/softmax outputs 2-D: only those may follow them there
+        flat = hi == 0 or (opencv and flat_mode)
+        kind = draw(st.sampled_from(kinds + terminal if step >= n_layers - 2 else kinds))
         if flat and kind not in ("connected", "softmax", "dropout"):
             kind = "connected"
+        if kind in ("se", "sam", "dropout") and not shapes:
+            continue  # they read an earlier layer (OpenCV also trips on a leading dropout)
+        if kind == "softmax" and opencv and not flat and (hi, wi) != (1, 1):
+            continue  # OpenCV's softmax runs over channels, Darknet's over the flat buffer
+        flat_mode = flat_mode or kind in ("connected", "softmax")
         if kind in ("conv", "conv_bn_dialect"):
             n = draw(st.integers(1, 6))
             size = draw(st.sampled_from([1, 3] if opencv else [1, 2, 3]))
@@ -248,6 +261,8 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
             rel = ",".join(str(r - len(shapes)) for r in refs)
             extra = ""
             if kind == "route_groups":
+                if any(shapes[r][0] % 2 for r in refs):
+                    continue  # Darknet's route then records a shape that holds no tensor
                 extra = "groups=2\ngroup_id=" + str(draw(st.integers(0, 1))) + "\n"
             lines.append(f"[route]\nlayers={rel}\n{extra}")
             shapes.append((-1, hi, wi))
@@ -261,7 +276,7 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
             if kind == "weighted" and len(cands) > 1 and draw(st.booleans()):
                 frm.append(draw(st.sampled_from(cands)))
             rel = ",".join(str(i - len(shapes)) for i in frm)
-            act = draw(st.sampled_from(acts))
+            act = draw(st.sampled_from(elementwise))
             extra = ""
             if kind == "weighted":
                 wt = draw(st.sampled_from(["per_feature", "per_channel"]))
@@ -269,20 +284,32 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
                 extra = f"weights_type={wt}\nweights_normalization={norm}\n"
             lines.append(f"[shortcut]\nfrom={rel}\nactivation={act}\n{extra}")
             shapes.append(cur)
+        elif kind == "res":
+            act = draw(st.sampled_from(elementwise))
+            lines.append(f"[convolutional]\nfilters={ci}\nsize=3\npad=1\nbatch_normalize=1\n"
+                         f"activation={act}\n")  # fmt: skip
+            extra = ""
+            if not opencv and draw(st.booleans()):
+                wt = draw(st.sampled_from(["per_feature", "per_channel"]))
+                norm = draw(st.sampled_from(["relu", "softmax"]))
+                extra = f"weights_type={wt}\nweights_normalization={norm}\n"
+            lines.append(f"[shortcut]\nfrom=-2\nactivation={act}\n{extra}")
         elif kind == "upsample":
             if hi * wi > 200:
                 continue
             lines.append("[upsample]\nstride=2\n")
             shapes.append((ci, hi * 2, wi * 2))
         elif kind == "downsample":
+            if hi < 2 or wi < 2:
+                continue
             lines.append("[upsample]\nstride=-2\n" + ("scale=0.5\n" if draw(st.booleans()) else ""))
             shapes.append((ci, hi // 2, wi // 2))
         elif kind in ("reorg", "reorg3d"):
-            if hi % 2 or wi % 2:
-                continue
+            if hi % 2 or wi % 2 or (kind == "reorg" and ci % 4):
+                continue  # Darknet's reorg_cpu divides by c / stride² (0 for fewer channels)
             rev = 0
-            if kind == "reorg3d":
-                rev = draw(st.integers(0, 1)) if ci % 4 == 0 else 0
+            if kind == "reorg3d":  # reorg_cpu then runs on c / stride² channels
+                rev = draw(st.integers(0, 1)) if ci % 16 == 0 else 0
             elif not opencv and ci % 4 == 0:
                 rev = draw(st.integers(0, 1))
             lines.append(f"[{kind}]\nstride=2\nreverse={rev}\n")
@@ -293,7 +320,7 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
         elif kind == "se":
             lines.append("[avgpool]\n")
             lines.append(f"[convolutional]\nfilters={ci}\nsize=1\nactivation=logistic\n")
-            lines.append(f"[scale_channels]\nfrom=-3\nactivation={draw(st.sampled_from(acts))}\n"
+            lines.append(f"[scale_channels]\nfrom=-3\nactivation={draw(st.sampled_from(elementwise))}\n"
                          if not opencv else "[scale_channels]\nfrom=-3\n")  # fmt: skip
             shapes += [(ci, 1, 1), (ci, 1, 1), cur]
         elif kind == "sam":
@@ -303,7 +330,7 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
         elif kind == "connected":
             out = draw(st.integers(1, 8))
             bn = 0 if opencv else draw(st.integers(0, 1))
-            act = draw(st.sampled_from(acts[:5] if opencv else acts[:19]))
+            act = draw(st.sampled_from(acts[:5] if opencv else ELEMENTWISE))
             lines.append(
                 f"[connected]\noutput={out}\nbatch_normalize={bn}\nactivation={act}\n"
             )
@@ -315,11 +342,13 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
             lines.append(f"[softmax]\n{g}")
             shapes.append((0, 0, 0))
         elif kind == "crop":
+            if hi < 4 or wi < 4:
+                continue
             lines.append(f"[crop]\ncrop_height={hi - 2}\ncrop_width={wi - 2}\n"
                          + ("noadjust=1\n" if draw(st.booleans()) else ""))  # fmt: skip
             shapes.append((ci, hi - 2, wi - 2))
         elif kind == "activation":
-            lines.append(f"[activation]\nactivation={draw(st.sampled_from(ALL_ACTS[:19]))}\n")
+            lines.append(f"[activation]\nactivation={draw(st.sampled_from(ELEMENTWISE))}\n")
             shapes.append(cur)
         elif kind == "batchnorm":
             lines.append("[batchnorm]\n")
@@ -331,8 +360,13 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
                 continue
             lines.append("[normalization]\nsize=3\nalpha=0.1\nbeta=0.75\nkappa=2\n")
             shapes.append(cur)
-        # the real shape comes from dwf's planner (checked against Darknet elsewhere)
-        plan = dwf.Plan.from_text("\n".join(lines))
+        # the real shape comes from dwf's planner (checked against Darknet elsewhere); a
+        # layer Darknet would not build (kernel larger than the input …) is dropped again
+        try:
+            plan = dwf.Plan.from_text("\n".join(lines))
+        except dwf.DwfError:
+            del lines[before:]
+            continue
         shapes = [
             (lp.out_c, lp.out_h, lp.out_w) if lp.out_h else (lp.outputs, 0, 0) for lp in plan.layers
         ]
@@ -505,7 +539,8 @@ def test_pjreddie_epsilon_is_not_alexeyabs(tmp_path: Path) -> None:
 def test_every_activation(tmp_path: Path, act: str) -> None:
     text = (
         "[net]\nchannels=3\nheight=6\nwidth=5\n[convolutional]\nfilters=4\nsize=3\npad=1\n"
-        f"activation={act}\n[shortcut]\nfrom=-1\nactivation={act}\n"
+        f"activation={act}\n[shortcut]\nfrom=-1\nactivation={act if act in ELEMENTWISE else 'linear'}\n"
+        f"[activation]\nactivation={act if act in ELEMENTWISE else 'linear'}\n"
     )
     check_against_reference(tmp_path, text, 7)
 

@@ -286,6 +286,13 @@ class _Builder:
             odd = node("Add", [node("Sub", [x, n], b), half], b)
             return node("Where", [even, half, odd], b)
         if act in _PER_CHANNEL_ACTS:
+            if lp.type != "convolutional":
+                raise self.fail(
+                    lp,
+                    f"activation={act} exists in Darknet only as a convolutional layer's"
+                    " per-pixel normalization; elsewhere its element-wise activate() has no case"
+                    " for it (the CPU build outputs 0)",
+                )
             if not self.rank4(x):
                 raise self.fail(lp, f"activation={act} needs an image (it works across channels)")
             if act == "normalize_channels":
@@ -330,6 +337,13 @@ class _Builder:
                     "a detection layer, whose decoding the export leaves to the caller"
                 )
                 continue
+            if lp.outputs == 0 or (lp.out_c * lp.out_h * lp.out_w not in (0, lp.outputs)):
+                raise self.fail(
+                    lp,
+                    f"Darknet records its output as {lp.out_c}×{lp.out_h}×{lp.out_w} with"
+                    f" {lp.outputs} values, which no tensor can hold (an input of another size"
+                    " or a channel count its groups= do not divide?)",
+                )
             handler = getattr(self, "l_" + kind, None)
             if handler is None:
                 raise self.fail(lp, "no ONNX form for this layer type")
@@ -544,7 +558,7 @@ class _Builder:
             for i in range(k):
                 wi = self.node("Gather", [wn, self.const(b, i, np.int64)], b, axis=0)
                 if wt == "per_channel":
-                    wi = self.reshape(wi, (lp.out_c, 1, 1), b)
+                    wi = self.node("Reshape", [wi, self.ints(b, [lp.out_c, 1, 1])], b)
                 ws[i] = wi
         y = x if ws[0] is None else self.node("Mul", [x, ws[0]], b)
         for i, r in enumerate(froms, start=1):
@@ -616,7 +630,11 @@ class _Builder:
         s = p["stride"]
         w, h, c = dims
         if c % (s * s) or c * h * w != lp.inputs:
-            raise self.fail(lp, f"{c} channels do not split into stride²={s * s} parts")
+            why = "divides by 0 and crashes" if c < s * s else "mixes channels across them"
+            raise self.fail(
+                lp, f"Darknet's reorg_cpu runs on {c} channels, which stride²={s * s} does not"
+                f" divide (it {why})",
+            )  # fmt: skip
         x = self.flat(self.use(lp, lp.index - 1, "input"), lp.name)
         # reorg_cpu's index arithmetic, as a reshape/transpose pair on the flat buffer
         if forward:
