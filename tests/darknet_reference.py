@@ -42,8 +42,9 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": lambda x: x * (x > 0),
     "relu6": lambda x: np.minimum(np.maximum(x, 0), 6),
     "elu": lambda x: (x >= 0) * x + (x < 0) * (np.exp(np.minimum(x, 0)) - 1),
-    "selu": lambda x: (x >= 0) * 1.0507 * x
-    + (x < 0) * 1.0507 * 1.6732 * (np.exp(np.minimum(x, 0)) - 1),
+    "selu": lambda x: (
+        (x >= 0) * 1.0507 * x + (x < 0) * 1.0507 * 1.6732 * (np.exp(np.minimum(x, 0)) - 1)
+    ),
     "gelu": lambda x: 0.5 * x * (1 + np.tanh(0.797885 * x + 0.035677 * x**3)),
     "relie": lambda x: np.where(x > 0, x, 0.01 * x),
     "ramp": lambda x: x * (x > 0) + 0.1 * x,
@@ -63,9 +64,21 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 PJREDDIE_ACTIVATIONS = {
-    "logistic", "loggy", "relu", "elu", "selu", "relie", "plse", "hardtan", "lhtan", "linear",
-    "ramp", "leaky", "tanh", "stair",
-}  # fmt: skip
+    "logistic",
+    "loggy",
+    "relu",
+    "elu",
+    "selu",
+    "relie",
+    "plse",
+    "hardtan",
+    "lhtan",
+    "linear",
+    "ramp",
+    "leaky",
+    "tanh",
+    "stair",
+}
 
 
 def activate(x: Array, name: str, c: int = 0, dialect: str = "alexeyab") -> Array:
@@ -97,10 +110,11 @@ def batch_norm(y: Array, a: Mapping[str, Array], dialect: str, prefix: str = "")
     return y * scales
 
 
-def conv(x: Array, w: Array, sy: int, sx: int, pad: int, dil: int, groups: int, oh: int,
-         ow: int) -> Array:  # fmt: skip
+def conv(
+    x: Array, w: Array, sy: int, sx: int, pad: int, dil: int, groups: int, oh: int, ow: int
+) -> Array:
     """im2col_cpu_ext + gemm: output (n, oh, ow); input pixels outside the image are 0."""
-    c, h, wd = x.shape
+    _, h, wd = x.shape
     n, cg, k, _ = w.shape
     ng = n // groups
     out = np.zeros((n, oh, ow))
@@ -154,8 +168,12 @@ def reorg_cpu(x: Array, w: int, h: int, c: int, stride: int, forward: bool) -> A
     return out
 
 
-def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
-            options: Mapping[int, Mapping[str, str]]) -> list[Array]:  # fmt: skip
+def forward(
+    plan: dwf.Plan,
+    arrays: Mapping[str, Mapping[str, Array]],
+    x: Array,
+    options: Mapping[int, Mapping[str, str]],
+) -> list[Array]:
     """Every layer's flat output buffer for one input ``x`` (flat CHW).
 
     ``arrays``: layer name → array name → logical array; ``options``: layer index → the cfg
@@ -175,8 +193,17 @@ def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
         t = lp.type
         if t == "convolutional":
             xi = img(inp, lp.in_c, lp.in_h, lp.in_w)
-            y = conv(xi, a["weights"].astype(np.float64), p["stride_y"], p["stride_x"],
-                     p["padding"], p["dilation"], p["groups"], lp.out_h, lp.out_w)  # fmt: skip
+            y = conv(
+                xi,
+                a["weights"].astype(np.float64),
+                p["stride_y"],
+                p["stride_x"],
+                p["padding"],
+                p["dilation"],
+                p["groups"],
+                lp.out_h,
+                lp.out_w,
+            )
             if p["batch_normalize"]:
                 y = batch_norm(y, a, dialect)
             y = y + a["biases"].astype(np.float64).reshape(-1, 1, 1)
@@ -200,8 +227,16 @@ def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
                     [g.max(0) if len(g) else np.full(xi.shape[1:], -FLT_MAX) for g in groups]
                 ).reshape(-1)
             else:
-                out = pool(xi, p["size"], p["stride_y"], p["stride_x"], p["padding"],
-                           lp.out_h, lp.out_w, t == "local_avgpool").reshape(-1)  # fmt: skip
+                out = pool(
+                    xi,
+                    p["size"],
+                    p["stride_y"],
+                    p["stride_x"],
+                    p["padding"],
+                    lp.out_h,
+                    lp.out_w,
+                    t == "local_avgpool",
+                ).reshape(-1)
         elif t == "avgpool":
             out = img(inp, lp.in_c, lp.in_h, lp.in_w).mean(axis=(1, 2))
         elif t == "route":
@@ -225,7 +260,9 @@ def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
                 big = inp[: c * oh * s * ow * s].reshape(c, oh, s, ow, s)
                 out = (scale * big.sum(axis=(2, 4))).reshape(-1)
         elif t in ("reorg", "reorg3d"):
-            w, h, c = (lp.in_w, lp.in_h, lp.in_c) if t == "reorg" else (lp.out_w, lp.out_h, lp.out_c)
+            w, h, c = (
+                (lp.in_w, lp.in_h, lp.in_c) if t == "reorg" else (lp.out_w, lp.out_h, lp.out_c)
+            )
             out = reorg_cpu(inp, w, h, c, p["stride"], bool(p["reverse"]))
         elif t == "softmax":
             groups = int(opt.get("groups", 1))
@@ -241,10 +278,8 @@ def forward(plan: dwf.Plan, arrays: Mapping[str, Mapping[str, Array]], x: Array,
             src = outs[p["from"][0]]
             cs = lp.out_w * lp.out_h
             idx = np.arange(lp.outputs)
-            if int(opt.get("scale_wh", 0)):
-                scale = inp[idx % cs]
-            else:
-                scale = inp[idx // cs]
+            # scale_wh: one scale per pixel, else one per channel
+            scale = inp[idx % cs] if int(opt.get("scale_wh", 0)) else inp[idx // cs]
             out = activate(src * scale, opt.get("activation", "linear"))
         elif t == "sam":
             out = activate(outs[p["from"][0]] * inp[: lp.outputs], opt.get("activation", "linear"))

@@ -160,11 +160,30 @@ OPENCV_ACTS = ["linear", "leaky", "relu", "logistic", "tanh", "swish", "mish"]
 # activations Darknet defines element by element (the normalize_channels ones work across
 # channels and exist only in convolutional layers)
 ALL_ACTS = [
-    "linear", "leaky", "relu", "relu6", "logistic", "loggy", "tanh", "elu", "selu", "gelu",
-    "relie", "ramp", "plse", "stair", "hardtan", "lhtan", "swish", "mish", "hard_mish",
-    "revleaky", "normalize_channels", "normalize_channels_softmax",
+    "linear",
+    "leaky",
+    "relu",
+    "relu6",
+    "logistic",
+    "loggy",
+    "tanh",
+    "elu",
+    "selu",
+    "gelu",
+    "relie",
+    "ramp",
+    "plse",
+    "stair",
+    "hardtan",
+    "lhtan",
+    "swish",
+    "mish",
+    "hard_mish",
+    "revleaky",
+    "normalize_channels",
+    "normalize_channels_softmax",
     "normalize_channels_softmax_maxval",
-]  # fmt: skip
+]
 ELEMENTWISE = [a for a in ALL_ACTS if not a.startswith("normalize_channels")]
 
 
@@ -182,13 +201,36 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
     cur = (c, h, w)
     n_layers = draw(st.integers(2, 7))
     flat_mode = False
-    kinds = ["conv", "conv", "maxpool", "route", "shortcut", "upsample", "dropout", "se", "sam",
-             "reorg", "res", "res"]  # fmt: skip
+    kinds = [
+        "conv",
+        "conv",
+        "maxpool",
+        "route",
+        "shortcut",
+        "upsample",
+        "dropout",
+        "se",
+        "sam",
+        "reorg",
+        "res",
+        "res",
+    ]
     terminal = ["avgpool", "connected", "softmax"]  # image in, flat out: the last ones
     if not opencv:
-        kinds += ["conv_bn_dialect", "maxpool_depth", "local_avgpool", "reorg3d", "weighted",
-                  "downsample", "crop", "activation", "batchnorm", "route_groups",
-                  "normalization", "res"]  # fmt: skip
+        kinds += [
+            "conv_bn_dialect",
+            "maxpool_depth",
+            "local_avgpool",
+            "reorg3d",
+            "weighted",
+            "downsample",
+            "crop",
+            "activation",
+            "batchnorm",
+            "route_groups",
+            "normalization",
+            "res",
+        ]
     for step in range(n_layers):
         ci, hi, wi = cur
         before = len(lines)
@@ -286,8 +328,10 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
             shapes.append(cur)
         elif kind == "res":
             act = draw(st.sampled_from(elementwise))
-            lines.append(f"[convolutional]\nfilters={ci}\nsize=3\npad=1\nbatch_normalize=1\n"
-                         f"activation={act}\n")  # fmt: skip
+            lines.append(
+                f"[convolutional]\nfilters={ci}\nsize=3\npad=1\nbatch_normalize=1\n"
+                f"activation={act}\n"
+            )
             extra = ""
             if not opencv and draw(st.booleans()):
                 wt = draw(st.sampled_from(["per_feature", "per_channel"]))
@@ -320,8 +364,11 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
         elif kind == "se":
             lines.append("[avgpool]\n")
             lines.append(f"[convolutional]\nfilters={ci}\nsize=1\nactivation=logistic\n")
-            lines.append(f"[scale_channels]\nfrom=-3\nactivation={draw(st.sampled_from(elementwise))}\n"
-                         if not opencv else "[scale_channels]\nfrom=-3\n")  # fmt: skip
+            lines.append(
+                f"[scale_channels]\nfrom=-3\nactivation={draw(st.sampled_from(elementwise))}\n"
+                if not opencv
+                else "[scale_channels]\nfrom=-3\n"
+            )
             shapes += [(ci, 1, 1), (ci, 1, 1), cur]
         elif kind == "sam":
             lines.append(f"[convolutional]\nfilters={ci}\nsize=1\nactivation=logistic\n")
@@ -331,9 +378,7 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
             out = draw(st.integers(1, 8))
             bn = 0 if opencv else draw(st.integers(0, 1))
             act = draw(st.sampled_from(acts[:5] if opencv else ELEMENTWISE))
-            lines.append(
-                f"[connected]\noutput={out}\nbatch_normalize={bn}\nactivation={act}\n"
-            )
+            lines.append(f"[connected]\noutput={out}\nbatch_normalize={bn}\nactivation={act}\n")
             shapes.append((out, 0, 0))
         elif kind == "softmax":
             g = ""
@@ -344,8 +389,10 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
         elif kind == "crop":
             if hi < 4 or wi < 4:
                 continue
-            lines.append(f"[crop]\ncrop_height={hi - 2}\ncrop_width={wi - 2}\n"
-                         + ("noadjust=1\n" if draw(st.booleans()) else ""))  # fmt: skip
+            lines.append(
+                f"[crop]\ncrop_height={hi - 2}\ncrop_width={wi - 2}\n"
+                + ("noadjust=1\n" if draw(st.booleans()) else "")
+            )
             shapes.append((ci, hi - 2, wi - 2))
         elif kind == "activation":
             lines.append(f"[activation]\nactivation={draw(st.sampled_from(ELEMENTWISE))}\n")
@@ -378,8 +425,9 @@ def networks(draw: st.DrawFn, opencv: bool) -> str:
     return "\n".join(lines)
 
 
-def write_net(folder: Path, text: str, seed: int, dialect: str = "alexeyab",
-              header: dwf.Header | None = None) -> tuple[Path, dwf.Plan, dict[str, dict[str, Array]]]:  # fmt: skip
+def write_net(
+    folder: Path, text: str, seed: int, dialect: str = "alexeyab", header: dwf.Header | None = None
+) -> tuple[Path, dwf.Plan, dict[str, dict[str, Array]]]:
     """cfg + weights with random arrays; batch-norm variances uniform in [0.5, 1.5]."""
     plan = dwf.Plan.from_text(text, dialect=dialect)
     rng = np.random.default_rng(seed)
@@ -439,8 +487,14 @@ REF_SETTINGS = settings(
 )
 
 
-def check_against_reference(folder: Path, text: str, seed: int, dialect: str = "alexeyab",
-                            header: dwf.Header | None = None, **export: Any) -> None:  # fmt: skip
+def check_against_reference(
+    folder: Path,
+    text: str,
+    seed: int,
+    dialect: str = "alexeyab",
+    header: dwf.Header | None = None,
+    **export: Any,
+) -> None:
     weights, plan, arrays = write_net(folder, text, seed, dialect, header)
     model = folder / "net.onnx"
     dwf.export(weights, model, cfg=folder / "net.cfg", dialect=dialect, **export)
@@ -455,8 +509,9 @@ def check_against_reference(folder: Path, text: str, seed: int, dialect: str = "
 
 @REF_SETTINGS
 @given(text=networks(opencv=False), seed=st.integers(0, 2**16))
-def test_matches_numpy_reference(tmp_path_factory: pytest.TempPathFactory, text: str,
-                                 seed: int) -> None:  # fmt: skip
+def test_matches_numpy_reference(
+    tmp_path_factory: pytest.TempPathFactory, text: str, seed: int
+) -> None:
     check_against_reference(tmp_path_factory.mktemp("ref"), text, seed)
 
 
@@ -465,11 +520,24 @@ def test_matches_numpy_reference(tmp_path_factory: pytest.TempPathFactory, text:
 def test_pjreddie_dialect_matches_numpy_reference(
     tmp_path_factory: pytest.TempPathFactory, text: str, seed: int
 ) -> None:
-    if any(k in text for k in ("weights_type", "stride_x", "maxpool_depth", "reorg3d",
-                               "group_id", "[sam]", "scale_channels",
-                               "dilation", "[implicit]")):  # fmt: skip
+    if any(
+        k in text
+        for k in (
+            "weights_type",
+            "stride_x",
+            "maxpool_depth",
+            "reorg3d",
+            "group_id",
+            "[sam]",
+            "scale_channels",
+            "dilation",
+            "[implicit]",
+        )
+    ):
         return  # AlexeyAB-only options: pjreddie plans them differently, on purpose
-    if "[batchnorm]" in text or any(a in text for a in ("swish", "mish", "gelu", "relu6", "normalize_")):
+    if "[batchnorm]" in text or any(
+        a in text for a in ("swish", "mish", "gelu", "relu6", "normalize_")
+    ):
         return
     check_against_reference(tmp_path_factory.mktemp("pj"), text, seed, "pjreddie")
 
@@ -506,9 +574,7 @@ def test_connected_batch_norm_and_legacy_transposed_header(tmp_path: Path, diale
     check_against_reference(tmp_path, CONNECTED_BN, 3, dialect, legacy)
     m = onnx.load(str(tmp_path / "net.onnx"), load_external_data=False)
     gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
-    assert gemms and all(
-        next(a.i for a in n.attribute if a.name == "transB") == 0 for n in gemms
-    )
+    assert gemms and all(next(a.i for a in n.attribute if a.name == "transB") == 0 for n in gemms)
 
 
 def test_pjreddie_epsilon_is_not_alexeyabs(tmp_path: Path) -> None:
@@ -528,19 +594,21 @@ def test_pjreddie_epsilon_is_not_alexeyabs(tmp_path: Path) -> None:
         }
         (folder / "net.cfg").write_text(text)
         dwf.save(folder / "net.weights", plan, arrays)
-        dwf.export(folder / "net.weights", folder / "net.onnx", cfg=folder / "net.cfg",
-                   dialect=dialect)  # fmt: skip
+        dwf.export(
+            folder / "net.weights", folder / "net.onnx", cfg=folder / "net.cfg", dialect=dialect
+        )
         outs[dialect] = run(folder / "net.onnx", np.ones((1, 1, 3, 3), np.float32))["conv_0"]
     np.testing.assert_allclose(outs["alexeyab"], 1 / np.sqrt(1e-6 + 1e-5), rtol=1e-5)
     np.testing.assert_allclose(outs["pjreddie"], 1 / (np.sqrt(1e-6) + 1e-6), rtol=1e-5)
 
 
-@pytest.mark.parametrize("act", ALL_ACTS + ["no_such_activation"])
+@pytest.mark.parametrize("act", [*ALL_ACTS, "no_such_activation"])
 def test_every_activation(tmp_path: Path, act: str) -> None:
+    other = act if act in ELEMENTWISE else "linear"  # normalize_channels: conv only
     text = (
         "[net]\nchannels=3\nheight=6\nwidth=5\n[convolutional]\nfilters=4\nsize=3\npad=1\n"
-        f"activation={act}\n[shortcut]\nfrom=-1\nactivation={act if act in ELEMENTWISE else 'linear'}\n"
-        f"[activation]\nactivation={act if act in ELEMENTWISE else 'linear'}\n"
+        f"activation={act}\n[shortcut]\nfrom=-1\nactivation={other}\n"
+        f"[activation]\nactivation={other}\n"
     )
     check_against_reference(tmp_path, text, 7)
 
@@ -571,7 +639,9 @@ def test_weights_stored_in_every_mode_give_the_same_model(tmp_path: Path) -> Non
             info = {e.key: e.value for e in t.external_data}
             start, stop = spans[t.name]
             assert (info["location"], int(info["offset"]), int(info["length"])) == (
-                "net.weights", start, stop - start
+                "net.weights",
+                start,
+                stop - start,
             )
     # the export moved with its weights still runs
     shutil.copy(weights, other / "net.weights")
@@ -595,7 +665,10 @@ REFUSED = {
 
 @pytest.mark.parametrize("kind", sorted(REFUSED))
 def test_recurrent_layers_are_refused_by_name(tmp_path: Path, kind: str) -> None:
-    text = "[net]\nchannels=2\nheight=4\nwidth=4\n[convolutional]\nfilters=2\nsize=1\nactivation=linear\n" + REFUSED[kind]  # noqa: E501
+    text = (
+        "[net]\nchannels=2\nheight=4\nwidth=4\n[convolutional]\nfilters=2\nsize=1\nactivation=linear\n"
+        + REFUSED[kind]
+    )
     weights, _, _ = write_net(tmp_path, text, 1)
     with pytest.raises(dwf.DwfError, match=rf"layer 1 \({kind}_1, {kind}\).*across time"):
         dwf.export(weights, tmp_path / "net.onnx", cfg=tmp_path / "net.cfg")
@@ -614,15 +687,18 @@ def test_reading_a_detection_layer_is_refused(tmp_path: Path) -> None:
 
 
 def test_partial_file_and_own_source_are_refused(tmp_path: Path) -> None:
-    weights, plan, _ = write_net(tmp_path, CONNECTED_BN, 1)
+    weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
     part = tmp_path / "part.weights"
     dwf.cut(weights, part, upto=2, cfg=tmp_path / "net.cfg")
-    with pytest.raises(dwf.DwfError, match=r"layer 2 \(connected_2, connected\) is not in the file"):
+    with pytest.raises(
+        dwf.DwfError, match=r"layer 2 \(connected_2, connected\) is not in the file"
+    ):
         dwf.export(part, tmp_path / "p.onnx", cfg=tmp_path / "net.cfg")
     with pytest.raises(dwf.DwfError, match="never writes over it"):
         dwf.export(weights, tmp_path / "x.onnx", cfg=tmp_path / "net.cfg", data=weights)
     with pytest.raises(dwf.DwfError, match="ONNX export only"):
         dwf.export(weights, tmp_path / "x.npz", cfg=tmp_path / "net.cfg", embed=True)
     with pytest.raises(dwf.DwfError, match="model's folder"):
-        dwf.export(weights, tmp_path / "x.onnx", cfg=tmp_path / "net.cfg",
-                   data=tmp_path.parent / "x.data")  # fmt: skip
+        dwf.export(
+            weights, tmp_path / "x.onnx", cfg=tmp_path / "net.cfg", data=tmp_path.parent / "x.data"
+        )

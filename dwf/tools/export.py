@@ -17,14 +17,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from dwf.format.dialects import Dialect
 from dwf.errors import ArrayError, DwfError
+from dwf.extras import require
+from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.extras import require
-from dwf.format.records import F32
+from dwf.format.records import F32, LayerPlan
 from dwf.io.reader import WeightsFile, logical_view, opened
-from dwf.format.records import LayerPlan
 from dwf.io.writer import atomic_write, save
 
 Array = np.ndarray[Any, Any]

@@ -37,13 +37,32 @@ _NEG = float(-np.finfo(np.float32).max)
 # Every activation name Darknet's get_activation knows, per dialect; any other name falls back
 # to relu there (with a printed warning), so it does here too.
 _ACTS_PJ = {
-    "logistic", "loggy", "relu", "elu", "selu", "relie", "plse", "hardtan", "lhtan", "linear",
-    "ramp", "leaky", "tanh", "stair",
-}  # fmt: skip
+    "logistic",
+    "loggy",
+    "relu",
+    "elu",
+    "selu",
+    "relie",
+    "plse",
+    "hardtan",
+    "lhtan",
+    "linear",
+    "ramp",
+    "leaky",
+    "tanh",
+    "stair",
+}
 _ACTS_AB = _ACTS_PJ | {
-    "swish", "mish", "hard_mish", "relu6", "gelu", "revleaky", "normalize_channels",
-    "normalize_channels_softmax", "normalize_channels_softmax_maxval",
-}  # fmt: skip
+    "swish",
+    "mish",
+    "hard_mish",
+    "relu6",
+    "gelu",
+    "revleaky",
+    "normalize_channels",
+    "normalize_channels_softmax",
+    "normalize_channels_softmax_maxval",
+}
 _PER_CHANNEL_ACTS = {
     "normalize_channels",
     "normalize_channels_softmax",
@@ -104,8 +123,9 @@ class _Builder:
         self._n += 1
         return f"{base}/{self._n}"
 
-    def node(self, op: str, inputs: Sequence[str], base: str, out: str | None = None,
-             **attrs: Any) -> str:  # fmt: skip
+    def node(
+        self, op: str, inputs: Sequence[str], base: str, out: str | None = None, **attrs: Any
+    ) -> str:
         name = out or self.uniq(base)
         self.nodes.append(self.h.make_node(op, list(inputs), [name], name=name + ":" + op, **attrs))
         return name
@@ -152,8 +172,15 @@ class _Builder:
             raise DwfError(f"internal: {x} holds {total} values, not {c}x{h}x{w}")
         return self.reshape(x, (c, h, w), base)
 
-    def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int],
-              base: str, steps: Sequence[int] | None = None) -> str:  # fmt: skip
+    def slice(
+        self,
+        x: str,
+        starts: Sequence[int],
+        ends: Sequence[int],
+        axes: Sequence[int],
+        base: str,
+        steps: Sequence[int] | None = None,
+    ) -> str:
         ins = [x, self.ints(base, starts), self.ints(base, ends), self.ints(base, axes)]
         if steps is not None:
             ins.append(self.ints(base, steps))
@@ -264,19 +291,29 @@ class _Builder:
         if act == "gelu":
             x3 = node("Mul", [node("Mul", [x, x], b), x], b)
             inner = node(
-                "Add", [node("Mul", [x, sc(b, 0.797885)], b), node("Mul", [x3, sc(b, 0.035677)], b)], b
+                "Add",
+                [node("Mul", [x, sc(b, 0.797885)], b), node("Mul", [x3, sc(b, 0.035677)], b)],
+                b,
             )
             t = node("Add", [node("Tanh", [inner], b), sc(b, 1.0)], b)
             return node("Mul", [node("Mul", [x, sc(b, 0.5)], b), t], b)
         if act == "plse":
             mid = node("Add", [node("Mul", [x, sc(b, 0.125)], b), sc(b, 0.5)], b)
             lo = node("Mul", [node("Add", [x, sc(b, 4.0)], b), sc(b, 0.01)], b)
-            hi = node("Add", [node("Mul", [node("Sub", [x, sc(b, 4.0)], b), sc(b, 0.01)], b), sc(b, 1.0)], b)
+            hi = node(
+                "Add",
+                [node("Mul", [node("Sub", [x, sc(b, 4.0)], b), sc(b, 0.01)], b), sc(b, 1.0)],
+                b,
+            )
             y = node("Where", [node("Greater", [x, sc(b, 4.0)], b), hi, mid], b)
             return node("Where", [node("Less", [x, sc(b, -4.0)], b), lo, y], b)
         if act == "lhtan":
             lo = node("Mul", [x, sc(b, 0.001)], b)
-            hi = node("Add", [node("Mul", [node("Sub", [x, sc(b, 1.0)], b), sc(b, 0.001)], b), sc(b, 1.0)], b)
+            hi = node(
+                "Add",
+                [node("Mul", [node("Sub", [x, sc(b, 1.0)], b), sc(b, 0.001)], b), sc(b, 1.0)],
+                b,
+            )
             y = node("Where", [node("Greater", [x, sc(b, 1.0)], b), hi, x], b)
             return node("Where", [node("Less", [x, sc(b, 0.0)], b), lo, y], b)
         if act == "stair":
@@ -383,9 +420,15 @@ class _Builder:
         bn = bool(p["batch_normalize"])
         ins = [x, w] if bn else [x, w, self.weight(lp, "biases")]
         y = self.node(
-            "Conv", ins, lp.name, kernel_shape=[size, size], strides=[sy, sx],
-            dilations=[dil, dil], pads=pads, group=groups,
-        )  # fmt: skip
+            "Conv",
+            ins,
+            lp.name,
+            kernel_shape=[size, size],
+            strides=[sy, sx],
+            dilations=[dil, dil],
+            pads=pads,
+            group=groups,
+        )
         if min(ends) < 0:
             y = self.slice(y, [0, 0], [lp.out_h, lp.out_w], [2, 3], lp.name)
         self.shape[y] = (n, lp.out_h, lp.out_w)
@@ -401,16 +444,23 @@ class _Builder:
         self.emit(lp, y, (n, lp.out_h, lp.out_w))
 
     def blur(self, lp: LayerPlan, y: str, c: int, aa: int, sy: int, sx: int) -> str:
+        # Darknet's fixed blur kernels (not stored in the file)
+        k: np.ndarray[Any, Any]
         if aa == 2:
-            k, pad = np.full((2, 2), 0.25, np.float32), 0
+            k, pad = np.full((2, 2), 0.25), 0
         else:
-            k, pad = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32) / 16, 1
+            k, pad = np.outer([1, 2, 1], [1, 2, 1]) / 16, 1
         kern = self.const(lp.name, np.broadcast_to(k, (c, 1, *k.shape)).copy())
         bs = k.shape[0]
         return self.node(
-            "Conv", [y, kern], lp.name, kernel_shape=[bs, bs], strides=[sy, sx],
-            pads=[pad] * 4, group=c,
-        )  # fmt: skip
+            "Conv",
+            [y, kern],
+            lp.name,
+            kernel_shape=[bs, bs],
+            strides=[sy, sx],
+            pads=[pad] * 4,
+            group=c,
+        )
 
     def mark_blurred(self, lp: LayerPlan) -> None:
         self._blurred.add(lp.index)
@@ -449,7 +499,9 @@ class _Builder:
         else:
             y = self.node("Gemm", [x, w, bias], lp.name, transB=trans_b)
         self._rank2[y] = lp.outputs
-        y = self.activation(lp, y, str(lp.params.get("activation") or self.option(lp, "activation", "logistic")))
+        y = self.activation(
+            lp, y, str(lp.params.get("activation") or self.option(lp, "activation", "logistic"))
+        )
         self.emit(lp, self.reshape(y, (lp.outputs, 1, 1), lp.name), (lp.outputs, 1, 1))
 
     def l_batchnorm(self, lp: LayerPlan) -> None:
@@ -465,8 +517,10 @@ class _Builder:
         x = self.prev(lp)
         size, sy, sx, pad = p["size"], p["stride_y"], p["stride_x"], p["padding"]
         begin = pad // 2
-        ends = [(o - 1) * s + size - i - begin for o, i, s in
-                ((lp.out_h, lp.in_h, sy), (lp.out_w, lp.in_w, sx))]  # fmt: skip
+        ends = [
+            (o - 1) * s + size - i - begin
+            for o, i, s in ((lp.out_h, lp.in_h, sy), (lp.out_w, lp.in_w, sx))
+        ]
         pads = [begin, begin, max(ends[0], 0), max(ends[1], 0)]
         attrs: dict[str, Any] = {"kernel_shape": [size, size], "strides": [sy, sx]}
         if op == "AveragePool":
@@ -475,9 +529,15 @@ class _Builder:
             if op == "AveragePool":
                 raise self.fail(lp, f"padding={pad} is not smaller than size={size}")
             x = self.node(
-                "Pad", [x, self.ints(lp.name, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]),
-                        self.scalar(lp.name, _NEG)], lp.name, mode="constant",
-            )  # fmt: skip
+                "Pad",
+                [
+                    x,
+                    self.ints(lp.name, [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]),
+                    self.scalar(lp.name, _NEG),
+                ],
+                lp.name,
+                mode="constant",
+            )
             pads = [0, 0, 0, 0]
         y = self.node(op, [x], lp.name, pads=pads, **attrs)
         if min(ends) < 0:
@@ -491,9 +551,15 @@ class _Builder:
             c, groups = lp.in_c, -(-lp.in_c // oc)
             if groups * oc != c:  # channel k belongs to group k % oc; pad the missing ones
                 x = self.node(
-                    "Pad", [x, self.ints(lp.name, [0, 0, 0, 0, 0, groups * oc - c, 0, 0]),
-                            self.scalar(lp.name, _NEG)], lp.name, mode="constant",
-                )  # fmt: skip
+                    "Pad",
+                    [
+                        x,
+                        self.ints(lp.name, [0, 0, 0, 0, 0, groups * oc - c, 0, 0]),
+                        self.scalar(lp.name, _NEG),
+                    ],
+                    lp.name,
+                    mode="constant",
+                )
             x = self.reshape(x, (groups, oc, lp.in_h, lp.in_w), lp.name)
             y = self.node("ReduceMax", [x], lp.name, axes=[1], keepdims=0)
             self.emit(lp, y, lp.out_shape)
@@ -509,8 +575,15 @@ class _Builder:
     def l_route(self, lp: LayerPlan) -> None:
         refs = [self.plan.layers[i] for i in lp.params["layers"]]
         groups, gid = lp.params["groups"], lp.params["group_id"]
-        if groups == 1 and lp.out_c and all(r.out_c * lp.out_h * lp.out_w == r.outputs and
-                                            (r.out_h, r.out_w) == (lp.out_h, lp.out_w) for r in refs):  # fmt: skip
+        if (
+            groups == 1
+            and lp.out_c
+            and all(
+                r.out_c * lp.out_h * lp.out_w == r.outputs
+                and (r.out_h, r.out_w) == (lp.out_h, lp.out_w)
+                for r in refs
+            )
+        ):
             xs = [self.ref(lp, r.index) for r in refs]
             y = xs[0] if len(xs) == 1 else self.node("Concat", xs, lp.name, axis=1)
             self.emit(lp, y, lp.out_shape)
@@ -549,8 +622,15 @@ class _Builder:
         if wt != "none":
             raw = self.weight(lp, "weights")  # (k,) or (k, c)
             if norm == "softmax":
-                e = self.node("Exp", [self.node("Sub", [raw, self.node(
-                    "ReduceMax", [raw], b, axes=[0], keepdims=1)], b)], b)  # fmt: skip
+                e = self.node(
+                    "Exp",
+                    [
+                        self.node(
+                            "Sub", [raw, self.node("ReduceMax", [raw], b, axes=[0], keepdims=1)], b
+                        )
+                    ],
+                    b,
+                )
             else:
                 e = self.node("Relu", [raw], b)
             total = self.node("ReduceSum", [e, self.ints(b, [0])], b, keepdims=1)
@@ -560,7 +640,8 @@ class _Builder:
                 if wt == "per_channel":
                     wi = self.node("Reshape", [wi, self.ints(b, [lp.out_c, 1, 1])], b)
                 ws[i] = wi
-        y = x if ws[0] is None else self.node("Mul", [x, ws[0]], b)
+        w0 = ws[0]
+        y = x if w0 is None else self.node("Mul", [x, w0], b)
         for i, r in enumerate(froms, start=1):
             a = self.ref(lp, r.index)
             if r.outputs != lp.outputs or self.shape.get(a) != lp.out_shape:
@@ -588,7 +669,9 @@ class _Builder:
         mc, mh, mw = min(c1, c2), min(h1, h2), min(w1, w2)
         a = self.ref(lp, r.index)
         if (c1, h1, w1) != (mc, mh, mw) or stride != 1:
-            a = self.slice(a, [0, 0, 0], [mc, mh * stride, mw * stride], [1, 2, 3], b, [1, stride, stride])
+            a = self.slice(
+                a, [0, 0, 0], [mc, mh * stride, mw * stride], [1, 2, 3], b, [1, stride, stride]
+            )
         if alpha != 1.0:
             # only the overlapping region is scaled by alpha
             mask = np.zeros((c2, h2, w2), np.float32)
@@ -606,9 +689,13 @@ class _Builder:
         if s > 0:
             x = self.prev(lp)
             y = self.node(
-                "Resize", [x, "", self.const(lp.name, [1, 1, s, s])], lp.name, mode="nearest",
-                coordinate_transformation_mode="asymmetric", nearest_mode="floor",
-            )  # fmt: skip
+                "Resize",
+                [x, "", self.const(lp.name, [1, 1, s, s])],
+                lp.name,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
         else:
             # Darknet sums each s×s block of the input read as a (c, out_h*s, out_w*s) buffer.
             s = -s
@@ -632,9 +719,10 @@ class _Builder:
         if c % (s * s) or c * h * w != lp.inputs:
             why = "divides by 0 and crashes" if c < s * s else "mixes channels across them"
             raise self.fail(
-                lp, f"Darknet's reorg_cpu runs on {c} channels, which stride²={s * s} does not"
+                lp,
+                f"Darknet's reorg_cpu runs on {c} channels, which stride²={s * s} does not"
                 f" divide (it {why})",
-            )  # fmt: skip
+            )
         x = self.flat(self.use(lp, lp.index - 1, "input"), lp.name)
         # reorg_cpu's index arithmetic, as a reshape/transpose pair on the flat buffer
         if forward:
@@ -670,7 +758,7 @@ class _Builder:
 
     def _identity(self, lp: LayerPlan) -> None:
         x = self.use(lp, lp.index - 1, "input")
-        self.emit(lp, x if x == "input" else x, self.shape.get(x, self.out_shape(lp)))
+        self.emit(lp, x, self.shape.get(x, self.out_shape(lp)))
 
     def l_dropout(self, lp: LayerPlan) -> None:
         self._identity(lp)
@@ -680,7 +768,9 @@ class _Builder:
 
     def l_activation(self, lp: LayerPlan) -> None:
         x = self.use(lp, lp.index - 1, "input")
-        self.emit(lp, self.activation(lp, x, self.option(lp, "activation", "linear")), self.shape[x])
+        self.emit(
+            lp, self.activation(lp, x, self.option(lp, "activation", "linear")), self.shape[x]
+        )
 
     def l_logistic(self, lp: LayerPlan) -> None:
         x = self.use(lp, lp.index - 1, "input")
@@ -707,13 +797,15 @@ class _Builder:
         sq = self.node("Mul", [x, x], b)
         col = self.reshape(sq, (1, c, h * w), b)
         ones = self.const(b, np.ones((1, 1, size, 1)))
-        win = self.node("Conv", [col, ones], b, kernel_shape=[size, 1],
-                        pads=[(size - 1) // 2, 0, size // 2, 0])  # fmt: skip
+        win = self.node(
+            "Conv", [col, ones], b, kernel_shape=[size, 1], pads=[(size - 1) // 2, 0, size // 2, 0]
+        )
         win = self.reshape(win, (c, h, w), b)
         skipped = self.slice(sq, [size // 2], [size // 2 + 1], [1], b)
         norms = self.node("Sub", [win, skipped], b)
-        norms = self.node("Add", [self.node("Mul", [norms, self.scalar(b, alpha)], b),
-                                  self.scalar(b, kappa)], b)  # fmt: skip
+        norms = self.node(
+            "Add", [self.node("Mul", [norms, self.scalar(b, alpha)], b), self.scalar(b, kappa)], b
+        )
         y = self.node("Mul", [x, self.node("Pow", [norms, self.scalar(b, -beta)], b)], b)
         self.emit(lp, y, lp.out_shape)
 
@@ -741,8 +833,14 @@ class _Builder:
         dh, dw = (lp.in_h - lp.out_h) // 2, (lp.in_w - lp.out_w) // 2
         y = self.slice(x, [dh, dw], [dh + lp.out_h, dw + lp.out_w], [2, 3], lp.name)
         if not int(self.num(lp, "noadjust", 0)):  # Darknet maps [0, 1] to [-1, 1] here
-            y = self.node("Sub", [self.node("Mul", [y, self.scalar(lp.name, 2.0)], lp.name),
-                                  self.scalar(lp.name, 1.0)], lp.name)  # fmt: skip
+            y = self.node(
+                "Sub",
+                [
+                    self.node("Mul", [y, self.scalar(lp.name, 2.0)], lp.name),
+                    self.scalar(lp.name, 1.0),
+                ],
+                lp.name,
+            )
         self.emit(lp, y, lp.out_shape)
 
     def l_implicit(self, lp: LayerPlan) -> None:
@@ -766,17 +864,28 @@ class _Builder:
         cols = []
         for ky in range(size):
             for kx in range(size):
-                cols.append(self.slice(
-                    x, [ky, kx], [ky + (oh - 1) * s + 1, kx + (ow - 1) * s + 1], [2, 3], b, [s, s]
-                ))  # fmt: skip
+                cols.append(
+                    self.slice(
+                        x,
+                        [ky, kx],
+                        [ky + (oh - 1) * s + 1, kx + (ow - 1) * s + 1],
+                        [2, 3],
+                        b,
+                        [s, s],
+                    )
+                )
         col = self.node("Concat", cols, b, axis=1) if len(cols) > 1 else cols[0]
         col = self.reshape(col, (size * size, c, oh * ow), b)  # (ky kx), c, loc
         col = self.node("Transpose", [col], b, perm=[0, 3, 2, 1])  # N, loc, c, (ky kx)
         col = self.reshape(col, (oh * ow, c * size * size), b)
         w = self.reshape(self.weight(lp, "weights"), (oh * ow, n, c * size * size), b)
         w = self.node("Unsqueeze", [w, self.ints(b, [0])], b)
-        y = self.node("Einsum", [col, self.node("Squeeze", [w, self.ints(b, [0])], b)], b,
-                      equation="blk,lnk->bnl")  # fmt: skip
+        y = self.node(
+            "Einsum",
+            [col, self.node("Squeeze", [w, self.ints(b, [0])], b)],
+            b,
+            equation="blk,lnk->bnl",
+        )
         y = self.reshape(y, (n, oh, ow), b)
         y = self.node("Add", [y, self.weight(lp, "biases")], b)
         self.shape[y] = lp.out_shape
@@ -849,8 +958,14 @@ def to_onnx(
         b.shape["input"] = (net.channels, net.height, net.width)
     else:
         b.shape["input"] = (net.inputs, 1, 1)
-        b.nodes.append(h.make_node("Reshape", ["input_flat", b.ints("input", [0, net.inputs, 1, 1])],
-                                   ["input"], name="input:Reshape"))  # fmt: skip
+        b.nodes.append(
+            h.make_node(
+                "Reshape",
+                ["input_flat", b.ints("input", [0, net.inputs, 1, 1])],
+                ["input"],
+                name="input:Reshape",
+            )
+        )
     b.build()
 
     # outputs: what enters each detection layer, then the last layer's own output
@@ -878,8 +993,9 @@ def to_onnx(
         [lp.name for lp in f.plan.layers if lp.type in DETECTION_TYPES]
     )
     meta["darknet.dialect"] = f.plan.dialect
-    meta["darknet.net"] = json.dumps(_section_options(tokenize(
-        f.plan.text, strip_cr=b.dialect.strip_cr).sections[0]))  # fmt: skip
+    meta["darknet.net"] = json.dumps(
+        _section_options(tokenize(f.plan.text, strip_cr=b.dialect.strip_cr).sections[0])
+    )
     meta["darknet.header"] = f.header.version
 
     # initializers
@@ -920,7 +1036,9 @@ def to_onnx(
             inits.append(_external(onnx, name, b.stored_dims(spec), location, start, stop - start))
     else:
         for name, lp, spec in b.inits:
-            t = h.make_tensor(name, tp.FLOAT, b.stored_dims(spec), _stored_bytes(f, lp, spec), raw=True)
+            t = h.make_tensor(
+                name, tp.FLOAT, b.stored_dims(spec), _stored_bytes(f, lp, spec), raw=True
+            )
             inits.append(t)
 
     shapes = {t: b.shape[t] for t in outputs}
@@ -949,8 +1067,9 @@ def to_onnx(
     return target
 
 
-def _external(onnx: Any, name: str, dims: Sequence[int], location: str, offset: int,
-              length: int) -> Any:  # fmt: skip
+def _external(
+    onnx: Any, name: str, dims: Sequence[int], location: str, offset: int, length: int
+) -> Any:
     t = onnx.TensorProto()
     t.name = name
     t.data_type = onnx.TensorProto.FLOAT
