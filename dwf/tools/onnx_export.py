@@ -622,15 +622,8 @@ class _Builder:
         if wt != "none":
             raw = self.weight(lp, "weights")  # (k,) or (k, c)
             if norm == "softmax":
-                e = self.node(
-                    "Exp",
-                    [
-                        self.node(
-                            "Sub", [raw, self.node("ReduceMax", [raw], b, axes=[0], keepdims=1)], b
-                        )
-                    ],
-                    b,
-                )
+                top = self.node("ReduceMax", [raw], b, axes=[0], keepdims=1)
+                e = self.node("Exp", [self.node("Sub", [raw, top], b)], b)
             else:
                 e = self.node("Relu", [raw], b)
             total = self.node("ReduceSum", [e, self.ints(b, [0])], b, keepdims=1)
@@ -652,9 +645,9 @@ class _Builder:
                 elif r.outputs < lp.outputs:
                     a = self.node("Pad", [a, self.ints(b, [0, 0, 0, lp.outputs - r.outputs])], b)
                 a = self.reshape(a, lp.out_shape, b)
-            wi = ws[i]
-            if wi is not None:
-                a = self.node("Mul", [a, wi], b)
+            wk = ws[i]
+            if wk is not None:
+                a = self.node("Mul", [a, wk], b)
             y = self.node("Add", [y, a], b)
         return y
 
