@@ -295,6 +295,9 @@ def forward(
         elif t == "l2norm":
             xi = img(inp, lp.in_c, lp.in_h, lp.in_w)
             out = (xi / np.sqrt((xi**2).sum(0))).reshape(-1)
+        elif t == "local":
+            out = _local(img(inp, lp.in_c, lp.in_h, lp.in_w), lp, a)
+            out = activate(out, p["activation"], lp.out_c, dialect)
         elif t == "logistic":
             out = _sigmoid(inp)
         else:
@@ -363,3 +366,24 @@ def _lrn(x: Array, opt: Mapping[str, str]) -> Array:
         if nxt < c:
             norms[k] += alpha * sq[nxt]
     return x * norms ** (-beta)
+
+
+def _local(x: Array, lp: Any, a: Mapping[str, Array]) -> Array:
+    """forward_local_layer: im2col (rows c, ky, kx), one gemm per output location."""
+    p = lp.params
+    size, s, n = p["size"], p["stride"], p["filters"]
+    pad = size // 2 if p["pad"] else 0
+    c, h, w = x.shape
+    oh, ow = lp.out_h, lp.out_w
+    weights = a["weights"].astype(np.float64).reshape(oh * ow, n, c * size * size)
+    out = a["biases"].astype(np.float64).reshape(n, oh * ow).copy()
+    for j in range(oh * ow):
+        y0, x0 = (j // ow) * s - pad, (j % ow) * s - pad
+        col = np.zeros((c, size, size))
+        for ky in range(size):
+            for kx in range(size):
+                yy, xx = y0 + ky, x0 + kx
+                if 0 <= yy < h and 0 <= xx < w:
+                    col[:, ky, kx] = x[:, yy, xx]
+        out[:, j] += weights[j] @ col.reshape(-1)
+    return out.reshape(-1)

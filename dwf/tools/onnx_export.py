@@ -871,18 +871,49 @@ class _Builder:
         col = self.reshape(col, (size * size, c, oh * ow), b)  # (ky kx), c, loc
         col = self.node("Transpose", [col], b, perm=[0, 3, 2, 1])  # N, loc, c, (ky kx)
         col = self.reshape(col, (oh * ow, c * size * size), b)
-        w = self.reshape(self.weight(lp, "weights"), (oh * ow, n, c * size * size), b)
-        w = self.node("Unsqueeze", [w, self.ints(b, [0])], b)
-        y = self.node(
-            "Einsum",
-            [col, self.node("Squeeze", [w, self.ints(b, [0])], b)],
-            b,
-            equation="blk,lnk->bnl",
-        )
+        k = c * size * size
+        w = self.node("Reshape", [self.weight(lp, "weights"), self.ints(b, [oh * ow, n, k])], b)
+        y = self.node("Einsum", [col, w], b, equation="blk,lnk->bnl")
         y = self.reshape(y, (n, oh, ow), b)
         y = self.node("Add", [y, self.weight(lp, "biases")], b)
         self.shape[y] = lp.out_shape
         self.emit(lp, self.activation(lp, y), lp.out_shape)
+
+
+def _numbers(text: str, kind: type) -> list[Any]:
+    out = []
+    for part in text.split("#", 1)[0].split(","):
+        part = part.strip()
+        if part:
+            try:
+                out.append(kind(float(part)) if kind is int else kind(part))
+            except ValueError:
+                continue
+    return out
+
+
+def _head_meta(b: _Builder, lp: LayerPlan, tensor: str) -> dict[str, Any]:
+    """What a decoder of this detection layer needs, with Darknet's defaults filled in."""
+    opts = _section_options(b.sections[lp.index])
+    p = lp.params
+    meta: dict[str, Any] = {"type": lp.type, "index": lp.index, "input": tensor}
+    meta["input_shape"] = [lp.in_c, lp.in_h, lp.in_w]
+    meta["classes"] = p.get("classes")
+    meta["num"] = p.get("num")
+    meta["anchors"] = _numbers(opts.get("anchors", ""), float)
+    if lp.type in ("yolo", "Gaussian_yolo"):
+        mask = _numbers(opts.get("mask", ""), int)
+        meta["mask"] = mask or list(range(int(p.get("num") or 0)))
+        meta["scale_x_y"] = float(opts.get("scale_x_y", 1) or 1)
+        meta["new_coords"] = int(float(opts.get("new_coords", 0) or 0))
+    elif lp.type == "region":
+        meta["coords"] = p.get("coords")
+        meta["softmax"] = int(float(opts.get("softmax", 0) or 0))
+    elif lp.type == "detection":
+        meta["side"] = p.get("side")
+        meta["coords"] = int(float(opts.get("coords", 1) or 1))
+    meta["options"] = opts  # every option as written in the cfg
+    return meta
 
 
 def _check_held(f: WeightsFile) -> None:
@@ -969,9 +1000,7 @@ def to_onnx(
             t = b.tensor[lp.index]
             if t not in outputs:
                 outputs.append(t)
-            opts = _section_options(b.sections[lp.index])
-            opts.update({"type": lp.type, "input": t, "index": str(lp.index)})
-            meta[f"darknet.{lp.name}"] = json.dumps(opts)
+            meta[f"darknet.{lp.name}"] = json.dumps(_head_meta(b, lp, t))
     last = f.plan.layers[-1]
     if last.type not in DETECTION_TYPES:
         if last.index in b.blocked:
