@@ -193,21 +193,34 @@ def forward(
         t = lp.type
         if t == "convolutional":
             xi = img(inp, lp.in_c, lp.in_h, lp.in_w)
-            y = conv(
-                xi,
-                a["weights"].astype(np.float64),
-                p["stride_y"],
-                p["stride_x"],
-                p["padding"],
-                p["dilation"],
-                p["groups"],
-                lp.out_h,
-                lp.out_w,
-            )
+            aa = p.get("antialiasing", 0)
+            sy, sx = (1, 1) if aa else (p["stride_y"], p["stride_x"])  # the blur strides
+            w64 = a["weights"].astype(np.float64)
+            y = conv(xi, w64, sy, sx, p["padding"], p["dilation"], p["groups"], lp.out_h, lp.out_w)
             if p["batch_normalize"]:
                 y = batch_norm(y, a, dialect)
             y = y + a["biases"].astype(np.float64).reshape(-1, 1, 1)
             out = activate(y.reshape(-1), p["activation"], lp.out_c, dialect)
+            if p.get("antialiasing"):  # the fixed blur, a depthwise conv, at the real stride
+                k = (
+                    np.full((2, 2), 0.25)
+                    if p["antialiasing"] == 2
+                    else np.outer([1, 2, 1], [1, 2, 1]) / 16
+                )
+                bp = 0 if p["antialiasing"] == 2 else 1
+                nxt = plan.layers[lp.index + 1]
+                blur = np.broadcast_to(k, (lp.out_c, 1, *k.shape))
+                out = conv(
+                    out.reshape(lp.out_shape),
+                    blur,
+                    p["stride_y"],
+                    p["stride_x"],
+                    bp,
+                    1,
+                    lp.out_c,
+                    nxt.in_h,
+                    nxt.in_w,
+                ).reshape(-1)
         elif t == "connected":
             y = a["weights"].astype(np.float64) @ inp[: lp.inputs]
             if "scales" in a:

@@ -694,6 +694,14 @@ LAYER_CASES = {
     "stride_x=2\nstride_y=1\npadding=1\ndilation=3\nactivation=linear\n",
     "conv-groups-uneven-channels": NET.format(c=5, h=4, w=4) + "[convolutional]\nfilters=4\n"
     "size=1\ngroups=2\nactivation=linear\n",
+    "antialiasing": NET.format(c=2, h=9, w=8)
+    + "[convolutional]\nfilters=3\nsize=3\nstride=2\npad=1\nantialiasing=1\nactivation=leaky\n"
+    + "[convolutional]\nfilters=4\nsize=1\nstride=2\nantialiasing=2\nactivation=linear\n"
+    + CONV.format(n=2),
+    "scale-wh": NET.format(c=3, h=4, w=5)
+    + CONV.format(n=4)
+    + "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
+    + "[scale_channels]\nfrom=-2\nscale_wh=1\n",
     "softmax-groups": NET.format(c=4, h=2, w=2) + "[softmax]\ngroups=4\ntemperature=3\n",
 }
 
