@@ -13,7 +13,8 @@ Conventions a page can use:
   any, its captured standard output must equal them (``#>`` and one space removed); a ``#> ...``
   line stands for any number of lines.
 * ```` ```console ```` blocks are shell transcripts: every ``$ dwf …`` or ``$ python -m dwf …``
-  line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that follow it
+  line is run through :func:`dwf.interfaces.cli.main` and must print exactly the lines that
+  follow it
   (standard output and standard error together; ``...`` stands for any number of lines).
   ``$ echo $?`` prints the previous command's exit code. A console block with any other command
   is shown, not checked. ```` ```sh ```` and other blocks are not run.
@@ -277,7 +278,7 @@ def _json_keys(value: object) -> set[str]:
 def test_info_json_keys_are_documented(tmp_path: Path) -> None:
     _, weights = write_demo(tmp_path)
     with dwf.open(weights) as f:
-        keys = _json_keys(dwf.interfaces.cli._info_json(f))
+        keys = _json_keys(f.to_dict())  # what `dwf info --json` prints
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"docs/cli.md does not describe the --json keys {missing}"

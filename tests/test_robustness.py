@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 import dwf
-import dwf.tools.fuse
 import dwf.io.writer
-from dwf.interfaces.cli import main as cli
-from dwf.tools.demo import demo_cfg_text
+import dwf.tools.fuse
 from dwf.format.header import Header
+from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
+from dwf.tools.demo import demo_cfg_text
 
 CFG = """[net]
 width=32
@@ -437,7 +437,7 @@ def _tmp_files(folder: Path) -> list[str]:
 
 def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
     calls = 0
-    real = dwf.io.writer._stored_bytes
+    real = dwf.io.writer.stored_bytes
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
@@ -469,7 +469,7 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
     flaky = _fail_on_call(4, exc)  # the fourth array: the header and three arrays are written
-    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", flaky)
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", flaky)
     monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
@@ -511,7 +511,7 @@ def test_interrupted_write_leaves_no_temp_file(
     """Ctrl-C mid-write (KeyboardInterrupt is not an Exception) cleans up too."""
     weights, cfg = model
     dst = tmp_path / "dst.weights"
-    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
     with dwf.open(weights, cfg) as f, pytest.raises(KeyboardInterrupt):
         f.save(dst)
     assert not dst.exists()

@@ -274,7 +274,7 @@ def test_failed_rename_leaves_destination_and_no_temp_file(
 def test_failure_after_the_header_is_written(
     plan: dwf.Plan, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = dwf.io.writer._stored_bytes
+    real = dwf.io.writer.stored_bytes
     calls: list[int] = []
     temp_sizes: list[int] = []
 
@@ -286,7 +286,7 @@ def test_failure_after_the_header_is_written(
             raise RuntimeError("conversion failed")
         return real(*args)
 
-    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", fail_on_third)
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", fail_on_third)
     with pytest.raises(RuntimeError, match="conversion failed"):
         dwf.save(target, plan, make_arrays())
     assert len(calls) == 3
@@ -300,7 +300,7 @@ def test_disk_full_is_a_dwf_error(
     def no_space(*args: Any) -> Any:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", no_space)
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", no_space)
     with pytest.raises(dwf.DwfError) as info:
         dwf.save(target, plan, make_arrays())
     assert str(target) in str(info.value)
@@ -314,7 +314,7 @@ def test_interrupt_during_write_cleans_up(
     def interrupted(*args: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", interrupted)
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         dwf.save(target, plan, make_arrays())
     assert_untouched(target)

@@ -12,9 +12,9 @@ import re
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
-from dwf.errors import CfgError
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.planner import Plan
 

@@ -3,7 +3,8 @@
 Darknet decides the width of ``seen`` from the version (spec §1.2): 8 bytes when
 ``major*10 + minor >= 2``, else 4. Files from before December 2015 start with three float32
 (learning rate, momentum, decay) instead of a version; read as int32 those are huge, which is how
-Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored transposed, spec §1.3).
+Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored
+transposed, spec §1.3).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import attrs
 
-from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import HeaderError
+from dwf.format.dialects import Dialect, get_dialect
 
 _VERSION = struct.Struct("<iii")
 

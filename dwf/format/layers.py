@@ -4,6 +4,10 @@ Each definition receives a :class:`LayerInput` (the section's options, what the 
 produced, the layers built so far, the dialect) and returns a :class:`Built`. Offsets are not a
 concern here: the planner lays the arrays out one after another. Rules come from spec §4 and §6;
 dialect differences are read from :class:`dwf.format.dialects.Dialect` switches.
+
+This module is longer than the ~500 lines a module here usually has, on purpose: it is the layer
+table, ~37 short definitions side by side, so that "where are a layer type's arrays defined" has
+one answer and the definitions can be read against each other.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from typing import Any
 
 import attrs
 
+from dwf.errors import CfgError
 from dwf.format.cfg import Section, atoi, int_list
 from dwf.format.dialects import Dialect
-from dwf.errors import CfgError
 from dwf.format.records import LayerPlan, Storage
 
 # Marks "option absent" for share_index, as Darknet does with its own sentinel.
@@ -66,9 +70,9 @@ class LayerInput:
         "index",
         "inputs",
         "kind",
+        "loading",
         "n_layers",
         "path",
-        "loading",
         "section",
         "type",
         "w",
@@ -527,7 +531,14 @@ def route(x: LayerInput) -> Built:
     return Built(out_c // groups, out_h, out_w, outputs, params=params)
 
 
-_SHORTCUT_WEIGHTS = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
+# How many weights a weighted [shortcut] stores: none, one per input ("per_feature", which
+# Darknet also accepts as "per_layer"), or one per input and channel.
+_SHORTCUT_WEIGHTS = {
+    "none": "none",
+    "per_feature": "per-input",
+    "per_layer": "per-input",
+    "per_channel": "per-input-channel",
+}
 _SHORTCUT_NORMS = {"none", "relu", "avg_relu", "softmax"}
 
 
@@ -555,7 +566,7 @@ def shortcut(x: LayerInput) -> Built:
             "weights_normalization",
         )
     kind = _SHORTCUT_WEIGHTS[wtype]
-    if kind and norm == "none":
+    if kind != "none" and norm == "none":
         raise x.fail(
             f"weights_type={wtype} needs weights_normalization=relu or softmax;"
             " Darknet rejects 'none' here",
@@ -563,9 +574,9 @@ def shortcut(x: LayerInput) -> Built:
         )
     params.update(weights_type=wtype, weights_normalization=norm)
     k = len(refs) + 1
-    if kind == 1:
+    if kind == "per-input":
         arrays: tuple[Arr, ...] = (Arr("weights", k, (k,)),)
-    elif kind == 2:
+    elif kind == "per-input-channel":
         arrays = (Arr("weights", k * x.c, (k, x.c)),)
     else:
         arrays = ()

@@ -3,8 +3,8 @@
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
 so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
-asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and lays the
-arrays out one after another (spec §10).
+asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and
+lays the arrays out one after another (spec §10).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Literal
 
 import attrs
 
+from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, tokenize
 from dwf.format.dialects import Dialect, get_dialect
-from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.format.records import ArraySpec, LayerPlan
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import numpy as np
 
-from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import (
     ArrayError,
     ArrayNotFoundError,
@@ -34,6 +33,7 @@ from dwf.errors import (
     SizeMismatchError,
 )
 from dwf.format.diagnosis import diagnose
+from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import identify_head
 from dwf.format.planner import Plan
@@ -562,7 +562,8 @@ class WeightsFile:
                 opened=self._opened,
             )
         shifted = replace_offset(spec, 0)
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, self.header.connected_transposed)
+        legacy = self.header.connected_transposed
+        return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
 
 
 def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import attrs
 import numpy as np
 
 from dwf.format.planner import Plan
-from dwf.io.reader import WeightsFile, opened
 from dwf.format.records import LayerPlan
+from dwf.io.reader import WeightsFile, opened
 from dwf.tools.stats import CHUNK, ArrayStats, array_stats, zero_rows
 
 BN_EPS = 1e-5

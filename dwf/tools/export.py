@@ -148,7 +148,8 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
         names = torch_names(lp)
         for a in lp.arrays:
             if body is not None and F32.isnative:
-                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.connected_transposed))
+                view = logical_view(body, a, f.header.connected_transposed)
+                out[names[a.name]] = torch.from_numpy(view)
             else:
                 view = f[lp.index][a.name]
                 out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
