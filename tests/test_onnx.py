@@ -768,3 +768,29 @@ def test_partial_file_and_own_source_are_refused(tmp_path: Path) -> None:
         dwf.export(
             weights, tmp_path / "x.onnx", cfg=tmp_path / "net.cfg", data=tmp_path.parent / "x.data"
         )
+
+
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dwf.interfaces.cli import main
+
+    weights, _, _ = write_net(tmp_path, CONNECTED_BN, 4)
+    cfg = str(tmp_path / "net.cfg")
+    assert main(["export", str(weights), str(tmp_path / "a.onnx"), "--cfg", cfg]) == 0
+    assert main(["export", str(weights), str(tmp_path / "b.bin"), "--format", "onnx", "--cfg",
+                 cfg, "--data", str(tmp_path / "b.data")]) == 0  # fmt: skip
+    assert main(["export", str(weights), str(tmp_path / "c.onnx"), "--embed", "--cfg", cfg]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0]
+        == f"wrote {tmp_path / 'a.onnx'} (onnx, {(tmp_path / 'a.onnx').stat().st_size:,} bytes)"
+    )
+    x = np.random.default_rng(2).random((1, 2, 5, 4), np.float32)
+    want = run(tmp_path / "a.onnx", x)["connected_2"]
+    for name in ("b.bin", "c.onnx"):
+        np.testing.assert_array_equal(run(tmp_path / name, x)["connected_2"], want)
+    # an error is one line and exit code 2
+    text = "[net]\nchannels=2\nheight=4\nwidth=4\n[rnn]\noutput=4\nhidden=4\n"
+    rnn, _, _ = write_net(tmp_path, text, 1)
+    code = main(["export", str(rnn), str(tmp_path / "r.onnx"), "--cfg", str(tmp_path / "net.cfg")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "layer 0 (rnn_0, rnn)" in err[0]
