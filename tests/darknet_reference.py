@@ -201,26 +201,8 @@ def forward(
                 y = batch_norm(y, a, dialect)
             y = y + a["biases"].astype(np.float64).reshape(-1, 1, 1)
             out = activate(y.reshape(-1), p["activation"], lp.out_c, dialect)
-            if p.get("antialiasing"):  # the fixed blur, a depthwise conv, at the real stride
-                k = (
-                    np.full((2, 2), 0.25)
-                    if p["antialiasing"] == 2
-                    else np.outer([1, 2, 1], [1, 2, 1]) / 16
-                )
-                bp = 0 if p["antialiasing"] == 2 else 1
-                nxt = plan.layers[lp.index + 1]
-                blur = np.broadcast_to(k, (lp.out_c, 1, *k.shape))
-                out = conv(
-                    out.reshape(lp.out_shape),
-                    blur,
-                    p["stride_y"],
-                    p["stride_x"],
-                    bp,
-                    1,
-                    lp.out_c,
-                    nxt.in_h,
-                    nxt.in_w,
-                ).reshape(-1)
+            if p.get("antialiasing"):
+                out = _blur(out, lp, plan)
         elif t == "connected":
             y = a["weights"].astype(np.float64) @ inp[: lp.inputs]
             if "scales" in a:
@@ -240,16 +222,19 @@ def forward(
                     [g.max(0) if len(g) else np.full(xi.shape[1:], -FLT_MAX) for g in groups]
                 ).reshape(-1)
             else:
+                aa = p.get("antialiasing", 0)
                 out = pool(
                     xi,
                     p["size"],
-                    p["stride_y"],
-                    p["stride_x"],
+                    1 if aa else p["stride_y"],
+                    1 if aa else p["stride_x"],
                     p["padding"],
                     lp.out_h,
                     lp.out_w,
                     t == "local_avgpool",
                 ).reshape(-1)
+                if p.get("antialiasing"):
+                    out = _blur(out, lp, plan)
         elif t == "avgpool":
             out = img(inp, lp.in_c, lp.in_h, lp.in_w).mean(axis=(1, 2))
         elif t == "route":
@@ -400,3 +385,18 @@ def _local(x: Array, lp: Any, a: Mapping[str, Array]) -> Array:
                     col[:, ky, kx] = x[:, yy, xx]
         out[:, j] += weights[j] @ col.reshape(-1)
     return out.reshape(-1)
+
+
+def _blur(out: Array, lp: Any, plan: dwf.Plan) -> Array:
+    """The antialiasing blur Darknet runs after a layer: a fixed depthwise kernel, at the
+    layer's real stride (the layer itself ran with stride 1)."""
+    p = lp.params
+    if p["antialiasing"] == 2:
+        k, bp = np.full((2, 2), 0.25), 0
+    else:
+        k, bp = np.outer([1, 2, 1], [1, 2, 1]) / 16, 1
+    nxt = plan.layers[lp.index + 1]
+    kern = np.broadcast_to(k, (lp.out_c, 1, *k.shape))
+    y = conv(out.reshape(lp.out_shape), kern, p["stride_y"], p["stride_x"], bp, 1, lp.out_c,
+             nxt.in_h, nxt.in_w)  # fmt: skip
+    return y.reshape(-1)

@@ -697,7 +697,12 @@ LAYER_CASES = {
     "antialiasing": NET.format(c=2, h=9, w=8)
     + "[convolutional]\nfilters=3\nsize=3\nstride=2\npad=1\nantialiasing=1\nactivation=leaky\n"
     + "[convolutional]\nfilters=4\nsize=1\nstride=2\nantialiasing=2\nactivation=linear\n"
+    + "[maxpool]\nsize=2\nstride=2\nantialiasing=1\n"
     + CONV.format(n=2),
+    "antialiasing-referenced": NET.format(c=2, h=8, w=8)
+    + "[maxpool]\nsize=2\nstride=2\nantialiasing=2\n"
+    + CONV.format(n=2)
+    + "[route]\nlayers=-1\n",
     "scale-wh": NET.format(c=3, h=4, w=5)
     + CONV.format(n=4)
     + "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
@@ -794,3 +799,13 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code = main(["export", str(rnn), str(tmp_path / "r.onnx"), "--cfg", str(tmp_path / "net.cfg")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "layer 0 (rnn_0, rnn)" in err[0]
+
+
+def test_reading_an_antialiased_layer_by_reference_is_refused(tmp_path: Path) -> None:
+    """Darknet records the stride-1 size of an antialiased layer but leaves the blurred (smaller)
+    data in its output, so a route reading it reads past that data."""
+    text = NET.format(c=2, h=8, w=8) + "[maxpool]\nsize=2\nstride=2\nantialiasing=1\n"
+    text += CONV.format(n=2) + "[route]\nlayers=-2\n"
+    weights, _, _ = write_net(tmp_path, text, 1)
+    with pytest.raises(dwf.DwfError, match=r"layer 2 \(route_2, route\).*antialiased"):
+        dwf.export(weights, tmp_path / "net.onnx", cfg=tmp_path / "net.cfg")

@@ -512,10 +512,11 @@ class _Builder:
 
     def _pool(self, lp: LayerPlan, op: str) -> None:
         p = lp.params
-        if p.get("antialiasing"):
-            raise self.fail(lp, "antialiased max pooling is not supported")
+        aa = p.get("antialiasing", 0)
         x = self.prev(lp)
         size, sy, sx, pad = p["size"], p["stride_y"], p["stride_x"], p["padding"]
+        if aa:  # the host pools with stride 1, the blur after it strides
+            sy = sx = 1
         begin = pad // 2
         ends = [
             (o - 1) * s + size - i - begin
@@ -542,6 +543,11 @@ class _Builder:
         y = self.node(op, [x], lp.name, pads=pads, **attrs)
         if min(ends) < 0:
             y = self.slice(y, [0, 0], [lp.out_h, lp.out_w], [2, 3], lp.name)
+        if aa:
+            y = self.blur(lp, y, lp.out_c, aa, p["stride_y"], p["stride_x"])
+            self.mark_blurred(lp)
+            self.emit(lp, y, self.next_shape(lp))
+            return
         self.emit(lp, y, lp.out_shape)
 
     def l_maxpool(self, lp: LayerPlan) -> None:
