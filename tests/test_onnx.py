@@ -504,18 +504,21 @@ def check_against_reference(
     seed: int,
     dialect: str = "alexeyab",
     header: dwf.Header | None = None,
-    **export: Any,
+    batch: int = 1,
 ) -> None:
+    """Every layer's output for ``batch`` random images equals the numpy reference's."""
     weights, plan, arrays = write_net(folder, text, seed, dialect, header)
     model = folder / "net.onnx"
-    dwf.export(weights, model, cfg=folder / "net.cfg", dialect=dialect, **export)
+    dwf.export(weights, model, cfg=folder / "net.cfg", dialect=dialect)
     net = plan.net
-    x = np.random.default_rng(seed).random((1, net.channels, net.height, net.width), np.float32)
+    shape = (batch, net.channels, net.height, net.width)
+    x = np.random.default_rng(seed).random(shape, np.float32)
     names = [lp.name for lp in plan.layers]
     got = run(model, x, extra=names)
-    want = reference_forward(plan, arrays, x.reshape(-1), options(text))
-    for lp, ref in zip(plan.layers, want, strict=True):
-        assert rel_err(got[lp.name], ref) < TOL, f"{lp.name} ({lp.type})\n{text}"
+    for b in range(batch):
+        want = reference_forward(plan, arrays, x[b].reshape(-1), options(text))
+        for lp, ref in zip(plan.layers, want, strict=True):
+            assert rel_err(got[lp.name][b], ref) < TOL, f"{lp.name} ({lp.type}), image {b}\n{text}"
 
 
 @REF_SETTINGS
@@ -713,7 +716,7 @@ LAYER_CASES = {
 
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 def test_layer_cases_match_numpy_reference(tmp_path: Path, name: str) -> None:
-    check_against_reference(tmp_path, LAYER_CASES[name], 11)
+    check_against_reference(tmp_path, LAYER_CASES[name], 11, batch=3)
 
 
 PJREDDIE_CASES = {
@@ -809,3 +812,16 @@ def test_reading_an_antialiased_layer_by_reference_is_refused(tmp_path: Path) ->
     weights, _, _ = write_net(tmp_path, text, 1)
     with pytest.raises(dwf.DwfError, match=r"layer 2 \(route_2, route\).*antialiased"):
         dwf.export(weights, tmp_path / "net.onnx", cfg=tmp_path / "net.cfg")
+
+
+def test_a_net_without_image_dimensions_takes_a_flat_input(tmp_path: Path) -> None:
+    text = "[net]\ninputs=12\n[connected]\noutput=5\nactivation=tanh\n[dropout]\n[softmax]\n"
+    weights, plan, arrays = write_net(tmp_path, text, 3)
+    dwf.export(weights, tmp_path / "net.onnx", cfg=tmp_path / "net.cfg")
+    x = np.random.default_rng(3).random((2, 12), np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].name == "input" and sess.get_inputs()[0].shape == ["N", 12]
+    (got,) = sess.run(None, {"input": x})
+    for b in range(2):
+        want = reference_forward(plan, arrays, x[b], options(text))[-1]
+        assert rel_err(got[b], want) < TOL

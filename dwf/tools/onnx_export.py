@@ -104,6 +104,7 @@ class _Builder:
         self.tensor: dict[int, str] = {}
         self.blocked: dict[int, str] = {}  # layer index → why its output cannot be used
         self._n = 0
+        self.first = "input"  # what layer 0 reads: the graph input, as an image
         self._rank2: dict[str, int] = {}  # flat (N, C) tensors → C
         self._blurred: set[int] = set()
         self.dialect = get_dialect(self.plan.dialect)
@@ -194,7 +195,7 @@ class _Builder:
 
     def use(self, lp: LayerPlan, index: int, what: str) -> str:
         if index < 0:
-            return "input"
+            return self.first
         if index in self.blocked:
             ref = self.plan.layers[index]
             raise self.fail(lp, f"its {what} is layer {index} ({ref.name}): {self.blocked[index]}")
@@ -986,16 +987,9 @@ def to_onnx(
     in_dims: list[Any] = ["N", net.channels, net.height, net.width] if image else ["N", net.inputs]
     if image:
         b.shape["input"] = (net.channels, net.height, net.width)
-    else:
-        b.shape["input"] = (net.inputs, 1, 1)
-        b.nodes.append(
-            h.make_node(
-                "Reshape",
-                ["input_flat", b.ints("input", [0, net.inputs, 1, 1])],
-                ["input"],
-                name="input:Reshape",
-            )
-        )
+    else:  # [net] gives inputs= only: a flat (N, inputs) input, an (inputs, 1, 1) image inside
+        b.first = b.reshape("input", (net.inputs, 1, 1), "input")
+        b.shape[b.first] = (net.inputs, 1, 1)
     b.build()
 
     # outputs: what enters each detection layer, then the last layer's own output
@@ -1012,9 +1006,9 @@ def to_onnx(
         if last.index in b.blocked:
             raise b.fail(last, b.blocked[last.index])
         t = b.tensor[last.index]
-        if t == "input":
-            t = b.node("Identity", ["input"], last.name, out=last.name)
-            b.shape[t] = b.shape["input"]
+        if t == b.first:
+            t = b.node("Identity", [b.first], last.name, out=last.name)
+            b.shape[t] = b.shape[b.first]
         if t not in outputs:
             outputs.append(t)
     meta["darknet.detection_layers"] = json.dumps(
@@ -1073,7 +1067,7 @@ def to_onnx(
     graph = h.make_graph(
         b.nodes,
         os.path.splitext(os.path.basename(f.plan.cfg_path or "darknet"))[0] or "darknet",
-        [h.make_tensor_value_info("input" if image else "input_flat", tp.FLOAT, in_dims)],
+        [h.make_tensor_value_info("input", tp.FLOAT, in_dims)],
         [h.make_tensor_value_info(t, tp.FLOAT, ["N", *shapes[t]]) for t in outputs],
         initializer=inits + b.consts,
     )
