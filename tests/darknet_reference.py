@@ -183,8 +183,9 @@ def forward(
     dialect = plan.dialect
     for lp in plan.layers:
         inp = np.asarray(x if lp.index == 0 else outs[-1], dtype=np.float64)
-        a = arrays.get(lp.name, {})
         p = lp.params
+        # share_index: the other layer's arrays
+        a = arrays.get(plan.layers[p.get("share_index", lp.index)].name, {})
         opt = options[lp.index]
 
         def img(buf: Array, c: int, h: int, w: int) -> Array:

@@ -710,6 +710,11 @@ LAYER_CASES = {
     + CONV.format(n=4)
     + "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
     + "[scale_channels]\nfrom=-2\nscale_wh=1\n",
+    "share-index": NET.format(c=2, h=5, w=5)
+    + "[convolutional]\nfilters=2\nsize=3\npad=1\nbatch_normalize=1\nactivation=mish\n"
+    + "[convolutional]\nfilters=2\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
+    + "[convolutional]\nfilters=2\nsize=3\npad=1\nbatch_normalize=1\nshare_index=-2\n"
+    + "activation=linear\n",
     "softmax-groups": NET.format(c=4, h=2, w=2) + "[softmax]\ngroups=4\ntemperature=3\n",
 }
 

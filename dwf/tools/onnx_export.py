@@ -214,12 +214,21 @@ class _Builder:
         return (lp.outputs, 1, 1)
 
     # -- batch norm and activations ------------------------------------------------------------
-    def batchnorm(self, lp: LayerPlan, x: str, prefix: str = "", bias: str | None = None) -> str:
-        scale = self.weight(lp, prefix + "scales")
-        mean = self.weight(lp, prefix + "rolling_mean")
-        var = self.weight(lp, prefix + "rolling_variance")
+    def batchnorm(
+        self,
+        lp: LayerPlan,
+        x: str,
+        prefix: str = "",
+        bias: str | None = None,
+        owner: LayerPlan | None = None,
+    ) -> str:
+        """Darknet's inference batch norm of ``x``; the arrays are ``owner``'s (``lp``'s)."""
+        src = owner or lp
+        scale = self.weight(src, prefix + "scales")
+        mean = self.weight(src, prefix + "rolling_mean")
+        var = self.weight(src, prefix + "rolling_variance")
         if bias is None:
-            n = lp.array(prefix + "scales").count  # type: ignore[union-attr]
+            n = src.array(prefix + "scales").count  # type: ignore[union-attr]
             bias = self.const(lp.name, np.zeros(n))
         if self.dialect.name == "pjreddie":
             # pjreddie's normalize_cpu: (x - mean) / (sqrt(var) + 1e-6)
@@ -389,8 +398,9 @@ class _Builder:
 
     def l_convolutional(self, lp: LayerPlan) -> None:
         p = lp.params
-        if p.get("share_index") is not None:
-            raise self.fail(lp, "share_index (weights shared with another layer) is not supported")
+        # share_index: Darknet points this layer's weights, biases and batch-norm arrays at
+        # those of the other layer, which alone stores them
+        src = lp if p.get("share_index") is None else self.plan.layers[p["share_index"]]
         if int(self.num(lp, "xnor", 0)) or int(self.num(lp, "binary", 0)):
             raise self.fail(lp, "xnor/binary layers binarize inputs and weights at run time")
         x = self.prev(lp)
@@ -404,10 +414,10 @@ class _Builder:
             raise self.fail(lp, f"groups={groups} does not split {lp.in_c} channels / {n} filters")
         if cg * groups != lp.in_c:  # Darknet's groups read only the first groups*cg channels
             x = self.slice(x, [0], [cg * groups], [1], lp.name)
-        spec = lp.array("weights")
+        spec = src.array("weights")
         if spec is None:
             raise self.fail(lp, "the file holds no weights for it")
-        w = self.weight(lp, "weights")
+        w = self.weight(src, "weights")
         if spec.stored_transposed(self.f.header.connected_transposed):
             w = self.node("Transpose", [w], lp.name, perm=[1, 0])
             w = self.node("Reshape", [w, self.ints(lp.name, [n, cg, size, size])], lp.name)
@@ -419,7 +429,7 @@ class _Builder:
             ends.append((out - 1) * s + dil * (size - 1) + 1 - inn - pb)
         pads = [pb, pb, max(ends[0], 0), max(ends[1], 0)]
         bn = bool(p["batch_normalize"])
-        ins = [x, w] if bn else [x, w, self.weight(lp, "biases")]
+        ins = [x, w] if bn else [x, w, self.weight(src, "biases")]
         y = self.node(
             "Conv",
             ins,
@@ -434,7 +444,7 @@ class _Builder:
             y = self.slice(y, [0, 0], [lp.out_h, lp.out_w], [2, 3], lp.name)
         self.shape[y] = (n, lp.out_h, lp.out_w)
         if bn:
-            y = self.batchnorm(lp, y, bias=self.weight(lp, "biases"))
+            y = self.batchnorm(lp, y, bias=self.weight(src, "biases"), owner=src)
         self.shape[y] = (n, lp.out_h, lp.out_w)
         y = self.activation(lp, y)
         if aa:
