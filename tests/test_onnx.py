@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -830,3 +831,28 @@ def test_a_net_without_image_dimensions_takes_a_flat_input(tmp_path: Path) -> No
     for b in range(2):
         want = reference_forward(plan, arrays, x[b], options(text))[-1]
         assert rel_err(got[b], want) < TOL
+
+
+def test_every_corpus_cfg_exports_or_is_refused_by_name(tmp_path: Path) -> None:
+    """The conformance corpus (yolov4, darknet53, enet, xnor, recurrent, …), each with a sparse
+    file of zeros: an ONNX model the checker accepts, or a DwfError naming a layer."""
+    corpus = shared_path("conformance", "cfg")
+    exported = refused = 0
+    for cfg in sorted(corpus.glob("*/*.cfg")):
+        dialect = cfg.parent.name
+        try:
+            plan = dwf.plan(cfg, dialect=dialect)
+        except dwf.DwfError:
+            continue  # cfgs Darknet itself refuses are in the corpus too
+        weights = tmp_path / "net.weights"
+        header = dwf.Header(0, 2, 5 if dialect == "alexeyab" else 0, 0, 20)
+        with open(weights, "wb") as fh:
+            fh.write(header.encode())
+            fh.truncate(plan.expected_size(20))
+        try:
+            dwf.export(weights, tmp_path / "net.onnx", cfg=cfg, dialect=dialect)
+            exported += 1
+        except dwf.DwfError as e:
+            assert re.search(r"layer \d+ \(\w+_\d+, \w+\) cannot be exported", str(e)), str(e)
+            refused += 1
+    assert exported > 100 and refused > 10

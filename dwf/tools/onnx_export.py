@@ -391,6 +391,16 @@ class _Builder:
                     f" {lp.outputs} values, which no tensor can hold (an input of another size"
                     " or a channel count its groups= do not divide?)",
                 )
+            if lp.params.get("dontload"):
+                raise self.fail(
+                    lp, "dontload=1: Darknet does not load its weights and runs it with their"
+                    " random initial values",
+                )  # fmt: skip
+            if lp.params.get("dontloadscales"):
+                raise self.fail(
+                    lp, "dontloadscales=1: Darknet does not load its batch-norm arrays and runs"
+                    " it with their initial values",
+                )  # fmt: skip
             handler = getattr(self, "l_" + kind, None)
             if handler is None:
                 raise self.fail(lp, "no ONNX form for this layer type")
@@ -400,7 +410,14 @@ class _Builder:
         p = lp.params
         # share_index: Darknet points this layer's weights, biases and batch-norm arrays at
         # those of the other layer, which alone stores them
-        src = lp if p.get("share_index") is None else self.plan.layers[p["share_index"]]
+        src = lp
+        while src.params.get("share_index") is not None:  # a chain ends at the one that stores
+            src = self.plan.layers[src.params["share_index"]]
+        if p.get("numload") or (src.arrays and src.arrays[0].count != p["filters"]):
+            raise self.fail(
+                lp, "numload= loads only some filters from the file; Darknet runs the others"
+                " with their random initial values",
+            )  # fmt: skip
         if int(self.num(lp, "xnor", 0)) or int(self.num(lp, "binary", 0)):
             raise self.fail(lp, "xnor/binary layers binarize inputs and weights at run time")
         x = self.prev(lp)
