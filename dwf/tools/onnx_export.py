@@ -100,6 +100,7 @@ class _Builder:
         self.nodes: list[Any] = []
         self.consts: list[Any] = []
         self.inits: list[tuple[str, LayerPlan, ArraySpec]] = []
+        self._named: set[str] = set()
         self.shape: dict[str, tuple[int, int, int]] = {}
         self.tensor: dict[int, str] = {}
         self.blocked: dict[int, str] = {}  # layer index → why its output cannot be used
@@ -149,7 +150,8 @@ class _Builder:
         if spec is None:  # the planner always gives what a layer stores; guard for share_index
             raise self.fail(lp, f"it has no {name} array in this file")
         tensor = f"{lp.name}.{spec.name}"
-        if not any(t == tensor for t, _, _ in self.inits):
+        if tensor not in self._named:
+            self._named.add(tensor)
             self.inits.append((tensor, lp, spec))
         return tensor
 
@@ -1085,9 +1087,10 @@ def to_onnx(
             inits.append(_external(onnx, name, b.stored_dims(spec), location, start, stop - start))
     else:
         for name, lp, spec in b.inits:
-            t = h.make_tensor(
-                name, tp.FLOAT, b.stored_dims(spec), _stored_bytes(f, lp, spec), raw=True
-            )
+            t = tp()
+            t.name, t.data_type = name, tp.FLOAT
+            t.dims.extend(b.stored_dims(spec))
+            t.raw_data = _stored_bytes(f, lp, spec)
             inits.append(t)
 
     shapes = {t: b.shape[t] for t in outputs}
