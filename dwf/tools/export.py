@@ -159,7 +159,13 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
 
 
 # -- one verb ------------------------------------------------------------------------------------
-FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
+FORMATS = {
+    ".npz": "npz",
+    ".safetensors": "safetensors",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".onnx": "onnx",
+}
 
 
 def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
@@ -178,7 +184,7 @@ def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
         if by_ext is None:
             raise DwfError(
                 f"{os.fspath(dst)}: cannot tell the export format from the extension"
-                f" {ext or '(none)'}; name the file .npz, .safetensors or .pt, or pass"
+                f" {ext or '(none)'}; name the file .npz, .safetensors, .pt or .onnx, or pass"
                 " format=... (dwf: --format)",
                 path=os.fspath(dst),
             )
@@ -200,6 +206,8 @@ def export(
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str | Dialect = "alexeyab",
     compress: bool = False,
+    embed: bool = False,
+    data: str | os.PathLike[str] | None = None,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -208,17 +216,28 @@ def export(
         dst: the file to write; its extension gives the format unless ``format`` is given:
             ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
-            ``dwf[torch]``).
-        format: ``"npz"``, ``"safetensors"`` or ``"torch"``; must agree with the extension.
+            ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
+            ``dwf[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+        format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
+            extension.
         cfg, dialect: how to open ``src`` when it is a path.
         compress: compressed ``.npz``.
+        embed: ONNX only: write the weights inside the model rather than pointing at the
+            ``.weights`` file.
+        data: ONNX only: write the weights to this file beside the model.
     """
+    if (embed or data is not None) and format_for(dst, format) != "onnx":
+        raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
     fmt = format_for(dst, format)
     with opened(src, cfg, dialect=dialect) as f:
         if fmt == "npz":
             return to_npz(f, dst, compress=compress)
         if fmt == "safetensors":
             return to_safetensors(f, dst)
+        if fmt == "onnx":
+            from dwf.tools.onnx_export import to_onnx
+
+            return to_onnx(f, dst, embed=embed, data=data)
         torch = require("torch", "torch")
         state = to_state_dict(f, copy=True)
         with atomic_write(dst, inputs=f.sources) as fh:
