@@ -364,7 +364,8 @@ def _lrn(x: Array, opt: Mapping[str, str]) -> Array:
             norms[k] -= alpha * sq[prev]
         if nxt < c:
             norms[k] += alpha * sq[nxt]
-    return x * norms ** (-beta)
+    with np.errstate(invalid="ignore"):  # Darknet's window can drive a norm negative: NaN
+        return x * norms ** (-beta)
 
 
 def _local(x: Array, lp: Any, a: Mapping[str, Array]) -> Array:
