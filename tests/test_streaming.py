@@ -1,0 +1,385 @@
+"""Whole-file work streams through bounded buffers, never through the map (issue 11).
+
+* A file truncated while check, stats, diff, export, fuse or cut run gives FileChangedError
+  (exit 2), never SIGBUS: the truncation is made from inside the child process, right after the
+  k-th ``os.fstat`` of the work (the change check every read starts with), so it lands between
+  the check and the read that follows it — for every k, deterministically.
+* Peak memory of ``dwf stats``/``dwf export`` on a 256 MiB sparse file stays far below the
+  file's size (ru_maxrss of the child).
+* ``backend="pread"`` keeps its promise for state dicts: nothing in them is mapped memory.
+* The safetensors export is read back by the ``safetensors`` package itself.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import resource
+import signal
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dwf
+from dwf.format.header import Header
+
+ROOT = Path(dwf.__file__).resolve().parents[1]
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file semantics")
+
+CFG = """[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=16
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=32
+size=3
+pad=1
+batch_normalize=1
+flipped=1
+activation=leaky
+
+[convolutional]
+filters=64
+size=3
+pad=1
+activation=linear
+
+[connected]
+output=10
+activation=linear
+"""
+
+
+def _arrays(plan: dwf.Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for lp, a in plan.arrays():
+        values = rng.standard_normal(a.shape)
+        if a.name.endswith("rolling_variance"):
+            values = np.abs(values) + 0.1
+        out[f"{lp.name}.{a.name}"] = values.astype(np.float32)
+    return out
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> tuple[Path, Path]:
+    """A ~760 KiB weights file (its connected layer far past the first page) and its cfg."""
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(CFG)
+    weights = tmp_path / "net.weights"
+    plan = dwf.plan(cfg)
+    dwf.save(weights, plan, _arrays(plan), header=Header(0, 2, 5, 1234, 20))
+    return weights, cfg
+
+
+# -- truncation while the work runs --------------------------------------------------------------
+# The child counts the os.fstat calls made after the command starts and truncates the file to
+# 100 bytes right after the k-th returns (k = 0: count only, print the total).
+TRUNCATE_AT_FSTAT = r"""
+import os, sys
+path, k, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+from dwf.interfaces.cli import main
+seen = 0
+def hook(frame, event, arg):
+    global seen
+    if event == "c_return" and arg is os.fstat:
+        seen += 1
+        if seen == k:
+            os.truncate(path, 100)
+sys.setprofile(hook)
+code = main(argv)
+sys.setprofile(None)
+print("FSTATS", seen, flush=True)
+sys.exit(code)
+"""
+
+
+def _run_child(path: Path, k: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def no_core() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONFAULTHANDLER", None)
+    return subprocess.run(
+        [sys.executable, "-c", TRUNCATE_AT_FSTAT, str(path), str(k), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        preexec_fn=no_core,
+        check=False,
+    )
+
+
+COMMANDS = {
+    "check": lambda w, c, o: ["check", str(w), "--cfg", str(c)],
+    "stats": lambda w, c, o: ["stats", str(w), "--cfg", str(c)],
+    "diff": lambda w, c, o: ["diff", str(w), str(o / "copy.weights"), "--cfg", str(c)],
+    "export-npz": lambda w, c, o: [
+        "export", str(w), str(o / "out.npz"), "--format", "npz", "--cfg", str(c),
+    ],
+    "export-safetensors": lambda w, c, o: [
+        "export", str(w), str(o / "out.safetensors"), "--format", "safetensors", "--cfg", str(c),
+    ],
+    "fuse": lambda w, c, o: ["fuse", str(w), str(o / "f.weights"), str(o / "f.cfg"), "--cfg", str(c)],
+    "cut": lambda w, c, o: ["cut", str(w), str(o / "cut.weights"), "5", "--cfg", str(c)],
+}
+
+
+@posix_only
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_truncated_while_running_gives_file_changed_not_sigbus(
+    model: tuple[Path, Path], tmp_path: Path, command: str
+) -> None:
+    if command == "export-safetensors":
+        pytest.importorskip("safetensors")
+    weights, cfg = model
+    pristine = weights.read_bytes()
+    (tmp_path / "copy.weights").write_bytes(pristine)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = COMMANDS[command](weights, cfg, out)
+    counted = _run_child(weights, 0, argv)
+    assert counted.returncode in (0, 1), counted.stdout + counted.stderr
+    total = int(counted.stdout.rsplit("FSTATS", 1)[1].split()[0])
+    assert total >= 1
+    changed = 0
+    for k in range(1, total + 1):
+        weights.write_bytes(pristine)
+        run = _run_child(weights, k, argv)
+        assert run.returncode != -signal.SIGBUS, f"k={k}: killed by SIGBUS\n{run.stderr[-2000:]}"
+        # Either the work finished before the truncation could matter, or it stopped cleanly.
+        assert run.returncode in (0, 1, 2), f"k={k}: exit {run.returncode}\n{run.stderr[-2000:]}"
+        if run.returncode == 2:
+            assert "changed" in run.stderr or "shrank" in run.stderr, run.stderr
+            assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+            changed += 1
+    assert changed, "no truncation was ever noticed: the test did not exercise anything"
+
+
+# -- peak memory ----------------------------------------------------------------------------------
+BIG_CFG = """[net]
+width=64
+height=64
+channels=1024
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+[convolutional]
+filters=1024
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+"""
+
+MAXRSS_CHILD = r"""
+import resource, sys
+from dwf.interfaces.cli import main
+code = main(sys.argv[1:])
+print("MAXRSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+sys.exit(code)
+"""
+# Python + numpy + dwf take ~40 MiB; bounded buffers add a few MiB. The file is 252 MiB: code
+# that reads through the map (or builds the export in memory) passes it by far.
+RSS_BOUND_MIB = 150
+
+
+@pytest.fixture
+def sparse_big(tmp_path: Path) -> tuple[Path, Path]:
+    """A 252 MiB sparse weights file (7 conv layers of 1024×1024×3×3): no disk is used."""
+    cfg = tmp_path / "big.cfg"
+    cfg.write_text(BIG_CFG)
+    plan = dwf.plan(cfg)
+    weights = tmp_path / "big.weights"
+    with open(weights, "wb") as fh:
+        fh.write(Header(0, 2, 5, 0, 20).encode())
+    os.truncate(weights, plan.expected_size(20))
+    # Real-looking variances somewhere, so fuse computes finite numbers (the rest stays sparse).
+    return weights, cfg
+
+
+@pytest.mark.slow
+@posix_only
+@pytest.mark.parametrize("command", ["stats", "check", "export-npz", "export-safetensors"])
+def test_peak_memory_does_not_grow_with_the_file(
+    sparse_big: tuple[Path, Path], tmp_path: Path, command: str
+) -> None:
+    if command == "export-safetensors":
+        pytest.importorskip("safetensors")
+    weights, cfg = sparse_big
+    argv = {
+        "stats": ["stats", str(weights), "--cfg", str(cfg)],
+        "check": ["check", str(weights), "--cfg", str(cfg)],
+        "export-npz": ["export", str(weights), str(tmp_path / "o.npz"), "--format", "npz",
+                       "--cfg", str(cfg)],
+        "export-safetensors": ["export", str(weights), str(tmp_path / "o.safetensors"),
+                               "--format", "safetensors", "--cfg", str(cfg)],
+    }[command]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", MAXRSS_CHILD, *argv],
+        capture_output=True, text=True, timeout=600, env=env, check=False,
+    )
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    kib = int(run.stdout.rsplit("MAXRSS_KIB", 1)[1].split()[0])
+    assert weights.stat().st_size > 250 * 2**20
+    assert kib / 1024 < RSS_BOUND_MIB, f"{command}: peak RSS {kib / 1024:.0f} MiB"
+
+
+# -- pread keeps its promise for state dicts ------------------------------------------------------
+def _mapped(a: np.ndarray[Any, Any]) -> bool:
+    """Whether ``a``'s memory comes, through its base chain, from an mmap."""
+    obj: Any = a
+    while obj is not None:
+        if isinstance(obj, mmap.mmap):
+            return True
+        if isinstance(obj, memoryview):
+            obj = obj.obj
+            continue
+        obj = getattr(obj, "base", None)
+    return False
+
+
+@pytest.fixture
+def fake_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch is too heavy to install here; a stand-in whose ``from_numpy`` is the identity lets
+    the state dict's arrays be inspected (only the memory they live in is under test)."""
+    if "torch" in sys.modules:
+        return
+    mod = types.ModuleType("torch")
+    mod.from_numpy = lambda a: a  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", mod)
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_state_dict_of_a_pread_file_holds_no_mapped_memory(
+    model: tuple[Path, Path], fake_torch: None, copy: bool
+) -> None:
+    from dwf.tools.export import to_state_dict
+
+    weights, cfg = model
+    with dwf.open(weights, cfg, backend="pread") as f:
+        state = to_state_dict(f, copy=copy)
+        expected = {n: np.array(v) for n, v in f.arrays()}
+    assert state
+    for key, t in state.items():
+        arr = t if isinstance(t, np.ndarray) else t.numpy()
+        assert not _mapped(arr), f"{key} is mapped memory"
+    assert sum(int(np.asarray(t).size) for t in state.values()) == sum(
+        v.size for v in expected.values()
+    )
+
+
+def test_state_dict_copy_true_of_an_mmap_file_is_owned(
+    model: tuple[Path, Path], fake_torch: None
+) -> None:
+    from dwf.tools.export import to_state_dict
+
+    weights, cfg = model
+    with dwf.open(weights, cfg) as f:
+        state = to_state_dict(f, copy=True)
+        for lp in f.stored:
+            for a in lp.arrays:
+                assert a.name  # the names are the torch ones; the values must match
+        assert not any(_mapped(np.asarray(t)) for t in state.values())
+        w = f["conv_2"].weights
+        assert w is not None
+        np.testing.assert_array_equal(np.asarray(state["conv_2.bn.weight"]), f["conv_2"].scales)
+        np.testing.assert_array_equal(np.asarray(state["conv_2.weight"]), w)
+
+
+# -- safetensors read back by the safetensors package ---------------------------------------------
+def test_safetensors_export_read_back_by_the_package(model: tuple[Path, Path], tmp_path: Path) -> None:
+    safetensors = pytest.importorskip("safetensors")
+    weights, cfg = model
+    out = tmp_path / "net.safetensors"
+    dwf.export(weights, out, cfg=cfg)
+    with dwf.open(weights, cfg) as f, safetensors.safe_open(str(out), framework="np") as st:
+        meta = st.metadata()
+        assert meta["format"] == "dwf"
+        assert meta["header"] == f.header.version
+        assert meta["seen"] == str(f.header.seen)
+        assert meta["header_size"] == str(f.header.size)
+        assert meta["dialect"] == f.plan.dialect
+        assert meta["cfg_name"] == "net.cfg"
+        assert meta["cfg"] == f.plan.text
+        names = [n for n, _ in f.arrays()]
+        assert sorted(st.keys()) == sorted(names)
+        for name, view in f.arrays():
+            got = st.get_tensor(name)
+            assert got.dtype == np.float32 and got.shape == view.shape, name
+            np.testing.assert_array_equal(got, view)
+    back = tmp_path / "back.weights"
+    dwf.import_weights(out, back)
+    assert back.read_bytes() == weights.read_bytes()
+
+
+def test_npz_export_streams_and_round_trips(model: tuple[Path, Path], tmp_path: Path) -> None:
+    weights, cfg = model
+    out = tmp_path / "net.npz"
+    dwf.export(weights, out, cfg=cfg)
+    with dwf.open(weights, cfg) as f, np.load(out, allow_pickle=False) as z:
+        for name, view in f.arrays():
+            np.testing.assert_array_equal(z[name], view)
+            assert z[name].shape == view.shape
+    back = tmp_path / "back.weights"
+    dwf.import_weights(out, back)
+    assert back.read_bytes() == weights.read_bytes()
