@@ -152,6 +152,10 @@ def _check_header(header: Header, dialect: str) -> None:
         )
 
 
+# The rule is shared with writers that copy bytes themselves (dwf.cut).
+check_header = _check_header
+
+
 def check_upto(plan: Plan, upto: int | None) -> int:
     """The number of layers to write: ``upto``, checked, or all of them."""
     n = len(plan.layers)

@@ -300,7 +300,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # -- stats --------------------------------------------------------------------------------------
 def cmd_stats(args: argparse.Namespace) -> int:
-    from dwf.tools.stats import array_stats
+    from dwf.tools.stats import file_array_stats
 
     with _open(args) as f:
         layers = [lp for lp in _selected(f, args) if lp.arrays and f.holds(lp)]
@@ -309,9 +309,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         results = []
         done = 0
         for lp in layers:
-            layer = f[lp.index]
+            f[lp.index]  # noqa: B018 - raises LayerNotInFileError past a partial end
             for a in lp.arrays:
-                st = array_stats(layer[a.name])
+                st = file_array_stats(f, a)
                 results.append((lp, a, st))
                 done += a.count
                 bar(done, total, lp.name)
