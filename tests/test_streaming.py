@@ -138,7 +138,9 @@ COMMANDS = {
     "export-safetensors": lambda w, c, o: [
         "export", str(w), str(o / "out.safetensors"), "--format", "safetensors", "--cfg", str(c),
     ],
-    "fuse": lambda w, c, o: ["fuse", str(w), str(o / "f.weights"), str(o / "f.cfg"), "--cfg", str(c)],
+    "fuse": lambda w, c, o: [
+        "fuse", str(w), str(o / "f.weights"), str(o / "f.cfg"), "--cfg", str(c),
+    ],
     "cut": lambda w, c, o: ["cut", str(w), str(o / "cut.weights"), "5", "--cfg", str(c)],
 }
 
@@ -348,7 +350,9 @@ def test_state_dict_copy_true_of_an_mmap_file_is_owned(
 
 
 # -- safetensors read back by the safetensors package ---------------------------------------------
-def test_safetensors_export_read_back_by_the_package(model: tuple[Path, Path], tmp_path: Path) -> None:
+def test_safetensors_export_read_back_by_the_package(
+    model: tuple[Path, Path], tmp_path: Path
+) -> None:
     safetensors = pytest.importorskip("safetensors")
     weights, cfg = model
     out = tmp_path / "net.safetensors"
@@ -381,6 +385,138 @@ def test_npz_export_streams_and_round_trips(model: tuple[Path, Path], tmp_path: 
         for name, view in f.arrays():
             np.testing.assert_array_equal(z[name], view)
             assert z[name].shape == view.shape
+    back = tmp_path / "back.weights"
+    dwf.import_weights(out, back)
+    assert back.read_bytes() == weights.read_bytes()
+
+
+# -- the streaming reads themselves ---------------------------------------------------------------
+LEGACY = Header(0, 1001, 0, 5, 16)  # a legacy header: connected weights stored transposed
+
+
+@pytest.fixture(params=["current", "legacy"])
+def layouts(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """The model with a current header, or with a legacy one (its connected weights, like the
+    flipped conv's, are then stored transposed)."""
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(CFG)
+    weights = tmp_path / "net.weights"
+    plan = dwf.plan(cfg)
+    arrays = _arrays(plan, seed=5)
+    arrays["conv_0.weights"][3] = 0.0  # a dead filter, and one in the flipped conv
+    arrays["conv_2.weights"][7] = 0.0
+    arrays["connected_4.weights"][2] = 0.0
+    header = LEGACY if request.param == "legacy" else Header(0, 2, 5, 1234, 20)
+    dwf.save(weights, plan, arrays, header=header)
+    return weights, cfg
+
+
+@pytest.mark.parametrize("max_floats", [1, 7, 100, 4096, 1 << 20])
+def test_chunks_in_logical_and_storage_order(
+    layouts: tuple[Path, Path], max_floats: int
+) -> None:
+    weights, cfg = layouts
+    with dwf.open(weights, cfg) as f:
+        transposed = 0
+        for lp in f.stored:
+            for a in lp.arrays:
+                view = np.asarray(f[lp.index][a.name])
+                logical = [c.copy() for c in f.iter_logical_chunks(a, max_floats)]
+                assert all(not c.flags.writeable for c in f.iter_array_chunks(a, max_floats))
+                np.testing.assert_array_equal(np.concatenate(logical), view.reshape(-1))
+                stored = np.concatenate([c.copy() for c in f.iter_array_chunks(a, max_floats)])
+                if a.stored_transposed(f.header.connected_transposed):
+                    transposed += 1
+                    np.testing.assert_array_equal(stored, view.reshape(view.shape[0], -1).T.ravel())
+                else:
+                    np.testing.assert_array_equal(stored, view.reshape(-1))
+                    assert max(c.size for c in f.iter_array_chunks(a, max_floats)) <= max_floats
+                owned = f.read_array(a)
+                assert owned.flags.writeable and owned.flags.c_contiguous
+                np.testing.assert_array_equal(owned, view)
+        assert transposed == (2 if f.header.connected_transposed else 1)
+
+
+def test_streamed_stats_and_zero_rows_equal_those_of_the_views(layouts: tuple[Path, Path]) -> None:
+    from dwf.tools.stats import array_stats, file_array_stats, file_zero_rows, zero_rows
+
+    weights, cfg = layouts
+    with dwf.open(weights, cfg) as f:
+        for lp in f.stored:
+            for a in lp.arrays:
+                view = f[lp.index][a.name]
+                for chunk in (5, 1000, 1 << 16):
+                    assert file_array_stats(f, a, chunk=chunk) == array_stats(view, chunk=chunk)
+                    assert file_zero_rows(f, a, chunk) == zero_rows(view, chunk)
+        assert file_zero_rows(f, f.plan.layer("conv_2").array("weights"), 5) == 1  # type: ignore[arg-type]
+        assert file_zero_rows(f, f.plan.layer("connected_4").array("weights"), 5) == 1  # type: ignore[arg-type]
+
+
+def test_diff_across_storage_layouts(tmp_path: Path) -> None:
+    """The same values in a legacy file (connected weights transposed) and a current one are
+    identical to diff, and a change in one connected weight is found in the right place."""
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(CFG)
+    plan = dwf.plan(cfg)
+    arrays = _arrays(plan, seed=9)
+    dwf.save(tmp_path / "old.weights", plan, arrays, header=LEGACY)
+    dwf.save(tmp_path / "new.weights", plan, arrays, header=Header(0, 2, 5, 5, 20))
+    report = dwf.diff(tmp_path / "old.weights", tmp_path / "new.weights", cfg=cfg, chunk=100)
+    assert report.identical and report.arrays
+    arrays["connected_4.weights"][3, 5] += 0.5
+    dwf.save(tmp_path / "new.weights", plan, arrays, header=Header(0, 2, 5, 5, 20))
+    report = dwf.diff(tmp_path / "old.weights", tmp_path / "new.weights", cfg=cfg, chunk=100)
+    assert [f"{d.layer}.{d.array}" for d in report.changed] == ["connected_4.weights"]
+    assert report.changed[0].max_abs == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("stream_floats", [3, 1 << 20])
+def test_streamed_fuse_equals_fuse_layer(
+    layouts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream_floats: int
+) -> None:
+    import dwf.tools.fuse as fuse_mod
+
+    monkeypatch.setattr(fuse_mod, "STREAM_FLOATS", stream_floats)
+    weights, cfg = layouts
+    out, out_cfg = tmp_path / "fused.weights", tmp_path / "fused.cfg"
+    dwf.fuse(weights, out, out_cfg, cfg=cfg)
+    with dwf.open(weights, cfg) as f, dwf.open(out, out_cfg) as g:
+        for lp in f.stored:
+            if lp.type in ("convolutional", "connected"):
+                w, b = fuse_mod.fuse_layer(f, lp.index)
+                np.testing.assert_array_equal(g[lp.index].weights, w)
+                np.testing.assert_array_equal(g[lp.index].biases, b)
+            else:
+                for name, view in f[lp.index].arrays.items():
+                    np.testing.assert_array_equal(g[lp.index][name], view)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+@pytest.mark.parametrize("upto", [0, 1, 3, 5])
+def test_cut_copies_the_same_bytes_as_save(
+    layouts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool,
+    upto: int,
+) -> None:
+    """``cut`` copies in the kernel (or, refused, through a buffer) exactly what
+    ``f.save(upto=)`` writes — relaid out when the header changes the connected layout."""
+    import errno as errno_mod
+
+    if not kernel:
+        def refuse(*args: Any) -> int:
+            raise OSError(errno_mod.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    weights, cfg = layouts
+    dwf.cut(weights, tmp_path / "cut.weights", upto, cfg=cfg)
+    with dwf.open(weights, cfg) as f:
+        f.save(tmp_path / "saved.weights", upto=upto)
+    assert (tmp_path / "cut.weights").read_bytes() == (tmp_path / "saved.weights").read_bytes()
+
+
+def test_npz_compressed_export_round_trips(model: tuple[Path, Path], tmp_path: Path) -> None:
+    weights, cfg = model
+    out = tmp_path / "net.npz"
+    dwf.export(weights, out, cfg=cfg, compress=True)
     back = tmp_path / "back.weights"
     dwf.import_weights(out, back)
     assert back.read_bytes() == weights.read_bytes()

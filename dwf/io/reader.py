@@ -722,7 +722,9 @@ class WeightsFile:
         """Fill ``out`` (contiguous) with the bytes at ``offset``; a short read means the file
         shrank under us."""
         self._check_open()
-        mv = memoryview(out).cast("B")
+        if not out.size:
+            return
+        mv = out.data.cast("B")
         got = 0
         try:
             while got < len(mv):

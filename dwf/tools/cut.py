@@ -54,7 +54,7 @@ def cut(
             return f.save(dst, upto=upto, header=header)
         for lp in kept:
             if lp.arrays:
-                f[lp.index]  # noqa: B018 - raises LayerNotInFileError past a partial end
+                f._require(lp)  # LayerNotInFileError past a partial end, before writing
         stop_floats = kept[-1].stop if kept else 0
         check_header(new_header, f.plan.dialect)
         encoded = new_header.encode()

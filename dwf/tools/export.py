@@ -61,7 +61,8 @@ def _npy_entry(
     with zf.open(name + ".npy", "w", force_zip64=True) as out:
         npformat.write_array_header_1_0(out, header)
         for c in chunks:
-            out.write(memoryview(c).cast("B") if c.size else b"")
+            if c.size:  # a memoryview with a zero in its shape cannot be cast
+                out.write(c.data.cast("B"))
 
 
 def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = False) -> str:
@@ -127,7 +128,7 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
         fh.write(raw)
         for _, a in arrays:
             for c in f.iter_logical_chunks(a):
-                fh.write(memoryview(c).cast("B"))
+                fh.write(c.data.cast("B"))
     return target
 
 

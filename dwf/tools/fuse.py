@@ -174,7 +174,7 @@ def _write_folded(
 def _copy_array(f: WeightsFile, spec: ArraySpec, out: BinaryIO) -> None:
     """Copy an array's stored bytes unchanged, through a bounded buffer."""
     for c in f.iter_array_chunks(spec):
-        out.write(memoryview(c).cast("B") if c.size else b"")
+        out.write(c.data.cast("B"))
 
 
 def fuse(

@@ -309,7 +309,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         results = []
         done = 0
         for lp in layers:
-            f[lp.index]  # noqa: B018 - raises LayerNotInFileError past a partial end
+            f._require(lp)  # LayerNotInFileError past a partial end
             for a in lp.arrays:
                 st = file_array_stats(f, a)
                 results.append((lp, a, st))
