@@ -166,8 +166,9 @@ class StatsAccumulator:
     so the variance never suffers cancellation.
     """
 
-    def __init__(self, extreme_threshold: float = 1e6) -> None:
+    def __init__(self, extreme_threshold: float = 1e6, *, negatives: bool = True) -> None:
         self.extreme_threshold = extreme_threshold
+        self.count_negatives = negatives  # False: skip that pass (``negatives`` stays 0)
         self.count = self.nan = self.inf = self.zeros = self.small = 0
         self.negatives = self.extreme = self.finite = 0
         self.mean = self.m2 = 0.0
@@ -222,7 +223,7 @@ class StatsAccumulator:
         self.m2 += max(cm2, 0.0) + delta * delta * self.finite * k / total
         self.finite = total
         self.lo, self.hi = min(self.lo, cmin), max(self.hi, cmax)
-        if cmin < 0:
+        if cmin < 0 and self.count_negatives:
             self.negatives += k if cmax < 0 else int(np.count_nonzero(np.less(c, 0, out=mask)))
         # Zeros and denormals are rare: the smallest magnitude decides whether to count them.
         if (cmin <= 0 <= cmax) or min(abs(cmin), abs(cmax)) < FLOAT32_TINY:
@@ -275,12 +276,18 @@ def array_stats(
 
 
 def file_array_stats(
-    f: WeightsFile, spec: ArraySpec, *, extreme_threshold: float = 1e6, chunk: int = CHUNK
+    f: WeightsFile,
+    spec: ArraySpec,
+    *,
+    extreme_threshold: float = 1e6,
+    chunk: int = CHUNK,
+    negatives: bool = True,
 ) -> ArrayStats:
     """Statistics of one array of an open file, read with ``pread`` in chunks of ``chunk``
     floats into one reused buffer (never through the map): bounded memory, and a file
-    truncated meanwhile gives :class:`dwf.FileChangedError`, not a crash."""
-    acc = StatsAccumulator(extreme_threshold)
+    truncated meanwhile gives :class:`dwf.FileChangedError`, not a crash. ``negatives=False``
+    skips counting negative values (a pass :func:`dwf.check` does not need)."""
+    acc = StatsAccumulator(extreme_threshold, negatives=negatives)
     for c in f.iter_array_chunks(spec, chunk):
         acc.add(c)
     return acc.result()
