@@ -1,0 +1,368 @@
+"""Bounded memory and streaming speed of dwf's whole-file work (issues 11 and 12).
+
+Measured in one run, under the same conditions for dwf and the alternative it is compared with:
+
+* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``cut``, ``stats``, ``check``
+  and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it without
+  using the disk), each in a fresh process; peak RSS from ``os.wait4``'s rusage of that child.
+  Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
+  imported, and ``safetensors.numpy.save_file`` of the same arrays.
+* **Scan ratio**: ``dwf.check`` and ``dwf.stats`` time ÷ one float32 ``np.sum`` pass over the
+  same arrays (views of a freshly opened map, as a user would sum them), on a file of random
+  weights in the page cache. Goal: ≤ 2.
+* **cut vs dd**: ``dwf cut`` (command line, fresh process; and the Python call) against ``dd``
+  of the same bytes with ``conv=fsync``, ratio dd time ÷ dwf time. Goal: ≥ 0.9. The exports
+  (npz, safetensors, Python calls) against ``dd`` of the whole file: goal ≥ 0.5.
+* **diff under a busy CPU**: ``dwf.diff`` of two different random files, idle, then with a
+  busy-loop process on the machine; ratio busy ÷ idle. Goal: ≤ 1.5.
+
+Every timing is repeated (≥ 5, interleaved where two things are compared); min and median are
+reported. ``--quick`` uses small files (CI smoke test). Results go to ``--out`` as JSON.
+
+Usage: ``python benchmarks/bench_memory.py [--quick] [--dir DIR] [--out FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmark the checkout this script belongs to
+    sys.path.insert(0, str(ROOT))
+
+import dwf  # noqa: E402
+from dwf.format.header import Header  # noqa: E402
+
+MiB = 1 << 20
+RSS_GOAL_MIB = 300
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def conv_cfg(layers: int, filters: int) -> str:
+    """A cfg of ``layers`` 3×3 conv layers of ``filters`` filters on ``filters`` channels."""
+    head = f"[net]\nwidth=64\nheight=64\nchannels={filters}\n\n"
+    conv = (
+        f"[convolutional]\nfilters={filters}\nsize=3\npad=1\nbatch_normalize=1\n"
+        "activation=leaky\n\n"
+    )
+    return head + conv * layers
+
+
+def make_sparse(folder: Path, mib: int, name: str = "sparse") -> tuple[Path, Path]:
+    """A sparse weights file of about ``mib`` MiB (1024-filter conv layers, 36 MiB each)."""
+    per = 4 * (1024 * 1024 * 9 + 4 * 1024) / MiB
+    cfg = folder / f"{name}.cfg"
+    cfg.write_text(conv_cfg(max(1, round(mib / per)), 1024))
+    weights = folder / f"{name}.weights"
+    with open(weights, "wb") as fh:
+        fh.write(Header(0, 2, 5, 0, 20).encode())
+    os.truncate(weights, dwf.plan(cfg).expected_size(20))
+    return weights, cfg
+
+
+def make_random(folder: Path, mib: int, name: str, seed: int) -> tuple[Path, Path]:
+    """A file of random weights (real blocks on disk) of about ``mib`` MiB, 512-filter convs."""
+    per = 4 * (512 * 512 * 9 + 4 * 512) / MiB
+    cfg = folder / f"{name}.cfg"
+    cfg.write_text(conv_cfg(max(1, round(mib / per)), 512))
+    plan = dwf.plan(cfg)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for lp, a in plan.arrays():
+        v = rng.standard_normal(a.shape, dtype=np.float32) * np.float32(0.05)
+        if a.name == "rolling_variance":
+            v = np.abs(v) + np.float32(0.1)
+        arrays[f"{lp.name}.{a.name}"] = v
+    weights = folder / f"{name}.weights"
+    dwf.save(weights, plan, arrays, header=Header(0, 2, 5, 0, 20))
+    return weights, cfg
+
+
+def read_all(path: Path) -> None:
+    """Bring a file into the page cache (every measurement is warm)."""
+    with open(path, "rb") as fh:
+        while fh.read(16 * MiB):
+            pass
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    """Run ``argv`` in a fresh process; its wall time, exit code and peak RSS (its own
+    rusage, from ``os.wait4``)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss // 1024
+    return {"seconds": seconds, "rc": proc.returncode, "peak_rss_mib": kib / 1024, "err": err}
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"min": min(times), "median": statistics.median(times), "n": len(times)}
+
+
+# -- peak memory --------------------------------------------------------------------------------
+def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
+    weights, cfg = make_sparse(folder, mib)
+    other, _ = make_sparse(folder, mib, "sparse2")
+    shutil.copy(cfg, folder / "sparse2.cfg")
+    n_layers = len(dwf.plan(cfg).layers)
+    out = folder / "out"
+    out.mkdir(exist_ok=True)
+    dwf_cli = [sys.executable, "-m", "dwf"]
+    c = ["--cfg", str(cfg)]
+    jobs: list[tuple[str, list[str]]] = [
+        ("python + numpy + dwf imported (floor)", [sys.executable, "-c", "import numpy, dwf"]),
+        ("dwf fuse", [*dwf_cli, "fuse", str(weights), str(out / "f.weights"),
+                      str(out / "f.cfg"), *c]),
+        ("dwf export --format npz", [*dwf_cli, "export", str(weights), str(out / "e.npz"),
+                                     "--format", "npz", *c]),
+        ("dwf export --format safetensors", [*dwf_cli, "export", str(weights),
+                                             str(out / "e.safetensors"), "--format",
+                                             "safetensors", *c]),
+        ("dwf cut (half the layers)", [*dwf_cli, "cut", str(weights), str(out / "c.weights"),
+                                       str(n_layers // 2), *c]),
+        ("dwf stats", [*dwf_cli, "stats", str(weights), *c]),
+        ("dwf check", [*dwf_cli, "check", str(weights), *c]),
+        ("dwf diff (vs a second file)", [*dwf_cli, "diff", str(weights), str(other), *c]),
+    ]
+    try:
+        import safetensors.numpy  # noqa: F401
+
+        script = (
+            "import sys, numpy as np, dwf; from safetensors.numpy import save_file;"
+            "f = dwf.open(sys.argv[1], sys.argv[2]);"
+            "save_file({k: np.ascontiguousarray(v) for k, v in f.arrays()}, sys.argv[3])"
+        )
+        jobs.append(
+            ("alternative: safetensors save_file of the same arrays",
+             [sys.executable, "-c", script, str(weights), str(cfg), str(out / "s.safetensors")])
+        )
+    except ImportError:
+        pass
+    rows = []
+    for label, argv in jobs:
+        read_all(weights)
+        r = child(argv)
+        for p in out.iterdir():  # outputs take disk: remove them before the next job
+            p.unlink()
+        rows.append(
+            {
+                "what": label,
+                "file_mib": weights.stat().st_size / MiB,
+                "seconds": r["seconds"],
+                "peak_rss_mib": r["peak_rss_mib"],
+                "rc": r["rc"],
+                "error": r["err"].strip()[-300:] if r["rc"] not in (0, 1) else "",
+            }
+        )
+        print(
+            f"  {label:<58} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mib']:7.1f} MiB"
+            + (f"  (exit {r['rc']})" if r["rc"] not in (0, 1) else ""),
+            flush=True,
+        )
+    for p in (weights, other):
+        p.unlink()
+    return rows
+
+
+# -- scan ratio ---------------------------------------------------------------------------------
+def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
+    read_all(weights)
+
+    def sum_pass() -> None:
+        with dwf.open(weights, cfg) as f:
+            for _, v in f.arrays():
+                np.sum(v)
+
+    def check() -> None:
+        dwf.check(weights, cfg=cfg)
+
+    def stats() -> None:
+        dwf.stats(weights, cfg=cfg)
+
+    runs: dict[str, list[float]] = {"sum": [], "check": [], "stats": []}
+    for fn in (sum_pass, check, stats):  # warm-up: imports, plan cache
+        fn()
+    for _ in range(repeats):  # interleaved: the machine's load hits all alike
+        runs["sum"].append(timed(sum_pass))
+        runs["check"].append(timed(check))
+        runs["stats"].append(timed(stats))
+    s = {k: summary(v) for k, v in runs.items()}
+    return {
+        "file_mib": weights.stat().st_size / MiB,
+        "times": s,
+        "check_ratio": s["check"]["median"] / s["sum"]["median"],
+        "stats_ratio": s["stats"]["median"] / s["sum"]["median"],
+    }
+
+
+# -- writers vs dd ------------------------------------------------------------------------------
+def dd(src: Path, dst: Path, skip: int, count: int) -> list[str]:
+    return [
+        "dd", f"if={src}", f"of={dst}", "bs=4M", "iflag=skip_bytes,count_bytes",
+        f"skip={skip}", f"count={count}", "conv=fsync", "status=none",
+    ]
+
+
+def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, Any]:
+    read_all(weights)
+    plan = dwf.plan(cfg)
+    upto = len(plan.layers) // 2
+    kept = 4 * plan.layers[upto - 1].stop
+    out = folder / "w"
+    out.mkdir(exist_ok=True)
+    size = weights.stat().st_size
+    runs: dict[str, list[float]] = {
+        k: [] for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api")
+    }
+    have_dd = shutil.which("dd") is not None
+    for _ in range(repeats):
+        if have_dd:
+            runs["dd_cut"].append(timed(lambda: subprocess.run(
+                dd(weights, out / "dd.bin", 20, kept), check=True)))
+            runs["dd_all"].append(timed(lambda: subprocess.run(
+                dd(weights, out / "dd.bin", 0, size), check=True)))
+        r = child([sys.executable, "-m", "dwf", "cut", str(weights), str(out / "c.weights"),
+                   str(upto), "--cfg", str(cfg)])
+        runs["cut_cli"].append(r["seconds"])
+        runs["cut_api"].append(timed(lambda: dwf.cut(weights, out / "c.weights", upto, cfg=cfg)))
+        runs["npz_api"].append(timed(lambda: dwf.export(weights, out / "e.npz", cfg=cfg)))
+        runs["safetensors_api"].append(
+            timed(lambda: dwf.export(weights, out / "e.safetensors", cfg=cfg))
+        )
+        for p in out.iterdir():
+            p.unlink()
+    s = {k: summary(v) for k, v in runs.items() if v}
+    res: dict[str, Any] = {"file_mib": size / MiB, "cut_mib": kept / MiB, "times": s}
+    if have_dd:
+        med = {k: v["median"] for k, v in s.items()}
+        res["cut_cli_vs_dd"] = med["dd_cut"] / med["cut_cli"]
+        res["cut_api_vs_dd"] = med["dd_cut"] / med["cut_api"]
+        res["npz_vs_dd"] = med["dd_all"] / med["npz_api"]
+        res["safetensors_vs_dd"] = med["dd_all"] / med["safetensors_api"]
+    return res
+
+
+# -- diff under a busy CPU ----------------------------------------------------------------------
+def diff_contended(a: Path, b: Path, cfg: Path, repeats: int) -> dict[str, Any]:
+    read_all(a)
+    read_all(b)
+    dwf.diff(a, b, cfg=cfg)  # warm-up
+    idle = [timed(lambda: dwf.diff(a, b, cfg=cfg)) for _ in range(repeats)]
+    busy_proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = [timed(lambda: dwf.diff(a, b, cfg=cfg)) for _ in range(repeats)]
+    finally:
+        busy_proc.kill()
+        busy_proc.wait()
+    si, sb = summary(idle), summary(busy)
+    return {"idle": si, "busy": sb, "ratio": sb["median"] / si["median"]}
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    worst = max(
+        (r for r in doc["memory"] if r["what"].startswith("dwf")),
+        key=lambda r: r["peak_rss_mib"],
+    )
+    out.append({
+        "target": f"peak RSS of every dwf command ≤ {RSS_GOAL_MIB} MiB",
+        "measured": f"{worst['peak_rss_mib']:.0f} MiB ({worst['what']})",
+        "met": worst["peak_rss_mib"] <= RSS_GOAL_MIB and all(
+            r["rc"] in (0, 1) for r in doc["memory"]),
+    })
+    sc = doc["scan"]
+    out.append({"target": "f.check() ≤ 2× one float32 sum pass",
+                "measured": f"{sc['check_ratio']:.2f}×", "met": sc["check_ratio"] <= 2})
+    out.append({"target": "dwf stats ≤ 2× one float32 sum pass",
+                "measured": f"{sc['stats_ratio']:.2f}×", "met": sc["stats_ratio"] <= 2})
+    w = doc["writers"]
+    if "cut_cli_vs_dd" in w:
+        out.append({"target": "dwf cut (command) ≥ 0.9× dd", "measured":
+                    f"{w['cut_cli_vs_dd']:.2f}×", "met": w["cut_cli_vs_dd"] >= 0.9})
+        out.append({"target": "dwf.cut (call) ≥ 0.9× dd", "measured":
+                    f"{w['cut_api_vs_dd']:.2f}×", "met": w["cut_api_vs_dd"] >= 0.9})
+        out.append({"target": "npz export ≥ 0.5× dd", "measured":
+                    f"{w['npz_vs_dd']:.2f}×", "met": w["npz_vs_dd"] >= 0.5})
+        out.append({"target": "safetensors export ≥ 0.5× dd", "measured":
+                    f"{w['safetensors_vs_dd']:.2f}×", "met": w["safetensors_vs_dd"] >= 0.5})
+    d = doc["diff"]
+    out.append({"target": "diff with a busy CPU ≤ 1.5× idle",
+                "measured": f"{d['ratio']:.2f}×", "met": d["ratio"] <= 1.5})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small files (smoke test)")
+    ap.add_argument("--dir", help="where to make the files (default: a temporary folder)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--sparse-mib", type=int, help="size of the sparse file (default 1024)")
+    ap.add_argument("--random-mib", type=int, help="size of the random files (default 256)")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    sparse_mib = args.sparse_mib or (72 if args.quick else 1024)
+    random_mib = args.random_mib or (16 if args.quick else 256)
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        print(f"peak memory, each command in a fresh process, {sparse_mib} MiB sparse file:")
+        memory = memory_rows(folder, sparse_mib)
+        a, cfg = make_random(folder, random_mib, "rand_a", 1)
+        b, _ = make_random(folder, random_mib, "rand_b", 2)
+        print(f"scan ratio, {a.stat().st_size / MiB:.0f} MiB of random weights (warm cache):")
+        scan = scan_ratio(a, cfg, args.repeats)
+        for k, v in scan["times"].items():
+            print(f"  {k:<6} min {v['min'] * 1e3:8.1f} ms  median {v['median'] * 1e3:8.1f} ms")
+        print("writers vs dd (with fsync):")
+        wr = writers(a, cfg, folder, args.repeats)
+        for k, v in wr["times"].items():
+            print(f"  {k:<16} min {v['min']:7.3f} s  median {v['median']:7.3f} s")
+        print("diff, idle then with a busy-loop process:")
+        df = diff_contended(a, b, cfg, args.repeats)
+        print(f"  idle median {df['idle']['median']:.3f} s, busy median"
+              f" {df['busy']['median']:.3f} s")
+    doc: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "numpy": np.__version__},
+        "memory": memory,
+        "scan": scan,
+        "writers": wr,
+        "diff": df,
+    }
+    doc["targets"] = targets(doc)
+    print("goals:")
+    for t in doc["targets"]:
+        print(f"  {'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['measured']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
