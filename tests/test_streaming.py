@@ -520,3 +520,27 @@ def test_npz_compressed_export_round_trips(model: tuple[Path, Path], tmp_path: P
     back = tmp_path / "back.weights"
     dwf.import_weights(out, back)
     assert back.read_bytes() == weights.read_bytes()
+
+
+def test_diff_measures_match_float64_references(tmp_path: Path) -> None:
+    """The float32 blocked dots of diff agree with float64 numpy to ~1e-6, and the exact cases
+    stay exact: b = -a gives rel_l2 2 and cosine -1."""
+    from dwf.tools.diff import _array_diff
+
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal(300_001) * 0.05).astype(np.float32)
+    for b in (
+        (a * (1 + 1e-3 * rng.standard_normal(a.size))).astype(np.float32),
+        rng.standard_normal(a.size).astype(np.float32),
+        (a + np.float32(3.0)).astype(np.float32),
+    ):
+        same, max_abs, rel, cos = _array_diff(a, b, 1 << 16)
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        assert not same
+        assert max_abs == pytest.approx(np.abs(b64 - a64).max(), rel=1e-6)
+        assert rel == pytest.approx(np.linalg.norm(b64 - a64) / np.linalg.norm(a64), rel=1e-5)
+        ref_cos = a64 @ b64 / np.sqrt((a64 @ a64) * (b64 @ b64))
+        assert cos == pytest.approx(ref_cos, rel=1e-5, abs=1e-6)
+    same, max_abs, rel, cos = _array_diff(a, -a, 1 << 16)
+    assert (same, rel, cos) == (False, 2.0, -1.0)
+    assert _array_diff(a, a.copy(), 1 << 16)[:3] == (True, 0.0, 0.0)
