@@ -126,7 +126,6 @@ _F32_SAFE = 1e15
 # OpenBLAS runs a dot product on one thread up to 10,000 elements and on every core above:
 # dots are taken on blocks of at most this many, so a busy machine cannot stall them.
 BLAS_BLOCK = 8192
-_ONES = np.ones(BLAS_BLOCK, dtype=np.float32)
 _ABS_BITS = np.uint32(0x7FFFFFFF)
 _TINY_BITS = np.uint32(0x00800000)  # bit pattern of the smallest normal float32
 
@@ -143,15 +142,11 @@ def blas_dot(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
     return total
 
 
-def _blas_sum(c: np.ndarray[Any, Any]) -> float:
-    """Sum of a float32 vector as dots with ones: a SIMD BLAS kernel, several times faster
-    than numpy's pairwise sum, accumulated in float64 across blocks."""
-    n = int(c.size)
-    total = 0.0
-    for i in range(0, n, BLAS_BLOCK):
-        block = c[i : i + BLAS_BLOCK]
-        total += float(np.dot(block, _ONES[: block.size]))
-    return total
+def _fast_sum(c: np.ndarray[Any, Any]) -> float:
+    """Sum of a float32 vector with ``einsum``'s SIMD loop: several times faster than numpy's
+    pairwise ``sum`` and as accurate on a chunk of 64 Ki values (about 1e-7 relative); no
+    BLAS involved."""
+    return float(np.einsum("i->", c))
 
 
 class StatsAccumulator:
@@ -159,7 +154,8 @@ class StatsAccumulator:
 
     Per chunk, the cheap passes decide which costly ones are needed: min and max first (a NaN
     makes them NaN, so non-finite values need no pass of their own when there are none); the
-    sum and the sum of squares as blocked single-threaded BLAS dots; negatives only when the
+    sum with ``einsum``'s SIMD loop and the sum of squares as blocked single-threaded BLAS
+    dots; negatives only when the
     minimum is negative; zeros and denormals only when the smallest magnitude (one pass over
     the bits) says there are some; extremes only past the threshold. Chunk moments are merged
     in float64 (Chan et al.). A chunk whose mean is large against its spread is centred first,
@@ -210,7 +206,7 @@ class StatsAccumulator:
             d = c64 - cmean
             cm2 = blas_dot(d, d)
         else:
-            s = _blas_sum(c)
+            s = _fast_sum(c)
             ss = blas_dot(c, c)
             cmean = s / k
             cm2 = ss - s * cmean
