@@ -315,6 +315,15 @@ def diff_contended(a: Path, b: Path, cfg: Path, repeats: int) -> dict[str, Any]:
     return res
 
 
+def _ratio(times: dict[str, Any], num: str, den: str) -> tuple[float, float]:
+    """``num ÷ den`` of the medians and of the minima (the minimum is the least disturbed by a
+    busy machine; the goal is judged on the median)."""
+    return (
+        times[num]["median"] / times[den]["median"],
+        times[num]["min"] / times[den]["min"],
+    )
+
+
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     worst = max(
@@ -327,26 +336,27 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         "met": worst["peak_rss_mib"] <= RSS_GOAL_MIB and all(
             r["rc"] in (0, 1) for r in doc["memory"]),
     })
-    sc = doc["scan"]
-    out.append({"target": "f.check() ≤ 2× one float32 sum pass",
-                "measured": f"{sc['check_ratio']:.2f}×", "met": sc["check_ratio"] <= 2})
-    out.append({"target": "dwf stats ≤ 2× one float32 sum pass",
-                "measured": f"{sc['stats_ratio']:.2f}×", "met": sc["stats_ratio"] <= 2})
-    w = doc["writers"]
-    if "cut_cli_vs_dd" in w:
-        out.append({"target": "dwf cut (command) ≥ 0.9× dd", "measured":
-                    f"{w['cut_cli_vs_dd']:.2f}×", "met": w["cut_cli_vs_dd"] >= 0.9})
-        out.append({"target": "dwf.cut (call) ≥ 0.9× dd", "measured":
-                    f"{w['cut_api_vs_dd']:.2f}×", "met": w["cut_api_vs_dd"] >= 0.9})
-        out.append({"target": "npz export ≥ 0.5× dd", "measured":
-                    f"{w['npz_vs_dd']:.2f}×", "met": w["npz_vs_dd"] >= 0.5})
-        out.append({"target": "safetensors export ≥ 0.5× dd", "measured":
-                    f"{w['safetensors_vs_dd']:.2f}×", "met": w["safetensors_vs_dd"] >= 0.5})
+
+    def add(target: str, ratio: tuple[float, float], ok: Callable[[float], bool]) -> None:
+        out.append({"target": target, "ratio": ratio[0], "ratio_of_minima": ratio[1],
+                    "measured": f"{ratio[0]:.2f}× (minima: {ratio[1]:.2f}×)",
+                    "met": ok(ratio[0])})
+
+    st = doc["scan"]["times"]
+    add("f.check() ≤ 2× one float32 sum pass", _ratio(st, "check", "sum"), lambda r: r <= 2)
+    add("dwf.stats ≤ 2× one float32 sum pass", _ratio(st, "stats", "sum"), lambda r: r <= 2)
+    wt = doc["writers"]["times"]
+    if "dd_cut" in wt:
+        add("dwf cut (command, fresh process) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_cli"),
+            lambda r: r >= 0.9)
+        add("dwf.cut (call) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_api"), lambda r: r >= 0.9)
+        add("npz export ≥ 0.5× dd", _ratio(wt, "dd_all", "npz_api"), lambda r: r >= 0.5)
+        add("safetensors export ≥ 0.5× dd", _ratio(wt, "dd_all", "safetensors_api"),
+            lambda r: r >= 0.5)
     d = doc["diff"]
-    out.append({"target": "diff with a busy CPU ≤ 1.5× idle",
-                "measured": f"{d['ratio']:.2f}×", "met": d["ratio"] <= 1.5})
-    out.append({"target": "diff with a busy CPU ≤ 1.1× the same with a 1-thread BLAS",
-                "measured": f"{d['vs_1thread_busy']:.2f}×", "met": d["vs_1thread_busy"] <= 1.1})
+    add("diff with a busy CPU ≤ 1.5× idle", _ratio(d, "busy", "idle"), lambda r: r <= 1.5)
+    add("diff with a busy CPU ≤ 1.1× the same with a 1-thread BLAS",
+        _ratio(d, "busy", "busy_1thread"), lambda r: r <= 1.1)
     return out
 
 
