@@ -4,7 +4,8 @@ Measured in one run, under the same conditions for dwf and the alternative it is
 
 * **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``cut``, ``stats``, ``check``
   and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it without
-  using the disk), each in a fresh process; peak RSS from ``os.wait4``'s rusage of that child.
+  using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
+  itself at exit (``ru_maxrss`` would include this script's memory, inherited through fork).
   Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
   imported, and ``safetensors.numpy.save_file`` of the same arrays.
 * **Scan ratio**: ``dwf.check`` and ``dwf.stats`` time ÷ one float32 ``np.sum`` pass over the
@@ -101,19 +102,55 @@ def read_all(path: Path) -> None:
             pass
 
 
+# Runs a command line (``-m dwf …`` or ``-c CODE …``) and writes the process's own peak RSS,
+# VmHWM, to the file named by DWF_BENCH_HWM. Not ru_maxrss: on Linux a child inherits through
+# fork and exec the peak of its parent, which would put this script's own memory in every row.
+HWM_WRAPPER = r"""
+import os, runpy, sys
+def report():
+    try:
+        with open("/proc/self/status") as fh:
+            kib = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(os.environ["DWF_BENCH_HWM"], "w") as out:
+        out.write(str(kib))
+mode, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+try:
+    if mode == "-m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        sys.argv[0] = "-c"
+        exec(compile(target, "<bench>", "exec"), {"__name__": "__main__"})
+finally:
+    report()
+"""
+
+
 def child(argv: list[str]) -> dict[str, Any]:
-    """Run ``argv`` in a fresh process; its wall time, exit code and peak RSS (its own
-    rusage, from ``os.wait4``)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss // 1024
-    return {"seconds": seconds, "rc": proc.returncode, "peak_rss_mib": kib / 1024, "err": err}
+    """Run ``[python, "-m"|"-c", target, *args]`` in a fresh process; its wall time, exit code
+    and its own peak RSS (VmHWM, written by the process itself at exit)."""
+    assert argv[0] == sys.executable and argv[1] in ("-m", "-c"), argv
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        env = {**ENV, "DWF_BENCH_HWM": hwm.name}
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", HWM_WRAPPER, *argv[1:]],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+        )
+        seconds = time.perf_counter() - t0
+        text = Path(hwm.name).read_text(encoding="ascii").strip()
+    kib = int(text) if text else 0
+    if sys.platform == "darwin":
+        kib //= 1024  # ru_maxrss is in bytes there
+    return {
+        "seconds": seconds,
+        "rc": proc.returncode,
+        "peak_rss_mib": kib / 1024,
+        "err": proc.stderr.decode(errors="replace"),
+    }
 
 
 def timed(fn: Callable[[], Any]) -> float:

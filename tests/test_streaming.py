@@ -233,11 +233,19 @@ batch_normalize=1
 activation=leaky
 """
 
+# The child's own peak: VmHWM of its address space. (ru_maxrss will not do: on Linux a child
+# inherits, through fork and exec, the peak of the parent — here pytest, hundreds of MiB late in
+# a run.)
 MAXRSS_CHILD = r"""
 import resource, sys
 from dwf.interfaces.cli import main
 code = main(sys.argv[1:])
-print("MAXRSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+try:
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+except OSError:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("MAXRSS_KIB", kib, flush=True)
 sys.exit(code)
 """
 # Python + numpy + dwf take ~40 MiB; bounded buffers add a few MiB. The file is 252 MiB: code
