@@ -84,7 +84,13 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
     if not isinstance(arrays, Mapping):
-        return arrays[layer].array(name)
+        source = arrays[layer]
+        spec = source.plan.array(name)
+        if spec is None:
+            return None
+        # an open file: read with pread (an owned copy), not through its map, so a source
+        # truncated meanwhile raises FileChangedError instead of faulting
+        return source.file.read_array(spec)
     flat = arrays.get(f"{layer}.{name}")
     if flat is not None:
         return flat
