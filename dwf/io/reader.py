@@ -57,7 +57,7 @@ _COPY_STEP = 64 << 20
 # (EINVAL, EOPNOTSUPP) or under seccomp (ENOSYS, EPERM): copy through a buffer instead.
 _NO_KERNEL_COPY = {
     getattr(errno, name)
-    for name in ("EXDEV", "EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EPERM", "EBADF")
+    for name in ("EXDEV", "EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EPERM")
     if hasattr(errno, name)
 }
 
@@ -673,6 +673,7 @@ class WeightsFile:
         pos, dst = start, out_offset
         kernel = hasattr(os, "copy_file_range") or hasattr(os, "sendfile")
         while pos < stop:
+            self._check_open()
             want = min(stop - pos, _COPY_STEP)
             n = 0
             if kernel:
@@ -688,7 +689,15 @@ class WeightsFile:
                     kernel = False  # another file system, or not supported: copy by hand
                     continue
             else:
-                data = os.pread(self._fd, want, pos)
+                try:
+                    data = os.pread(self._fd, want, pos)
+                except OSError as e:
+                    raise FileChangedError(
+                        f"{self.path}: reading bytes {_fmt(pos)}..{_fmt(pos + want)} failed:"
+                        f" {e.strerror or e}; the file may have changed",
+                        path=self.path,
+                        opened=self._opened,
+                    ) from None
                 n = len(data)
                 if n:
                     view = memoryview(data)
