@@ -415,3 +415,16 @@ def test_drift_compares_consecutive_files(tmp_path: Path, plan: dwf.Plan) -> Non
     assert [[(d.layer, d.array) for d in r.changed] for r in reports] == [
         [("conv_0", "biases")]
     ] * 2
+
+
+@pytest.mark.parametrize("where", ["a", "b"])
+def test_one_nan_leaves_the_other_pairs_measured(where: str) -> None:
+    # Found in review: a NaN in B only went down the float32 path (Python's min(1.0, nan) is
+    # 1.0) and made every measure NaN.
+    a = np.ones(10, dtype=np.float32)
+    b = a.copy()
+    b[4] = 2.0
+    (b if where == "b" else a)[3] = np.nan
+    same_, max_abs, rel, cos = diff(a, b, CHUNK)
+    assert not same_ and max_abs == 1.0
+    assert rel == pytest.approx(1 / 3) and 0.9 < cos < 1.0

@@ -7,6 +7,7 @@ matters (a view of a truncated map kills the process with SIGBUS) is marked DEMO
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import hashlib
@@ -458,6 +459,34 @@ def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
 FAILURES = [RuntimeError("injected"), OSError(errno.ENOSPC, "No space left on device")]
 
 
+def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
+    """``atomic_write`` whose file fails on its k-th ``write`` (whatever writes to it: a header,
+    an array, a chunk of one), for every writer that goes through it."""
+    real = dwf.io.writer.atomic_write
+    calls = 0
+
+    class Flaky:
+        def __init__(self, fh: Any) -> None:
+            self._fh = fh
+
+        def write(self, data: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == k:
+                raise exc
+            return self._fh.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._fh, name)
+
+    @contextlib.contextmanager
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        with real(*args, **kwargs) as fh:
+            yield Flaky(fh)
+
+    return flaky
+
+
 @pytest.mark.parametrize("exc", FAILURES, ids=["exception", "disk-full"])
 @pytest.mark.parametrize("how", ["dwf.save", "WeightsFile.save", "fuse"])
 def test_failure_mid_write_leaves_destination_and_no_temp_file(
@@ -474,9 +503,9 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst.write_bytes(b"the old destination")
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
-    flaky = _fail_on_call(4, exc)  # the fourth array: the header and three arrays are written
-    monkeypatch.setattr(dwf.io.writer, "stored_bytes", flaky)
-    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", flaky)
+    flaky = _failing_writes(4, exc)  # the fourth write: the header and more are written
+    monkeypatch.setattr(dwf.io.writer, "atomic_write", flaky)
+    monkeypatch.setattr(dwf.tools.fuse, "atomic_write", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
         if how == "dwf.save":

@@ -228,7 +228,13 @@ def _link_into_place(fd: int, folder: str, target: str) -> str | None:
 
 def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
     if not isinstance(arrays, Mapping):
-        return arrays[layer].array(name)
+        source = arrays[layer]
+        spec = source.plan.array(name)
+        if spec is None:
+            return None
+        # an open file: read with pread (an owned copy), not through its map, so a source
+        # truncated meanwhile raises FileChangedError instead of faulting
+        return source.file.read_array(spec)
     flat = arrays.get(f"{layer}.{name}")
     if flat is not None:
         return flat
@@ -294,6 +300,10 @@ def _check_header(header: Header, dialect: str) -> None:
             f"header version {header.version} with a {header.size}-byte header would be read"
             f" by Darknet with a {want}-byte one; use size={want} or another version"
         )
+
+
+# The rule is shared with writers that copy bytes themselves (dwf.cut).
+check_header = _check_header
 
 
 def check_upto(plan: Plan, upto: int | None) -> int:

@@ -19,11 +19,11 @@ import attrs
 import numpy as np
 
 from dwf.format.planner import Plan
-from dwf.format.records import LayerPlan
+from dwf.format.records import ArraySpec, LayerPlan
 from dwf.io.reader import WeightsFile, opened
 from dwf.tools import batch
 from dwf.tools.batch import Many, Row
-from dwf.tools.stats import CHUNK, ArrayStats, array_stats, zero_rows
+from dwf.tools.stats import CHUNK, ArrayStats, file_array_stats, file_zero_rows
 
 BN_EPS = 1e-5
 SEVERITIES = ("error", "warning", "info")
@@ -142,11 +142,9 @@ def _value_findings(st: ArrayStats, extreme: float, add: Add) -> None:
         )
 
 
-def _variance_findings(view: np.ndarray[Any, Any], add: Add, chunk: int) -> None:
-    v = view.reshape(-1)
+def _variance_findings(f: WeightsFile, spec: ArraySpec, add: Add, chunk: int) -> None:
     neg_real = neg_small = neg_tiny = zero = 0
-    for start in range(0, v.size, chunk):
-        c = v[start : start + chunk]
+    for c in f.iter_array_chunks(spec, chunk):
         c = c[np.isfinite(c)]
         neg_real += int(np.count_nonzero(c < -BN_EPS))
         neg_small += int(np.count_nonzero((c >= -BN_EPS) & (c <= -TINY)))
@@ -285,18 +283,18 @@ def _check(
     for lp in f.plan.layers:
         if not lp.arrays or not f.holds(lp):
             continue
-        layer = f[lp.index]
         for spec in lp.arrays:
-            view = layer[spec.name]
             arrays += 1
             floats += spec.count
-            st = array_stats(view, extreme_threshold=extreme, chunk=chunk)
+            # negatives are not reported: their pass is skipped (the minimum tells enough)
+            st = file_array_stats(f, spec, extreme_threshold=extreme, chunk=chunk, negatives=False)
 
             add = functools.partial(_record, found, lp, spec.name)
             _value_findings(st, extreme, add)
             leaf = spec.name.rpartition(".")[2]
             if leaf == "rolling_variance":
-                _variance_findings(view, add, chunk)
+                if st.zeros or st.min < 0:  # otherwise the statistics prove there is nothing
+                    _variance_findings(f, spec, add, chunk)
             elif leaf == "scales" and st.zeros:
                 add(
                     "dead-bn-channels",
@@ -307,16 +305,17 @@ def _check(
                 )
             elif (
                 leaf == "weights"
-                and view.ndim >= 2
+                and len(spec.shape) >= 2
                 and lp.type in ("convolutional", "connected", "deconvolutional")
+                and st.zeros  # no zero at all: no zero filter, and no second pass
             ):
-                zr = zero_rows(view, chunk)
+                zr = file_zero_rows(f, spec, chunk)
                 if zr:
                     add(
                         "zero-filters",
                         "warning",
                         zr,
-                        f"{zr:,} of {view.shape[0]:,} filters are all zeros",
+                        f"{zr:,} of {spec.shape[0]:,} filters are all zeros",
                     )
             if progress is not None:
                 progress(floats, total, lp.name)

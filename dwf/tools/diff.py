@@ -3,7 +3,8 @@
 Typical use is two checkpoints of one training run (``yolov4_1000.weights`` and
 ``yolov4_2000.weights``). Arrays are matched by layer name and array name; both files may have
 16- or 20-byte headers and may be partial — what both hold is compared. Everything streams in
-chunks, so two multi-GB files compare in bounded memory.
+chunks read with ``pread`` into reused buffers, so two multi-GB files compare in bounded memory
+and a file truncated meanwhile gives :class:`dwf.FileChangedError`, not a crash.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 
 from dwf.errors import DwfError
 from dwf.format.planner import Plan
+from dwf.format.records import ArraySpec
 from dwf.io.reader import WeightsFile, opened
 from dwf.tools import batch
-from dwf.tools.stats import CHUNK, finite_or_none
+from dwf.tools.stats import CHUNK, blas_dot, finite_or_none
 
 Progress = Callable[[int, int, str], None]
 
@@ -119,45 +121,100 @@ class DiffReport:
         return rows
 
 
+class _DiffAccumulator:
+    """Differences of two arrays fed to it as pairs of equally long chunks (in any order the
+    two share: every measure is order-independent). Each chunk is widened to float64 in reused
+    buffers and its sums of products are blocked single-threaded BLAS dots
+    (:func:`dwf.tools.stats.blas_dot`), so a busy machine cannot stall them and the result is
+    float64-accurate and independent of the chunk size; pairs where either value is NaN or
+    infinite are left out of every measure."""
+
+    def __init__(self) -> None:
+        self.identical = True
+        self.max_abs = -1.0
+        self.dd = self.aa = self.bb = self.ab = 0.0
+        self.size = 0
+        self._buf = np.empty((3, 0), dtype=np.float64)
+
+    def _scratch(self, k: int) -> tuple[np.ndarray[Any, Any], ...]:
+        # reused buffers: a fresh allocation per chunk costs page faults every time
+        if self._buf.shape[1] < k:
+            self._buf = np.empty((3, k), dtype=np.float64)
+        return tuple(row[:k] for row in self._buf)
+
+    def add(self, ca: np.ndarray[Any, Any], cb: np.ndarray[Any, Any]) -> None:
+        self.size += int(ca.size)
+        if ca.size == 0:
+            return
+        if self.identical and not np.array_equal(ca.view(np.uint32), cb.view(np.uint32)):
+            self.identical = False
+        finite = all(math.isfinite(float(e)) for e in (ca.min(), ca.max(), cb.min(), cb.max()))
+        if not finite:  # rare (a damaged file): only the pairs finite on both sides count
+            ok = np.isfinite(ca) & np.isfinite(cb)
+            ca, cb = ca[ok], cb[ok]
+        k = int(ca.size)
+        if k == 0:
+            return
+        a64, b64, d64 = self._scratch(k)
+        np.copyto(a64, ca)
+        np.copyto(b64, cb)
+        if self.identical:  # bit-equal: a difference of 0, and the norms
+            s = blas_dot(a64, a64)
+            self.aa += s
+            self.bb += s
+            self.ab += s
+            self.max_abs = max(self.max_abs, 0.0)
+            return
+        np.subtract(b64, a64, out=d64)
+        self.max_abs = max(self.max_abs, -float(d64.min()), float(d64.max()))
+        self.dd += blas_dot(d64, d64)
+        self.aa += blas_dot(a64, a64)
+        self.bb += blas_dot(b64, b64)
+        self.ab += blas_dot(a64, b64)
+
+    def result(self) -> tuple[bool, float, float, float]:
+        max_abs = self.max_abs
+        if max_abs < 0:
+            max_abs = float("nan") if self.size else 0.0
+        dd, aa, bb, ab = self.dd, self.aa, self.bb, self.ab
+        rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
+        cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
+        cosine = min(max(cosine, -1.0), 1.0)  # rounding can step just past ±1; NaN stays NaN
+        return self.identical, max_abs, rel, cosine
+
+
 def _array_diff(
     a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], chunk: int
 ) -> tuple[bool, float, float, float]:
     fa = np.ravel(a, order="C")
     fb = np.ravel(b, order="C")
-    identical = True
-    max_abs = -1.0
-    dd = aa = bb = ab = 0.0
+    acc = _DiffAccumulator()
     for start in range(0, fa.size, chunk):
-        ca = fa[start : start + chunk]
-        cb = fb[start : start + chunk]
-        if identical and not np.array_equal(ca.view(np.uint32), cb.view(np.uint32)):
-            identical = False
-        if identical:
-            # bit-equal chunks add nothing to the difference, but do to the norms
-            a64 = ca[np.isfinite(ca)].astype(np.float64)
-            s = float(np.dot(a64, a64))
-            aa += s
-            bb += s
-            ab += s
-            if a64.size:  # finite pairs that are equal: a difference of 0 was measured
-                max_abs = max(max_abs, 0.0)
-            continue
-        ok = np.isfinite(ca) & np.isfinite(cb)
-        a64 = ca[ok].astype(np.float64)
-        b64 = cb[ok].astype(np.float64)
-        d = b64 - a64
-        if d.size:
-            max_abs = max(max_abs, float(np.max(np.abs(d))))
-        dd += float(np.dot(d, d))
-        aa += float(np.dot(a64, a64))
-        bb += float(np.dot(b64, b64))
-        ab += float(np.dot(a64, b64))
-    if max_abs < 0:
-        max_abs = float("nan") if fa.size else 0.0
-    rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
-    cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
-    cosine = min(max(cosine, -1.0), 1.0)  # rounding can step just past ±1; NaN stays NaN
-    return identical, max_abs, rel, cosine
+        acc.add(fa[start : start + chunk], fb[start : start + chunk])
+    return acc.result()
+
+
+def _file_array_diff(
+    a: WeightsFile, sa: ArraySpec, b: WeightsFile, sb: ArraySpec, chunk: int
+) -> tuple[bool, float, float, float]:
+    """Differences of one array of two open files, both read with ``pread`` in bounded
+    buffers. Stored alike (the usual case), they are compared in storage order; when one file
+    stores the array transposed and the other not (a legacy header against a current one),
+    both are read in logical order, by blocks of whole rows."""
+    acc = _DiffAccumulator()
+    ta = sa.stored_transposed(a.header.connected_transposed)
+    tb = sb.stored_transposed(b.header.connected_transposed)
+    if ta == tb or len(sa.shape) < 2 or not sa.shape[0]:
+        pairs = zip(a.iter_array_chunks(sa, chunk), b.iter_array_chunks(sb, chunk), strict=True)
+    else:
+        cols = max(1, sa.count // sa.shape[0])
+        step = max(1, chunk // cols) * cols  # both sides then yield blocks of the same rows
+        pairs = zip(
+            a.iter_logical_chunks(sa, step), b.iter_logical_chunks(sb, step), strict=True
+        )
+    for ca, cb in pairs:
+        acc.add(ca, cb)
+    return acc.result()
 
 
 def diff(
@@ -195,14 +252,13 @@ def _diff(a: WeightsFile, b: WeightsFile, chunk: int, progress: Progress | None)
     out: list[ArrayDiff] = []
     mismatch: list[str] = []
     for lp in pairs:
-        la, lb = a[lp.name], b[lp.name]
         specs_b = {s.name: s for s in by_name_b[lp.name].arrays}
         for spec in lp.arrays:
             other = specs_b.get(spec.name)
             if other is None or other.shape != spec.shape:
                 mismatch.append(f"{lp.name}.{spec.name}")
                 continue
-            same, max_abs, rel, cos = _array_diff(la[spec.name], lb[spec.name], chunk)
+            same, max_abs, rel, cos = _file_array_diff(a, spec, b, other, chunk)
             out.append(
                 ArrayDiff(
                     lp.index, lp.name, lp.type, spec.name, spec.count, same, max_abs, rel, cos

@@ -9,14 +9,17 @@ cfg. Optional packages (``safetensors``, ``torch``) are imported only when used.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
+import struct
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
+from numpy.lib import format as npformat
 
 from dwf.errors import ArrayError, CfgError, DwfError
 from dwf.extras import require
@@ -37,37 +40,59 @@ def _cfg_text(f: WeightsFile) -> str | None:
 
 
 # -- npz ------------------------------------------------------------------------------------------
+def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
+    """The ``__dwf__.*`` entries of an ``.npz`` export: header, dialect, cfg and its name."""
+    out = {"header": f.header.encode(), "dialect": f.plan.dialect.encode()}
+    text = _cfg_text(f)
+    if text is not None:
+        out["cfg"] = text.encode("utf-8")
+        out["cfg_name"] = os.path.basename(f.plan.cfg_path or "").encode("utf-8")
+    return out
+
+
+def _npy_entry(
+    zf: zipfile.ZipFile,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    chunks: Iterable[Any],
+) -> None:
+    """One ``name.npy`` member written as it streams: the ``.npy`` header, then the chunks."""
+    header = {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with zf.open(name + ".npy", "w", force_zip64=True) as out:
+        npformat.write_array_header_1_0(out, header)
+        for c in chunks:
+            if c.size:  # a memoryview with a zero in its shape cannot be cast
+                out.write(c.data.cast("B"))
+
+
 def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = False) -> str:
     """Write every array the file holds to an ``.npz``, one entry per array (``conv_12.weights``).
 
     Entries ``__dwf__.header``, ``__dwf__.cfg`` and ``__dwf__.dialect`` (uint8 bytes) keep the
     header and cfg, so the file converts back exactly. ``np.load`` reads it without pickle.
+    Each array streams from the file (``pread``, bounded buffers) into its zip member, so the
+    memory used does not grow with the file.
     """
-    entries: dict[str, Array] = {name: view for name, view in f.arrays()}
-    entries[_META + "header"] = np.frombuffer(f.header.encode(), dtype=np.uint8)
-    entries[_META + "dialect"] = np.frombuffer(f.plan.dialect.encode(), dtype=np.uint8)
-    text = _cfg_text(f)
-    if text is not None:
-        entries[_META + "cfg"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        entries[_META + "cfg_name"] = np.frombuffer(
-            os.path.basename(f.plan.cfg_path or "").encode("utf-8"), dtype=np.uint8
-        )
     target = os.fspath(path)
-    writer = np.savez_compressed if compress else np.savez
-    with atomic_write(target, inputs=f.sources) as fh:
-        writer(fh, **entries)  # type: ignore[arg-type]
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with (
+        atomic_write(target, inputs=f.sources) as fh,
+        zipfile.ZipFile(fh, "w", method, allowZip64=True) as zf,
+    ):
+        for lp in f.stored:
+            for a in lp.arrays:
+                _npy_entry(zf, f"{lp.name}.{a.name}", a.shape, F32, f.iter_logical_chunks(a))
+        for key, raw in _meta_entries(f).items():
+            u8 = np.frombuffer(raw, dtype=np.uint8)
+            _npy_entry(zf, _META + key, u8.shape, u8.dtype, [u8])
     return target
 
 
 # -- safetensors ----------------------------------------------------------------------------------
-def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
-    """Write every array to a ``.safetensors`` file (needs the ``safetensors`` extra).
-
-    Metadata: ``header`` (version), ``seen``, ``header_size``, ``dialect``, ``cfg_name`` and
-    ``cfg`` (the cfg text). Read it back with ``safetensors.safe_open(path, framework="np")``.
-    """
-    st = require("safetensors.numpy", "safetensors")
-    tensors = {name: np.ascontiguousarray(view) for name, view in f.arrays()}
+def safetensors_metadata(f: WeightsFile) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors export: ``format`` ("dwf"), ``header`` (version),
+    ``seen``, ``header_size``, ``dialect``, ``cfg_name`` and ``cfg`` (the cfg text)."""
     h = f.header
     meta = {
         "format": "dwf",
@@ -80,10 +105,34 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
     text = _cfg_text(f)
     if text is not None:
         meta["cfg"] = text
-    data: bytes = st.save(tensors, metadata=meta)
+    return meta
+
+
+def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
+    """Write every array to a ``.safetensors`` file, streaming (no package needed to write).
+
+    The format is written directly: an 8-byte little-endian header length, a JSON header (per
+    tensor ``dtype`` ``F32``, ``shape`` and ``data_offsets``, plus ``__metadata__``, see
+    :func:`safetensors_metadata`) padded with spaces to 8 bytes, then every tensor's bytes in
+    C order, each streamed from the file with ``pread`` — bounded memory, whatever the size.
+    Read it back with ``safetensors.safe_open(path, framework="np")``.
+    """
+    header: dict[str, Any] = {"__metadata__": safetensors_metadata(f)}
+    arrays = [(f"{lp.name}.{a.name}", a) for lp in f.stored for a in lp.arrays]
+    pos = 0
+    for name, a in arrays:
+        span = [pos, pos + a.nbytes]
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": span}
+        pos += a.nbytes
+    raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as the package writes it
     target = os.fspath(path)
     with atomic_write(target, inputs=f.sources) as fh:
-        fh.write(data)
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for _, a in arrays:
+            for c in f.iter_logical_chunks(a):
+                fh.write(c.data.cast("B"))
     return target
 
 
@@ -139,10 +188,13 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
     (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
     With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
-    file: nothing is copied until a tensor is written, and writes never reach the file.
+    file: nothing is copied until a tensor is written, and writes never reach the file. With
+    ``copy=True``, or from a file opened with ``backend="pread"``, every tensor owns its memory,
+    read with ``pread`` (nothing mapped: a later truncation of the file cannot fault).
     """
     torch = require("torch", "torch")
-    body = None if copy else _private_body(f)
+    # backend="pread" promises memory that can never fault: owned copies then, map or not.
+    body = None if copy or f.backend != "mmap" else _private_body(f)
     out: dict[str, Any] = {}
     for lp in f.plan.layers:
         if not lp.arrays or not f.holds(lp):
@@ -153,8 +205,7 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
                 view = logical_view(body, a, f.header.connected_transposed)
                 out[names[a.name]] = torch.from_numpy(view)
             else:
-                view = f[lp.index][a.name]
-                out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
+                out[names[a.name]] = torch.from_numpy(f.read_array(a))
     return out
 
 

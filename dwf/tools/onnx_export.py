@@ -1075,7 +1075,7 @@ def to_onnx(
     if data_rel is not None:
         data_path = os.fspath(data)  # type: ignore[arg-type]
         offset = 0
-        with atomic_write(data_path) as fh:
+        with atomic_write(data_path, inputs=f.sources, others=(target,)) as fh:
             for name, lp, spec in b.inits:
                 raw = _stored_bytes(f, lp, spec)
                 fh.write(raw)
@@ -1108,7 +1108,8 @@ def to_onnx(
         ir_version=8,
     )
     h.set_model_props(model, meta)
-    with atomic_write(target) as fh:
+    others = () if data is None else (data,)
+    with atomic_write(target, inputs=f.sources, others=others) as fh:
         fh.write(model.SerializeToString())
     # By path, so that external data is resolved beside the model as every runtime does.
     try:
