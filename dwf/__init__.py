@@ -31,7 +31,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "cut": ("dwf.tools.cut", "cut"),
     "fuse": ("dwf.tools.fuse", "fuse"),
     "export": ("dwf.tools.export", "export"),
-    "import_weights": ("dwf.tools.export", "import_weights"),
+    "import_weights": ("dwf.tools.import_weights", "import_weights"),
     "diff": ("dwf.tools.diff", "diff"),
     "drift": ("dwf.tools.diff", "drift"),
     "check": ("dwf.tools.check", "check"),
@@ -62,7 +62,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ArrayStats": ("dwf.tools.stats", "ArrayStats"),
     "StatsReport": ("dwf.tools.stats", "StatsReport"),
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
-    "Exported": ("dwf.tools.export", "Exported"),
+    "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
@@ -202,8 +202,9 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
-    from dwf.tools.export import Exported, export, import_weights
+    from dwf.tools.export import export
     from dwf.tools.fuse import fuse
     from dwf.tools.identify import identify
+    from dwf.tools.import_weights import Exported, import_weights
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats

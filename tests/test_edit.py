@@ -933,7 +933,7 @@ def test_file_with_the_anomalous_header_width_resaves_byte_identically(tmp_path:
         import dwf.tools.export as export
 
         export.to_npz(f, tmp_path / "odd.npz")
-    back = export.import_weights(tmp_path / "odd.npz", tmp_path / "back.weights")
+    back = dwf.import_weights(tmp_path / "odd.npz", tmp_path / "back.weights")
     assert Path(back).read_bytes() == odd.read_bytes()
     with pytest.raises(dwf.HeaderError):
         dwf.save(
