@@ -7,7 +7,10 @@ every initializer is ONNX *external data* pointing at its byte span in the ``.we
 itself. Arrays whose stored layout differs from the logical one (``flipped`` convolutions,
 connected weights of legacy-header files) stay in their stored layout and a node transposes them.
 
-The module is named ``onnx_export`` so that it never shadows the ``onnx`` package.
+The module is named ``onnx_export`` so that it never shadows the ``onnx`` package. It is longer
+than the ~500 lines a module here usually has, on purpose: like the layer table
+(:mod:`dwf.format.layers`), its graph builder has one short method per Darknet layer type and
+activation, side by side, so that "how is layer type X exported" has one answer.
 """
 
 from __future__ import annotations
