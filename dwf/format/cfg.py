@@ -10,11 +10,10 @@ every later error can point at the line that caused it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
-
-import attrs
 
 from dwf.errors import CfgError
 
@@ -57,22 +56,32 @@ class Section:
             compares this whole string, so ``[conv]x`` is an unknown section.
         line: 1-based line number of the section header.
         options: every option line, in file order (duplicates included).
+        first: key → ``(key, value, line)`` of the first line with that key, the one Darknet's
+            lookup finds (``value`` is ``None`` for a line without ``=``). Read-only.
     """
 
-    __slots__ = ("_first", "header", "line", "options")
+    __slots__ = ("_raw", "first", "header", "line")
 
-    def __init__(self, header: str, line: int, options: tuple[Option, ...]) -> None:
+    def __init__(
+        self, header: str, line: int, options: tuple[tuple[str, str | None, int], ...]
+    ) -> None:
         self.header = header
         self.line = line
-        self.options = options
-        first: dict[str, Option] = {}
-        for opt in options:
-            if opt.key not in first:
-                first[opt.key] = opt
-        self._first = first
+        # Planning looks up a few dozen keys per section and rarely needs Option objects, so
+        # the section keeps plain tuples and the first one of each key (Darknet's lookup).
+        self._raw = options
+        first: dict[str, tuple[str, str | None, int]] = {}
+        for raw in options:
+            first.setdefault(raw[0], raw)
+        self.first = first
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """Every option line, in file order (duplicates included)."""
+        return tuple(map(Option._make, self._raw))
 
     def __repr__(self) -> str:
-        return f"Section({self.header!r}, line={self.line}, {len(self.options)} options)"
+        return f"Section({self.header!r}, line={self.line}, {len(self._raw)} options)"
 
     @property
     def name(self) -> str:
@@ -82,17 +91,21 @@ class Section:
 
     def get(self, key: str) -> Option | None:
         """The option Darknet's lookup finds for ``key`` (the first one), or ``None``."""
-        opt = self._first.get(key)
-        if opt is None or opt.value is None:
+        raw = self.first.get(key)
+        if raw is None or raw[1] is None:
             return None
-        return opt
+        return Option._make(raw)
+
+    def value(self, key: str) -> str | None:
+        """The value of the option Darknet's lookup finds for ``key``, or ``None``."""
+        raw = self.first.get(key)
+        return None if raw is None else raw[1]
 
     def __iter__(self) -> Iterator[Option]:
         return iter(self.options)
 
 
-@attrs.frozen(eq=False)
-class CfgDocument:
+class CfgDocument(NamedTuple):
     """A tokenised cfg: its sections, in order, and what Darknet would have warned about.
 
     Attributes:
@@ -131,7 +144,7 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
     warnings: list[tuple[int, str]] = []
     header: str | None = None
     header_line = 0
-    options: list[Option] = []
+    options: list[tuple[str, str | None, int]] = []
     if "\x00" in text:
         # fgetl hands Darknet a C string: anything after a NUL byte does not exist for it.
         raw_lines = [raw.split("\x00", 1)[0] for raw in text.split("\n")]
@@ -165,11 +178,11 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             )
         key, eq, value = line.partition("=")
         if not eq:
-            options.append(Option(line, None, number))
+            options.append((line, None, number))
         elif not value:
             warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
         else:
-            options.append(Option(key, value, number))
+            options.append((key, value, number))
     if header is not None:
         sections.append(Section(header, header_line, tuple(options)))
     if not sections:
@@ -193,6 +206,9 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
     return CfgDocument(path, tuple(sections), tuple(warnings))
 
 
+# A network repeats a handful of values ("1", "3", "leaky", "-1") hundreds of times: converting
+# each distinct string once keeps the planner's per-layer cost low.
+@functools.lru_cache(maxsize=4096)
 def atoi(value: str) -> int | None:
     """C ``atoi``: the leading integer of ``value`` (``"40#32"`` → 40); 0 when there is none.
 

@@ -9,7 +9,6 @@ arrays out one after another (spec §10).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -108,7 +107,7 @@ class Plan:
     @property
     def stored(self) -> tuple[LayerPlan, ...]:
         """The layers that hold at least one array, in file order."""
-        return tuple(lp for lp in self.layers if lp.arrays)
+        return tuple(lp for lp in self.layers if lp.layout)
 
     def names(self) -> list[str]:
         """Names of every layer."""
@@ -169,6 +168,8 @@ class Plan:
                 out.append(f"{kind}_{idx}")
             if 0 <= idx < len(self.layers) and self.layers[idx].name not in out:
                 out.append(self.layers[idx].name)
+        import difflib  # only when suggesting names: not on the open path
+
         for name in difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.6):
             if name not in out:
                 out.append(name)
@@ -196,7 +197,7 @@ class Plan:
             else:
                 hi = mid
         for lp in reversed(self.layers[:lo]):
-            if lp.arrays:
+            if lp.layout:
                 return lp if lp.offset <= offset < lp.stop else None
         return None
 
@@ -274,6 +275,7 @@ def _net_input(doc: CfgDocument) -> NetInput:
     return NetInput(h, w, c, inputs)
 
 
+@functools.lru_cache(maxsize=256)
 def _layer_kind(type_name: str) -> str:
     kind = KIND_NAMES.get(type_name, type_name.lower())
     return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
@@ -326,11 +328,6 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
                 arrays, params["dontload"] = (), 1
             if not loading and d.dontsave and x.num("dontsave", 0):
                 arrays, params["dontsave"] = (), 1
-        specs: list[ArraySpec] = []
-        offset = cursor
-        for a in arrays:
-            specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
-            cursor += a.count
         lp = LayerPlan(
             index=index,
             type=type_name,
@@ -344,11 +341,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             out_h=result.out_h,
             out_w=result.out_w,
             outputs=result.outputs,
-            arrays=tuple(specs),
-            offset=offset,
+            layout=arrays,
+            offset=cursor,
             params=MappingProxyType(params),
             known=known,
         )
+        cursor += sum(a.count for a in arrays)
         built.append(lp)
         if result.next_dims is not None:
             dims = result.next_dims

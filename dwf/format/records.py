@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 import numpy as np
@@ -66,6 +66,15 @@ class ArraySpec:
         )
 
 
+class Arr(NamedTuple):
+    """An array a layer stores, before it has an offset: what a layer definition declares."""
+
+    name: str
+    count: int
+    shape: tuple[int, ...]
+    storage: Storage = "plain"
+
+
 def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""
     return attrs.evolve(spec, offset=offset)
@@ -83,7 +92,8 @@ class LayerPlan:
         line: the cfg line of the section header.
         in_c, in_h, in_w, inputs: what the layer receives from the previous one.
         out_c, out_h, out_w, outputs: what Darknet records as the layer's output.
-        arrays: the arrays the file holds for this layer, in file order (may be empty).
+        layout: the arrays the file holds for this layer, in file order, without their offsets
+            (may be empty); :attr:`arrays` places them from ``offset`` on.
         offset: where the layer's data starts (float32 elements after the header), also for
             layers that hold nothing.
         params: the resolved options that define the layer (filters, size, strides, groups,
@@ -103,15 +113,35 @@ class LayerPlan:
     out_h: int
     out_w: int
     outputs: int
-    arrays: tuple[ArraySpec, ...]
+    layout: tuple[Arr, ...]
     offset: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
     known: bool = True
+    # Opening a file looks at one or two layers: the ArraySpec records of the others are
+    # never made. Made on first use, from ``layout`` and ``offset``; not part of equality.
+    _arrays: tuple[ArraySpec, ...] | None = attrs.field(
+        init=False, default=None, eq=False, repr=False
+    )
+
+    @property
+    def arrays(self) -> tuple[ArraySpec, ...]:
+        """The arrays the file holds for this layer, in file order (may be empty)."""
+        made = self._arrays
+        if made is None:
+            specs = []
+            cursor = self.offset
+            for a in self.layout:
+                specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
+                cursor += a.count
+            made = tuple(specs)
+            # Computing it twice (two threads) gives equal records: no lock needed.
+            object.__setattr__(self, "_arrays", made)
+        return made
 
     @property
     def count(self) -> int:
         """Number of float32 elements the layer holds in the file."""
-        return sum(a.count for a in self.arrays)
+        return sum(a.count for a in self.layout)
 
     @property
     def stop(self) -> int:
