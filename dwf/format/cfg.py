@@ -58,15 +58,24 @@ class Section:
         options: every option line, in file order (duplicates included).
         first: key → ``(key, value, line)`` of the first line with that key, the one Darknet's
             lookup finds (``value`` is ``None`` for a line without ``=``). Read-only.
+        content: the option lines as Darknet reads them (whitespace removed), in order: two
+            sections with equal content give every lookup the same answer.
     """
 
-    __slots__ = ("_raw", "first", "header", "line")
+    __slots__ = ("_raw", "content", "first", "header", "line")
 
     def __init__(
-        self, header: str, line: int, options: tuple[tuple[str, str | None, int], ...]
+        self,
+        header: str,
+        line: int,
+        options: tuple[tuple[str, str | None, int], ...],
+        content: tuple[str, ...] | None = None,
     ) -> None:
         self.header = header
         self.line = line
+        if content is None:
+            content = tuple(k if v is None else f"{k}={v}" for k, v, _ in options)
+        self.content = content
         # Planning looks up a few dozen keys per section and rarely needs Option objects, so
         # the section keeps plain tuples and the first one of each key (Darknet's lookup).
         self._raw = options
@@ -145,6 +154,7 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
     header: str | None = None
     header_line = 0
     options: list[tuple[str, str | None, int]] = []
+    content: list[str] = []
     if "\x00" in text:
         # fgetl hands Darknet a C string: anything after a NUL byte does not exist for it.
         raw_lines = [raw.split("\x00", 1)[0] for raw in text.split("\n")]
@@ -160,8 +170,8 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             continue
         if first == "[":
             if header is not None:
-                sections.append(Section(header, header_line, tuple(options)))
-            header, header_line, options = line, number, []
+                sections.append(Section(header, header_line, tuple(options), tuple(content)))
+            header, header_line, options, content = line, number, [], []
             continue
         if header is None:
             hint = ""
@@ -181,10 +191,12 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             options.append((line, None, number))
         elif not value:
             warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
+            continue
         else:
             options.append((key, value, number))
+        content.append(line)
     if header is not None:
-        sections.append(Section(header, header_line, tuple(options)))
+        sections.append(Section(header, header_line, tuple(options), tuple(content)))
     if not sections:
         raise CfgError(
             "no [section] found: this is not a Darknet cfg (it must start with [net])", path=path

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from dwf.errors import CfgError
 from dwf.format.cfg import Section, atoi, int_list
 from dwf.format.dialects import Dialect
-from dwf.errors import CfgError
 from dwf.format.records import Arr, LayerPlan
 
 # Marks "option absent" for share_index, as Darknet does with its own sentinel.
@@ -48,7 +48,13 @@ def cdiv(a: int, b: int) -> int:
 
 
 class LayerInput:
-    """Everything a layer definition may look at, plus helpers that raise located errors."""
+    """Everything a layer definition may look at, plus helpers that raise located errors.
+
+    A definition reads the section's options, the input shape (``h``, ``w``, ``c``,
+    ``inputs``), the dialect and ``loading``; other layers only through :meth:`ref`, which
+    sets ``read_other_layers``. The planner relies on this to reuse results (see
+    :func:`dwf.format.planner._plan_document`).
+    """
 
     __slots__ = (
         "built",
@@ -58,9 +64,10 @@ class LayerInput:
         "index",
         "inputs",
         "kind",
+        "loading",
         "n_layers",
         "path",
-        "loading",
+        "read_other_layers",
         "section",
         "type",
         "w",
@@ -70,29 +77,38 @@ class LayerInput:
     def __init__(
         self,
         *,
-        section: Section,
-        type: str,
-        kind: str,
-        index: int,
         dialect: Dialect,
         loading: bool,
-        dims: tuple[int, int, int, int],
         built: list[LayerPlan],
         n_layers: int,
         path: str | None,
         warnings: list[str],
     ) -> None:
-        self.section = section
-        self.type = type
-        self.kind = kind
-        self.index = index
         self.dialect = dialect
         self.loading = loading
-        self.h, self.w, self.c, self.inputs = dims
         self.built = built
         self.n_layers = n_layers
         self.path = path
         self.warnings = warnings
+
+    def at(
+        self,
+        section: Section,
+        type: str,
+        kind: str,
+        index: int,
+        dims: tuple[int, int, int, int],
+    ) -> LayerInput:
+        """Move to the next layer: what is per layer changes, the network's context stays (the
+        planner walks the network with one input, as Darknet walks it with one ``size_params``).
+        """
+        self.section = section
+        self.type = type
+        self.kind = kind
+        self.index = index
+        self.h, self.w, self.c, self.inputs = dims
+        self.read_other_layers = False
+        return self
 
     # -- errors -------------------------------------------------------------------------------
     def fail(self, message: str, key: str | None = None) -> CfgError:
@@ -165,6 +181,7 @@ class LayerInput:
 
     def ref(self, value: int, key: str) -> LayerPlan:
         """Resolve a layer reference (``idx = v if v >= 0 else current + v``)."""
+        self.read_other_layers = True
         idx = value if value >= 0 else self.index + value
         if idx < 0 or idx >= self.n_layers:
             raise self.fail(

@@ -3,8 +3,8 @@
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
 so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
-asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and lays the
-arrays out one after another (spec §10).
+asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and
+lays the arrays out one after another (spec §10).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Literal
 
 import attrs
 
+from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, tokenize
 from dwf.format.dialects import Dialect, get_dialect
-from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.format.records import ArraySpec, LayerPlan
 
@@ -245,7 +245,7 @@ def read_cfg_text(path: str) -> str:
 def _plan_cached(text: str, dialect: str, side: Side, path: str | None) -> Plan:
     d = get_dialect(dialect)
     doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-    return attrs.evolve(_plan_document(doc, d, side), text=text)
+    return _plan_document(doc, d, side, text)
 
 
 def _net_input(doc: CfgDocument) -> NetInput:
@@ -284,14 +284,26 @@ def _layer_kind(type_name: str) -> str:
 _UNKNOWN = Built(0, 0, 0, 0)
 
 
-def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
+def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
     sections = doc.sections[1:]
-    n_layers = len(sections)
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
     built: list[LayerPlan] = []
+    walker = LayerInput(
+        dialect=d,
+        loading=loading,
+        built=built,
+        n_layers=len(sections),
+        path=doc.path,
+        warnings=warnings,
+    )
+    # Networks repeat blocks: a layer that reads only its options and its input shape gives
+    # the same result wherever the same section meets the same input, so each distinct one is
+    # computed once per plan. Not kept: results that read other layers or warned (a warning
+    # names its layer), and errors (nothing is kept when a definition raises).
+    reuse: dict[tuple[str, tuple[str, ...], tuple[int, int, int, int]], tuple[Built, int]] = {}
     cursor = 0
     for index, sec in enumerate(sections):
         h, w, c, inputs = dims
@@ -306,28 +318,25 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
             kind = _layer_kind(type_name)
-            result, arrays, params = _UNKNOWN, _UNKNOWN.arrays, {}
+            result, arrays, params, floats = _UNKNOWN, _UNKNOWN.arrays, _UNKNOWN.params, 0
         else:
             kind = _layer_kind(type_name)
-            x = LayerInput(
-                section=sec,
-                type=type_name,
-                kind=kind,
-                index=index,
-                dialect=d,
-                loading=loading,
-                dims=dims,
-                built=built,
-                n_layers=n_layers,
-                path=doc.path,
-                warnings=warnings,
-            )
-            result = LAYER_TYPES[type_name](x)
-            arrays, params = result.arrays, dict(result.params)
+            x = walker.at(sec, type_name, kind, index, dims)
+            key = (type_name, sec.content, dims)
+            found = reuse.get(key)
+            if found is None:
+                n_warnings = len(warnings)
+                result = LAYER_TYPES[type_name](x)
+                floats = sum(a.count for a in result.arrays)
+                if not x.read_other_layers and len(warnings) == n_warnings:
+                    reuse[key] = result, floats
+            else:
+                result, floats = found
+            arrays, params = result.arrays, result.params
             if loading and x.num("dontload", 0):
-                arrays, params["dontload"] = (), 1
+                arrays, params = (), {**params, "dontload": 1}
             if not loading and d.dontsave and x.num("dontsave", 0):
-                arrays, params["dontsave"] = (), 1
+                arrays, params = (), {**params, "dontsave": 1}
         lp = LayerPlan(
             index=index,
             type=type_name,
@@ -343,10 +352,13 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             outputs=result.outputs,
             layout=arrays,
             offset=cursor,
+            # each definition returns a new dict (or the shared read-only empty one): wrapping
+            # it is enough to keep plans immutable
             params=MappingProxyType(params),
             known=known,
         )
-        cursor += sum(a.count for a in arrays)
+        if arrays:
+            cursor += floats
         built.append(lp)
         if result.next_dims is not None:
             dims = result.next_dims
@@ -354,4 +366,4 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             dims = (result.out_h, result.out_w, result.out_c, result.outputs)
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
-    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings))
+    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings), text)

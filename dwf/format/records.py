@@ -70,7 +70,8 @@ class Arr(NamedTuple):
     """An array a layer stores, before it has an offset: what a layer definition declares."""
 
     name: str
-    count: int
+    # shadows tuple.count on purpose: the same word as ArraySpec.count
+    count: int  # type: ignore[assignment]
     shape: tuple[int, ...]
     storage: Storage = "plain"
 
