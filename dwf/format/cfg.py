@@ -23,10 +23,12 @@ INT32_MAX = 2**31 - 1
 # C isspace() also covers \v and \f, which atoi skips before the number; strip() does not remove
 # them (spec §2.1), so they can survive into a value.
 # ASCII digits only: C's atoi/atof do not read other scripts' digits (Python's \d would).
-_ATOI = re.compile(r"[ \t\n\r\v\f]*([+-]?[0-9]+)")
-_ATOF = re.compile(
-    r"[ \t\n\r\v\f]*([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))",
-    re.IGNORECASE,
+# Strings, not compiled patterns: re compiles (and caches) them on first use, so importing the
+# tokeniser costs nothing for the cfgs (nearly all) whose numbers are plain digits.
+_ATOI = r"[ \t\n\r\v\f]*([+-]?[0-9]+)"
+_ATOF = (
+    r"(?i)[ \t\n\r\v\f]*"
+    r"([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))"
 )
 # More significant digits than any C int has: out of range without converting (int() of
 # thousands of digits is slow, and refused past 4300 digits).
@@ -232,7 +234,7 @@ def atoi(value: str) -> int | None:
             return None
         n = int(value)
         return n if n <= INT32_MAX else None
-    m = _ATOI.match(value)
+    m = re.match(_ATOI, value)
     if m is None:
         return 0
     if len(m.group(1).lstrip("+-").lstrip("0")) > _INT_DIGITS:
@@ -245,7 +247,7 @@ def atoi(value: str) -> int | None:
 
 def atof(value: str) -> float:
     """C ``atof``: the leading floating-point number of ``value``; 0.0 when there is none."""
-    m = _ATOF.match(value)
+    m = re.match(_ATOF, value)
     if m is None:
         return 0.0
     return float(m.group(1))

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 import numpy as np
 
 from dwf.format.dialects import Dialect, get_dialect
@@ -33,13 +32,11 @@ from dwf.errors import (
     LayerNotInFileError,
     SizeMismatchError,
 )
-from dwf.format.diagnosis import diagnose
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.known import identify_head
 from dwf.format.planner import Plan
 from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
-from dwf.io import extensions, writer
+from dwf.io import extensions
 
 if TYPE_CHECKING:
     from dwf.tools.check import CheckReport
@@ -47,23 +44,39 @@ if TYPE_CHECKING:
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
 Backend = Literal["mmap", "pread"]
-_CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
+# A string, not a compiled pattern: re compiles it on the first use (find_cfg), not at import.
+_CHECKPOINT_SUFFIX = r"(_last|_best|_final|_\d+)$"
 
 
 def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-@attrs.frozen(eq=False)
 class Layer:
     """One layer of an open weights file.
 
     Arrays are read-only numpy views of the file, created when asked for; nothing is read
     until their values are used.
+
+    Attributes:
+        file: the open file it belongs to.
+        plan: its :class:`dwf.LayerPlan`.
     """
 
-    file: WeightsFile = attrs.field(repr=False)
+    # A plain class, not an attrs one: it is on every open's path, and creating an attrs class
+    # at import costs more than this whole class does (docs/benchmarks.md).
+    __slots__ = ("file", "plan")
+
+    file: WeightsFile
     plan: LayerPlan
+
+    def __init__(self, file: WeightsFile, plan: LayerPlan) -> None:
+        object.__setattr__(self, "file", file)
+        object.__setattr__(self, "plan", plan)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # immutable, like the other records: a Layer always shows the layer it was made for
+        raise AttributeError(f"can't set attribute {name!r}: a dwf.Layer is immutable")
 
     @property
     def index(self) -> int:
@@ -272,7 +285,7 @@ class WeightsFile:
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
         """Names of the layers that hold arrays in this file, in file order."""
-        return [lp.name for lp in self.plan.layers if lp.arrays and self.holds(lp)]
+        return [lp.name for lp in self.plan.layers if lp.layout and self.holds(lp)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -367,6 +380,8 @@ class WeightsFile:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
         """
+        from dwf.io import writer  # tempfile, shutil …: only when saving
+
         self._check_open()
         n = writer.check_upto(self.plan, upto)
         header = writer.header_to_write(
@@ -612,7 +627,7 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
     for s in list(stems):
         base = s
         while True:
-            stripped = _CHECKPOINT_SUFFIX.sub("", base)
+            stripped = re.sub(_CHECKPOINT_SUFFIX, "", base)
             if stripped == base or not stripped:
                 break
             stems.append(stripped)
@@ -644,6 +659,8 @@ def _resolve_plan(
             except OSError:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
+            from dwf.format.known import identify_head  # the table: only to explain
+
             ident = identify_head(path, head, size)
             if ident.matches:
                 hint += "; by its size " + ident.explain().split("; ", 1)[1]
@@ -797,6 +814,8 @@ def _fit(
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
+    from dwf.format.diagnosis import diagnose  # only when the size does not match
+
     diagnosis = diagnose(path, head, header, size, plan)
     message = diagnosis.explain()
     if strict:
