@@ -8,8 +8,7 @@ name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import attrs
+from dataclasses import dataclass
 
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
@@ -70,7 +69,7 @@ _PJREDDIE_SECTIONS = {
 }
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Dialect:
     """What one Darknet code base does differently from the other.
 

@@ -3,18 +3,18 @@
 Darknet decides the width of ``seen`` from the version (spec §1.2): 8 bytes when
 ``major*10 + minor >= 2``, else 4. Files from before December 2015 start with three float32
 (learning rate, momentum, decay) instead of a version; read as int32 those are huge, which is how
-Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored transposed, spec §1.3).
+Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored
+transposed, spec §1.3).
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
-import attrs
-
-from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import HeaderError
+from dwf.format.dialects import Dialect, get_dialect
 
 _VERSION = struct.Struct("<iii")
 
@@ -29,7 +29,7 @@ def seen_width(major: int, minor: int, dialect: str | Dialect = "alexeyab") -> i
     return 8 if major * 10 + minor >= 2 else 4
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Header:
     """A decoded weights header.
 
@@ -48,7 +48,7 @@ class Header:
     size: int = 20
     note: str | None = None
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
         if self.size not in (16, 20):
             raise HeaderError(f"header size must be 16 or 20 bytes, not {self.size}")
         limit = 2**64 if self.size == 20 else 2**32

@@ -16,10 +16,9 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
-
-import attrs
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, tokenize
@@ -31,7 +30,7 @@ from dwf.format.records import ArraySpec, LayerPlan
 Side = Literal["load", "save"]
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class NetInput:
     """What ``[net]`` feeds the first layer: ``height × width × channels`` and ``inputs``."""
 
@@ -41,7 +40,7 @@ class NetInput:
     inputs: int
 
 
-@attrs.frozen(eq=False, repr=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Plan:
     """Where every array of a network lies in a ``.weights`` file, and its shape.
 
@@ -65,10 +64,10 @@ class Plan:
     cfg_path: str | None
     net: NetInput
     warnings: tuple[str, ...] = ()
-    text: str = attrs.field(default="", repr=False)
-    _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
+    text: str = field(default="", repr=False)
+    _by_name: dict[str, LayerPlan] = field(init=False, repr=False, compare=False)
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
 
     def __repr__(self) -> str:

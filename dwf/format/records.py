@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-import attrs
 import numpy as np
 
 # Darknet stores little-endian float32, whatever the machine.
@@ -14,7 +15,7 @@ F32 = np.dtype("<f4")
 Storage = Literal["plain", "transposed", "transposed-if-legacy"]
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class ArraySpec:
     """One float32 array in the weights file.
 
@@ -78,10 +79,10 @@ class Arr(NamedTuple):
 
 def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""
-    return attrs.evolve(spec, offset=offset)
+    return dataclasses.replace(spec, offset=offset)
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
 
@@ -116,12 +117,12 @@ class LayerPlan:
     outputs: int
     layout: tuple[Arr, ...]
     offset: int
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     known: bool = True
     # Opening a file looks at one or two layers: the ArraySpec records of the others are
     # never made. Made on first use, from ``layout`` and ``offset``; not part of equality.
-    _arrays: tuple[ArraySpec, ...] | None = attrs.field(
-        init=False, default=None, eq=False, repr=False
+    _arrays: tuple[ArraySpec, ...] | None = field(
+        init=False, default=None, compare=False, repr=False
     )
 
     @property
