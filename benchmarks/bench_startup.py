@@ -316,10 +316,10 @@ class Startup:
                 walls[key].append(spawn(code)[0])
             imports.append([float(v) for v in spawn(IMPORTS)[1].split()])
         self.doc["fresh"] = {k: {"runs": v, **stats(v)} for k, v in walls.items()}
-        cols = list(zip(*imports))
+        cols = list(zip(*imports, strict=True))
         self.doc["imports"] = {
             name: {"runs": list(c), **stats(list(c))}
-            for name, c in zip(("numpy", "dwf", "dwf+open path"), cols)
+            for name, c in zip(("numpy", "dwf", "dwf+open path"), cols, strict=True)
         }
         rows = [
             f"{'fresh python process, whole wall time':<52} {'median ms':>10} {'min ms':>9}",
@@ -521,10 +521,7 @@ class Startup:
         targets = self.targets()
         tlines = ["targets:"]
         for t in targets:
-            if t["met"] is None:
-                state = "not measured"
-            else:
-                state = "met" if t["met"] else "MISSED"
+            state = "not measured" if t["met"] is None else "met" if t["met"] else "MISSED"
             sign = "≥" if t["higher"] else "≤"
             tlines.append(f"  {t['target']}: {t['value']:.3g} (goal {sign} {t['goal']:g}) {state}")
             tlines.append(f"      {t['text']}")
