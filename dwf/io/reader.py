@@ -280,7 +280,20 @@ class WeightsFile:
         self._fd = fd
         self._release_fd = weakref.finalize(self, os.close, fd)
         self._opened = (st.st_size, st.st_mtime_ns)
-        self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
+        # Layer objects are made when first asked for: opening a 10,000-layer network to look at
+        # one layer makes one.
+        self._layers: list[Layer | None] = [None] * len(plan.layers)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """A :class:`Layer` for every layer of the plan, in Darknet's order."""
+        return tuple(self._layer(i) for i in range(len(self._layers)))
+
+    def _layer(self, index: int) -> Layer:
+        layer = self._layers[index]
+        if layer is None:
+            layer = self._layers[index] = Layer(self, self.plan.layers[index])
+        return layer
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
@@ -317,7 +330,7 @@ class WeightsFile:
                 f"{self.path}: {e.message}", key=e.key, suggestions=e.suggestions, path=self.path
             ) from None
         self._require(lp)
-        return self.layers[lp.index]
+        return self._layer(lp.index)
 
     def items(self) -> Iterator[tuple[str, Layer]]:
         """``(name, layer)`` for every layer holding arrays in this file."""
