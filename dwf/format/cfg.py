@@ -229,11 +229,14 @@ def atoi(value: str) -> int | None:
     Returns ``None`` when the number does not fit a C ``int`` (Darknet's behaviour is then
     undefined; callers turn that into an error).
     """
-    if value.isascii() and value.isdigit():  # the common case: plain digits
-        if len(value.lstrip("0")) > _INT_DIGITS:
+    # The common cases, "32" and "-1", without a regex (compiling one costs more than planning
+    # a small network).
+    digits = value[1:] if value[:1] in ("-", "+") else value
+    if digits.isascii() and digits.isdigit():
+        if len(digits.lstrip("0")) > _INT_DIGITS:
             return None
         n = int(value)
-        return n if n <= INT32_MAX else None
+        return n if INT32_MIN <= n <= INT32_MAX else None
     m = re.match(_ATOI, value)
     if m is None:
         return 0

@@ -295,9 +295,14 @@ def _net_input(doc: CfgDocument) -> NetInput:
     return NetInput(h, w, c, inputs)
 
 
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 @functools.lru_cache(maxsize=256)
 def _layer_kind(type_name: str) -> str:
     kind = KIND_NAMES.get(type_name, type_name.lower())
+    if kind.strip("_") == kind and kind and _KIND_CHARS.issuperset(kind):
+        return kind  # every known type: no regex compiled on the open path
     return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
 
 
