@@ -37,6 +37,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -86,14 +87,14 @@ with safe_open({st!r}, framework="np") as h:
 """
 IMPORTS = """\
 import time
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 import numpy
-t1 = time.perf_counter()
+c1, t1 = time.process_time(), time.perf_counter()
 import dwf
-t2 = time.perf_counter()
+c2, t2 = time.process_time(), time.perf_counter()
 dwf.open  # the reader and what it imports: everything opening needs
-t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t1)
+c3, t3 = time.process_time(), time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t1, c1 - c0, c2 - c1, c3 - c1)
 """
 
 
@@ -190,11 +191,14 @@ def planning(job: Job) -> dict[str, list[float]]:
 
 
 # == driver side ==================================================================================
-def spawn(code: str) -> tuple[float, str]:
-    """Wall time of a whole fresh ``python -c code`` process, and its stdout."""
+def spawn(code: str) -> tuple[float, float, str]:
+    """Wall time and CPU time (user + system) of a whole fresh ``python -c code`` process, and
+    its stdout. CPU time is what the process itself did: on a busy machine it moves much less
+    than the wall time, which also counts the time the process waited for a core."""
     env = worker_env()
     # this checkout's dwf, whatever else is installed; safetensors' process gets the same path
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -204,9 +208,11 @@ def spawn(code: str) -> tuple[float, str]:
         env=env,
     )
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"fresh process failed:\n{code}\n{proc.stderr}")
-    return wall, proc.stdout
+    return wall, cpu, proc.stdout
 
 
 def run_worker(job: Job) -> Any:
@@ -305,6 +311,7 @@ class Startup:
         if st is not None:
             codes["safetensors"] = FRESH_SAFETENSORS.format(st=str(st), tensor=f"{layer}.weights")
         walls: dict[str, list[float]] = {k: [] for k in codes}
+        cpus: dict[str, list[float]] = {k: [] for k in codes}
         imports: list[list[float]] = []
         for code in codes.values():  # warm-up: bytecode caches written, page cache warm
             spawn(code)
@@ -313,31 +320,38 @@ class Startup:
         self.log(f"fresh processes: {self.repeats} interleaved runs of {len(codes) + 1} ...")
         for _ in range(self.repeats):
             for key, code in codes.items():
-                walls[key].append(spawn(code)[0])
-            imports.append([float(v) for v in spawn(IMPORTS)[1].split()])
+                wall, cpu, _ = spawn(code)
+                walls[key].append(wall)
+                cpus[key].append(cpu)
+            imports.append([float(v) for v in spawn(IMPORTS)[2].split()])
         self.doc["fresh"] = {k: {"runs": v, **stats(v)} for k, v in walls.items()}
+        self.doc["fresh_cpu"] = {k: {"runs": v, **stats(v)} for k, v in cpus.items()}
         cols = list(zip(*imports, strict=True))
+        names = ("numpy", "dwf", "dwf+open path", "numpy cpu", "dwf cpu", "dwf+open path cpu")
         self.doc["imports"] = {
-            name: {"runs": list(c), **stats(list(c))}
-            for name, c in zip(("numpy", "dwf", "dwf+open path"), cols, strict=True)
+            name: {"runs": list(c), **stats(list(c))} for name, c in zip(names, cols, strict=True)
         }
-        rows = [
-            f"{'fresh python process, whole wall time':<52} {'median ms':>10} {'min ms':>9}",
-            f"{'  import numpy only (what both pay)':<52}"
-            f" {ms(statistics.median(walls['numpy'])):>10} {ms(min(walls['numpy'])):>9}",
-            f"{'  dwf: import, open, ' + layer + ' weights sum':<52}"
-            f" {ms(statistics.median(walls['dwf'])):>10} {ms(min(walls['dwf'])):>9}",
-        ]
-        if "safetensors" in walls:
-            w = walls["safetensors"]
-            rows.append(
-                f"{'  safetensors: import, safe_open, get_tensor, sum':<52}"
-                f" {ms(statistics.median(w)):>10} {ms(min(w)):>9}"
-            )
-        rows.append(f"{'in such a process, after import numpy':<52}")
+        head = f"{'':<44} {'wall median':>11} {'min':>7} {'CPU median':>11} {'min':>7}"
+        rows = ["fresh python process, all of it (ms)" + head[36:]]
+        labels = {
+            "numpy": "  import numpy only (what both pay)",
+            "dwf": f"  dwf: import, open, {layer} weights sum",
+            "safetensors": "  safetensors: import, open, get_tensor, sum",
+        }
+        for key, label in labels.items():
+            if key in walls:
+                w, c = walls[key], cpus[key]
+                rows.append(
+                    f"{label:<44} {ms(statistics.median(w)):>11} {ms(min(w)):>7}"
+                    f" {ms(statistics.median(c)):>11} {ms(min(c)):>7}"
+                )
+        rows.append("in such a process, after import numpy (ms)")
         for name, label in (("dwf", "import dwf"), ("dwf+open path", "import dwf + open path")):
-            s = self.doc["imports"][name]
-            rows.append(f"{'  ' + label:<52} {ms(s['median']):>10} {ms(s['min']):>9}")
+            w, c = self.doc["imports"][name], self.doc["imports"][name + " cpu"]
+            rows.append(
+                f"{'  ' + label:<44} {ms(w['median']):>11} {ms(w['min']):>7}"
+                f" {ms(c['median']):>11} {ms(c['min']):>7}"
+            )
         return rows
 
     def first_section(self, weights: Path, cfg: Path, st: Path | None, layer: str) -> list[str]:
@@ -456,13 +470,16 @@ class Startup:
         fresh = d.get("fresh", {})
         if "safetensors" in fresh:
             dw, st = fresh["dwf"]["median"], fresh["safetensors"]["median"]
+            cpu = d["fresh_cpu"]
             add(
                 "fresh process, open + one small layer: safetensors ÷ dwf",
                 st / dw,
                 1.0,
                 True,
-                f"medians of {len(fresh['dwf']['runs'])} interleaved runs: dwf {ms(dw)} ms,"
-                f" safetensors {ms(st)} ms",
+                f"wall medians of {len(fresh['dwf']['runs'])} interleaved runs: dwf {ms(dw)} ms,"
+                f" safetensors {ms(st)} ms; CPU medians dwf {ms(cpu['dwf']['median'])} ms,"
+                f" safetensors {ms(cpu['safetensors']['median'])} ms"
+                f" (ratio {cpu['safetensors']['median'] / cpu['dwf']['median']:.3g})",
             )
         imp = d["imports"]["dwf+open path"]["median"]
         add(
@@ -470,7 +487,8 @@ class Startup:
             1e3 * imp,
             10.0,
             False,
-            f"import dwf alone {ms(d['imports']['dwf']['median'])} ms (the facade is lazy)",
+            f"wall median; CPU median {ms(d['imports']['dwf+open path cpu']['median'])} ms;"
+            f" import dwf alone {ms(d['imports']['dwf']['median'])} ms (the facade is lazy)",
         )
         first = d.get("first", {})
         if "safetensors" in first:
