@@ -50,6 +50,10 @@ class Option(NamedTuple):
     line: int
 
 
+# An option line as the tokeniser reads it: (key, value or None for a line without "=", line).
+_Raw = tuple[str, "str | None", int]
+
+
 class Section:
     """One ``[section]`` of a cfg and its options.
 
@@ -57,42 +61,65 @@ class Section:
         header: the stripped section line, brackets included (``"[convolutional]"``); Darknet
             compares this whole string, so ``[conv]x`` is an unknown section.
         line: 1-based line number of the section header.
+        body: the lines after the header up to the next section, whitespace removed (comments
+            and empty lines included): two sections with the same body give every lookup the
+            same answer.
         options: every option line, in file order (duplicates included).
         first: key → ``(key, value, line)`` of the first line with that key, the one Darknet's
             lookup finds (``value`` is ``None`` for a line without ``=``). Read-only.
-        content: the option lines as Darknet reads them (whitespace removed), in order: two
-            sections with equal content give every lookup the same answer.
     """
 
-    __slots__ = ("_raw", "content", "first", "header", "line")
+    __slots__ = ("_first", "_raw", "body", "header", "line")
 
-    def __init__(
-        self,
-        header: str,
-        line: int,
-        options: tuple[tuple[str, str | None, int], ...],
-        content: tuple[str, ...] | None = None,
-    ) -> None:
+    def __init__(self, header: str, line: int, body: str) -> None:
         self.header = header
         self.line = line
-        if content is None:
-            content = tuple(k if v is None else f"{k}={v}" for k, v, _ in options)
-        self.content = content
-        # Planning looks up a few dozen keys per section and rarely needs Option objects, so
-        # the section keeps plain tuples and the first one of each key (Darknet's lookup).
-        self._raw = options
-        first: dict[str, tuple[str, str | None, int]] = {}
-        for raw in options:
-            first.setdefault(raw[0], raw)
-        self.first = first
+        self.body = body
+        # Parsed on first use: a network repeats its blocks, and the planner reuses what it
+        # computed for an identical section without ever reading this one's options.
+        self._raw: tuple[_Raw, ...] | None = None
+        self._first: dict[str, _Raw] | None = None
+
+    def _parse(self) -> list[tuple[int, str]]:
+        """Read the body's option lines; return ``(line, text)`` of the ``key=`` lines without a
+        value, which Darknet skips with a warning."""
+        raw: list[_Raw] = []
+        first: dict[str, _Raw] = {}
+        no_value: list[tuple[int, str]] = []
+        for number, line in enumerate(self.body.split("\n"), start=self.line + 1):
+            if not line or line[0] == "#" or line[0] == ";":
+                continue
+            key, eq, value = line.partition("=")
+            if not eq:
+                item: _Raw = (line, None, number)
+            elif not value:
+                no_value.append((number, line))
+                continue
+            else:
+                item = (key, value, number)
+            raw.append(item)
+            first.setdefault(item[0], item)
+        self._raw, self._first = tuple(raw), first
+        return no_value
+
+    @property
+    def first(self) -> dict[str, _Raw]:
+        """Key → the option line Darknet's lookup finds for it (see the class attributes)."""
+        if self._first is None:
+            self._parse()
+        assert self._first is not None
+        return self._first
 
     @property
     def options(self) -> tuple[Option, ...]:
         """Every option line, in file order (duplicates included)."""
+        if self._raw is None:
+            self._parse()
+        assert self._raw is not None
         return tuple(map(Option._make, self._raw))
 
     def __repr__(self) -> str:
-        return f"Section({self.header!r}, line={self.line}, {len(self._raw)} options)"
+        return f"Section({self.header!r}, line={self.line}, {len(self.options)} options)"
 
     @property
     def name(self) -> str:
@@ -140,6 +167,25 @@ _STRIP_AB = _strip_table(True)
 _STRIP_PJ = _strip_table(False)
 
 
+def _check_preamble(chunk: str, path: str | None) -> None:
+    """Lines before the first section may only be empty or comments (Darknet crashes else)."""
+    for number, line in enumerate(chunk.split("\n"), start=1):
+        if not line or line[0] == "#" or line[0] == ";":
+            continue
+        hint = ""
+        if line[0] == "\ufeff":
+            hint = (
+                " The file starts with a UTF-8 byte-order mark (BOM), which Darknet does not"
+                " skip; save the cfg without a BOM."
+            )
+        raise CfgError(
+            f"option line {line[:60]!r} comes before any [section]; Darknet crashes on"
+            f" such a cfg.{hint}",
+            path=path,
+            line=number,
+        )
+
+
 def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> CfgDocument:
     """Split cfg text into sections and options with Darknet's rules.
 
@@ -151,54 +197,30 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             is not ``[net]``/``[network]`` (Darknet refuses all three).
     """
     table = _STRIP_AB if strip_cr else _STRIP_PJ
-    sections: list[Section] = []
-    warnings: list[tuple[int, str]] = []
-    header: str | None = None
-    header_line = 0
-    options: list[tuple[str, str | None, int]] = []
-    content: list[str] = []
     if "\x00" in text:
         # fgetl hands Darknet a C string: anything after a NUL byte does not exist for it.
-        raw_lines = [raw.split("\x00", 1)[0] for raw in text.split("\n")]
-        lines = [raw.translate(table) for raw in raw_lines]
-    else:
-        # One translate over the whole text: the same as stripping every line, much faster.
-        lines = text.translate(table).split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line:
+        text = "\n".join(raw.split("\x00", 1)[0] for raw in text.split("\n"))
+    # Whitespace goes from everywhere at once (the same as stripping every line), and with it
+    # every line starting with "[" is a section header: splitting at "\n[" cuts the text into
+    # sections without looking at each line in Python.
+    chunks = text.translate(table).split("\n[")
+    sections: list[Section] = []
+    warnings: list[tuple[int, str]] = []
+    number = 1  # the line each chunk starts on
+    for i, chunk in enumerate(chunks):
+        start = number
+        number += chunk.count("\n") + 1
+        if i == 0 and not chunk.startswith("["):
+            _check_preamble(chunk, path)
             continue
-        first = line[0]
-        if first == "#" or first == ";":
-            continue
-        if first == "[":
-            if header is not None:
-                sections.append(Section(header, header_line, tuple(options), tuple(content)))
-            header, header_line, options, content = line, number, [], []
-            continue
-        if header is None:
-            hint = ""
-            if first == "\ufeff":
-                hint = (
-                    " The file starts with a UTF-8 byte-order mark (BOM), which Darknet does not"
-                    " skip; save the cfg without a BOM."
+        head, _, body = chunk.partition("\n")
+        sec = Section(head if i == 0 else "[" + head, start, body)
+        if "=\n" in body or body.endswith("="):  # a "key=" line, maybe: warn now, in order
+            for line, skipped in sec._parse():
+                warnings.append(
+                    (line, f"{skipped!r} has no value after '='; Darknet skips this line")
                 )
-            raise CfgError(
-                f"option line {line[:60]!r} comes before any [section]; Darknet crashes on"
-                f" such a cfg.{hint}",
-                path=path,
-                line=number,
-            )
-        key, eq, value = line.partition("=")
-        if not eq:
-            options.append((line, None, number))
-        elif not value:
-            warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
-            continue
-        else:
-            options.append((key, value, number))
-        content.append(line)
-    if header is not None:
-        sections.append(Section(header, header_line, tuple(options), tuple(content)))
+        sections.append(sec)
     if not sections:
         raise CfgError(
             "no [section] found: this is not a Darknet cfg (it must start with [net])", path=path

@@ -14,17 +14,17 @@ import functools
 import gc
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
-from dwf.format.records import ArraySpec, LayerPlan
+from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
 Side = Literal["load", "save"]
@@ -307,6 +307,8 @@ def _layer_kind(type_name: str) -> str:
 
 
 _UNKNOWN = Built(0, 0, 0, 0)
+# A layer's result, the arrays and params it ends up with (dontload, dontsave) and their size.
+_Reused = tuple[Built, tuple[Arr, ...], Mapping[str, Any], int]
 
 
 def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
@@ -328,7 +330,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     # the same result wherever the same section meets the same input, so each distinct one is
     # computed once per plan. Not kept: results that read other layers or warned (a warning
     # names its layer), and errors (nothing is kept when a definition raises).
-    reuse: dict[tuple[str, tuple[str, ...], tuple[int, int, int, int]], tuple[Built, int]] = {}
+    reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Reused] = {}
     cursor = 0
     for index, sec in enumerate(sections):
         h, w, c, inputs = dims
@@ -346,22 +348,22 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             result, arrays, params, floats = _UNKNOWN, _UNKNOWN.arrays, _UNKNOWN.params, 0
         else:
             kind = _layer_kind(type_name)
-            x = walker.at(sec, type_name, kind, index, dims)
-            key = (type_name, sec.content, dims)
+            key = (type_name, sec.body, dims)
             found = reuse.get(key)
             if found is None:
+                x = walker.at(sec, type_name, kind, index, dims)
                 n_warnings = len(warnings)
                 result = LAYER_TYPES[type_name](x)
-                floats = sum(a.count for a in result.arrays)
+                arrays, params = result.arrays, result.params
+                if loading and x.num("dontload", 0):
+                    arrays, params = (), {**params, "dontload": 1}
+                if not loading and d.dontsave and x.num("dontsave", 0):
+                    arrays, params = (), {**params, "dontsave": 1}
+                floats = sum(a.count for a in arrays)
                 if not x.read_other_layers and len(warnings) == n_warnings:
-                    reuse[key] = result, floats
+                    reuse[key] = result, arrays, params, floats
             else:
-                result, floats = found
-            arrays, params = result.arrays, result.params
-            if loading and x.num("dontload", 0):
-                arrays, params = (), {**params, "dontload": 1}
-            if not loading and d.dontsave and x.num("dontsave", 0):
-                arrays, params = (), {**params, "dontsave": 1}
+                result, arrays, params, floats = found
         lp = LayerPlan(
             index=index,
             type=type_name,
@@ -382,8 +384,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             params=MappingProxyType(params),
             known=known,
         )
-        if arrays:
-            cursor += floats
+        cursor += floats
         built.append(lp)
         if result.next_dims is not None:
             dims = result.next_dims
