@@ -82,7 +82,7 @@ def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     return dataclasses.replace(spec, offset=offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
 
@@ -124,6 +124,51 @@ class LayerPlan:
     _arrays: tuple[ArraySpec, ...] | None = field(
         init=False, default=None, compare=False, repr=False
     )
+
+    def __init__(
+        self,
+        index: int,
+        type: str,
+        name: str,
+        line: int,
+        in_c: int,
+        in_h: int,
+        in_w: int,
+        inputs: int,
+        out_c: int,
+        out_h: int,
+        out_w: int,
+        outputs: int,
+        layout: tuple[Arr, ...],
+        offset: int,
+        params: Mapping[str, Any] | None = None,
+        known: bool = True,
+    ) -> None:
+        # Every field at once: the __init__ a frozen dataclass generates sets them one by one
+        # through object.__setattr__, which was the largest cost of planning a layer.
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "index": index,
+                "type": type,
+                "name": name,
+                "line": line,
+                "in_c": in_c,
+                "in_h": in_h,
+                "in_w": in_w,
+                "inputs": inputs,
+                "out_c": out_c,
+                "out_h": out_h,
+                "out_w": out_w,
+                "outputs": outputs,
+                "layout": layout,
+                "offset": offset,
+                "params": {} if params is None else params,
+                "known": known,
+                "_arrays": None,
+            },
+        )
 
     @property
     def arrays(self) -> tuple[ArraySpec, ...]:
