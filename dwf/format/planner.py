@@ -360,6 +360,9 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                 if not loading and d.dontsave and x.num("dontsave", 0):
                     arrays, params = (), {**params, "dontsave": 1}
                 floats = sum(a.count for a in arrays)
+                # each definition returns a new dict (or the shared read-only empty one):
+                # wrapping it is enough to keep plans immutable
+                params = MappingProxyType(params)
                 if not x.read_other_layers and len(warnings) == n_warnings:
                     reuse[key] = result, arrays, params, floats
             else:
@@ -379,9 +382,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             outputs=result.outputs,
             layout=arrays,
             offset=cursor,
-            # each definition returns a new dict (or the shared read-only empty one): wrapping
-            # it is enough to keep plans immutable
-            params=MappingProxyType(params),
+            params=params,
             known=known,
         )
         cursor += floats
