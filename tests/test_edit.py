@@ -9,7 +9,6 @@ computed here from the arrays and the storage order of the spec, independently o
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 import subprocess
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 from conftest import ROOT, shared_path
@@ -456,8 +456,8 @@ def test_save_with_replacements(case: Case, seed: int, data: st.DataObject) -> N
         with dwf.open(src, cfg, dialect=case.dialect) as f:
             header = {
                 "keep": None,
-                "reset": dataclasses.replace(f.header, seen=0),
-                "new": dataclasses.replace(f.header, seen=seed % 2**32),
+                "reset": attrs.evolve(f.header, seen=0),
+                "new": attrs.evolve(f.header, seen=seed % 2**32),
             }[which]
             assert f.save(dst, upto=upto, replace=replace, header=header) == os.fspath(dst)
             # the open file still reads the source's values
@@ -602,8 +602,7 @@ def test_save_over_the_source_path(groups_file: tuple[Path, Path, dict[str, Arra
         view = f["conv_0"].weights
         old = np.array(view)
         ino = os.stat(src).st_ino
-        restart = dataclasses.replace(f.header, seen=0)
-        f.save(f.path, replace={"conv_0.weights": new_w}, header=restart)
+        f.save(f.path, replace={"conv_0.weights": new_w}, header=attrs.evolve(f.header, seen=0))
         # the open map still shows the old values, through old and new views alike
         np.testing.assert_array_equal(view, old)
         np.testing.assert_array_equal(f["conv_0"].weights, arrays["conv_0.weights"])

@@ -8,7 +8,8 @@ name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import attrs
 
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
@@ -69,7 +70,7 @@ _PJREDDIE_SECTIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Dialect:
     """What one Darknet code base does differently from the other.
 

@@ -10,8 +10,9 @@ transposed, spec §1.3).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any
+
+import attrs
 
 from dwf.errors import HeaderError
 from dwf.format.dialects import Dialect, get_dialect
@@ -29,7 +30,7 @@ def seen_width(major: int, minor: int, dialect: str | Dialect = "alexeyab") -> i
     return 8 if major * 10 + minor >= 2 else 4
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class Header:
     """A decoded weights header.
 
@@ -48,7 +49,7 @@ class Header:
     size: int = 20
     note: str | None = None
 
-    def __post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:
         if self.size not in (16, 20):
             raise HeaderError(f"header size must be 16 or 20 bytes, not {self.size}")
         limit = 2**64 if self.size == 20 else 2**32

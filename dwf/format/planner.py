@@ -15,10 +15,11 @@ import gc
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+import attrs
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, tokenize
@@ -30,7 +31,7 @@ from dwf.format.records import Arr, ArraySpec, LayerPlan
 Side = Literal["load", "save"]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class NetInput:
     """What ``[net]`` feeds the first layer: ``height × width × channels`` and ``inputs``."""
 
@@ -40,7 +41,7 @@ class NetInput:
     inputs: int
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@attrs.frozen(eq=False, repr=False)
 class Plan:
     """Where every array of a network lies in a ``.weights`` file, and its shape.
 
@@ -64,10 +65,10 @@ class Plan:
     cfg_path: str | None
     net: NetInput
     warnings: tuple[str, ...] = ()
-    text: str = field(default="", repr=False)
-    _by_name: dict[str, LayerPlan] = field(init=False, repr=False, compare=False)
+    text: str = attrs.field(default="", repr=False)
+    _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
 
     def __repr__(self) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import attrs
 import numpy as np
 
 # Darknet stores little-endian float32, whatever the machine.
@@ -15,7 +14,7 @@ F32 = np.dtype("<f4")
 Storage = Literal["plain", "transposed", "transposed-if-legacy"]
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class ArraySpec:
     """One float32 array in the weights file.
 
@@ -79,10 +78,13 @@ class Arr(NamedTuple):
 
 def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""
-    return dataclasses.replace(spec, offset=offset)
+    return attrs.evolve(spec, offset=offset)
 
 
-@dataclass(frozen=True, init=False)
+# Not slotted, and its own __init__: attrs' generated one for a frozen class sets the fields one
+# by one through object.__setattr__, which was the largest cost of planning a layer; one dict
+# stored at once is a fraction of that. attrs still knows the fields (evolve, asdict, eq).
+@attrs.frozen(slots=False, init=False)
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
 
@@ -117,13 +119,8 @@ class LayerPlan:
     outputs: int
     layout: tuple[Arr, ...]
     offset: int
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict)
     known: bool = True
-    # Opening a file looks at one or two layers: the ArraySpec records of the others are
-    # never made. Made on first use, from ``layout`` and ``offset``; not part of equality.
-    _arrays: tuple[ArraySpec, ...] | None = field(
-        init=False, default=None, compare=False, repr=False
-    )
 
     def __init__(
         self,
@@ -144,8 +141,6 @@ class LayerPlan:
         params: Mapping[str, Any] | None = None,
         known: bool = True,
     ) -> None:
-        # Every field at once: the __init__ a frozen dataclass generates sets them one by one
-        # through object.__setattr__, which was the largest cost of planning a layer.
         object.__setattr__(
             self,
             "__dict__",
@@ -166,14 +161,15 @@ class LayerPlan:
                 "offset": offset,
                 "params": {} if params is None else params,
                 "known": known,
-                "_arrays": None,
             },
         )
 
     @property
     def arrays(self) -> tuple[ArraySpec, ...]:
         """The arrays the file holds for this layer, in file order (may be empty)."""
-        made = self._arrays
+        # Opening a file looks at one or two layers: the ArraySpec records of the others are
+        # never made. Kept beside the fields, not as one: not compared, copied or exported.
+        made: tuple[ArraySpec, ...] | None = self.__dict__.get("_arrays")
         if made is None:
             specs = []
             cursor = self.offset

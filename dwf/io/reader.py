@@ -381,7 +381,7 @@ class WeightsFile:
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
-            header: a new header, e.g. ``dataclasses.replace(f.header, seen=0)`` to restart
+            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart
                 training; default: this file's header, or with ``upto`` the header
                 ``darknet partial`` writes (``seen`` reset to 0) — the rule of
                 :func:`dwf.io.writer.header_to_write`,
