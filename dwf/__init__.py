@@ -63,6 +63,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsReport": ("dwf.tools.stats", "StatsReport"),
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.export", "Exported"),
+    "Row": ("dwf.tools.batch", "Row"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -79,7 +80,58 @@ _LAZY: dict[str, tuple[str, str]] = {
 # 0.1 names kept working (not in __all__; see CHANGELOG.md)
 _RENAMED = {"compare": "diff"}
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "ALEXEYAB",
+    "PJREDDIE",
+    "ArrayDiff",
+    "ArrayError",
+    "ArrayNotFoundError",
+    "ArraySpec",
+    "ArrayStats",
+    "Cause",
+    "CfgError",
+    "CheckReport",
+    "ClosedFileError",
+    "Diagnosis",
+    "Dialect",
+    "DiffReport",
+    "DwfError",
+    "Exported",
+    "FileChangedError",
+    "Finding",
+    "Header",
+    "HeaderError",
+    "Identification",
+    "Layer",
+    "LayerArrayStats",
+    "LayerNotFoundError",
+    "LayerNotInFileError",
+    "LayerPlan",
+    "Match",
+    "NetInput",
+    "Plan",
+    "Row",
+    "SizeMismatchError",
+    "StatsReport",
+    "WeightsFile",
+    "__version__",
+    "check",
+    "cut",
+    "demo",
+    "diff",
+    "drift",
+    "export",
+    "find_cfg",
+    "fuse",
+    "identify",
+    "import_weights",
+    "info",
+    "open",
+    "plan",
+    "plot_diff",
+    "save",
+    "stats",
+]
 
 # The reader's convenience methods (f.check(), layer.plot(), notebook display …) are
 # implemented above it; this is where they are found (see dwf/io/extensions.py).
@@ -145,6 +197,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.reader import Layer, WeightsFile, find_cfg
     from dwf.io.reader import open_weights as open
     from dwf.io.writer import save
+    from dwf.tools.batch import Row
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo

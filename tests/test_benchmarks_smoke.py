@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the whole quick benchmark suite (~10 s)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
 def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench_suite.json"
     proc = subprocess.run(
@@ -49,7 +50,6 @@ def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
     assert rows and max(len(ln) for ln in rows) <= 100
 
 
-@pytest.mark.slow
 def test_bench_startup_quick_compares_dwf_and_safetensors(tmp_path: Path) -> None:
     pytest.importorskip("safetensors")
     out = tmp_path / "bench_startup.json"

@@ -21,8 +21,8 @@ from conftest import shared_path
 
 import dwf
 from dwf.interfaces.cli import main
-from dwf.tools.demo import write_demo
 from dwf.tools.check import CheckReport, Finding, check
+from dwf.tools.demo import write_demo
 from dwf.tools.stats import array_stats, zero_rows
 
 CFG = """[net]

@@ -31,7 +31,7 @@ from conftest import SHARED, shared_path
 
 import dwf
 import dwf.interfaces.cli
-from dwf.interfaces.cli import main
+from dwf.interfaces.cli import main, render
 from dwf.tools.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ SUBCOMMANDS = [
     "identify",
     "cut",
     "export",
-    "import",
+    "import-weights",
     "fuse",
     "demo",
 ]
@@ -66,20 +66,22 @@ INFO_KEYS = {
     "warnings",
     "layers",
 }
-HEADER_KEYS = {"major", "minor", "revision", "version", "seen", "size", "transpose", "note"}
+HEADER_KEYS = {"major", "minor", "revision", "version", "seen", "size", "note"}
+HEADER_KEYS |= {"connected_transposed"}
 LAYER_KEYS = {"index", "name", "type", "out_shape", "outputs", "span", "in_file", "arrays"}
 LAYER_ARRAY_KEYS = {"name", "shape", "count", "span"}
 STATS_KEYS = {"path", "arrays"}
-STATS_ARRAY_KEYS = {"layer", "name", "type", "array", "shape", "count", "min", "max", "mean"}
-STATS_ARRAY_KEYS |= {"std", "absmax", "zero_fraction", "nan", "inf", "denormals"}
+STATS_ARRAY_KEYS = {"index", "layer", "type", "array", "shape", "count", "min", "max", "mean"}
+STATS_ARRAY_KEYS |= {"std", "absmax", "zero_fraction", "nan", "inf", "denormals", "zeros"}
+STATS_ARRAY_KEYS |= {"negatives", "extreme"}
 DIFF_KEYS = {"a", "b", "seen_a", "seen_b", "identical", "only_a", "only_b", "shape_mismatch"}
 DIFF_KEYS |= {"arrays"}
-DIFF_ARRAY_KEYS = {"layer", "name", "type", "array", "count", "identical", "max_abs", "rel_l2"}
+DIFF_ARRAY_KEYS = {"index", "layer", "type", "array", "count", "identical", "max_abs", "rel_l2"}
 DIFF_ARRAY_KEYS |= {"cosine"}
 CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings"}
-FINDING_KEYS = {"layer", "name", "type", "array", "kind", "severity", "count", "message"}
+FINDING_KEYS = {"index", "layer", "type", "array", "kind", "severity", "count", "message"}
 IDENTIFY_KEYS = {"path", "size", "floats", "problem", "header", "matches"}
-IDENTIFY_HEADER_KEYS = {"version", "seen", "size"}
+IDENTIFY_HEADER_KEYS = HEADER_KEYS
 MATCH_KEYS = {"name", "kind", "dialects", "floats", "header_size", "cfg", "upto"}
 
 
@@ -131,13 +133,17 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def assert_error(err: str, out: str, *, says: str) -> None:
-    """One ``dwf: error:`` message on standard error, no traceback, nothing on standard output."""
+def assert_error(err: str, out: str, *, says: str, as_json: bool = False) -> None:
+    """One ``dwf: error:`` message on standard error, no traceback; nothing on standard output,
+    or with ``--json`` (``as_json``) only ``{"error": <the same message>}``."""
     assert err.startswith("dwf: error: "), err
     assert err.count("dwf: error:") == 1, err
     assert "Traceback" not in err, err
     assert says in err, err
-    assert out == ""
+    if as_json:
+        assert strict_json(out) == {"error": err.removeprefix("dwf: error: ").rstrip("\n")}
+    else:
+        assert out == ""
 
 
 def assert_usage_error(err: str) -> None:
@@ -156,7 +162,7 @@ def table_lines(out: str) -> list[str]:
 
 def changed(doc: dict[str, Any]) -> set[tuple[str, str]]:
     """``(layer, array)`` of the arrays a ``diff --json`` document reports as changed."""
-    return {(d["name"], d["array"]) for d in doc["arrays"] if not d["identical"]}
+    return {(d["layer"], d["array"]) for d in doc["arrays"] if not d["identical"]}
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def test_help_and_version_as_a_process(tmp_path: Path) -> None:
 def test_every_subcommand_is_known() -> None:
     parser = dwf.interfaces.cli.build_parser()
     subs = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
-    assert set(subs) == set(SUBCOMMANDS)
+    assert set(subs) == {*SUBCOMMANDS, "import"}  # the 0.1 name of import-weights stays
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
@@ -267,7 +273,7 @@ def test_help_of_each_subcommand(name: str, capsys: pytest.CaptureFixture[str]) 
         ["info"],
         ["info", "x.weights", "--header-size", "17"],
         ["diff"],
-        ["export", "x.weights", "out.npz"],  # --format is required
+        ["export", "x.weights", "out.npz", "--format", "pickle"],
         ["cut", "x.weights", "out", "many"],
         ["check", "x.weights", "--extreme", "big"],
     ],
@@ -376,7 +382,7 @@ def test_stats_json_as_a_process(demo: Demo) -> None:
     first = doc["arrays"][0]
     with dwf.open(demo.weights) as f:
         view = np.asarray(f["conv_0"].biases, dtype=np.float64)
-    assert (first["name"], first["array"], first["count"]) == ("conv_0", "biases", 8)
+    assert (first["layer"], first["array"], first["count"]) == ("conv_0", "biases", 8)
     assert first["min"] == pytest.approx(view.min()) and first["max"] == pytest.approx(view.max())
     assert first["mean"] == pytest.approx(view.mean()) and first["std"] == pytest.approx(view.std())
     assert first["absmax"] == pytest.approx(np.abs(view).max())
@@ -404,7 +410,7 @@ def test_stats_table_and_filters(demo: Demo, capsys: pytest.CaptureFixture[str])
     row = next(ln for ln in r.out.splitlines() if ln.startswith("conv_4 ") and "weights" in ln)
     assert row.split()[-2:] == ["1", "0"]  # one NaN, no Inf
     doc = strict_json(call(capsys, "stats", demo.damaged, "--cfg", demo.cfg, "--json").out)
-    (w4,) = [a for a in doc["arrays"] if (a["name"], a["array"]) == ("conv_4", "weights")]
+    (w4,) = [a for a in doc["arrays"] if (a["layer"], a["array"]) == ("conv_4", "weights")]
     assert w4["nan"] == 1 and w4["zero_fraction"] == pytest.approx(144 / 4608)
 
 
@@ -414,7 +420,7 @@ def test_stats_of_a_partial_file_reads_what_it_holds(
     part = demo.folder / "stats.conv.5"
     assert call(capsys, "cut", demo.weights, part, "5").code == 0
     doc = strict_json(call(capsys, "stats", part, "--cfg", demo.cfg, "--json").out)
-    assert {a["name"] for a in doc["arrays"]} == {"conv_0", "conv_2", "conv_4"}
+    assert {a["layer"] for a in doc["arrays"]} == {"conv_0", "conv_2", "conv_4"}
 
 
 # -- diff ---------------------------------------------------------------------------------------
@@ -470,7 +476,7 @@ def test_check_json_as_a_process(demo: Demo) -> None:
     assert set(doc) == CHECK_KEYS
     assert {k for x in doc["findings"] for k in x} == FINDING_KEYS
     assert doc["serious"] and doc["arrays"] == 49 and doc["floats"] == 27_202
-    kinds = {(x["name"], x["array"], x["kind"], x["severity"]) for x in doc["findings"]}
+    kinds = {(x["layer"], x["array"], x["kind"], x["severity"]) for x in doc["findings"]}
     assert kinds == {
         ("conv_4", "weights", "nan", "error"),
         ("conv_4", "weights", "zero-filters", "warning"),
@@ -540,7 +546,7 @@ def test_export_and_import_as_processes(demo: Demo, tmp_path: Path) -> None:
     with np.load(npz) as z, dwf.open(demo.weights) as f:
         np.testing.assert_array_equal(z["conv_19.weights"], f["conv_19"].weights)
     back = tmp_path / "back.weights"
-    r = run("import", npz, back, cwd=tmp_path)
+    r = run("import-weights", npz, back, cwd=tmp_path)
     assert (r.returncode, r.stderr) == (0, "")
     assert back.read_bytes() == demo.weights.read_bytes()
 
@@ -554,6 +560,43 @@ def test_export_safetensors(demo: Demo, tmp_path: Path, capsys: pytest.CaptureFi
     with dwf.open(back, cfg=demo.cfg) as g, dwf.open(demo.weights) as f:
         assert g.header.seen == 7
         np.testing.assert_array_equal(g["conv_20"].weights, f["conv_20"].weights)
+
+
+def test_export_format_from_the_extension(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo.npz"
+    r = call(capsys, "export", demo.weights, out)  # no --format: .npz says npz
+    assert (r.code, r.err) == (0, "")
+    assert r.out.startswith(f"wrote {out} (npz, ")
+    with np.load(out) as z, dwf.open(demo.weights) as f:
+        np.testing.assert_array_equal(z["conv_13.weights"], f["conv_13"].weights)
+
+
+def test_export_refuses_a_format_the_extension_contradicts(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.safetensors"
+    r = call(capsys, "export", demo.weights, out, "--format", "npz")
+    assert r.code == 2
+    assert len(r.err.splitlines()) == 1
+    assert_error(r.err, r.out, says="the extension .safetensors says safetensors")
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+    r = call(capsys, "export", demo.weights, tmp_path / "out.bin")  # no format to be had
+    assert_error(r.err, r.out, says="cannot tell the export format")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_weights_and_its_old_name(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    npz = tmp_path / "demo.npz"
+    assert call(capsys, "export", demo.weights, npz).code == 0
+    for name in ("import-weights", "import"):
+        back = tmp_path / f"{name}.weights"
+        r = call(capsys, name, npz, back)
+        assert (r.code, r.err) == (0, "")
+        assert back.read_bytes() == demo.weights.read_bytes()
 
 
 def test_fuse_as_a_process(demo: Demo, tmp_path: Path) -> None:
@@ -623,7 +666,7 @@ ERRORS = [
     (["import", "{missing}", "{out}"], "missing.weights"),
     (["fuse", "{missing}", "{out}", "{nodir}"], "weights file not found"),
     (["identify", "{missing}"], "cannot read"),
-    (["identify", "{dir}"], "cannot read"),
+    # `identify {dir}` identifies the files in it (tests/test_cli_many.py)
 ]
 
 
@@ -647,7 +690,9 @@ def test_error_as_a_process_has_no_traceback(tmp_path: Path) -> None:
     r = run("stats", "nothing.weights", "--json", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr == "dwf: error: nothing.weights: weights file not found\n"
-    assert r.stdout == ""
+    assert strict_json(r.stdout) == {"error": "nothing.weights: weights file not found"}
+    r = run("stats", "nothing.weights", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (2, "")
 
 
 def test_debug_after_the_subcommand_as_a_process(tmp_path: Path) -> None:
@@ -669,6 +714,91 @@ def test_debug_shows_the_traceback(where: str, capsys: pytest.CaptureFixture[str
     assert "dwf: error:" not in r.err
 
 
+def _explode(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("boom\nsecond line")
+
+
+@pytest.mark.parametrize("json_flag", [False, True])
+def test_an_unexpected_exception_is_one_line_asking_for_a_report(
+    json_flag: bool,
+    demo: Demo,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dwf.interfaces.cli.stats as stats_cmd
+
+    monkeypatch.setattr(stats_cmd, "stats", _explode)
+    r = call(capsys, "stats", demo.weights, *(["--json"] if json_flag else []))
+    assert r.code == 2
+    (line,) = r.err.splitlines()
+    assert line.startswith("dwf: error: RuntimeError: boom second line")
+    assert "please report" in line and "--debug" in line and "Traceback" not in line
+    if json_flag:
+        assert strict_json(r.out) == {"error": line.removeprefix("dwf: error: ")}
+    else:
+        assert r.out == ""
+    r = call(capsys, "stats", demo.weights, "--debug")
+    assert r.code == 2
+    assert "Traceback (most recent call last)" in r.err and "RuntimeError: boom" in r.err
+
+
+def test_json_errors_are_a_json_document(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["info", "missing.weights", "--json"],
+        ["check", "missing.weights", "--json"],
+        ["diff", str(demo.weights), "missing.weights", "--json"],
+        ["identify", "missing.weights", "--json"],
+        ["stats", str(demo.weights), "--layers", "ten", "--json"],
+    ):
+        r = call(capsys, *argv)
+        assert r.code == 2, argv
+        assert_error(r.err, r.out, says="", as_json=True)
+
+
+def test_a_full_standard_output_is_one_error(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Full(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", Full())
+    monkeypatch.setattr(sys, "stderr", err)
+    try:
+        assert main(["info", str(demo.weights), "--json"]) == 2
+    finally:
+        sys.stdout.close()  # main swapped in os.devnull; monkeypatch restores the real one
+    assert (
+        err.getvalue() == "dwf: error: cannot write to standard output: No space left on device\n"
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_dev_full_as_a_process(demo: Demo) -> None:
+    with open("/dev/full", "w") as full:
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "dwf", "info", str(demo.weights)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    assert r.returncode == 2
+    assert r.stderr == "dwf: error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names are bytes")
+def test_a_file_name_that_is_not_utf8_prints(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.weights")  # Latin-1: not UTF-8, held as a surrogate
+    r = run("info", name, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr == "dwf: error: caf\\udce9.weights: weights file not found\n"
+
+
 def test_broken_pipe_is_not_an_error(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
     class Closed(io.StringIO):
         def write(self, s: str) -> int:
@@ -684,11 +814,11 @@ def test_broken_pipe_is_not_an_error(demo: Demo, monkeypatch: pytest.MonkeyPatch
 # -- tables and progress ------------------------------------------------------------------------
 def test_table_cuts_the_last_column_to_fit() -> None:
     rows = [("1", "x" * 200), ("22", "short")]
-    lines = dwf.interfaces.cli.table(("#", "text"), rows, right=(0,))
+    lines = render.table(("#", "text"), rows, right=(0,))
     assert lines[0] == " #  text"
     assert len(lines[1]) == 100 and lines[1].endswith("…") and lines[1].startswith(" 1  xxx")
     assert lines[2] == "22  short"
-    wide = dwf.interfaces.cli.table(("#", "text"), rows, right=(0,), width=None)
+    wide = render.table(("#", "text"), rows, right=(0,), width=None)
     assert wide[1] == " 1  " + "x" * 200
 
 
@@ -722,7 +852,7 @@ class _Tty(io.StringIO):
 def test_progress_bar_only_on_a_terminal(
     tty: bool, demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dwf.interfaces.cli, "BIG_FILE", 0)  # every file counts as big
+    monkeypatch.setattr(render, "BIG_FILE", 0)  # every file counts as big
     stream = _Tty() if tty else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
     assert main(["stats", str(demo.weights)]) == 0
@@ -738,7 +868,10 @@ def test_progress_bar_only_on_a_terminal(
         assert bars == ""
 
 
-PROGRAM = "import sys, dwf.interfaces.cli as c; c.BIG_FILE = 0; sys.exit(c.main(sys.argv[1:]))"
+PROGRAM = (
+    "import sys, dwf.interfaces.cli as c, dwf.interfaces.cli.render as r; r.BIG_FILE = 0;"
+    " sys.exit(c.main(sys.argv[1:]))"
+)
 
 
 def test_no_progress_bar_when_piped(demo: Demo) -> None:
@@ -811,7 +944,7 @@ def test_real_file_every_reporting_subcommand(
     assert stats.code == 0
     assert all(len(line) <= 100 for line in stats.out.splitlines()[1:])
     sdoc = strict_json(call(capsys, "stats", w, *lenient, "--json").out)
-    assert [(a["name"], a["array"]) for a in sdoc["arrays"]] == held
+    assert [(a["layer"], a["array"]) for a in sdoc["arrays"]] == held
     assert all(a["nan"] == 0 and a["inf"] == 0 for a in sdoc["arrays"])
 
     check = call(capsys, "check", w, *lenient, "--json")
@@ -831,7 +964,7 @@ def test_real_file_every_reporting_subcommand(
         same = call(capsys, "diff", w, w, "--cfg", cfg, "--exit-code", "--json")
         ddoc = strict_json(same.out)
         assert same.code == 0 and ddoc["identical"]
-        assert [(a["name"], a["array"]) for a in ddoc["arrays"]] == held
+        assert [(a["layer"], a["array"]) for a in ddoc["arrays"]] == held
         assert all(a["max_abs"] == 0 for a in ddoc["arrays"])
 
 
@@ -849,7 +982,7 @@ def test_real_file_info_as_a_process(folder: str, code: int, tmp_path: Path) -> 
     r = run("info", weights, "--json", cwd=tmp_path)
     assert r.returncode == code
     if code:
-        assert_error(r.stderr, r.stdout, says="batch_normalize=0")
+        assert_error(r.stderr, r.stdout, says="batch_normalize=0", as_json=True)
         return
     assert r.stderr == ""
     doc = strict_json(r.stdout)
@@ -928,7 +1061,7 @@ def test_checkpoints_diff_names_exactly_the_changed_layers(checkpoints: Run) -> 
         assert len(doc["arrays"]) == sum(len(f[n].keys()) for n in f)
     flipped = [a for a in doc["arrays"] if a["cosine"] is not None and a["cosine"] < 0]
     assert [
-        (a["name"], a["array"], round(a["rel_l2"], 6), round(a["cosine"], 6)) for a in flipped
+        (a["layer"], a["array"], round(a["rel_l2"], 6), round(a["cosine"], 6)) for a in flipped
     ] == [(run_.flipped, "weights", 2.0, -1.0)]
 
 
@@ -976,7 +1109,7 @@ def test_partial_against_full_compares_what_both_hold(
     doc = strict_json(r.out)
     assert r.code == 1 and not doc["identical"]  # B holds layers A does not
     assert doc["only_b"] == beyond and doc["only_a"] == []
-    assert [n for n in dict.fromkeys(a["name"] for a in doc["arrays"])] == held
+    assert [n for n in dict.fromkeys(a["layer"] for a in doc["arrays"])] == held
     assert all(a["identical"] for a in doc["arrays"])
     r = call(capsys, "diff", checkpoints.b, checkpoints.part, "--cfg", cfg, "--json")
     doc = strict_json(r.out)

@@ -19,10 +19,10 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.interfaces.cli import main
-from dwf.tools.demo import demo_cfg_text
 from dwf.format.diagnosis import Cause, Diagnosis
+from dwf.interfaces.cli import main
 from dwf.tools.check import check
+from dwf.tools.demo import demo_cfg_text
 
 # -- building test files ---------------------------------------------------------------------
 

@@ -366,7 +366,7 @@ def test_plot_partial_file(mpl: Any, files: Files) -> None:
 def test_plot_diff_of_two_files_and_of_a_report(mpl: Any, f: dwf.WeightsFile, files: Files) -> None:
     with dwf.open(files.later, cfg=files.cfg) as later:
         fig = dwf.plot_diff(f, later)
-        report = dwf.compare(f, later)
+        report = dwf.diff(f, later)
     rel, max_abs = fig.get_axes()
     heights = {round(p.get_x() + p.get_width() / 2): p.get_height() for p in rel.patches}
     assert heights[4] == pytest.approx(0.01, rel=1e-3)

@@ -17,8 +17,8 @@ import pytest
 from conftest import shared_path
 
 import dwf
-from dwf.interfaces.cli import main
 from dwf.format.known import Identification, known_models, lookup
+from dwf.interfaces.cli import main
 from dwf.tools.identify import identify
 
 TABLE: dict[str, Any] = known_models()
@@ -165,7 +165,7 @@ def test_cli_identify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["identify", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["floats"] == 40_620_640 and data["problem"] is None
-    assert data["header"] == {"version": "0.2.5", "seen": 12_800, "size": 20}
+    assert data["header"] == dwf.Header(0, 2, 5, 12_800, 20).to_dict()  # Header.to_dict()
     [m] = data["matches"]
     assert m["name"] == "darknet53.conv.74" and m["kind"] == "partial" and m["upto"] == 74
 

@@ -28,6 +28,7 @@ MIB = 1024 * KIB
 HAS_PROC_IO = Path("/proc/self/io").exists()
 
 
+@pytest.mark.slow  # runs the quick open benchmark (~8 s)
 def test_bench_open_quick_runs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "out" / "bench_open.json"
     proc = subprocess.run(

@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 
 import dwf
-import dwf.tools.fuse
 import dwf.io.writer
-from dwf.interfaces.cli import main as cli
-from dwf.tools.demo import demo_cfg_text
+import dwf.tools.fuse
 from dwf.format.header import Header
+from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
+from dwf.tools.demo import demo_cfg_text
 
 CFG = """[net]
 width=32
@@ -249,7 +249,7 @@ def test_pread_short_read_raises_file_changed(
     f = dwf.open(weights, cfg, backend="pread")
     layer = f[BIG_LAYER]
     os.truncate(weights, 4096)
-    monkeypatch.setattr(WeightsFile, "check_unchanged", lambda self: None)  # lose the race
+    monkeypatch.setattr(WeightsFile, "_check_unchanged", lambda self: None)  # lose the race
     with pytest.raises(dwf.FileChangedError, match="short read"):
         layer.weights  # noqa: B018
     f.close()
@@ -306,13 +306,18 @@ def test_renamed_over_is_not_a_change(model: tuple[Path, Path]) -> None:
         assert not np.array_equal(g[BIG_LAYER]["weights"], before)
 
 
-def test_saving_over_the_open_file_keeps_it_readable(model: tuple[Path, Path]) -> None:
+def test_saving_over_the_open_file_is_refused_and_keeps_it_readable(
+    model: tuple[Path, Path],
+) -> None:
     weights, cfg = model
+    raw = weights.read_bytes()
     with dwf.open(weights, cfg) as f:
         before = {n: np.array(v) for n, v in f.arrays()}
-        f.save(weights, header=Header(0, 2, 5, 0, 20))
+        with pytest.raises(dwf.DwfError, match="input"):
+            f.save(weights, header=Header(0, 2, 5, 0, 20))
         f.check_unchanged()
         assert all(np.array_equal(v, before[n]) for n, v in f.arrays())
+    assert weights.read_bytes() == raw
 
 
 @posix_only
@@ -432,12 +437,13 @@ def test_input_bytes_and_mtime_unchanged_by_every_operation(
 
 # -- a failed write leaves the destination as it was -----------------------------------------------
 def _tmp_files(folder: Path) -> list[str]:
-    return [n for n in os.listdir(folder) if n.endswith(".dwf-tmp")]
+    # Temporary names: ".dwf-<random>.tmp" (and the older ".<name>.<random>.dwf-tmp").
+    return [n for n in os.listdir(folder) if n.startswith(".dwf-") or n.endswith(".dwf-tmp")]
 
 
 def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
     calls = 0
-    real = dwf.io.writer._stored_bytes
+    real = dwf.io.writer.stored_bytes
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
@@ -469,7 +475,7 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
     flaky = _fail_on_call(4, exc)  # the fourth array: the header and three arrays are written
-    monkeypatch.setattr(dwf.io.writer, "_stored_bytes", flaky)
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", flaky)
     monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
@@ -511,7 +517,7 @@ def test_interrupted_write_leaves_no_temp_file(
     """Ctrl-C mid-write (KeyboardInterrupt is not an Exception) cleans up too."""
     weights, cfg = model
     dst = tmp_path / "dst.weights"
-    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
+    monkeypatch.setattr(dwf.io.writer, "stored_bytes", _fail_on_call(2, KeyboardInterrupt()))
     with dwf.open(weights, cfg) as f, pytest.raises(KeyboardInterrupt):
         f.save(dst)
     assert not dst.exists()

@@ -264,7 +264,7 @@ def test_c_convlstm_shapes() -> None:
             (7, 7, 4),
             (7, 7, 4),
             (3, 3, 4),
-        ], view
+        ], side
 
 
 def test_c_convlstm_written_floats() -> None:
@@ -342,7 +342,7 @@ def test_d_pj2_writer() -> None:
     p = Plan.from_text(PJ2_CFG, dialect="pjreddie", side="save")
     assert len(p) == 11
     header = dwf.Header(0, 2, 0, size=20)
-    assert header.expected_size("pjreddie") == 20
+    assert header.width_for("pjreddie") == 20
     assert p.expected_size(header.size) == 55256
     f = _floats(p)
     assert f[0] == 132 and _sub(p, 0)["weights"] == 108  # pjreddie keeps groups with xnor

@@ -217,9 +217,8 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
         sec = Section(head if i == 0 else "[" + head, start, body)
         if "=\n" in body or body.endswith("="):  # a "key=" line, maybe: warn now, in order
             for line, skipped in sec._parse():
-                warnings.append(
-                    (line, f"{skipped!r} has no value after '='; Darknet skips this line")
-                )
+                msg = f"{shorten(skipped)!r} has no value after '='; Darknet skips this line"
+                warnings.append((line, msg))
         sections.append(sec)
     if not sections:
         raise CfgError(
@@ -234,7 +233,8 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
                 " Darknet keeps; convert the cfg to Unix line endings or use dialect 'alexeyab'."
             )
         raise CfgError(
-            f"the first section is {s.header!r}, but Darknet requires [net] or [network] first."
+            f"the first section is {shorten(s.header)!r}, but Darknet requires [net] or"
+            " [network] first."
             + hint,
             path=path,
             line=s.line,
@@ -242,15 +242,39 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
     return CfgDocument(path, tuple(sections), tuple(warnings))
 
 
-# A network repeats a handful of values ("1", "3", "leaky", "-1") hundreds of times: converting
-# each distinct string once keeps the planner's per-layer cost low.
-@functools.lru_cache(maxsize=4096)
+QUOTE_LIMIT = 200
+
+
+def shorten(token: str, limit: int = QUOTE_LIMIT) -> str:
+    """``token`` as a message may quote it: at most about ``limit`` characters, the cut marked.
+
+    A cfg line can be megabytes long; an error that echoed it whole would bury the message.
+    """
+    if len(token) <= limit:
+        return token
+    keep = max(limit - 40, 1)
+    return f"{token[:keep]}…[{len(token) - keep:,} more characters]"
+
+
 def atoi(value: str) -> int | None:
     """C ``atoi``: the leading integer of ``value`` (``"40#32"`` → 40); 0 when there is none.
 
     Returns ``None`` when the number does not fit a C ``int`` (Darknet's behaviour is then
     undefined; callers turn that into an error).
     """
+    # Only short values are remembered: a hostile cfg's megabyte-long values must not stay
+    # pinned in the cache after its plan is gone.
+    return _atoi_cached(value) if len(value) <= 64 else _atoi(value)
+
+
+# A network repeats a handful of values ("1", "3", "leaky", "-1") hundreds of times: converting
+# each distinct string once keeps the planner's per-layer cost low.
+@functools.lru_cache(maxsize=4096)
+def _atoi_cached(value: str) -> int | None:
+    return _atoi(value)
+
+
+def _atoi(value: str) -> int | None:
     # The common cases, "32" and "-1", without a regex (compiling one costs more than planning
     # a small network).
     digits = value[1:] if value[:1] in ("-", "+") else value

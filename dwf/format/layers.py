@@ -4,6 +4,10 @@ Each definition receives a :class:`LayerInput` (the section's options, what the 
 produced, the layers built so far, the dialect) and returns a :class:`Built`. Offsets are not a
 concern here: the planner lays the arrays out one after another. Rules come from spec §4 and §6;
 dialect differences are read from :class:`dwf.format.dialects.Dialect` switches.
+
+This module is longer than the ~500 lines a module here usually has, on purpose: it is the layer
+table, ~37 short definitions side by side, so that "where are a layer type's arrays defined" has
+one answer and the definitions can be read against each other.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from dwf.errors import CfgError
-from dwf.format.cfg import Section, atoi, int_list
+from dwf.format.cfg import Section, atoi, int_list, shorten
 from dwf.format.dialects import Dialect
 from dwf.format.records import Arr, LayerPlan
 
@@ -141,7 +145,9 @@ class LayerInput:
         n = atoi(value)
         if n is None:
             raise self.fail(
-                f"{key}={value} does not fit a 32-bit int; Darknet's behaviour is undefined", key
+                f"{key}={shorten(value)} does not fit a 32-bit int; Darknet's behaviour is"
+                " undefined",
+                key,
             )
         return n
 
@@ -210,7 +216,9 @@ class LayerInput:
         out: list[LayerPlan] = []
         for v in values:
             if v is None:
-                raise self.fail(f"{key}={opt.value} holds a number that does not fit an int", key)
+                raise self.fail(
+                    f"{key}={shorten(opt.value)} holds a number that does not fit an int", key
+                )
             out.append(self.ref(v, key))
         return out
 
@@ -539,7 +547,14 @@ def route(x: LayerInput) -> Built:
     return Built(out_c // groups, out_h, out_w, outputs, params=params)
 
 
-_SHORTCUT_WEIGHTS = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
+# How many weights a weighted [shortcut] stores: none, one per input ("per_feature", which
+# Darknet also accepts as "per_layer"), or one per input and channel.
+_SHORTCUT_WEIGHTS = {
+    "none": "none",
+    "per_feature": "per-input",
+    "per_layer": "per-input",
+    "per_channel": "per-input-channel",
+}
 _SHORTCUT_NORMS = {"none", "relu", "avg_relu", "softmax"}
 
 
@@ -557,17 +572,17 @@ def shortcut(x: LayerInput) -> Built:
     norm = x.text("weights_normalization", "none")
     if wtype not in _SHORTCUT_WEIGHTS:
         raise x.fail(
-            f"weights_type={wtype} is not one of none, per_feature, per_layer,"
+            f"weights_type={shorten(wtype)} is not one of none, per_feature, per_layer,"
             " per_channel (an inline comment after the value also breaks it)",
             "weights_type",
         )
     if norm not in _SHORTCUT_NORMS:
         raise x.fail(
-            f"weights_normalization={norm} is not one of none, relu, avg_relu, softmax",
+            f"weights_normalization={shorten(norm)} is not one of none, relu, avg_relu, softmax",
             "weights_normalization",
         )
     kind = _SHORTCUT_WEIGHTS[wtype]
-    if kind and norm == "none":
+    if kind != "none" and norm == "none":
         raise x.fail(
             f"weights_type={wtype} needs weights_normalization=relu or softmax;"
             " Darknet rejects 'none' here",
@@ -575,9 +590,9 @@ def shortcut(x: LayerInput) -> Built:
         )
     params.update(weights_type=wtype, weights_normalization=norm)
     k = len(refs) + 1
-    if kind == 1:
+    if kind == "per-input":
         arrays: tuple[Arr, ...] = (Arr("weights", k, (k,)),)
-    elif kind == 2:
+    elif kind == "per-input-channel":
         arrays = (Arr("weights", k * x.c, (k, x.c)),)
     else:
         arrays = ()

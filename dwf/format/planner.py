@@ -1,4 +1,5 @@
-"""The offset planner: cfg text + dialect → every array's place in the file. Pure, no I/O.
+"""The offset planner: cfg text + dialect → every array's place in the file. Pure: its only I/O
+is reading a cfg file's text (a regular file, at most 64 MiB).
 
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
@@ -14,15 +15,15 @@ import functools
 import gc
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
-from dwf.format.cfg import CfgDocument, atoi, tokenize
+from dwf.format.cfg import CfgDocument, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.format.records import Arr, ArraySpec, LayerPlan
@@ -95,6 +96,9 @@ class Plan:
         d = get_dialect(dialect)
         if side not in ("load", "save"):
             raise DwfError(f"side must be 'load' or 'save', not {side!r}")
+        if len(text) > MAX_CFG_BYTES:  # the same bound as a cfg file's (e.g. one in an export)
+            where = None if path is None else os.fspath(path)
+            raise CfgError(_too_big(len(text), grew=True).replace("file ", "", 1), path=where)
         return _plan_cached(text, d.name, side, None if path is None else os.fspath(path))
 
     @property
@@ -138,7 +142,8 @@ class Plan:
         """
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise LayerNotFoundError(
-                f"layers are looked up by name ('conv_12') or index (12), not {key!r}", key=key
+                f"layers are looked up by name ('conv_12') or index (12), not {shorten(repr(key))}",
+                key=key,
             )
         if isinstance(key, int):
             n = len(self.layers)
@@ -154,7 +159,9 @@ class Plan:
         suggestions = self._similar(key)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise LayerNotFoundError(
-            f"no layer named {key!r} in {self._where()}{hint}", key=key, suggestions=suggestions
+            f"no layer named {shorten(repr(key))} in {self._where()}{hint}",
+            key=key,
+            suggestions=suggestions,
         )
 
     def _where(self) -> str:
@@ -220,10 +227,32 @@ def plan(
     return Plan.from_text(read_cfg_text(path), dialect=dialect, side=side, path=path)
 
 
+MAX_CFG_BYTES = 64 << 20  # the largest real cfgs are well under 1 MiB
+
+
 def read_cfg_text(path: str) -> str:
-    """Read a cfg file as text (UTF-8, undecodable bytes replaced), with dwf errors."""
+    """Read a cfg file as text (UTF-8, undecodable bytes replaced, as Darknet reads bytes),
+    with dwf errors.
+
+    Only a regular file of at most 64 MiB is read: a FIFO would block, a device such as
+    ``/dev/zero`` would never end. The type is checked before opening and again on the open
+    descriptor (opened non-blocking, so a FIFO swapped in between cannot block either).
+    """
     try:
-        data = Path(path).read_bytes()
+        _check_cfg_stat(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            _check_cfg_stat(path, os.fstat(fd))
+            chunks: list[bytes] = []
+            total = 0
+            while total <= MAX_CFG_BYTES:
+                chunk = os.read(fd, min(1 << 20, MAX_CFG_BYTES + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise CfgError("cfg file not found", path=path) from None
     except IsADirectoryError:
@@ -232,8 +261,20 @@ def read_cfg_text(path: str) -> str:
         raise CfgError("permission denied reading the cfg file", path=path) from None
     except OSError as e:
         raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path
+    except ValueError as e:  # a NUL byte in the path (CfgError is a ValueError too)
+        if isinstance(e, CfgError):
+            raise
         raise CfgError(f"not a usable file name: {e}", path=repr(path)) from None
+    if total > MAX_CFG_BYTES:
+        raise CfgError(_too_big(total, grew=True), path=path)
+    return cfg_text(b"".join(chunks), path)
+
+
+def cfg_text(data: bytes, path: str) -> str:
+    """A cfg file's bytes as text (UTF-8, undecodable bytes replaced), refusing binary data and
+    text over 64 MiB (also for a cfg fetched from a URL)."""
+    if len(data) > MAX_CFG_BYTES:
+        raise CfgError(_too_big(len(data)), path=path)
     if b"\x00" in data[:4096] and data[:4] != b"[net":
         raise CfgError(
             "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"
@@ -243,8 +284,42 @@ def read_cfg_text(path: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _too_big(size: int, *, grew: bool = False) -> str:
+    what = "more than" if grew else f"{size:,} bytes,"
+    return (
+        f"the cfg file is {what} {MAX_CFG_BYTES >> 20} MiB; a Darknet cfg is text of at most a few"
+        " hundred KiB: is this the right file?"
+    )
+
+
+def _check_cfg_stat(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise CfgError("is a directory, not a cfg file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket or other special file"
+        )
+        raise CfgError(
+            f"is {kind}, not a regular file; a cfg must be a regular file", path=path
+        )
+    if st.st_size > MAX_CFG_BYTES:
+        raise CfgError(_too_big(st.st_size), path=path)
+
+
 @functools.lru_cache(maxsize=128)
 def _plan_cached(text: str, dialect: str, side: Side, path: str | None) -> Plan:
+    return plan_uncached(text, dialect=dialect, side=side, path=path)
+
+
+def plan_uncached(
+    text: str, *, dialect: str | Dialect, side: Side = "load", path: str | None = None
+) -> Plan:
+    """:meth:`Plan.from_text` without the plan cache, for throw-away plans (the mismatch
+    diagnosis's edited cfgs) that must not stay in memory after use."""
     d = get_dialect(dialect)
     with _collector_paused():
         doc = tokenize(text, path=path, strip_cr=d.strip_cr)
@@ -279,7 +354,7 @@ def _net_input(doc: CfgDocument) -> NetInput:
         n = atoi(opt.value)
         if n is None or n < 0:
             raise CfgError(
-                f"[net] {key}={opt.value} must be a non-negative 32-bit int",
+                f"[net] {key}={shorten(opt.value)} must be a non-negative 32-bit int",
                 path=doc.path,
                 line=opt.line,
             )
@@ -342,7 +417,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             type_name = sec.name or sec.header
             extra = " pjreddie's loader then crashes on it (SIGFPE)" if d.name == "pjreddie" else ""
             warnings.append(
-                f"line {sec.line}: section {sec.header!r} is not a layer type the {d.name}"
+                f"line {sec.line}: section {shorten(sec.header)!r} is not a layer type the {d.name}"
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
             kind = _layer_kind(type_name)

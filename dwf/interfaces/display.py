@@ -60,7 +60,8 @@ def file_html(f: WeightsFile) -> str:
     return (
         f"{_STYLE}<div class='dwf'><b>{_e(f.path)}</b> — cfg {_e(f.cfg_path or '?')}"
         f" ({_e(f.plan.dialect)})<br>header {_e(h.version)}, seen {h.seen:,},"
-        f" {h.size}-byte header{', legacy (transposed)' if h.connected_transposed else ''}; {state}<br>"
+        f" {h.size}-byte header{', legacy (transposed)' if h.connected_transposed else ''};"
+        f" {state}<br>"
         f"{len(f.plan.layers)} layers, {len(f.plan.stored)} with arrays, {params:,} parameters,"
         f" {_size(f.size)}{note}"
         "<div class='scroll'><table><tr><th>#</th><th>name</th><th>type</th><th>output</th>"

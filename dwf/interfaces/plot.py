@@ -15,8 +15,8 @@ from dwf.extras import require
 from dwf.tools.stats import array_stats
 
 if TYPE_CHECKING:
-    from dwf.tools.diff import DiffReport
     from dwf.io.reader import Layer, WeightsFile
+    from dwf.tools.diff import DiffReport
 
 Figure = Any  # matplotlib.figure.Figure; matplotlib is optional, so not imported for typing
 
@@ -110,8 +110,8 @@ def plot_diff(a: WeightsFile | DiffReport, b: WeightsFile | None = None) -> Figu
 
     Pass two open files, or a :class:`dwf.tools.diff.DiffReport`.
     """
-    from dwf.tools.diff import DiffReport, diff
     from dwf.errors import DwfError
+    from dwf.tools.diff import DiffReport, diff
 
     if isinstance(a, DiffReport):
         report = a

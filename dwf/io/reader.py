@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from dwf.format.dialects import Dialect, get_dialect
 from dwf.errors import (
     ArrayError,
     ArrayNotFoundError,
@@ -32,18 +31,20 @@ from dwf.errors import (
     LayerNotInFileError,
     SizeMismatchError,
 )
+from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.planner import Plan
+from dwf.format.planner import Plan, cfg_text
 from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
 from dwf.io import extensions
 
 if TYPE_CHECKING:
+    from dwf.io import remote
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
-Backend = Literal["mmap", "pread"]
+Backend = Literal["mmap", "pread", "remote"]
 # A string, not a compiled pattern: re compiles it on the first use (find_cfg), not at import.
 _CHECKPOINT_SUFFIX = r"(_last|_best|_final|_\d+)$"
 
@@ -235,6 +236,7 @@ class WeightsFile:
         mismatch: str | None,
         fd: int,
         backend: Backend = "mmap",
+        source: remote.RemoteSource | None = None,
     ) -> None:
         self.path = path
         self.plan = plan
@@ -248,6 +250,13 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
+        # Reads in flight on the descriptor: close() leaves the descriptor to the last of them,
+        # so no thread can ever read through a number the system has since given another file.
+        self._users = 0
+        self._source = source
+        if source is not None:
+            self._init_remote(source)
+            return
         # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
         # (a rename over the path leaves our inode, and our map, intact).
         st = os.fstat(fd)
@@ -294,6 +303,17 @@ class WeightsFile:
         if layer is None:
             layer = self._layers[index] = Layer(self, self.plan.layers[index])
         return layer
+
+    def _init_remote(self, source: remote.RemoteSource) -> None:
+        """backend="remote": no descriptor and no map; the source checks the file's identity on
+        every fetch (dwf/io/remote.py), and closing the file closes the source."""
+        self.backend = "remote"
+        self._fd = -1
+        self._map = None
+        self._body = None
+        self._release_fd = weakref.finalize(self, source.close)  # type: ignore[call-arg,arg-type]
+        self._opened = (self.size, 0)
+        self._layers = [None] * len(self.plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
@@ -376,8 +396,8 @@ class WeightsFile:
         """Write this file's arrays to ``dst``, streaming from the map layer by layer.
 
         Args:
-            dst: destination; written atomically, and never the source's bytes in place (saving
-                over the source's own path replaces it with a new file; this map stays valid).
+            dst: destination; written atomically. It must not be this file (by path, symlink
+                or hard link) nor its cfg: writing over what is being read would destroy it.
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
@@ -393,6 +413,7 @@ class WeightsFile:
         Raises:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
+            DwfError: ``dst`` is this file or its cfg, or exists and is not a regular file.
         """
         from dwf.io import writer  # tempfile, shutil …: only when saving
 
@@ -424,7 +445,15 @@ class WeightsFile:
             self._require(lp)
             return self._view(a)
 
-        return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
+        return writer.write_arrays(dst, self.plan, get, header=header, upto=n, inputs=self.sources)
+
+    @property
+    def sources(self) -> tuple[str | int | None, ...]:
+        """What a write made from this file must never replace: the open file (its descriptor,
+        so the same inode under any name), its path and its cfg's path."""
+        if self._closed:
+            return (self.path, self.plan.cfg_path)
+        return (self._fd, self.path, self.plan.cfg_path)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
@@ -472,14 +501,17 @@ class WeightsFile:
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map. Views already handed out stay valid (they keep the map alive)."""
+        """Release the map and the descriptor. Views already handed out stay valid (they keep
+        the map alive). Safe while other threads read: each read either completes with the
+        right values or raises :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._body = None
             m, self._map = self._map, None
-            self._release_fd()
+            if self._users == 0:
+                self._release_fd()
         if m is not None:
             # Views may still reference the map; it is then released when the last one goes.
             with contextlib.suppress(BufferError):
@@ -543,12 +575,37 @@ class WeightsFile:
             path=self.path,
         )
 
+    @contextlib.contextmanager
+    def _using_fd(self) -> Iterator[np.ndarray[Any, np.dtype[np.float32]] | None]:
+        """Hold the descriptor open for one read (yields the mapped body, if any).
+
+        Raises:
+            ClosedFileError: the file was closed (now or before).
+        """
+        with self._lock:
+            self._check_open()
+            self._users += 1
+            body = self._body
+        try:
+            yield body
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._closed and self._users == 0:
+                    self._release_fd()
+
     def check_unchanged(self) -> None:
         """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
 
         Every view handed out is checked first; call this to check explicitly.
         """
-        self._check_open()
+        if self._source is not None:  # checked by the source on each fetch
+            self._check_open()
+            return
+        with self._using_fd():
+            self._check_unchanged()
+
+    def _check_unchanged(self) -> None:
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -572,17 +629,21 @@ class WeightsFile:
             )
 
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self.check_unchanged()
-        if self.backend == "pread":
-            return self._read_copy(spec)
-        body = self._body
+        with self._using_fd() as body:
+            if self._source is None:  # a remote source checks the file on each fetch
+                self._check_unchanged()
+            if self.backend != "mmap":
+                return self._read_copy(spec)
         if body is None:
             body = np.empty(0, dtype=F32)
         return logical_view(body, spec, self.header.connected_transposed)
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
-        data = _pread(self._fd, spec.nbytes, start)
+        if self._source is not None:
+            data = self._source.pread(spec.nbytes, start)
+        else:
+            data = _pread(self._fd, spec.nbytes, start)
         if len(data) != spec.nbytes:
             raise FileChangedError(
                 f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
@@ -591,7 +652,8 @@ class WeightsFile:
                 opened=self._opened,
             )
         shifted = replace_offset(spec, 0)
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, self.header.connected_transposed)
+        legacy = self.header.connected_transposed
+        return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
 
 
 def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -697,6 +759,7 @@ def open_weights(
     header_size: int | None = None,
     backend: Backend = "mmap",
     copy: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> WeightsFile:
     """Open a Darknet weights file lazily.
 
@@ -713,6 +776,11 @@ def open_weights(
             access reads the array with ``os.pread`` into new (read-only) memory — slower, but
             it can never fault, even if the file is truncated while open.
         copy: ``True`` is the same as ``backend="pread"``.
+        storage_options: for a URL (``https://``, ``s3://`` … any fsspec URL; the ``remote``
+            extra): options passed to fsspec, e.g. ``{"key": …, "secret": …,
+            "client_kwargs": {"endpoint_url": …}}``. A URL is read with ``backend="remote"``:
+            only the bytes of the arrays used are fetched (range requests through a bounded
+            cache), as owned read-only copies; ``cfg`` may be a URL too (docs/remote.md).
 
     Every view is handed out only after checking that the file did not change on disk since it
     was opened (:class:`dwf.FileChangedError` otherwise).
@@ -723,6 +791,9 @@ def open_weights(
         SizeMismatchError: the file does not fit the cfg (``strict=True``).
     """
     spath = os.fspath(path)
+    # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
+    if backend == "remote" or ("://" in spath and _is_url(spath)):
+        return _open_remote(spath, cfg, get_dialect(dialect), strict, header_size, storage_options)
     if copy:
         backend = "pread"
     if backend not in ("mmap", "pread"):
@@ -772,7 +843,13 @@ def _open_fd(path: str) -> int:
             raise DwfError(f"{path}: is a directory, not a weights file", path=path)
         if not stat.S_ISREG(st.st_mode):
             raise DwfError(f"{path}: not a regular file", path=path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DwfError(f"{path}: not a regular file", path=path)
+        return fd
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:
@@ -860,3 +937,74 @@ def opened(
         return
     with open_weights(src, cfg, **options) as f:
         yield f
+
+
+# -- backend="remote" ---------------------------------------------------------------------------
+def _is_url(path: str) -> bool:
+    from dwf.io import remote
+
+    return remote.is_url(path)
+
+
+def _remote_plan(
+    url: str,
+    head: bytes,
+    size: int,
+    cfg: str | os.PathLike[str] | Plan | None,
+    d: Dialect,
+    storage_options: Mapping[str, Any] | None,
+) -> Plan:
+    """The plan of a remote file: ``cfg`` a Plan, a local path or a URL; or, when ``None``,
+    the cfg beside it on the server, found by the same names as :func:`find_cfg`."""
+    from dwf.format.known import identify_head
+    from dwf.io import remote
+
+    if isinstance(cfg, Plan):
+        return cfg
+    if cfg is None:
+        base, _, name = url.rpartition("/")
+        _, looked = find_cfg(name)
+        candidates = [f"{base}/{c}" for c in looked]
+        cfg = next(
+            (c for c in candidates if remote.exists(c, storage_options=storage_options)), None
+        )
+        if cfg is None:
+            ident = identify_head(url, head, size)
+            hint = "; by its size " + ident.explain().split("; ", 1)[1] if ident.matches else ""
+            raise CfgError(
+                "no cfg given and none found beside the weights on the server (looked for "
+                + ", ".join(looked)
+                + f"); pass cfg=... (dwf: --cfg){hint}",
+                path=url,
+            )
+    scfg = os.fspath(cfg)
+    if not remote.is_url(scfg):
+        return plan_cfg(scfg, dialect=d)
+    data = remote.read_bytes(scfg, storage_options=storage_options)
+    return Plan.from_text(cfg_text(data, scfg), dialect=d, path=scfg)
+
+
+def _open_remote(
+    url: str,
+    cfg: str | os.PathLike[str] | Plan | None,
+    d: Dialect,
+    strict: bool,
+    header_size: int | None,
+    storage_options: Mapping[str, Any] | None,
+) -> WeightsFile:
+    from dwf.io import remote
+
+    source = remote.RemoteSource(url, storage_options=storage_options)
+    try:
+        head = source.pread(512, 0)
+        header = _decode_header(url, head, d, header_size)
+        plan = _remote_plan(url, head, source.size, cfg, d, storage_options)
+        header, partial, mismatch = _fit(url, head, header, source.size, plan, d, header_size,
+                                         strict)
+        return WeightsFile(
+            url, plan, header, source.size, partial=partial, mismatch=mismatch, fd=-1,
+            source=source,
+        )
+    except BaseException:
+        source.close()
+        raise

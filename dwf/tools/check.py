@@ -9,17 +9,20 @@ outputs; those findings are *errors*. Everything else is a warning or informatio
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, overload
 
 import attrs
 import numpy as np
 
 from dwf.format.planner import Plan
-from dwf.io.reader import WeightsFile, opened
 from dwf.format.records import LayerPlan
+from dwf.io.reader import WeightsFile, opened
+from dwf.tools import batch
+from dwf.tools.batch import Many, Row
 from dwf.tools.stats import CHUNK, ArrayStats, array_stats, zero_rows
 
 BN_EPS = 1e-5
@@ -195,6 +198,7 @@ def _record(
     found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
 
 
+@overload
 def check(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -204,17 +208,71 @@ def check(
     extreme: float = 1e6,
     chunk: int = CHUNK,
     progress: Callable[[int, int, str], None] | None = None,
-) -> CheckReport:
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckReport: ...
+
+
+@overload
+def check(
+    src: Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    extreme: float = 1e6,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[Row[CheckReport]]: ...
+
+
+def check(
+    src: str | os.PathLike[str] | WeightsFile | Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    extreme: float = 1e6,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckReport | Iterator[Row[CheckReport]]:
     """Scan every array the file holds, layer by layer, in bounded memory (``dwf check``).
 
     Args:
-        src: the weights file, open or by path.
+        src: the weights file, open, by path or by URL; or a list of files, folders and globs
+            (``["runs/*/yolov4_*.weights"]``, ``s3://`` globs too): then the result is an
+            iterator of :class:`dwf.Row` s, one per file in order, streamed as they finish
+            (docs/remote.md).
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
-        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array
+            (one file only).
+        executor: for a list: any :class:`concurrent.futures.Executor` (a Dask cluster's
+            ``client.get_executor()`` …); default a process pool of ``jobs`` workers.
+        jobs: for a list without ``executor``: workers (default the CPU count; 1: this process).
+        storage_options: for URLs: options passed to fsspec.
     """
-    with opened(src, cfg, dialect=dialect, strict=strict) as f:
+    if isinstance(src, (list, tuple)):
+        one = functools.partial(
+            check,
+            cfg=cfg,
+            dialect=dialect,
+            strict=strict,
+            extreme=extreme,
+            chunk=chunk,
+            storage_options=storage_options,
+        )
+        paths = batch.expand(src, storage_options=storage_options)
+        return batch.each(one, paths, executor=executor, jobs=jobs)
+    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
         return _check(f, extreme, chunk, progress)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header
@@ -24,16 +26,20 @@ def cut(
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str | Dialect = "alexeyab",
     header: Header | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> str:
     """Keep layers ``0..upto-1``, as ``darknet partial cfg weights dst upto`` does.
 
     The result has the header Darknet's ``partial`` writes (the dialect's version, ``seen`` = 0)
     unless ``header`` is given, and exactly the source's bytes for the kept layers: the same
     bytes as ``f.save(dst, upto=upto)``, which this calls. ``yolov3.cfg`` with ``upto=74``
-    gives the 162,482,580-byte ``darknet53.conv.74``. Returns ``dst``.
+    gives the 162,482,580-byte ``darknet53.conv.74``. Returns ``dst``. ``src`` may be a URL
+    (``storage_options`` go to fsspec); ``dst`` is a local path.
 
     Raises:
         LayerNotInFileError: the source does not hold all the layers to keep.
     """
-    with open_weights(src, cfg, dialect=dialect, strict=False) as f:
+    with open_weights(
+        src, cfg, dialect=dialect, strict=False, storage_options=storage_options
+    ) as f:
         return f.save(dst, upto=upto, header=header)

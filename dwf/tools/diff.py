@@ -8,17 +8,21 @@ chunks, so two multi-GB files compare in bounded memory.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
+from dwf.errors import DwfError
 from dwf.format.planner import Plan
 from dwf.io.reader import WeightsFile, opened
+from dwf.tools import batch
 from dwf.tools.stats import CHUNK, finite_or_none
 
 Progress = Callable[[int, int, str], None]
@@ -135,7 +139,8 @@ def _array_diff(
             aa += s
             bb += s
             ab += s
-            max_abs = max(max_abs, 0.0)
+            if a64.size:  # finite pairs that are equal: a difference of 0 was measured
+                max_abs = max(max_abs, 0.0)
             continue
         ok = np.isfinite(ca) & np.isfinite(cb)
         a64 = ca[ok].astype(np.float64)
@@ -163,6 +168,7 @@ def diff(
     dialect: str = "alexeyab",
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> DiffReport:
     """Compare every array both files hold (``dwf diff A B``).
 
@@ -172,8 +178,10 @@ def diff(
             the cfg beside it).
         chunk: floats compared per step (bounds memory).
         progress: called as ``progress(done_floats, total_floats, layer_name)``.
+        storage_options: for URLs: options passed to fsspec.
     """
-    with opened(a, cfg, dialect=dialect) as fa, opened(b, cfg, dialect=dialect) as fb:
+    options: dict[str, Any] = {"dialect": dialect, "storage_options": storage_options}
+    with opened(a, cfg, **options) as fa, opened(b, cfg, **options) as fb:
         return _diff(fa, fb, chunk, progress)
 
 
@@ -223,10 +231,59 @@ def drift(
     dialect: str = "alexeyab",
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[DiffReport]:
     """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …
-    (``dwf diff A B C …``). Each file is opened once, when first needed."""
-    return [
-        diff(x, y, cfg=cfg, dialect=dialect, chunk=chunk, progress=progress)
-        for x, y in itertools.pairwise(files)
-    ]
+    (``dwf diff A B C …``).
+
+    ``files`` may name folders and globs, local or remote (``s3://run-1/yolov4_*.weights``):
+    they are expanded and sorted naturally (``_2000`` before ``_10000``). With an ``executor``
+    (or ``jobs`` > 1: a process pool) each pair is one task, streamed back in order. A file
+    that cannot be read raises (a series with a gap would be misleading).
+    """
+    if executor is None and (jobs is None or jobs == 1):
+        if any(not isinstance(x, WeightsFile) for x in files):
+            files = _expanded(files, storage_options)
+        return [
+            diff(
+                x,
+                y,
+                cfg=cfg,
+                dialect=dialect,
+                chunk=chunk,
+                progress=progress,
+                storage_options=storage_options,
+            )
+            for x, y in itertools.pairwise(files)
+        ]
+    paths = _expanded(files, storage_options)
+    pairs = list(itertools.pairwise(paths))
+    one = functools.partial(
+        _diff_pair, cfg=cfg, dialect=dialect, chunk=chunk, storage_options=storage_options
+    )
+    keys = [f"{a}\n{b}" for a, b in pairs]
+    out: list[DiffReport] = []
+    for row in batch.each(one, keys, executor=executor, jobs=jobs):
+        if row.result is None:
+            raise DwfError(row.error or f"{row.path}: failed")
+        out.append(row.result)
+    return out
+
+
+def _expanded(
+    files: Sequence[str | os.PathLike[str] | WeightsFile], storage_options: Mapping[str, Any] | None
+) -> list[Any]:
+    out: list[Any] = []
+    for x in files:
+        if isinstance(x, WeightsFile):
+            out.append(x)
+        else:
+            out.extend(batch.expand([x], storage_options=storage_options))
+    return out
+
+
+def _diff_pair(pair: str, **options: Any) -> DiffReport:
+    a, b = pair.split("\n", 1)
+    return diff(a, b, **options)

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
+from dwf.errors import ArrayError, CfgError, DwfError
+from dwf.extras import require
+from dwf.format.cfg import shorten
 from dwf.format.dialects import Dialect
-from dwf.errors import ArrayError, DwfError
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.extras import require
-from dwf.format.records import F32
+from dwf.format.records import F32, LayerPlan
 from dwf.io.reader import WeightsFile, logical_view, opened
-from dwf.format.records import LayerPlan
 from dwf.io.writer import atomic_write, save
 
 Array = np.ndarray[Any, Any]
@@ -53,7 +54,7 @@ def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = Fal
         )
     target = os.fspath(path)
     writer = np.savez_compressed if compress else np.savez
-    with atomic_write(target) as fh:
+    with atomic_write(target, inputs=f.sources) as fh:
         writer(fh, **entries)  # type: ignore[arg-type]
     return target
 
@@ -81,7 +82,7 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
         meta["cfg"] = text
     data: bytes = st.save(tensors, metadata=meta)
     target = os.fspath(path)
-    with atomic_write(target) as fh:
+    with atomic_write(target, inputs=f.sources) as fh:
         fh.write(data)
     return target
 
@@ -149,7 +150,8 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
         names = torch_names(lp)
         for a in lp.arrays:
             if body is not None and F32.isnative:
-                out[names[a.name]] = torch.from_numpy(logical_view(body, a, f.header.connected_transposed))
+                view = logical_view(body, a, f.header.connected_transposed)
+                out[names[a.name]] = torch.from_numpy(view)
             else:
                 view = f[lp.index][a.name]
                 out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
@@ -157,7 +159,13 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
 
 
 # -- one verb ------------------------------------------------------------------------------------
-FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
+FORMATS = {
+    ".npz": "npz",
+    ".safetensors": "safetensors",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".onnx": "onnx",
+}
 
 
 def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
@@ -176,7 +184,7 @@ def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
         if by_ext is None:
             raise DwfError(
                 f"{os.fspath(dst)}: cannot tell the export format from the extension"
-                f" {ext or '(none)'}; name the file .npz, .safetensors or .pt, or pass"
+                f" {ext or '(none)'}; name the file .npz, .safetensors, .pt or .onnx, or pass"
                 " format=... (dwf: --format)",
                 path=os.fspath(dst),
             )
@@ -198,6 +206,8 @@ def export(
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str | Dialect = "alexeyab",
     compress: bool = False,
+    embed: bool = False,
+    data: str | os.PathLike[str] | None = None,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -206,20 +216,31 @@ def export(
         dst: the file to write; its extension gives the format unless ``format`` is given:
             ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
-            ``dwf[torch]``).
-        format: ``"npz"``, ``"safetensors"`` or ``"torch"``; must agree with the extension.
+            ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
+            ``dwf[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+        format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
+            extension.
         cfg, dialect: how to open ``src`` when it is a path.
         compress: compressed ``.npz``.
+        embed: ONNX only: write the weights inside the model rather than pointing at the
+            ``.weights`` file.
+        data: ONNX only: write the weights to this file beside the model.
     """
+    if (embed or data is not None) and format_for(dst, format) != "onnx":
+        raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
     fmt = format_for(dst, format)
     with opened(src, cfg, dialect=dialect) as f:
         if fmt == "npz":
             return to_npz(f, dst, compress=compress)
         if fmt == "safetensors":
             return to_safetensors(f, dst)
+        if fmt == "onnx":
+            from dwf.tools.onnx_export import to_onnx
+
+            return to_onnx(f, dst, embed=embed, data=data)
         torch = require("torch", "torch")
         state = to_state_dict(f, copy=True)
-        with atomic_write(dst) as fh:
+        with atomic_write(dst, inputs=f.sources) as fh:
             torch.save(state, fh)
         return os.fspath(dst)
 
@@ -230,73 +251,262 @@ class Exported:
     """Arrays read back from an export, under dwf names, with what the export kept of the file.
 
     Attributes:
-        arrays: ``"conv_12.weights"`` → array.
+        arrays: ``"conv_12.weights"`` → array. For a file, a lazy mapping: an entry is read
+            (decompressed) only when asked for, after :func:`import_weights` has checked its
+            declared shape and dtype against the plan.
         header: the original header, when the export kept it.
         cfg_text: the original cfg, when the export kept it.
         cfg_name: the original cfg's file name, when known.
         dialect: the dialect the file was read with, when known.
     """
 
-    arrays: dict[str, Array]
+    arrays: Mapping[str, Array]
     header: Header | None = None
     cfg_text: str | None = None
     cfg_name: str | None = None
     dialect: str | None = None
 
 
+# Metadata entries are a header (≤ 20 bytes), names and a cfg (which the planner caps the same).
+_MAX_META_BYTES = 64 << 20
+
+
+class _LazyArrays(Mapping[str, Array]):
+    """The arrays of an export file, each read only when asked for. ``declared`` gives every
+    entry's shape and dtype as the file states them, so they can be checked before reading."""
+
+    def __init__(
+        self,
+        path: str,
+        declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]],
+        load: Callable[[str], Array],
+    ) -> None:
+        self.path = path
+        self.declared = declared
+        self._load = load
+
+    def __getitem__(self, key: str) -> Array:
+        if key not in self.declared:
+            raise KeyError(key)
+        return self._load(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.declared)
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+
+def _entry_error(path: str, key: str, why: str) -> DwfError:
+    return DwfError(f"{path}: entry {shorten(key)!r}: {why}", path=path)
+
+
+def _check_dtype(path: str, key: str, dtype: np.dtype[Any]) -> None:
+    if dtype.hasobject:
+        raise _entry_error(path, key, "holds Python objects (it would need pickle); not weights")
+    if dtype.kind not in "fiu":
+        raise _entry_error(
+            path, key, f"has dtype {dtype}, which is not a real number type (float32 expected)"
+        )
+
+
+def _npz_entries(path: str, z: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, Any]]:
+    """Each ``.npy`` member's zip entry and its header (shape, order, dtype), read from the
+    first bytes of the member: nothing is decompressed beyond the header."""
+    out: dict[str, tuple[zipfile.ZipInfo, Any]] = {}
+    for info in z.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        try:
+            with z.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    header = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    header = np.lib.format.read_array_header_2_0(fh)
+        except Exception as e:
+            raise _entry_error(path, key, f"not a numpy array ({e})") from None
+        shape, _, dtype = header
+        _check_dtype(path, key, dtype)
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if info.file_size < nbytes:
+            raise _entry_error(
+                path, key, f"declares {nbytes:,} bytes of data but holds {info.file_size:,}"
+            )
+        out[key] = (info, header)
+    return out
+
+
 def _from_npz(path: str) -> Exported:
     try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise DwfError(f"{path}: not a readable .npz file ({e})", path=path) from None
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        what = "a single .npy array" if _is_npy(path) else "a zip archive"
+        raise DwfError(
+            f"{path}: not a readable .npz file (it is {what}, not an archive of arrays: {e})",
+            path=path,
+        ) from None
     with z:
-        meta = {k[len(_META) :]: bytes(z[k]) for k in z.files if k.startswith(_META)}
-        arrays = {k: z[k] for k in z.files if not k.startswith(_META)}
-    header = Header.decode(meta["header"], size=len(meta["header"])) if "header" in meta else None
+        entries = _npz_entries(path, z)
+        meta: dict[str, bytes] = {}
+        for key, (info, (shape, _, dtype)) in entries.items():
+            if key.startswith(_META):
+                if info.file_size > _MAX_META_BYTES or dtype != np.uint8 or len(shape) != 1:
+                    raise _entry_error(path, key, "is not dwf metadata (uint8 bytes, ≤ 64 MiB)")
+                meta[key[len(_META) :]] = bytes(_read_npz_entry(path, z, key, info))
+
+    def load(key: str) -> Array:
+        with zipfile.ZipFile(path) as zz:
+            return _read_npz_entry(path, zz, key, entries[key][0])
+
+    declared = {
+        k: (tuple(h[0]), h[2]) for k, (_, h) in entries.items() if not k.startswith(_META)
+    }
+    header = None
+    if "header" in meta:
+        header = Header.decode(meta["header"], size=len(meta["header"]), path=path)
     return Exported(
-        arrays,
+        _LazyArrays(path, declared, load),
         header,
-        meta["cfg"].decode("utf-8") if "cfg" in meta else None,
-        meta["cfg_name"].decode("utf-8") if "cfg_name" in meta else None,
-        meta["dialect"].decode() if "dialect" in meta else None,
+        _utf8(path, meta, "cfg"),
+        _utf8(path, meta, "cfg_name"),
+        _utf8(path, meta, "dialect"),
     )
+
+
+def _is_npy(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
+
+
+def _read_npz_entry(path: str, z: zipfile.ZipFile, key: str, info: zipfile.ZipInfo) -> Array:
+    try:
+        with z.open(info) as fh:
+            arr: Array = np.lib.format.read_array(fh, allow_pickle=False)
+            return arr
+    except Exception as e:
+        raise _entry_error(path, key, f"cannot be read ({e})") from None
+
+
+def _utf8(path: str, meta: dict[str, bytes], key: str) -> str | None:
+    if key not in meta:
+        return None
+    try:
+        return meta[key].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CfgError(
+            f"the {key} kept in the export ({_META}{key}) is not valid UTF-8 (byte {e.start}):"
+            " the export is damaged or was not written by dwf; pass cfg=... (dwf: --cfg)",
+            path=path,
+        ) from None
+
+
+# safetensors dtype names → numpy; others (BF16, the F8 kinds) have no numpy dtype.
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U64": np.uint64,
+    "U32": np.uint32,
+    "U16": np.uint16,
+    "U8": np.uint8,
+}
 
 
 def _from_safetensors(path: str) -> Exported:
     st = require("safetensors", "safetensors")
+    declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
     try:
         with st.safe_open(path, framework="np") as fh:
             meta: dict[str, str] = fh.metadata() or {}
-            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            for k in fh.keys():  # noqa: SIM118
+                sl = fh.get_slice(k)
+                name = str(sl.get_dtype())
+                if name not in _ST_DTYPES:
+                    raise _entry_error(
+                        path,
+                        k,
+                        f"has dtype {name}, which numpy cannot hold (convert it to float32 first)",
+                    )
+                declared[k] = (tuple(int(n) for n in sl.get_shape()), np.dtype(_ST_DTYPES[name]))
     except DwfError:
         raise
     except Exception as e:
         raise DwfError(f"{path}: not a readable .safetensors file ({e})", path=path) from None
+
+    def load(key: str) -> Array:
+        try:
+            with st.safe_open(path, framework="np") as fh:
+                arr: Array = fh.get_tensor(key)
+                return arr
+        except Exception as e:
+            raise _entry_error(path, key, f"cannot be read ({e})") from None
+
     header = None
     if "header" in meta:
-        major, minor, revision = (int(x) for x in meta["header"].split("."))
-        header = Header(
-            major, minor, revision, int(meta.get("seen", "0")), int(meta.get("header_size", "20"))
-        )
+        try:
+            major, minor, revision = (int(x) for x in meta["header"].split("."))
+            header = Header(
+                major,
+                minor,
+                revision,
+                int(meta.get("seen", "0")),
+                int(meta.get("header_size", "20")),
+            )
+        except (ValueError, TypeError) as e:
+            raise DwfError(
+                f"{path}: the header kept in the metadata is not readable ({e})", path=path
+            ) from None
     return Exported(
-        arrays, header, meta.get("cfg"), meta.get("cfg_name") or None, meta.get("dialect")
+        _LazyArrays(path, declared, load),
+        header,
+        meta.get("cfg"),
+        meta.get("cfg_name") or None,
+        meta.get("dialect"),
     )
 
 
-def _to_numpy(value: Any) -> Array:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+def _to_numpy(value: Any, key: str = "") -> Array:
+    """A state dict's value as a numpy array; a tensor numpy cannot hold (bf16, a sparse or
+    quantised tensor) is a DwfError naming its key."""
+    try:
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        arr: Array = np.asarray(value)
+    except Exception as e:
+        raise ArrayError(
+            f"state dict entry {shorten(key)!r} cannot be read as a numpy array ({e});"
+            " convert it to float32 first"
+        ) from None
+    if arr.dtype.hasobject:
+        raise ArrayError(f"state dict entry {shorten(key)!r} holds Python objects, not numbers")
+    return arr
 
 
 def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
     """Read an ``.npz``/``.safetensors`` export, or take a state dict / mapping of arrays.
 
     A mapping may use dwf names (``conv_0.weights``) or PyTorch names (``conv_0.weight``); the
-    latter are translated by :func:`weights_from_state_dict` once a plan is known.
+    latter are translated by :func:`weights_from_state_dict` once a plan is known. A file's
+    arrays are read lazily (see :class:`Exported`).
+
+    Raises:
+        DwfError: not an export dwf reads, or an entry that cannot be weights (object arrays,
+            dtypes numpy or float32 cannot hold), named.
     """
     if isinstance(src, Mapping):
-        return Exported({str(k): _to_numpy(v) for k, v in src.items()})
+        return Exported({str(k): _to_numpy(v, str(k)) for k, v in src.items()})
+    if not isinstance(src, (str, os.PathLike)):
+        raise DwfError(
+            f"cannot import a {type(src).__name__}: give the path of an .npz or .safetensors"
+            " export, or a state dict (a mapping of names to arrays)"
+        )
     path = os.fspath(src)
     if path.endswith(".safetensors"):
         return _from_safetensors(path)
@@ -305,28 +515,50 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
     raise DwfError(f"{path}: unknown export format (expected .npz or .safetensors)", path=path)
 
 
+def _check_declared(plan: Plan, exp: Exported) -> None:
+    """Check every entry's declared shape against the plan before any is read, so a damaged or
+    hostile export (a small archive that inflates to gigabytes) is refused without reading."""
+    arrays = exp.arrays
+    if not isinstance(arrays, _LazyArrays):
+        return
+    specs = {f"{lp.name}.{a.name}": a for lp, a in plan.arrays()}
+    for key, (shape, _) in arrays.declared.items():
+        spec = specs.get(key)
+        if spec is None:
+            continue  # weights_from_state_dict names the unknown entries, without reading them
+        if int(np.prod(shape, dtype=object)) != spec.count or (
+            len(shape) > 1 and tuple(shape) != spec.shape
+        ):
+            raise ArrayError(
+                f"{arrays.path}: entry {shorten(key)!r} declares shape {tuple(shape)}, but the"
+                f" plan needs {spec.shape}; not read",
+                path=arrays.path,
+            )
+
+
 def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, Array]:
     """Translate a state dict with PyTorch names (or dwf names) to dwf names for ``plan``."""
     reverse: dict[str, str] = {}
     for lp in plan.layers:
         for dwf_name, torch_name in torch_names(lp).items():
             reverse[torch_name] = f"{lp.name}.{dwf_name}"
-    out: dict[str, Array] = {}
+    known = set(reverse.values())
+    keys: dict[str, str] = {}
     unknown: list[str] = []
-    for key, value in state.items():
+    for key in state:  # names first: nothing is read (from a lazy export) before they check out
         if key.endswith("num_batches_tracked"):
             continue
         name = reverse.get(key, key)
-        if name not in reverse.values():
-            unknown.append(key)
+        if name not in known:
+            unknown.append(shorten(str(key)))
             continue
-        out[name] = _to_numpy(value)
+        keys[name] = key
     if unknown:
         raise ArrayError(
             f"state dict keys not in the plan: {', '.join(unknown[:5])}"
             + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
         )
-    return out
+    return {name: _to_numpy(state[key], str(key)) for name, key in keys.items()}
 
 
 def _held_prefix(plan: Plan, arrays: Mapping[str, Array]) -> int:
@@ -373,12 +605,14 @@ def import_weights(
     """
     exp = read_export(src)
     d = dialect or exp.dialect or "alexeyab"
+    inputs = [] if isinstance(src, Mapping) else [os.fspath(src)]
     if isinstance(cfg, Plan):
         plan = cfg
     elif cfg is not None:
         from dwf.format.planner import plan as plan_cfg
 
         plan = plan_cfg(cfg, dialect=d)
+        inputs.append(os.fspath(cfg))
     elif exp.cfg_text is not None:
         plan = Plan.from_text(exp.cfg_text, dialect=d, path=exp.cfg_name or None)
     else:
@@ -386,7 +620,8 @@ def import_weights(
             "this export does not carry its cfg (a state dict never does);"
             " pass cfg=... (dwf: --cfg)"
         )
+    _check_declared(plan, exp)
     arrays = weights_from_state_dict(plan, exp.arrays)
     upto = _held_prefix(plan, arrays)
-    save(dst, plan, arrays, header=header or exp.header, upto=upto)
+    save(dst, plan, arrays, header=header or exp.header, upto=upto, inputs=inputs)
     return os.fspath(dst)

@@ -128,7 +128,10 @@ def fuse(
         target = os.fspath(dst)
         # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
         # before anything is written, and a failed weights write leaves no cfg behind.
-        with atomic_write(dst_cfg) as cfg_fh, atomic_write(target) as fh:
+        with (
+            atomic_write(dst_cfg, inputs=f.sources, others=(target,)) as cfg_fh,
+            atomic_write(target, inputs=f.sources, others=(dst_cfg,)) as fh,
+        ):
             cfg_fh.write(new_text.encode("utf-8"))
             fh.write(f.header.encode())
             for lp in new_plan.layers:

@@ -7,16 +7,20 @@ dropped again, and the temporaries are chunk-sized.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, overload
 
 import attrs
 import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.io.reader import Layer, WeightsFile, opened
+from dwf.tools import batch
+from dwf.tools.batch import Many, Row
 
 # 64 Ki floats = 256 KiB per chunk: each of the few passes over a chunk runs from cache.
 CHUNK = 1 << 16
@@ -203,6 +207,7 @@ def layer_stats(layer: Layer) -> dict[str, ArrayStats]:
     return {name: array_stats(view) for name, view in layer.arrays.items()}
 
 
+@overload
 def stats(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -212,17 +217,66 @@ def stats(
     layers: Iterable[int | str] | None = None,
     extreme: float = 1e6,
     progress: Callable[[int, int, str], None] | None = None,
-) -> StatsReport:
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StatsReport: ...
+
+
+@overload
+def stats(
+    src: Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    layers: Iterable[int | str] | None = None,
+    extreme: float = 1e6,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[Row[StatsReport]]: ...
+
+
+def stats(
+    src: str | os.PathLike[str] | WeightsFile | Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    layers: Iterable[int | str] | None = None,
+    extreme: float = 1e6,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StatsReport | Iterator[Row[StatsReport]]:
     """Statistics of every array the file holds (``dwf stats``), streaming in bounded memory.
 
     Args:
-        src: the weights file, open or by path.
+        src: the weights file, open, by path or by URL; or a list of files, folders and globs:
+            then an iterator of :class:`dwf.Row` s, one per file in order (as :func:`dwf.check`).
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         layers: only these layers (indices or names); default all that hold arrays.
         extreme: magnitude above which values count as extreme.
-        progress: called as ``progress(done_floats, total_floats, layer_name)``.
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` (one file only).
+        executor, jobs: where a list runs (as :func:`dwf.check`).
+        storage_options: for URLs: options passed to fsspec.
     """
-    with opened(src, cfg, dialect=dialect, strict=strict) as f:
+    if isinstance(src, (list, tuple)):
+        one = functools.partial(
+            stats,
+            cfg=cfg,
+            dialect=dialect,
+            strict=strict,
+            layers=None if layers is None else list(layers),
+            extreme=extreme,
+            storage_options=storage_options,
+        )
+        paths = batch.expand(src, storage_options=storage_options)
+        return batch.each(one, paths, executor=executor, jobs=jobs)
+    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
         wanted = None if layers is None else {f.plan.layer(k).index for k in layers}
         chosen = [
             lp

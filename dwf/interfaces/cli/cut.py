@@ -1,0 +1,32 @@
+"""``dwf cut``: keep layers 0..N-1, as ``darknet partial`` does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from dwf.interfaces.cli import options, render
+from dwf.tools.cut import cut
+
+
+def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "cut",
+        parents=[common],
+        help="keep layers 0..N-1 (as 'darknet partial')",
+        description="Write a partial file holding layers 0..N-1, exactly as"
+        " 'darknet partial cfg weights OUT N' does (seen reset to 0).",
+    )
+    options.add_source(p)
+    p.add_argument("out", help="the file to write")
+    p.add_argument("upto", type=int, help="number of layers to keep (N)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = cut(args.weights, args.out, args.upto, cfg=args.cfg, dialect=args.dialect)
+    size = os.path.getsize(out)
+    render.echo(
+        f"wrote {out}: layers 0..{args.upto - 1}, {render.fmt(size)} bytes (seen reset to 0)"
+    )
+    return 0

@@ -1,0 +1,133 @@
+"""What several commands share: their common options, layer selection, opening the file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dwf.errors import DwfError
+from dwf.format.records import LayerPlan
+from dwf.io.reader import WeightsFile, open_weights
+
+DIALECTS = ["alexeyab", "pjreddie"]
+_GLOB = re.compile(r"[*?\[]")
+
+Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
+
+
+# -- options ------------------------------------------------------------------------------------
+def add_source(p: argparse.ArgumentParser, *, weights: bool = True, many: bool = False) -> None:
+    """The weights file (or with ``many``: files, folders, globs), ``--cfg`` and ``--dialect``."""
+    if weights and many:
+        p.add_argument(
+            "weights",
+            nargs="+",
+            help="weights files, folders or globs; local paths or URLs (https://, s3:// …)",
+        )
+        add_jobs(p)
+    elif weights:
+        p.add_argument(
+            "weights", help="the .weights file (or a partial *.conv.N file); a path or a URL"
+        )
+    p.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
+    p.add_argument(
+        "--dialect",
+        default="alexeyab",
+        choices=DIALECTS,
+        help="Darknet code base that wrote the file (default alexeyab)",
+    )
+
+
+def add_jobs(p: argparse.ArgumentParser) -> None:
+    """``--jobs N``: worker processes for many files."""
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with many files: N worker processes (default: the CPU count; 1: none)",
+    )
+
+
+def is_many(args: argparse.Namespace) -> bool:
+    """Whether ``args.weights`` names many files (several, a folder or a glob); when not, it
+    becomes the one path, as the single-file commands expect."""
+    paths: list[str] = args.weights
+    one = paths[0] if len(paths) == 1 else None
+    # a folder: a local directory, or a URL ending in "/" (a remote "directory" is a prefix)
+    if one is not None and not _GLOB.search(one) and not os.path.isdir(one) and one[-1:] != "/":
+        args.weights = paths[0]
+        return False
+    return True
+
+
+def add_lenient(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--lenient", action="store_true", help=what)
+
+
+def add_select(p: argparse.ArgumentParser) -> None:
+    """``--layers`` and ``--type``."""
+    p.add_argument("--layers", metavar="RANGES", help="only these layers, e.g. 10-20 or 3,7")
+    p.add_argument(
+        "--type", metavar="TYPE", help="only layers of this type (convolutional or conv, route, …)"
+    )
+
+
+def add_output(p: argparse.ArgumentParser, *, wide: bool = True) -> None:
+    """``--json`` and (for tables) ``--wide``."""
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if wide:
+        p.add_argument(
+            "--wide", action="store_true", help="do not cut tables to the terminal (or 100 columns)"
+        )
+
+
+# -- layer selection ----------------------------------------------------------------------------
+def parse_layers(spec: str | None) -> Callable[[int], bool]:
+    """``--layers 10-20,3``: which layer indices are wanted."""
+    if not spec:
+        return lambda _i: True
+    wanted: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else ("0", part[1:])
+                wanted.append((int(lo), int(hi)))
+            else:
+                wanted.append((int(part), int(part)))
+        except ValueError:
+            raise DwfError(
+                f"--layers {spec!r}: use indices and ranges like 10-20 or 3,7,10-12"
+            ) from None
+    return lambda i: any(lo <= i <= hi for lo, hi in wanted)
+
+
+def type_filter(kind: str | None) -> Callable[[LayerPlan], bool]:
+    """``--type conv``: a layer type, or the prefix of its name."""
+    if not kind:
+        return lambda _lp: True
+    k = kind.lower()
+    return lambda lp: lp.type.lower() == k or lp.name.rsplit("_", 1)[0] == k
+
+
+def selected(f: WeightsFile, args: argparse.Namespace) -> list[LayerPlan]:
+    """The layers ``--layers`` and ``--type`` select, in file order."""
+    by_index = parse_layers(getattr(args, "layers", None))
+    by_type = type_filter(getattr(args, "type", None))
+    return [lp for lp in f.plan.layers if by_index(lp.index) and by_type(lp)]
+
+
+def open_file(args: argparse.Namespace, path: str | None = None) -> WeightsFile:
+    """Open ``path`` (default ``args.weights``) with the command's ``--cfg``, ``--dialect``,
+    ``--lenient`` and ``--header-size``."""
+    return open_weights(
+        path or args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        strict=not getattr(args, "lenient", False),
+        header_size=getattr(args, "header_size", None),
+    )

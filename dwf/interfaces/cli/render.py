@@ -1,0 +1,248 @@
+"""Output of the command line: tables, the progress bar, ``--json`` documents, numbers.
+
+Everything a command prints on standard output goes through :func:`echo` (text) or :func:`dump`
+(JSON), so that a failing standard output (a full disk, ``> /dev/full``) becomes one
+``dwf: error:`` line instead of a traceback, and file names that are not UTF-8 still print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+from dwf.errors import DwfError
+
+TABLE_WIDTH = 100  # tables fit this many columns when standard output is not a terminal
+BIG_FILE = 1 << 30  # long work: show progress on a terminal beyond this many bytes
+
+
+class OutputError(DwfError):
+    """Standard output cannot be written (``ENOSPC``, ``> /dev/full``, a closed terminal)."""
+
+
+# -- text ---------------------------------------------------------------------------------------
+def printable(text: str, stream: TextIO) -> str:
+    """``text`` as ``stream`` can encode it: what it cannot (file names that are not UTF-8,
+    held as surrogates) becomes backslash escapes instead of an error."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        try:
+            return text.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def echo(text: str = "") -> None:
+    """Print one line (or several) on standard output."""
+    out = sys.stdout
+    try:
+        out.write(printable(text, out) + "\n")
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def flush() -> None:
+    """Flush standard output, so that a write error surfaces while it can still be reported."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+# -- many files ---------------------------------------------------------------------------------
+def rows(
+    label: str,
+    results: Iterator[Any],
+    json_lines: bool,
+    text: Callable[[Any], str],
+    finding: Callable[[Any], bool],
+) -> int:
+    """Print a many-file run as its rows arrive: a report per file (or with ``--json`` one JSON
+    object per line), an ``error:`` line for a file that could not be read. Exit code: 2 if any
+    file could not be read, else 1 if any has findings, else 0."""
+    bad = found = done = 0
+    bar = Progress(label, unit=1, always=True, files=True)
+    try:
+        for row in results:
+            done += 1
+            bar.close()
+            if json_lines:
+                echo(json.dumps(jsonable(row.to_dict()), allow_nan=False))
+            elif row.result is None:
+                why = str(row.error)
+                why = why[len(row.path) + 2 :] if why.startswith(f"{row.path}: ") else why
+                echo(f"{row.path}: error: {why}")
+            else:
+                echo(text(row.result))
+            if row.result is None:
+                bad += 1
+            elif finding(row.result):
+                found += 1
+            flush()
+            bar(done, 0, row.path.rsplit("/", 1)[-1])
+    finally:
+        bar.close()
+    return 2 if bad else 1 if found else 0
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+def jsonable(obj: Any) -> Any:
+    """``obj`` with every NaN and ±inf replaced by ``None`` (JSON has neither), tuples as lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def dump(obj: Any) -> None:
+    """Print ``obj`` (a record's ``to_dict()``, or a list or dict of them) as standard JSON."""
+    echo(json.dumps(jsonable(obj), indent=2, allow_nan=False))
+
+
+# -- numbers ------------------------------------------------------------------------------------
+def fmt(n: int) -> str:
+    """An integer with thousands separators: ``27,202``."""
+    return f"{n:,}"
+
+
+def g(x: float) -> str:
+    """A float to 4 significant digits; ``nan``, ``inf`` and ``-inf`` spelled out."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.4g}"
+
+
+def shape(dims: Sequence[int]) -> str:
+    """A shape as ``8×3×3×3`` (``scalar`` for none)."""
+    return "×".join(str(n) for n in dims) if dims else "scalar"
+
+
+# -- tables -------------------------------------------------------------------------------------
+def width(args: argparse.Namespace) -> int | None:
+    """The width tables are cut to: None with ``--wide``; the terminal's width when standard
+    output is a terminal; else :data:`TABLE_WIDTH`."""
+    if getattr(args, "wide", False):
+        return None
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        return max(shutil.get_terminal_size((TABLE_WIDTH, 24)).columns, 20)
+    return TABLE_WIDTH
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[int] = (),
+    width: int | None = TABLE_WIDTH,
+) -> list[str]:
+    """Aligned text table; the last column is cut with ``…`` to fit ``width`` (None: no cut)."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    n = len(headers)
+    widths = [max(len(r[i]) for r in all_rows) for i in range(n - 1)]
+    lines = []
+    for r in all_rows:
+        cells = [
+            r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(n - 1)
+        ]
+        line = "  ".join([*cells, r[n - 1]]).rstrip()
+        if width is not None and len(line) > width:
+            line = line[: width - 1] + "…"
+        lines.append(line)
+    return lines
+
+
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[int] = (),
+    width: int | None = TABLE_WIDTH,
+) -> None:
+    """:func:`table`, printed."""
+    for line in table(headers, rows, right=right, width=width):
+        echo(line)
+
+
+# -- progress -----------------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal and only for long work.
+
+    Call it as a tool's ``progress(done, total, what)``. The work is long when ``total`` times
+    ``unit`` bytes exceeds :data:`BIG_FILE` (or ``always``).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        unit: int = 4,
+        always: bool = False,
+        stream: TextIO | None = None,
+        files: bool = False,
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.label = label
+        self.files = files  # counting files done (many-file runs), not bytes
+        self.unit = unit
+        self.always = always
+        self.enabled: bool | None = None  # decided at the first call, when the total is known
+        self._last = 0.0
+        self._shown = False
+
+    def _decide(self, total: int) -> bool:
+        try:
+            tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        return tty and (self.always or total * self.unit > BIG_FILE)
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.enabled is None:
+            self.enabled = self._decide(total)
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        if self.files:
+            self.stream.write(f"\r{self.label}: {done:,} files done, last {what[:40]:<40}")
+            self.stream.flush()
+            self._shown = True
+            return
+        frac = min(done / max(total, 1), 1.0)
+        bar = "█" * int(30 * frac)
+        # the bytes count is what was read (for a URL: transferred, plus read-ahead)
+        read = f"{done * self.unit / 1e6:,.0f} MB"
+        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {read:>9} {what[:20]:<20}")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """Erase the bar (before the output is printed)."""
+        if self._shown:
+            self.stream.write("\r" + " " * 80 + "\r")
+            self.stream.flush()
+            self._shown = False

@@ -1,0 +1,91 @@
+"""``dwf stats``: per-array statistics (min, max, mean, std, NaN …), streaming."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+from dwf.errors import DwfError
+from dwf.interfaces.cli import options, render
+from dwf.io.remote import is_url
+from dwf.tools.stats import StatsReport, stats
+
+
+def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "stats",
+        parents=[common],
+        help="per-array statistics (min, max, mean, std, NaN …)",
+        description="Per layer and array: min, max, mean, std, abs-max, zero"
+        " fraction, NaN and Inf counts; streaming, in bounded memory. Many"
+        " files (folders, globs, URLs) run on --jobs N processes, one table per"
+        " file in order.",
+    )
+    options.add_source(p, many=True)
+    options.add_lenient(p, "read the complete layers of a file whose size does not match")
+    options.add_select(p)
+    options.add_output(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if options.is_many(args):
+        if args.layers or args.type:
+            raise DwfError("--layers and --type select layers of one file; give one file")
+        results = stats(
+            list(args.weights),
+            cfg=args.cfg,
+            dialect=args.dialect,
+            strict=not args.lenient,
+            jobs=args.jobs,
+        )
+        width = render.width(args)
+        return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
+    with options.open_file(args) as f:
+        layers = [lp.index for lp in options.selected(f, args)]
+        bar = render.Progress("stats", always=is_url(args.weights))  # remote: always long
+        try:
+            report = stats(f, layers=layers, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        render.dump(report.to_dict())
+    else:
+        show(report, render.width(args))
+    return 0
+
+
+def text(report: StatsReport, width: int | None) -> str:
+    """What :func:`show` prints, as text."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        show(report, width)
+    return buffer.getvalue().rstrip("\n")
+
+
+def show(report: StatsReport, width: int | None) -> None:
+    """One line naming the file, then one table row per array."""
+    g = render.g
+    rows = [
+        (
+            e.layer,
+            e.array,
+            g(e.stats.min),
+            g(e.stats.max),
+            g(e.stats.mean),
+            g(e.stats.std),
+            g(e.stats.absmax),
+            f"{e.stats.zero_fraction:.1%}",
+            str(e.stats.nan),
+            str(e.stats.inf),
+        )
+        for e in report.arrays
+    ]
+    render.echo(f"{report.path}: {len(report.arrays)} arrays")
+    render.print_table(
+        ("layer", "array", "min", "max", "mean", "std", "absmax", "zeros", "nan", "inf"),
+        rows,
+        right=range(2, 10),
+        width=width,
+    )
