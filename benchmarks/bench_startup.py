@@ -96,6 +96,14 @@ dwf.open  # the reader and what it imports: everything opening needs
 c3, t3 = time.process_time(), time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t1, c1 - c0, c2 - c1, c3 - c1)
 """
+# attrs on its own, after numpy: dwf's records are attrs classes, so opening imports it
+ATTRS_IMPORT = """\
+import time
+import numpy
+c0, t0 = time.process_time(), time.perf_counter()
+import attrs
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
 
 
 # == worker side ==================================================================================
@@ -191,13 +199,14 @@ def planning(job: Job) -> dict[str, list[float]]:
 
 
 # == driver side ==================================================================================
-def spawn(code: str) -> tuple[float, float, str]:
+def spawn(code: str, root: Path = ROOT) -> tuple[float, float, str]:
     """Wall time and CPU time (user + system) of a whole fresh ``python -c code`` process, and
     its stdout. CPU time is what the process itself did: on a busy machine it moves much less
-    than the wall time, which also counts the time the process waited for a core."""
+    than the wall time, which also counts the time the process waited for a core. ``root``: the
+    checkout whose dwf the process imports (this one unless ``--against`` names another)."""
     env = worker_env()
     # this checkout's dwf, whatever else is installed; safetensors' process gets the same path
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -206,6 +215,7 @@ def spawn(code: str) -> tuple[float, float, str]:
         text=True,
         check=False,
         env=env,
+        cwd=root,  # `python -c` puts its working directory first on sys.path
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -271,6 +281,8 @@ class Startup:
         self.folder = folder
         self.notes: list[str] = []
         self.doc: dict[str, Any] = {"quick": self.quick, "repeats": self.repeats}
+        if args.against is not None:
+            self.doc["against"] = str(args.against)
         try:
             import safetensors  # noqa: F401
 
@@ -306,24 +318,35 @@ class Startup:
 
     # -- sections ---------------------------------------------------------------------------------
     def fresh_section(self, weights: Path, cfg: Path, st: Path | None, layer: str) -> list[str]:
-        codes = {"numpy": FRESH_NUMPY}
-        codes["dwf"] = FRESH_DWF.format(weights=str(weights), cfg=str(cfg), layer=layer)
+        against: Path | None = self.args.against
+        dwf_code = FRESH_DWF.format(weights=str(weights), cfg=str(cfg), layer=layer)
+        codes = {"numpy": (FRESH_NUMPY, ROOT), "dwf": (dwf_code, ROOT)}
+        if against is not None:
+            codes["dwf@against"] = (dwf_code, against)
         if st is not None:
-            codes["safetensors"] = FRESH_SAFETENSORS.format(st=str(st), tensor=f"{layer}.weights")
+            tensor = f"{layer}.weights"
+            codes["safetensors"] = (FRESH_SAFETENSORS.format(st=str(st), tensor=tensor), ROOT)
         walls: dict[str, list[float]] = {k: [] for k in codes}
         cpus: dict[str, list[float]] = {k: [] for k in codes}
         imports: list[list[float]] = []
-        for code in codes.values():  # warm-up: bytecode caches written, page cache warm
-            spawn(code)
+        imports_against: list[list[float]] = []
+        attrs_import: list[list[float]] = []
+        for code, root in codes.values():  # warm-up: bytecode caches written, page cache warm
+            spawn(code, root)
         spawn(IMPORTS)
+        if against is not None:
+            spawn(IMPORTS, against)
         warm([weights] + ([st] if st else []))
-        self.log(f"fresh processes: {self.repeats} interleaved runs of {len(codes) + 1} ...")
+        self.log(f"fresh processes: {self.repeats} interleaved runs of {len(codes) + 2} ...")
         for _ in range(self.repeats):
-            for key, code in codes.items():
-                wall, cpu, _ = spawn(code)
+            for key, (code, root) in codes.items():
+                wall, cpu, _ = spawn(code, root)
                 walls[key].append(wall)
                 cpus[key].append(cpu)
             imports.append([float(v) for v in spawn(IMPORTS)[2].split()])
+            if against is not None:
+                imports_against.append([float(v) for v in spawn(IMPORTS, against)[2].split()])
+            attrs_import.append([float(v) for v in spawn(ATTRS_IMPORT)[2].split()])
         self.doc["fresh"] = {k: {"runs": v, **stats(v)} for k, v in walls.items()}
         self.doc["fresh_cpu"] = {k: {"runs": v, **stats(v)} for k, v in cpus.items()}
         cols = list(zip(*imports, strict=True))
@@ -331,11 +354,21 @@ class Startup:
         self.doc["imports"] = {
             name: {"runs": list(c), **stats(list(c))} for name, c in zip(names, cols, strict=True)
         }
+        if against is not None:
+            cols = list(zip(*imports_against, strict=True))
+            self.doc["imports_against"] = {
+                name: {"runs": list(c), **stats(list(c))}
+                for name, c in zip(names, cols, strict=True)
+            }
+        cols = list(zip(*attrs_import, strict=True))
+        self.doc["imports"]["attrs"] = {"runs": list(cols[0]), **stats(list(cols[0]))}
+        self.doc["imports"]["attrs cpu"] = {"runs": list(cols[1]), **stats(list(cols[1]))}
         head = f"{'':<44} {'wall median':>11} {'min':>7} {'CPU median':>11} {'min':>7}"
         rows = ["fresh python process, all of it (ms)" + head[36:]]
         labels = {
             "numpy": "  import numpy only (what both pay)",
             "dwf": f"  dwf: import, open, {layer} weights sum",
+            "dwf@against": "  the same with dwf of --against",
             "safetensors": "  safetensors: import, open, get_tensor, sum",
         }
         for key, label in labels.items():
@@ -346,12 +379,21 @@ class Startup:
                     f" {ms(statistics.median(c)):>11} {ms(min(c)):>7}"
                 )
         rows.append("in such a process, after import numpy (ms)")
-        for name, label in (("dwf", "import dwf"), ("dwf+open path", "import dwf + open path")):
-            w, c = self.doc["imports"][name], self.doc["imports"][name + " cpu"]
+        lines = [
+            ("imports", "dwf", "import dwf"),
+            ("imports", "dwf+open path", "import dwf + open path"),
+            ("imports", "attrs", "  of which import attrs (alone)"),
+        ]
+        if against is not None:
+            lines.append(("imports_against", "dwf+open path", "import dwf + open path, --against"))
+        for table, name, label in lines:
+            w, c = self.doc[table][name], self.doc[table][name + " cpu"]
             rows.append(
                 f"{'  ' + label:<44} {ms(w['median']):>11} {ms(w['min']):>7}"
                 f" {ms(c['median']):>11} {ms(c['min']):>7}"
             )
+        if against is not None:
+            rows.append(f"  --against: {against}")
         return rows
 
     def first_section(self, weights: Path, cfg: Path, st: Path | None, layer: str) -> list[str]:
@@ -595,6 +637,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dir", type=Path, help="where to write the files (default: a temp dir)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of dwf: its fresh-process and import rows run interleaved with"
+        " this one's (a before/after in one run)",
+    )
     p.add_argument("--worker", metavar="JOB", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -604,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
-    parent = args.dir or Path(tempfile.gettempdir())
+    parent = (args.dir or Path(tempfile.gettempdir())).resolve()
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="dwf-startup-", dir=parent))
     try:
