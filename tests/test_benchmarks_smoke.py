@@ -62,6 +62,8 @@ def test_bench_startup_quick_compares_dwf_and_safetensors(tmp_path: Path) -> Non
             str(tmp_path),
             "--out",
             str(out),
+            "--against",  # this same checkout: the interleaved before/after rows run
+            str(ROOT),
         ],
         capture_output=True,
         text=True,
@@ -76,6 +78,9 @@ def test_bench_startup_quick_compares_dwf_and_safetensors(tmp_path: Path) -> Non
         assert "dwf" in rows and any(k.startswith("safetensors") for k in rows), section
         assert {len(r["runs"]) for r in rows.values()} == {doc["repeats"]} and doc["repeats"] >= 5
         assert all(0 < r["min"] <= r["median"] for r in rows.values())
+    assert "dwf@against" in doc["fresh"] and doc["against"] == str(ROOT)
+    assert doc["imports_against"]["dwf+open path"]["min"] > 0
+    assert 0 < doc["imports"]["attrs"]["min"] <= doc["imports"]["attrs"]["median"]
     assert {"dwf-reopen", "st-reopen", "dwf-kept", "st-kept"} <= set(doc["repeated"])
     # the planning row names the cfg it planned and its layer count
     assert doc["plan"]["layers"] > 0 and doc["plan"]["cfg"] in proc.stdout

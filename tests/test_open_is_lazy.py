@@ -185,6 +185,7 @@ NOT_ON_THE_OPEN_PATH = (
     "dwf.format.diagnosis",
     "dwf.format.known",
     "dwf.io.writer",
+    "dwf.io.remote",  # URLs only: a local path never imports the remote backend
     "dwf.tools",
 )
 
