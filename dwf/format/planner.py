@@ -10,14 +10,15 @@ lays the arrays out one after another (spec §10).
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import functools
+import gc
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -25,7 +26,7 @@ from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
-from dwf.format.records import ArraySpec, LayerPlan
+from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
 Side = Literal["load", "save"]
@@ -112,7 +113,7 @@ class Plan:
     @property
     def stored(self) -> tuple[LayerPlan, ...]:
         """The layers that hold at least one array, in file order."""
-        return tuple(lp for lp in self.layers if lp.arrays)
+        return tuple(lp for lp in self.layers if lp.layout)
 
     def names(self) -> list[str]:
         """Names of every layer."""
@@ -176,6 +177,8 @@ class Plan:
                 out.append(f"{kind}_{idx}")
             if 0 <= idx < len(self.layers) and self.layers[idx].name not in out:
                 out.append(self.layers[idx].name)
+        import difflib  # only when suggesting names: not on the open path
+
         for name in difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.6):
             if name not in out:
                 out.append(name)
@@ -203,7 +206,7 @@ class Plan:
             else:
                 hi = mid
         for lp in reversed(self.layers[:lo]):
-            if lp.arrays:
+            if lp.layout:
                 return lp if lp.offset <= offset < lp.stop else None
         return None
 
@@ -318,8 +321,27 @@ def plan_uncached(
     """:meth:`Plan.from_text` without the plan cache, for throw-away plans (the mismatch
     diagnosis's edited cfgs) that must not stay in memory after use."""
     d = get_dialect(dialect)
-    doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-    return attrs.evolve(_plan_document(doc, d, side), text=text)
+    with _collector_paused():
+        doc = tokenize(text, path=path, strip_cr=d.strip_cr)
+        return _plan_document(doc, d, side, text)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a plan is built.
+
+    A plan is tens of thousands of small objects that form no cycles; each allocation batch
+    would otherwise trigger a collection that walks every object made so far, which made
+    planning a 10,000-layer network a third slower (docs/benchmarks.md). Reference counting
+    still frees everything; the collector is restored (only if it was on) when done.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _net_input(doc: CfgDocument) -> NetInput:
@@ -349,22 +371,42 @@ def _net_input(doc: CfgDocument) -> NetInput:
     return NetInput(h, w, c, inputs)
 
 
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@functools.lru_cache(maxsize=256)
 def _layer_kind(type_name: str) -> str:
     kind = KIND_NAMES.get(type_name, type_name.lower())
+    if kind.strip("_") == kind and kind and _KIND_CHARS.issuperset(kind):
+        return kind  # every known type: no regex compiled on the open path
     return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
 
 
 _UNKNOWN = Built(0, 0, 0, 0)
+# A layer's result, the arrays and params it ends up with (dontload, dontsave) and their size.
+_Reused = tuple[Built, tuple[Arr, ...], Mapping[str, Any], int]
 
 
-def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
+def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
     sections = doc.sections[1:]
-    n_layers = len(sections)
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
     built: list[LayerPlan] = []
+    walker = LayerInput(
+        dialect=d,
+        loading=loading,
+        built=built,
+        n_layers=len(sections),
+        path=doc.path,
+        warnings=warnings,
+    )
+    # Networks repeat blocks: a layer that reads only its options and its input shape gives
+    # the same result wherever the same section meets the same input, so each distinct one is
+    # computed once per plan. Not kept: results that read other layers or warned (a warning
+    # names its layer), and errors (nothing is kept when a definition raises).
+    reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Reused] = {}
     cursor = 0
     for index, sec in enumerate(sections):
         h, w, c, inputs = dims
@@ -379,33 +421,28 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
             kind = _layer_kind(type_name)
-            result, arrays, params = _UNKNOWN, _UNKNOWN.arrays, {}
+            result, arrays, params, floats = _UNKNOWN, _UNKNOWN.arrays, _UNKNOWN.params, 0
         else:
             kind = _layer_kind(type_name)
-            x = LayerInput(
-                section=sec,
-                type=type_name,
-                kind=kind,
-                index=index,
-                dialect=d,
-                loading=loading,
-                dims=dims,
-                built=built,
-                n_layers=n_layers,
-                path=doc.path,
-                warnings=warnings,
-            )
-            result = LAYER_TYPES[type_name](x)
-            arrays, params = result.arrays, dict(result.params)
-            if loading and x.num("dontload", 0):
-                arrays, params["dontload"] = (), 1
-            if not loading and d.dontsave and x.num("dontsave", 0):
-                arrays, params["dontsave"] = (), 1
-        specs: list[ArraySpec] = []
-        offset = cursor
-        for a in arrays:
-            specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
-            cursor += a.count
+            key = (type_name, sec.body, dims)
+            found = reuse.get(key)
+            if found is None:
+                x = walker.at(sec, type_name, kind, index, dims)
+                n_warnings = len(warnings)
+                result = LAYER_TYPES[type_name](x)
+                arrays, params = result.arrays, result.params
+                if loading and x.num("dontload", 0):
+                    arrays, params = (), {**params, "dontload": 1}
+                if not loading and d.dontsave and x.num("dontsave", 0):
+                    arrays, params = (), {**params, "dontsave": 1}
+                floats = sum(a.count for a in arrays)
+                # each definition returns a new dict (or the shared read-only empty one):
+                # wrapping it is enough to keep plans immutable
+                params = MappingProxyType(params)
+                if not x.read_other_layers and len(warnings) == n_warnings:
+                    reuse[key] = result, arrays, params, floats
+            else:
+                result, arrays, params, floats = found
         lp = LayerPlan(
             index=index,
             type=type_name,
@@ -419,11 +456,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             out_h=result.out_h,
             out_w=result.out_w,
             outputs=result.outputs,
-            arrays=tuple(specs),
-            offset=offset,
-            params=MappingProxyType(params),
+            layout=arrays,
+            offset=cursor,
+            params=params,
             known=known,
         )
+        cursor += floats
         built.append(lp)
         if result.next_dims is not None:
             dims = result.next_dims
@@ -431,4 +469,4 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             dims = (result.out_h, result.out_w, result.out_c, result.outputs)
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
-    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings))
+    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings), text)

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 import numpy as np
 
 from dwf.errors import (
@@ -33,22 +32,22 @@ from dwf.errors import (
     LayerNotInFileError,
     SizeMismatchError,
 )
-from dwf.format.diagnosis import diagnose
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.known import identify_head
 from dwf.format.planner import Plan, cfg_text
 from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
-from dwf.io import extensions, remote, writer
+from dwf.io import extensions
 
 if TYPE_CHECKING:
+    from dwf.io import remote
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
 Backend = Literal["mmap", "pread", "remote"]
-_CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
+# A string, not a compiled pattern: re compiles it on the first use (find_cfg), not at import.
+_CHECKPOINT_SUFFIX = r"(_last|_best|_final|_\d+)$"
 # Streaming reads: 1 Mi floats (4 MiB) per chunk unless the caller asks for less.
 STREAM_FLOATS = 1 << 20
 # Bytes per kernel copy call: large enough to be cheap, small enough to notice a change soon.
@@ -66,16 +65,31 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-@attrs.frozen(eq=False)
 class Layer:
     """One layer of an open weights file.
 
     Arrays are read-only numpy views of the file, created when asked for; nothing is read
     until their values are used.
+
+    Attributes:
+        file: the open file it belongs to.
+        plan: its :class:`dwf.LayerPlan`.
     """
 
-    file: WeightsFile = attrs.field(repr=False)
+    # A plain class, not an attrs one: it is on every open's path, and creating an attrs class
+    # at import costs more than this whole class does (docs/benchmarks.md).
+    __slots__ = ("file", "plan")
+
+    file: WeightsFile
     plan: LayerPlan
+
+    def __init__(self, file: WeightsFile, plan: LayerPlan) -> None:
+        object.__setattr__(self, "file", file)
+        object.__setattr__(self, "plan", plan)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # immutable, like the other records: a Layer always shows the layer it was made for
+        raise AttributeError(f"can't set attribute {name!r}: a dwf.Layer is immutable")
 
     @property
     def index(self) -> int:
@@ -287,7 +301,20 @@ class WeightsFile:
         self._fd = fd
         self._release_fd = weakref.finalize(self, os.close, fd)
         self._opened = (st.st_size, st.st_mtime_ns)
-        self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
+        # Layer objects are made when first asked for: opening a 10,000-layer network to look at
+        # one layer makes one.
+        self._layers: list[Layer | None] = [None] * len(plan.layers)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """A :class:`Layer` for every layer of the plan, in Darknet's order."""
+        return tuple(self._layer(i) for i in range(len(self._layers)))
+
+    def _layer(self, index: int) -> Layer:
+        layer = self._layers[index]
+        if layer is None:
+            layer = self._layers[index] = Layer(self, self.plan.layers[index])
+        return layer
 
     def _init_remote(self, source: remote.RemoteSource) -> None:
         """backend="remote": no descriptor and no map; the source checks the file's identity on
@@ -298,12 +325,12 @@ class WeightsFile:
         self._body = None
         self._release_fd = weakref.finalize(self, source.close)  # type: ignore[call-arg,arg-type]
         self._opened = (self.size, 0)
-        self.layers = tuple(Layer(self, lp) for lp in self.plan.layers)
+        self._layers = [None] * len(self.plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
         """Names of the layers that hold arrays in this file, in file order."""
-        return [lp.name for lp in self.plan.layers if lp.arrays and self.holds(lp)]
+        return [lp.name for lp in self.plan.layers if lp.layout and self.holds(lp)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -335,7 +362,7 @@ class WeightsFile:
                 f"{self.path}: {e.message}", key=e.key, suggestions=e.suggestions, path=self.path
             ) from None
         self._require(lp)
-        return self.layers[lp.index]
+        return self._layer(lp.index)
 
     def items(self) -> Iterator[tuple[str, Layer]]:
         """``(name, layer)`` for every layer holding arrays in this file."""
@@ -386,9 +413,10 @@ class WeightsFile:
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
-            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart training;
-                default: this file's header, or with ``upto`` the header ``darknet partial``
-                writes (``seen`` reset to 0) — the rule of :func:`dwf.io.writer.header_to_write`,
+            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart
+                training; default: this file's header, or with ``upto`` the header
+                ``darknet partial`` writes (``seen`` reset to 0) — the rule of
+                :func:`dwf.io.writer.header_to_write`,
                 so ``f.save(dst, upto=n)``, ``dwf.save(dst, f.plan, f, upto=n)`` and
                 ``dwf.cut(src, dst, n)`` write the same bytes.
 
@@ -399,6 +427,8 @@ class WeightsFile:
             LayerNotInFileError: a layer to write lies past the end of this file.
             DwfError: ``dst`` is this file or its cfg, or exists and is not a regular file.
         """
+        from dwf.io import writer  # tempfile, shutil …: only when saving
+
         self._check_open()
         n = writer.check_upto(self.plan, upto)
         header = writer.header_to_write(
@@ -914,7 +944,7 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
     for s in list(stems):
         base = s
         while True:
-            stripped = _CHECKPOINT_SUFFIX.sub("", base)
+            stripped = re.sub(_CHECKPOINT_SUFFIX, "", base)
             if stripped == base or not stripped:
                 break
             stems.append(stripped)
@@ -946,6 +976,8 @@ def _resolve_plan(
             except OSError:
                 others = []
             hint = f"; cfg files there: {', '.join(others)}" if others else ""
+            from dwf.format.known import identify_head  # the table: only to explain
+
             ident = identify_head(path, head, size)
             if ident.matches:
                 hint += "; by its size " + ident.explain().split("; ", 1)[1]
@@ -1000,7 +1032,8 @@ def open_weights(
         SizeMismatchError: the file does not fit the cfg (``strict=True``).
     """
     spath = os.fspath(path)
-    if remote.is_url(spath) or backend == "remote":
+    # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
+    if backend == "remote" or ("://" in spath and _is_url(spath)):
         return _open_remote(spath, cfg, get_dialect(dialect), strict, header_size, storage_options)
     if copy:
         backend = "pread"
@@ -1113,6 +1146,8 @@ def _fit(
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
+    from dwf.format.diagnosis import diagnose  # only when the size does not match
+
     diagnosis = diagnose(path, head, header, size, plan)
     message = diagnosis.explain()
     if strict:
@@ -1146,6 +1181,12 @@ def opened(
 
 
 # -- backend="remote" ---------------------------------------------------------------------------
+def _is_url(path: str) -> bool:
+    from dwf.io import remote
+
+    return remote.is_url(path)
+
+
 def _remote_plan(
     url: str,
     head: bytes,
@@ -1156,6 +1197,9 @@ def _remote_plan(
 ) -> Plan:
     """The plan of a remote file: ``cfg`` a Plan, a local path or a URL; or, when ``None``,
     the cfg beside it on the server, found by the same names as :func:`find_cfg`."""
+    from dwf.format.known import identify_head
+    from dwf.io import remote
+
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
@@ -1189,6 +1233,8 @@ def _open_remote(
     header_size: int | None,
     storage_options: Mapping[str, Any] | None,
 ) -> WeightsFile:
+    from dwf.io import remote
+
     source = remote.RemoteSource(url, storage_options=storage_options)
     try:
         head = source.pread(512, 0)
