@@ -24,7 +24,7 @@ from dwf.version import __version__
 # public name -> (module, attribute); the module is imported on first use
 _LAZY: dict[str, tuple[str, str]] = {
     # verbs: the command line's commands, and the reader
-    "open": ("dwf.io.reader", "open_weights"),
+    "open": ("dwf.io.opening", "open_weights"),
     "plan": ("dwf.format.planner", "plan"),
     "save": ("dwf.io.writer", "save"),
     "info": ("dwf.tools.info", "info"),
@@ -38,7 +38,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
     "demo": ("dwf.tools.demo", "write_demo"),
-    "find_cfg": ("dwf.io.reader", "find_cfg"),
+    "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
@@ -194,8 +194,9 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.planner import NetInput, Plan, plan
     from dwf.format.records import ArraySpec, LayerPlan
     from dwf.interfaces.plot import plot_diff
-    from dwf.io.reader import Layer, WeightsFile, find_cfg
-    from dwf.io.reader import open_weights as open
+    from dwf.io.opening import find_cfg
+    from dwf.io.opening import open_weights as open
+    from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
     from dwf.tools.batch import Row
     from dwf.tools.check import CheckReport, Finding, check

@@ -20,7 +20,8 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec, LayerPlan
-from dwf.io.reader import WeightsFile, opened
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
 from dwf.tools import batch
 from dwf.tools.batch import Many, Row
 from dwf.tools.stats import CHUNK, ArrayStats, file_array_stats, file_zero_rows

@@ -9,7 +9,7 @@ from typing import Any
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.io.reader import open_weights
+from dwf.io.opening import open_weights
 from dwf.io.writer import atomic_write, check_header, check_upto, header_to_write
 
 

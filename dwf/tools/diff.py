@@ -23,7 +23,8 @@ import numpy as np
 from dwf.errors import DwfError
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
-from dwf.io.reader import WeightsFile, opened
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
 from dwf.tools import batch
 from dwf.tools.stats import CHUNK, blas_dot, finite_or_none
 

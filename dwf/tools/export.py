@@ -26,7 +26,9 @@ from dwf.extras import require
 from dwf.format.dialects import Dialect
 from dwf.format.planner import Plan
 from dwf.format.records import F32, LayerPlan
-from dwf.io.reader import WeightsFile, logical_view, opened
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
+from dwf.io.views import logical_view
 from dwf.io.writer import atomic_write
 
 Array = np.ndarray[Any, Any]

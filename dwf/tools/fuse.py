@@ -18,7 +18,9 @@ from dwf.format.cfg import tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
-from dwf.io.reader import STREAM_FLOATS, WeightsFile, open_weights
+from dwf.io.opening import open_weights
+from dwf.io.reader import WeightsFile
+from dwf.io.streaming import STREAM_FLOATS
 from dwf.io.writer import atomic_write
 
 # AlexeyAB's fuse_conv_batchnorm (and its forward pass) divide by sqrt(variance + 1e-5).

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dwf.format.planner import Plan
-from dwf.io.reader import WeightsFile, opened
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
 
 
 def info(

@@ -20,7 +20,8 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
-from dwf.io.reader import Layer, WeightsFile, opened
+from dwf.io.opening import opened
+from dwf.io.reader import Layer, WeightsFile
 from dwf.tools import batch
 from dwf.tools.batch import Many, Row
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from dwf.errors import DwfError
 from dwf.format.records import LayerPlan
-from dwf.io.reader import WeightsFile, open_weights
+from dwf.io.opening import open_weights
+from dwf.io.reader import WeightsFile
 
 DIALECTS = ["alexeyab", "pjreddie"]
 _GLOB = re.compile(r"[*?\[]")
