@@ -24,14 +24,14 @@ from dwf.version import __version__
 # public name -> (module, attribute); the module is imported on first use
 _LAZY: dict[str, tuple[str, str]] = {
     # verbs: the command line's commands, and the reader
-    "open": ("dwf.io.reader", "open_weights"),
+    "open": ("dwf.io.opening", "open_weights"),
     "plan": ("dwf.format.planner", "plan"),
     "save": ("dwf.io.writer", "save"),
     "info": ("dwf.tools.info", "info"),
     "cut": ("dwf.tools.cut", "cut"),
     "fuse": ("dwf.tools.fuse", "fuse"),
     "export": ("dwf.tools.export", "export"),
-    "import_weights": ("dwf.tools.export", "import_weights"),
+    "import_weights": ("dwf.tools.import_weights", "import_weights"),
     "diff": ("dwf.tools.diff", "diff"),
     "drift": ("dwf.tools.diff", "drift"),
     "check": ("dwf.tools.check", "check"),
@@ -39,7 +39,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "identify": ("dwf.tools.identify", "identify"),
     "identify_many": ("dwf.tools.identify", "identify_many"),
     "demo": ("dwf.tools.demo", "write_demo"),
-    "find_cfg": ("dwf.io.reader", "find_cfg"),
+    "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
@@ -64,7 +64,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ArrayStats": ("dwf.tools.stats", "ArrayStats"),
     "StatsReport": ("dwf.tools.stats", "StatsReport"),
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
-    "Exported": ("dwf.tools.export", "Exported"),
+    "Exported": ("dwf.tools.import_weights", "Exported"),
+    "Row": ("dwf.tools.batch", "Row"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -112,6 +113,7 @@ __all__ = [
     "Match",
     "NetInput",
     "Plan",
+    "Row",
     "SizeMismatchError",
     "StatsReport",
     "WeightsFile",
@@ -196,15 +198,18 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.planner import NetInput, Plan, plan
     from dwf.format.records import ArraySpec, LayerPlan
     from dwf.interfaces.plot import plot_diff
-    from dwf.io.reader import Layer, WeightsFile, find_cfg
-    from dwf.io.reader import open_weights as open
+    from dwf.io.opening import find_cfg
+    from dwf.io.opening import open_weights as open
+    from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
+    from dwf.tools.batch import Row
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
-    from dwf.tools.export import Exported, export, import_weights
+    from dwf.tools.export import export
     from dwf.tools.fuse import fuse
     from dwf.tools.identify import identify, identify_many
+    from dwf.tools.import_weights import Exported, import_weights
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats

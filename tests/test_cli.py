@@ -672,6 +672,7 @@ ERRORS = [
     (["import", "{missing}", "{out}"], "missing.weights"),
     (["fuse", "{missing}", "{out}", "{nodir}"], "weights file not found"),
     (["identify", "{missing}"], "cannot read"),
+    # `identify {dir}` identifies the files in it (tests/test_cli_many.py)
 ]
 
 

@@ -55,6 +55,7 @@ def test_generated_networks_are_valid(net: S.Net) -> None:
     b.check("planning a valid network")
 
 
+@pytest.mark.slow  # 300 damaged cfgs, each with tracemalloc on (~4 s)
 @settings(SETTINGS, max_examples=300)
 @given(S.cfg_cases())
 def test_damaged_cfg_plans_or_raises_located_cfg_error(case: S.CfgCase) -> None:
@@ -63,6 +64,7 @@ def test_damaged_cfg_plans_or_raises_located_cfg_error(case: S.CfgCase) -> None:
     b.check("planning a damaged cfg")
 
 
+@pytest.mark.slow  # 200 damaged files written, opened and read back (~4 s)
 @settings(SETTINGS, max_examples=200)
 @given(S.weights_cases())
 def test_damaged_weights_open_or_raise_dwf_error(folder: Path, case: S.WeightsCase) -> None:
@@ -396,6 +398,7 @@ def no_plan_cache() -> Iterator[None]:
     dwf.format.planner._plan_cached.cache_clear()
 
 
+@pytest.mark.slow  # plans 10k-100k-layer cfgs (~4 s)
 @pytest.mark.usefixtures("no_plan_cache")
 def test_planning_time_is_linear_in_layers() -> None:
     """10x more layers take about 10x the time (measured 10-11x); a quadratic planner would

@@ -34,11 +34,13 @@ def _source_index(nb: Any, start: str) -> int:
     return i
 
 
+@pytest.mark.slow  # starts a Jupyter kernel and runs every cell (~4 s)
 def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     pytest.importorskip("matplotlib")
+    pytest.importorskip("onnxruntime")  # the ONNX cell runs the exported demo model
     # the kernel is a child process: make sure it imports this checkout's dwf
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("MPLBACKEND", "Agg")

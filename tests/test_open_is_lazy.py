@@ -7,6 +7,7 @@ else (imports, the test runner) adds to them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ MIB = 1024 * KIB
 HAS_PROC_IO = Path("/proc/self/io").exists()
 
 
+@pytest.mark.slow  # runs the quick open benchmark (~8 s)
 def test_bench_open_quick_runs_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "out" / "bench_open.json"
     proc = subprocess.run(
@@ -168,3 +170,59 @@ def test_open_reads_only_header_and_cfg_and_layers_touch_their_pages(tmp_path: P
         assert small["rss_file"] < small_bytes + 4 * MIB
         # the counter does see pages: using the big layer maps at least half of its bytes
         assert big["rss_file"] > big_bytes // 2
+
+
+# What opening a file and reading a layer must not import: each is needed only by a rarer path
+# (a size mismatch, identification, saving, name suggestions, reports), and importing it is
+# most of what a fresh process spends before it can open a file (docs/benchmarks.md). attrs is
+# not in the list: the records are attrs classes by design (a run-time dependency).
+NOT_ON_THE_OPEN_PATH = (
+    "json",
+    "tempfile",
+    "shutil",
+    "difflib",
+    "importlib.resources",
+    "dwf.format.diagnosis",
+    "dwf.format.known",
+    "dwf.io.writer",
+    "dwf.io.remote",  # URLs only: a local path never imports the remote backend
+    "dwf.tools",
+)
+
+
+@pytest.mark.parametrize("cfg_beside", [True, False], ids=["cfg-found", "cfg-given"])
+def test_opening_imports_only_what_opening_needs(tmp_path: Path, cfg_beside: bool) -> None:
+    from dwf.tools.demo import write_demo
+
+    cfg, weights = write_demo(tmp_path)
+    opened = (
+        f"dwf.open({str(weights)!r})"
+        if cfg_beside
+        else (f"dwf.open({str(weights)!r}, cfg={str(cfg)!r})")
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy
+        before = set(sys.modules)
+        import dwf
+        f = {opened}
+        layer = f[f.keys()[0]]
+        float(layer.weights.sum()), layer.out_shape, f.plan.total_floats
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "dwf.io.reader" in loaded  # the probe did open the file
+    pulled = sorted(
+        m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_OPEN_PATH)
+    )
+    assert not pulled, f"opening a file imported {', '.join(pulled)}"

@@ -7,6 +7,7 @@ matters (a view of a truncated map kills the process with SIGBUS) is marked DEMO
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import hashlib
@@ -249,7 +250,7 @@ def test_pread_short_read_raises_file_changed(
     f = dwf.open(weights, cfg, backend="pread")
     layer = f[BIG_LAYER]
     os.truncate(weights, 4096)
-    monkeypatch.setattr(WeightsFile, "check_unchanged", lambda self: None)  # lose the race
+    monkeypatch.setattr(WeightsFile, "_check_unchanged", lambda self: None)  # lose the race
     with pytest.raises(dwf.FileChangedError, match="short read"):
         layer.weights  # noqa: B018
     f.close()
@@ -306,13 +307,18 @@ def test_renamed_over_is_not_a_change(model: tuple[Path, Path]) -> None:
         assert not np.array_equal(g[BIG_LAYER]["weights"], before)
 
 
-def test_saving_over_the_open_file_keeps_it_readable(model: tuple[Path, Path]) -> None:
+def test_saving_over_the_open_file_is_refused_and_keeps_it_readable(
+    model: tuple[Path, Path],
+) -> None:
     weights, cfg = model
+    raw = weights.read_bytes()
     with dwf.open(weights, cfg) as f:
         before = {n: np.array(v) for n, v in f.arrays()}
-        f.save(weights, header=Header(0, 2, 5, 0, 20))
+        with pytest.raises(dwf.DwfError, match="input"):
+            f.save(weights, header=Header(0, 2, 5, 0, 20))
         f.check_unchanged()
         assert all(np.array_equal(v, before[n]) for n, v in f.arrays())
+    assert weights.read_bytes() == raw
 
 
 @posix_only
@@ -432,7 +438,8 @@ def test_input_bytes_and_mtime_unchanged_by_every_operation(
 
 # -- a failed write leaves the destination as it was -----------------------------------------------
 def _tmp_files(folder: Path) -> list[str]:
-    return [n for n in os.listdir(folder) if n.endswith(".dwf-tmp")]
+    # Temporary names: ".dwf-<random>.tmp" (and the older ".<name>.<random>.dwf-tmp").
+    return [n for n in os.listdir(folder) if n.startswith(".dwf-") or n.endswith(".dwf-tmp")]
 
 
 def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
@@ -452,6 +459,34 @@ def _fail_on_call(k: int, exc: BaseException) -> Callable[..., Any]:
 FAILURES = [RuntimeError("injected"), OSError(errno.ENOSPC, "No space left on device")]
 
 
+def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
+    """``atomic_write`` whose file fails on its k-th ``write`` (whatever writes to it: a header,
+    an array, a chunk of one), for every writer that goes through it."""
+    real = dwf.io.writer.atomic_write
+    calls = 0
+
+    class Flaky:
+        def __init__(self, fh: Any) -> None:
+            self._fh = fh
+
+        def write(self, data: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == k:
+                raise exc
+            return self._fh.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._fh, name)
+
+    @contextlib.contextmanager
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        with real(*args, **kwargs) as fh:
+            yield Flaky(fh)
+
+    return flaky
+
+
 @pytest.mark.parametrize("exc", FAILURES, ids=["exception", "disk-full"])
 @pytest.mark.parametrize("how", ["dwf.save", "WeightsFile.save", "fuse"])
 def test_failure_mid_write_leaves_destination_and_no_temp_file(
@@ -468,9 +503,9 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst.write_bytes(b"the old destination")
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
-    flaky = _fail_on_call(4, exc)  # the fourth array: the header and three arrays are written
-    monkeypatch.setattr(dwf.io.writer, "stored_bytes", flaky)
-    monkeypatch.setattr(dwf.tools.fuse, "stored_bytes", flaky)
+    flaky = _failing_writes(4, exc)  # the fourth write: the header and more are written
+    monkeypatch.setattr(dwf.io.writer, "atomic_write", flaky)
+    monkeypatch.setattr(dwf.tools.fuse, "atomic_write", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
         if how == "dwf.save":

@@ -10,11 +10,10 @@ every later error can point at the line that caused it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
-
-import attrs
 
 from dwf.errors import CfgError
 
@@ -24,10 +23,12 @@ INT32_MAX = 2**31 - 1
 # C isspace() also covers \v and \f, which atoi skips before the number; strip() does not remove
 # them (spec §2.1), so they can survive into a value.
 # ASCII digits only: C's atoi/atof do not read other scripts' digits (Python's \d would).
-_ATOI = re.compile(r"[ \t\n\r\v\f]*([+-]?[0-9]+)")
-_ATOF = re.compile(
-    r"[ \t\n\r\v\f]*([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))",
-    re.IGNORECASE,
+# Strings, not compiled patterns: re compiles (and caches) them on first use, so importing the
+# tokeniser costs nothing for the cfgs (nearly all) whose numbers are plain digits.
+_ATOI = r"[ \t\n\r\v\f]*([+-]?[0-9]+)"
+_ATOF = (
+    r"(?i)[ \t\n\r\v\f]*"
+    r"([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))"
 )
 # More significant digits than any C int has: out of range without converting (int() of
 # thousands of digits is slow, and refused past 4300 digits).
@@ -49,6 +50,10 @@ class Option(NamedTuple):
     line: int
 
 
+# An option line as the tokeniser reads it: (key, value or None for a line without "=", line).
+_Raw = tuple[str, "str | None", int]
+
+
 class Section:
     """One ``[section]`` of a cfg and its options.
 
@@ -56,20 +61,62 @@ class Section:
         header: the stripped section line, brackets included (``"[convolutional]"``); Darknet
             compares this whole string, so ``[conv]x`` is an unknown section.
         line: 1-based line number of the section header.
+        body: the lines after the header up to the next section, whitespace removed (comments
+            and empty lines included): two sections with the same body give every lookup the
+            same answer.
         options: every option line, in file order (duplicates included).
+        first: key → ``(key, value, line)`` of the first line with that key, the one Darknet's
+            lookup finds (``value`` is ``None`` for a line without ``=``). Read-only.
     """
 
-    __slots__ = ("_first", "header", "line", "options")
+    __slots__ = ("_first", "_raw", "body", "header", "line")
 
-    def __init__(self, header: str, line: int, options: tuple[Option, ...]) -> None:
+    def __init__(self, header: str, line: int, body: str) -> None:
         self.header = header
         self.line = line
-        self.options = options
-        first: dict[str, Option] = {}
-        for opt in options:
-            if opt.key not in first:
-                first[opt.key] = opt
-        self._first = first
+        self.body = body
+        # Parsed on first use: a network repeats its blocks, and the planner reuses what it
+        # computed for an identical section without ever reading this one's options.
+        self._raw: tuple[_Raw, ...] | None = None
+        self._first: dict[str, _Raw] | None = None
+
+    def _parse(self) -> list[tuple[int, str]]:
+        """Read the body's option lines; return ``(line, text)`` of the ``key=`` lines without a
+        value, which Darknet skips with a warning."""
+        raw: list[_Raw] = []
+        first: dict[str, _Raw] = {}
+        no_value: list[tuple[int, str]] = []
+        for number, line in enumerate(self.body.split("\n"), start=self.line + 1):
+            if not line or line[0] == "#" or line[0] == ";":
+                continue
+            key, eq, value = line.partition("=")
+            if not eq:
+                item: _Raw = (line, None, number)
+            elif not value:
+                no_value.append((number, line))
+                continue
+            else:
+                item = (key, value, number)
+            raw.append(item)
+            first.setdefault(item[0], item)
+        self._raw, self._first = tuple(raw), first
+        return no_value
+
+    @property
+    def first(self) -> dict[str, _Raw]:
+        """Key → the option line Darknet's lookup finds for it (see the class attributes)."""
+        if self._first is None:
+            self._parse()
+        assert self._first is not None
+        return self._first
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """Every option line, in file order (duplicates included)."""
+        if self._raw is None:
+            self._parse()
+        assert self._raw is not None
+        return tuple(map(Option._make, self._raw))
 
     def __repr__(self) -> str:
         return f"Section({self.header!r}, line={self.line}, {len(self.options)} options)"
@@ -82,17 +129,21 @@ class Section:
 
     def get(self, key: str) -> Option | None:
         """The option Darknet's lookup finds for ``key`` (the first one), or ``None``."""
-        opt = self._first.get(key)
-        if opt is None or opt.value is None:
+        raw = self.first.get(key)
+        if raw is None or raw[1] is None:
             return None
-        return opt
+        return Option._make(raw)
+
+    def value(self, key: str) -> str | None:
+        """The value of the option Darknet's lookup finds for ``key``, or ``None``."""
+        raw = self.first.get(key)
+        return None if raw is None else raw[1]
 
     def __iter__(self) -> Iterator[Option]:
         return iter(self.options)
 
 
-@attrs.frozen(eq=False)
-class CfgDocument:
+class CfgDocument(NamedTuple):
     """A tokenised cfg: its sections, in order, and what Darknet would have warned about.
 
     Attributes:
@@ -116,6 +167,25 @@ _STRIP_AB = _strip_table(True)
 _STRIP_PJ = _strip_table(False)
 
 
+def _check_preamble(chunk: str, path: str | None) -> None:
+    """Lines before the first section may only be empty or comments (Darknet crashes else)."""
+    for number, line in enumerate(chunk.split("\n"), start=1):
+        if not line or line[0] == "#" or line[0] == ";":
+            continue
+        hint = ""
+        if line[0] == "\ufeff":
+            hint = (
+                " The file starts with a UTF-8 byte-order mark (BOM), which Darknet does not"
+                " skip; save the cfg without a BOM."
+            )
+        raise CfgError(
+            f"option line {line[:60]!r} comes before any [section]; Darknet crashes on"
+            f" such a cfg.{hint}",
+            path=path,
+            line=number,
+        )
+
+
 def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> CfgDocument:
     """Split cfg text into sections and options with Darknet's rules.
 
@@ -127,51 +197,29 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             is not ``[net]``/``[network]`` (Darknet refuses all three).
     """
     table = _STRIP_AB if strip_cr else _STRIP_PJ
-    sections: list[Section] = []
-    warnings: list[tuple[int, str]] = []
-    header: str | None = None
-    header_line = 0
-    options: list[Option] = []
     if "\x00" in text:
         # fgetl hands Darknet a C string: anything after a NUL byte does not exist for it.
-        raw_lines = [raw.split("\x00", 1)[0] for raw in text.split("\n")]
-        lines = [raw.translate(table) for raw in raw_lines]
-    else:
-        # One translate over the whole text: the same as stripping every line, much faster.
-        lines = text.translate(table).split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line:
+        text = "\n".join(raw.split("\x00", 1)[0] for raw in text.split("\n"))
+    # Whitespace goes from everywhere at once (the same as stripping every line), and with it
+    # every line starting with "[" is a section header: splitting at "\n[" cuts the text into
+    # sections without looking at each line in Python.
+    chunks = text.translate(table).split("\n[")
+    sections: list[Section] = []
+    warnings: list[tuple[int, str]] = []
+    number = 1  # the line each chunk starts on
+    for i, chunk in enumerate(chunks):
+        start = number
+        number += chunk.count("\n") + 1
+        if i == 0 and not chunk.startswith("["):
+            _check_preamble(chunk, path)
             continue
-        first = line[0]
-        if first == "#" or first == ";":
-            continue
-        if first == "[":
-            if header is not None:
-                sections.append(Section(header, header_line, tuple(options)))
-            header, header_line, options = line, number, []
-            continue
-        if header is None:
-            hint = ""
-            if first == "\ufeff":
-                hint = (
-                    " The file starts with a UTF-8 byte-order mark (BOM), which Darknet does not"
-                    " skip; save the cfg without a BOM."
-                )
-            raise CfgError(
-                f"option line {line[:60]!r} comes before any [section]; Darknet crashes on"
-                f" such a cfg.{hint}",
-                path=path,
-                line=number,
-            )
-        key, eq, value = line.partition("=")
-        if not eq:
-            options.append(Option(line, None, number))
-        elif not value:
-            warnings.append((number, f"{line!r} has no value after '='; Darknet skips this line"))
-        else:
-            options.append(Option(key, value, number))
-    if header is not None:
-        sections.append(Section(header, header_line, tuple(options)))
+        head, _, body = chunk.partition("\n")
+        sec = Section(head if i == 0 else "[" + head, start, body)
+        if "=\n" in body or body.endswith("="):  # a "key=" line, maybe: warn now, in order
+            for line, skipped in sec._parse():
+                msg = f"{shorten(skipped)!r} has no value after '='; Darknet skips this line"
+                warnings.append((line, msg))
+        sections.append(sec)
     if not sections:
         raise CfgError(
             "no [section] found: this is not a Darknet cfg (it must start with [net])", path=path
@@ -185,12 +233,27 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
                 " Darknet keeps; convert the cfg to Unix line endings or use dialect 'alexeyab'."
             )
         raise CfgError(
-            f"the first section is {s.header!r}, but Darknet requires [net] or [network] first."
+            f"the first section is {shorten(s.header)!r}, but Darknet requires [net] or"
+            " [network] first."
             + hint,
             path=path,
             line=s.line,
         )
     return CfgDocument(path, tuple(sections), tuple(warnings))
+
+
+QUOTE_LIMIT = 200
+
+
+def shorten(token: str, limit: int = QUOTE_LIMIT) -> str:
+    """``token`` as a message may quote it: at most about ``limit`` characters, the cut marked.
+
+    A cfg line can be megabytes long; an error that echoed it whole would bury the message.
+    """
+    if len(token) <= limit:
+        return token
+    keep = max(limit - 40, 1)
+    return f"{token[:keep]}…[{len(token) - keep:,} more characters]"
 
 
 def atoi(value: str) -> int | None:
@@ -199,12 +262,28 @@ def atoi(value: str) -> int | None:
     Returns ``None`` when the number does not fit a C ``int`` (Darknet's behaviour is then
     undefined; callers turn that into an error).
     """
-    if value.isascii() and value.isdigit():  # the common case: plain digits
-        if len(value.lstrip("0")) > _INT_DIGITS:
+    # Only short values are remembered: a hostile cfg's megabyte-long values must not stay
+    # pinned in the cache after its plan is gone.
+    return _atoi_cached(value) if len(value) <= 64 else _atoi(value)
+
+
+# A network repeats a handful of values ("1", "3", "leaky", "-1") hundreds of times: converting
+# each distinct string once keeps the planner's per-layer cost low.
+@functools.lru_cache(maxsize=4096)
+def _atoi_cached(value: str) -> int | None:
+    return _atoi(value)
+
+
+def _atoi(value: str) -> int | None:
+    # The common cases, "32" and "-1", without a regex (compiling one costs more than planning
+    # a small network).
+    digits = value[1:] if value[:1] in ("-", "+") else value
+    if digits.isascii() and digits.isdigit():
+        if len(digits.lstrip("0")) > _INT_DIGITS:
             return None
         n = int(value)
-        return n if n <= INT32_MAX else None
-    m = _ATOI.match(value)
+        return n if INT32_MIN <= n <= INT32_MAX else None
+    m = re.match(_ATOI, value)
     if m is None:
         return 0
     if len(m.group(1).lstrip("+-").lstrip("0")) > _INT_DIGITS:
@@ -217,7 +296,7 @@ def atoi(value: str) -> int | None:
 
 def atof(value: str) -> float:
     """C ``atof``: the leading floating-point number of ``value``; 0.0 when there is none."""
-    m = _ATOF.match(value)
+    m = re.match(_ATOF, value)
     if m is None:
         return 0.0
     return float(m.group(1))

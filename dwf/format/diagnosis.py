@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import attrs
 
 from dwf.errors import CfgError
-from dwf.format.cfg import tokenize
 from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import MAX_CLASSES, CfgFit, lookup
-from dwf.format.planner import Plan
+from dwf.format.planner import Plan, plan_uncached
+from dwf.format.records import LayerPlan
 from dwf.format.retrain import (
     bn_layers,
     class_model,
@@ -374,7 +374,8 @@ def _crlf_causes(
 # -- causes found by re-planning an edited cfg ----------------------------------------------------
 def _replan(plan: Plan, text: str, dialect: str | None = None) -> Plan | None:
     try:
-        return Plan.from_text(text, dialect=dialect or plan.dialect, side=plan.side)
+        # Uncached: an edited plan is thrown away at once and must not stay in the plan cache.
+        return plan_uncached(text, dialect=dialect or plan.dialect, side=plan.side)
     except CfgError:
         return None
 
@@ -395,8 +396,9 @@ def _text_causes(plan: Plan, body: int, size: int, H: int) -> list[Cause]:
     if not plan.text or body % 4 or body < 0:
         return []
     causes: list[Cause] = []
+    sections = _Sections(plan)
     for cause in (_classes_cause, _bn_cause, _dialect_cause):
-        c = cause(plan, body, H)
+        c = cause(plan, body, sections)
         if c is not None:
             causes.append(c)
     if any(c.kind == "classes" for c in causes):
@@ -517,6 +519,37 @@ def _dialect_classes_cause(plan: Plan, body: int, H: int) -> Cause | None:
     return None
 
 
+class _Sections:
+    """Where a layer's options are in the cfg text, found by scanning only that layer's section
+    (the plan records each section's header line): no second tokenisation of the whole text."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+        self._lines: list[str] | None = None
+        blanks = " \t\r" if get_dialect(plan.dialect).strip_cr else " \t"  # as the tokeniser
+        self._table = {ord(c): None for c in blanks}
+
+    def header_line(self, layer: int) -> int:
+        return self._plan.layers[layer].line
+
+    def option_line(self, layer: int, key: str) -> int | None:
+        """The line of the option Darknet reads for ``key`` in the layer's section (the first
+        one with a value, as the tokeniser decides), or ``None``."""
+        if self._lines is None:
+            self._lines = self._plan.text.split("\n")
+        lines = self._lines
+        for i in range(self.header_line(layer), len(lines)):  # 0-based i is line i + 1
+            line = lines[i].split("\x00", 1)[0].translate(self._table)
+            if not line or line[0] in "#;":
+                continue
+            if line[0] == "[":
+                break
+            k, eq, value = line.partition("=")
+            if eq and value and k == key:
+                return i + 1
+        return None
+
+
 def _set_option(
     lines: list[str], section_line: int, key: str, value: str, existing: int | None
 ) -> None:
@@ -526,13 +559,11 @@ def _set_option(
         lines[section_line - 1] = lines[section_line - 1] + f"\n{key}={value}"
 
 
-def _classes_cause(plan: Plan, body: int, H: int) -> Cause | None:
+def _classes_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
     """Solve for the class count that explains the difference, then verify by re-planning."""
     heads = [lp for lp in plan.layers if lp.type in ("yolo", "Gaussian_yolo", "region")]
     if not heads:
         return None
-    doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    sections = doc.sections[1:]
     per_class = 0
     edits: list[tuple[int, int]] = []  # (head index, feeding conv index)
     for lp in heads:
@@ -556,17 +587,26 @@ def _classes_cause(plan: Plan, body: int, H: int) -> Cause | None:
     lines = plan.text.split("\n")
     fixes: list[str] = []
     for head_idx, conv_idx in edits:
-        head_sec, conv_sec = sections[head_idx], sections[conv_idx]
         head = plan.layers[head_idx]
         extra = {"yolo": 5, "Gaussian_yolo": 9}.get(head.type)
         if extra is None:
             extra = int(head.params.get("coords", 4)) + 1
         anchors = head.params.get("anchors", head.params.get("num", 1))
         filters = anchors * (new_classes + extra)
-        opt = head_sec.get("classes")
-        _set_option(lines, head_sec.line, "classes", str(new_classes), opt.line if opt else None)
-        fopt = conv_sec.get("filters")
-        _set_option(lines, conv_sec.line, "filters", str(filters), fopt.line if fopt else None)
+        _set_option(
+            lines,
+            layer_sections.header_line(head_idx),
+            "classes",
+            str(new_classes),
+            layer_sections.option_line(head_idx, "classes"),
+        )
+        _set_option(
+            lines,
+            layer_sections.header_line(conv_idx),
+            "filters",
+            str(filters),
+            layer_sections.option_line(conv_idx, "filters"),
+        )
         fixes.append(f"filters={filters} in layer {conv_idx}")
     # inserting lines shifts nothing we still need: edits were applied to existing lines or
     # appended to section header lines, so all recorded line numbers stay valid.
@@ -606,39 +646,60 @@ def _bn_variants(plan: Plan) -> list[tuple[str, list[int], int]]:
     return variants
 
 
-_MAX_REPLANS = 8  # as many as the matches kept below
+# Each re-plan costs as much as the first plan: candidates are screened by float counts and by
+# the arrays their layers store (pure arithmetic on the plan), and only this many are verified by
+# re-planning, so diagnosing costs a few plans' time however many layers could explain the size.
+_MAX_REPLANS = 2
+_MAX_MATCHES = 8
+_BN = ("scales", "rolling_mean", "rolling_variance")
 
 
-def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
+def _bn_flip_plausible(lp: LayerPlan, value: int) -> bool:
+    """Whether switching ``batch_normalize`` to ``value`` in this layer changes its stored
+    arrays by exactly the batch-norm triple (``dontloadscales`` keeps them out anyway)."""
+    names = {a.name for a in lp.arrays}
+    if value == 0:
+        return all(n in names for n in _BN)
+    return not any(n in names for n in _BN) and not lp.params.get("dontloadscales")
+
+
+def _bn_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
     diff = body // 4 - plan.total_floats
     if diff == 0:
         return None
     by_index = {lp.index: lp for lp in plan.layers}
-    doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    sections = doc.sections[1:]
-    matched: list[tuple[str, list[int], int]] = []
-    replans = 0
+    candidates = []
     for label, layers, value in _bn_variants(plan):
-        # BN arrays are 3 × filters per layer: check the count before re-planning.
+        # BN arrays are 3 × filters per layer.
         predicted = sum(3 * by_index[i].out_c for i in layers) * (1 if value else -1)
-        if predicted != diff or any(m[1] == layers for m in matched):
-            continue
-        # Each re-plan costs as much as the first plan; a count that matches but a re-plan that
-        # does not (cbn=1, dontloadscales, numload keep or drop the arrays anyway) could repeat
-        # for every layer: bound the work so diagnosing stays linear in the number of layers.
-        replans += 1
-        if replans > _MAX_REPLANS:
+        if predicted == diff and all(_bn_flip_plausible(by_index[i], value) for i in layers):
+            candidates.append((label, layers, value))
+            if len(candidates) > _MAX_MATCHES + 1:
+                break
+    matched: list[tuple[str, list[int], int]] = []
+    for replans, (label, layers, value) in enumerate(candidates):
+        if replans >= _MAX_REPLANS:
             break
         lines = plan.text.split("\n")
         for i in layers:
-            sec = sections[i]
-            opt = sec.get("batch_normalize")
-            _set_option(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
+            _set_option(
+                lines,
+                layer_sections.header_line(i),
+                "batch_normalize",
+                str(value),
+                layer_sections.option_line(i, "batch_normalize"),
+            )
         if _fits(_replan(plan, "\n".join(lines)), body) != "exact":
             continue
         matched.append((label, layers, value))
-        if len(layers) > 1 or len(matched) >= 8:
-            break
+        if len(layers) == 1:
+            # The other single layers that the counts allow are alike (same filter count, same
+            # stored arrays); the size cannot tell them apart, so they are listed unverified.
+            matched += [
+                c for c in candidates if len(c[1]) == 1 and c[2] == value and c[1] != layers
+            ]
+            matched = matched[:_MAX_MATCHES]
+        break
     if matched:
         label, layers, value = matched[0]
         if len(matched) > 1:
@@ -663,7 +724,7 @@ def _bn_cause(plan: Plan, body: int, H: int) -> Cause | None:
     return None
 
 
-def _dialect_cause(plan: Plan, body: int, H: int) -> Cause | None:
+def _dialect_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
     for name in DIALECTS:
         if name == plan.dialect:
             continue

@@ -1,4 +1,5 @@
-"""The offset planner: cfg text + dialect → every array's place in the file. Pure, no I/O.
+"""The offset planner: cfg text + dialect → every array's place in the file. Pure: its only I/O
+is reading a cfg file's text (a regular file, at most 64 MiB).
 
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
@@ -9,22 +10,23 @@ lays the arrays out one after another (spec §10).
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import functools
+import gc
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
+import stat
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
-from dwf.format.cfg import CfgDocument, atoi, tokenize
+from dwf.format.cfg import CfgDocument, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
-from dwf.format.records import ArraySpec, LayerPlan
+from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
 Side = Literal["load", "save"]
@@ -94,6 +96,9 @@ class Plan:
         d = get_dialect(dialect)
         if side not in ("load", "save"):
             raise DwfError(f"side must be 'load' or 'save', not {side!r}")
+        if len(text) > MAX_CFG_BYTES:  # the same bound as a cfg file's (e.g. one in an export)
+            where = None if path is None else os.fspath(path)
+            raise CfgError(_too_big(len(text), grew=True).replace("file ", "", 1), path=where)
         return _plan_cached(text, d.name, side, None if path is None else os.fspath(path))
 
     @property
@@ -108,7 +113,7 @@ class Plan:
     @property
     def stored(self) -> tuple[LayerPlan, ...]:
         """The layers that hold at least one array, in file order."""
-        return tuple(lp for lp in self.layers if lp.arrays)
+        return tuple(lp for lp in self.layers if lp.layout)
 
     def names(self) -> list[str]:
         """Names of every layer."""
@@ -137,7 +142,8 @@ class Plan:
         """
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise LayerNotFoundError(
-                f"layers are looked up by name ('conv_12') or index (12), not {key!r}", key=key
+                f"layers are looked up by name ('conv_12') or index (12), not {shorten(repr(key))}",
+                key=key,
             )
         if isinstance(key, int):
             n = len(self.layers)
@@ -153,7 +159,9 @@ class Plan:
         suggestions = self._similar(key)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise LayerNotFoundError(
-            f"no layer named {key!r} in {self._where()}{hint}", key=key, suggestions=suggestions
+            f"no layer named {shorten(repr(key))} in {self._where()}{hint}",
+            key=key,
+            suggestions=suggestions,
         )
 
     def _where(self) -> str:
@@ -169,6 +177,8 @@ class Plan:
                 out.append(f"{kind}_{idx}")
             if 0 <= idx < len(self.layers) and self.layers[idx].name not in out:
                 out.append(self.layers[idx].name)
+        import difflib  # only when suggesting names: not on the open path
+
         for name in difflib.get_close_matches(key, list(self._by_name), n=3, cutoff=0.6):
             if name not in out:
                 out.append(name)
@@ -196,7 +206,7 @@ class Plan:
             else:
                 hi = mid
         for lp in reversed(self.layers[:lo]):
-            if lp.arrays:
+            if lp.layout:
                 return lp if lp.offset <= offset < lp.stop else None
         return None
 
@@ -217,10 +227,32 @@ def plan(
     return Plan.from_text(read_cfg_text(path), dialect=dialect, side=side, path=path)
 
 
+MAX_CFG_BYTES = 64 << 20  # the largest real cfgs are well under 1 MiB
+
+
 def read_cfg_text(path: str) -> str:
-    """Read a cfg file as text (UTF-8, undecodable bytes replaced), with dwf errors."""
+    """Read a cfg file as text (UTF-8, undecodable bytes replaced, as Darknet reads bytes),
+    with dwf errors.
+
+    Only a regular file of at most 64 MiB is read: a FIFO would block, a device such as
+    ``/dev/zero`` would never end. The type is checked before opening and again on the open
+    descriptor (opened non-blocking, so a FIFO swapped in between cannot block either).
+    """
     try:
-        data = Path(path).read_bytes()
+        _check_cfg_stat(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            _check_cfg_stat(path, os.fstat(fd))
+            chunks: list[bytes] = []
+            total = 0
+            while total <= MAX_CFG_BYTES:
+                chunk = os.read(fd, min(1 << 20, MAX_CFG_BYTES + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise CfgError("cfg file not found", path=path) from None
     except IsADirectoryError:
@@ -229,8 +261,20 @@ def read_cfg_text(path: str) -> str:
         raise CfgError("permission denied reading the cfg file", path=path) from None
     except OSError as e:
         raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path
+    except ValueError as e:  # a NUL byte in the path (CfgError is a ValueError too)
+        if isinstance(e, CfgError):
+            raise
         raise CfgError(f"not a usable file name: {e}", path=repr(path)) from None
+    if total > MAX_CFG_BYTES:
+        raise CfgError(_too_big(total, grew=True), path=path)
+    return cfg_text(b"".join(chunks), path)
+
+
+def cfg_text(data: bytes, path: str) -> str:
+    """A cfg file's bytes as text (UTF-8, undecodable bytes replaced), refusing binary data and
+    text over 64 MiB (also for a cfg fetched from a URL)."""
+    if len(data) > MAX_CFG_BYTES:
+        raise CfgError(_too_big(len(data)), path=path)
     if b"\x00" in data[:4096] and data[:4] != b"[net":
         raise CfgError(
             "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"
@@ -240,11 +284,64 @@ def read_cfg_text(path: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _too_big(size: int, *, grew: bool = False) -> str:
+    what = "more than" if grew else f"{size:,} bytes,"
+    return (
+        f"the cfg file is {what} {MAX_CFG_BYTES >> 20} MiB; a Darknet cfg is text of at most a few"
+        " hundred KiB: is this the right file?"
+    )
+
+
+def _check_cfg_stat(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise CfgError("is a directory, not a cfg file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket or other special file"
+        )
+        raise CfgError(
+            f"is {kind}, not a regular file; a cfg must be a regular file", path=path
+        )
+    if st.st_size > MAX_CFG_BYTES:
+        raise CfgError(_too_big(st.st_size), path=path)
+
+
 @functools.lru_cache(maxsize=128)
 def _plan_cached(text: str, dialect: str, side: Side, path: str | None) -> Plan:
+    return plan_uncached(text, dialect=dialect, side=side, path=path)
+
+
+def plan_uncached(
+    text: str, *, dialect: str | Dialect, side: Side = "load", path: str | None = None
+) -> Plan:
+    """:meth:`Plan.from_text` without the plan cache, for throw-away plans (the mismatch
+    diagnosis's edited cfgs) that must not stay in memory after use."""
     d = get_dialect(dialect)
-    doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-    return attrs.evolve(_plan_document(doc, d, side), text=text)
+    with _collector_paused():
+        doc = tokenize(text, path=path, strip_cr=d.strip_cr)
+        return _plan_document(doc, d, side, text)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a plan is built.
+
+    A plan is tens of thousands of small objects that form no cycles; each allocation batch
+    would otherwise trigger a collection that walks every object made so far, which made
+    planning a 10,000-layer network a third slower (docs/benchmarks.md). Reference counting
+    still frees everything; the collector is restored (only if it was on) when done.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _net_input(doc: CfgDocument) -> NetInput:
@@ -257,7 +354,7 @@ def _net_input(doc: CfgDocument) -> NetInput:
         n = atoi(opt.value)
         if n is None or n < 0:
             raise CfgError(
-                f"[net] {key}={opt.value} must be a non-negative 32-bit int",
+                f"[net] {key}={shorten(opt.value)} must be a non-negative 32-bit int",
                 path=doc.path,
                 line=opt.line,
             )
@@ -274,22 +371,42 @@ def _net_input(doc: CfgDocument) -> NetInput:
     return NetInput(h, w, c, inputs)
 
 
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@functools.lru_cache(maxsize=256)
 def _layer_kind(type_name: str) -> str:
     kind = KIND_NAMES.get(type_name, type_name.lower())
+    if kind.strip("_") == kind and kind and _KIND_CHARS.issuperset(kind):
+        return kind  # every known type: no regex compiled on the open path
     return re.sub(r"[^0-9a-z_]+", "_", kind).strip("_") or "layer"
 
 
 _UNKNOWN = Built(0, 0, 0, 0)
+# A layer's result, the arrays and params it ends up with (dontload, dontsave) and their size.
+_Reused = tuple[Built, tuple[Arr, ...], Mapping[str, Any], int]
 
 
-def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
+def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
     sections = doc.sections[1:]
-    n_layers = len(sections)
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
     built: list[LayerPlan] = []
+    walker = LayerInput(
+        dialect=d,
+        loading=loading,
+        built=built,
+        n_layers=len(sections),
+        path=doc.path,
+        warnings=warnings,
+    )
+    # Networks repeat blocks: a layer that reads only its options and its input shape gives
+    # the same result wherever the same section meets the same input, so each distinct one is
+    # computed once per plan. Not kept: results that read other layers or warned (a warning
+    # names its layer), and errors (nothing is kept when a definition raises).
+    reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Reused] = {}
     cursor = 0
     for index, sec in enumerate(sections):
         h, w, c, inputs = dims
@@ -305,37 +422,32 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
                 else ""
             )
             warnings.append(
-                f"line {sec.line}: section {sec.header!r} is not a layer type the {d.name}"
+                f"line {sec.line}: section {shorten(sec.header)!r} is not a layer type the {d.name}"
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
             kind = _layer_kind(type_name)
-            result, arrays, params = _UNKNOWN, _UNKNOWN.arrays, {}
+            result, arrays, params, floats = _UNKNOWN, _UNKNOWN.arrays, _UNKNOWN.params, 0
         else:
             kind = _layer_kind(type_name)
-            x = LayerInput(
-                section=sec,
-                type=type_name,
-                kind=kind,
-                index=index,
-                dialect=d,
-                loading=loading,
-                dims=dims,
-                built=built,
-                n_layers=n_layers,
-                path=doc.path,
-                warnings=warnings,
-            )
-            result = LAYER_TYPES[type_name](x)
-            arrays, params = result.arrays, dict(result.params)
-            if loading and x.num("dontload", 0):
-                arrays, params["dontload"] = (), 1
-            if not loading and d.dontsave and x.num("dontsave", 0):
-                arrays, params["dontsave"] = (), 1
-        specs: list[ArraySpec] = []
-        offset = cursor
-        for a in arrays:
-            specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
-            cursor += a.count
+            key = (type_name, sec.body, dims)
+            found = reuse.get(key)
+            if found is None:
+                x = walker.at(sec, type_name, kind, index, dims)
+                n_warnings = len(warnings)
+                result = LAYER_TYPES[type_name](x)
+                arrays, params = result.arrays, result.params
+                if loading and x.num("dontload", 0):
+                    arrays, params = (), {**params, "dontload": 1}
+                if not loading and d.dontsave and x.num("dontsave", 0):
+                    arrays, params = (), {**params, "dontsave": 1}
+                floats = sum(a.count for a in arrays)
+                # each definition returns a new dict (or the shared read-only empty one):
+                # wrapping it is enough to keep plans immutable
+                params = MappingProxyType(params)
+                if not x.read_other_layers and len(warnings) == n_warnings:
+                    reuse[key] = result, arrays, params, floats
+            else:
+                result, arrays, params, floats = found
         lp = LayerPlan(
             index=index,
             type=type_name,
@@ -349,11 +461,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             out_h=result.out_h,
             out_w=result.out_w,
             outputs=result.outputs,
-            arrays=tuple(specs),
-            offset=offset,
-            params=MappingProxyType(params),
+            layout=arrays,
+            offset=cursor,
+            params=params,
             known=known,
         )
+        cursor += floats
         built.append(lp)
         if result.next_dims is not None:
             dims = result.next_dims
@@ -368,4 +481,4 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side) -> Plan:
             " (a division by zero in the statistics it prints while loading); the layout is"
             " what a build that survives reads"
         )
-    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings))
+    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings), text)

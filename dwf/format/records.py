@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 import numpy as np
@@ -66,12 +66,25 @@ class ArraySpec:
         )
 
 
+class Arr(NamedTuple):
+    """An array a layer stores, before it has an offset: what a layer definition declares."""
+
+    name: str
+    # shadows tuple.count on purpose: the same word as ArraySpec.count
+    count: int  # type: ignore[assignment]
+    shape: tuple[int, ...]
+    storage: Storage = "plain"
+
+
 def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     """``spec`` moved to ``offset`` (for arrays read into their own buffer)."""
     return attrs.evolve(spec, offset=offset)
 
 
-@attrs.frozen
+# Not slotted, and its own __init__: attrs' generated one for a frozen class sets the fields one
+# by one through object.__setattr__, which was the largest cost of planning a layer; one dict
+# stored at once is a fraction of that. attrs still knows the fields (evolve, asdict, eq).
+@attrs.frozen(slots=False, init=False)
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
 
@@ -83,7 +96,8 @@ class LayerPlan:
         line: the cfg line of the section header.
         in_c, in_h, in_w, inputs: what the layer receives from the previous one.
         out_c, out_h, out_w, outputs: what Darknet records as the layer's output.
-        arrays: the arrays the file holds for this layer, in file order (may be empty).
+        layout: the arrays the file holds for this layer, in file order, without their offsets
+            (may be empty); :attr:`arrays` places them from ``offset`` on.
         offset: where the layer's data starts (float32 elements after the header), also for
             layers that hold nothing.
         params: the resolved options that define the layer (filters, size, strides, groups,
@@ -103,15 +117,74 @@ class LayerPlan:
     out_h: int
     out_w: int
     outputs: int
-    arrays: tuple[ArraySpec, ...]
+    layout: tuple[Arr, ...]
     offset: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
     known: bool = True
 
+    def __init__(
+        self,
+        index: int,
+        type: str,
+        name: str,
+        line: int,
+        in_c: int,
+        in_h: int,
+        in_w: int,
+        inputs: int,
+        out_c: int,
+        out_h: int,
+        out_w: int,
+        outputs: int,
+        layout: tuple[Arr, ...],
+        offset: int,
+        params: Mapping[str, Any] | None = None,
+        known: bool = True,
+    ) -> None:
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "index": index,
+                "type": type,
+                "name": name,
+                "line": line,
+                "in_c": in_c,
+                "in_h": in_h,
+                "in_w": in_w,
+                "inputs": inputs,
+                "out_c": out_c,
+                "out_h": out_h,
+                "out_w": out_w,
+                "outputs": outputs,
+                "layout": layout,
+                "offset": offset,
+                "params": {} if params is None else params,
+                "known": known,
+            },
+        )
+
+    @property
+    def arrays(self) -> tuple[ArraySpec, ...]:
+        """The arrays the file holds for this layer, in file order (may be empty)."""
+        # Opening a file looks at one or two layers: the ArraySpec records of the others are
+        # never made. Kept beside the fields, not as one: not compared, copied or exported.
+        made: tuple[ArraySpec, ...] | None = self.__dict__.get("_arrays")
+        if made is None:
+            specs = []
+            cursor = self.offset
+            for a in self.layout:
+                specs.append(ArraySpec(a.name, cursor, a.count, a.shape, a.storage))
+                cursor += a.count
+            made = tuple(specs)
+            # Computing it twice (two threads) gives equal records: no lock needed.
+            object.__setattr__(self, "_arrays", made)
+        return made
+
     @property
     def count(self) -> int:
         """Number of float32 elements the layer holds in the file."""
-        return sum(a.count for a in self.arrays)
+        return sum(a.count for a in self.layout)
 
     @property
     def stop(self) -> int:

@@ -1,7 +1,12 @@
-"""Open a weights file lazily: one read-only map, zero-copy views handed out on demand.
+"""An open weights file (:class:`WeightsFile`) and its layers (:class:`Layer`): one read-only
+map, zero-copy views handed out on demand, change detection, and close() that is safe while
+other threads read.
 
-Opening reads the cfg and the header (the first 20 bytes) and nothing else. The body is mapped
-read-only; a view of an array touches only that array's pages when its values are used.
+Opening (finding the cfg, the header, fitting the size) is :mod:`dwf.io.opening`; bulk reads
+through bounded buffers are :mod:`dwf.io.streaming`; the view itself is made in
+:mod:`dwf.io.views`. This module is longer than the ~500 lines a module here usually has: it is
+the one class users hold, and its small methods (the mapping protocol, the facts, the life
+cycle) read best together.
 """
 
 from __future__ import annotations
@@ -9,61 +14,66 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import re
-import stat
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 import numpy as np
 
 from dwf.errors import (
     ArrayError,
     ArrayNotFoundError,
-    CfgError,
     ClosedFileError,
-    DwfError,
     FileChangedError,
-    HeaderError,
     LayerNotFoundError,
     LayerNotInFileError,
-    SizeMismatchError,
 )
-from dwf.format.diagnosis import diagnose
-from dwf.format.dialects import Dialect, get_dialect
-from dwf.format.header import Header, other_width, sniff
-from dwf.format.known import identify_head
+from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.format.planner import plan as plan_cfg
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
-from dwf.io import cfg_search, extensions, writer
+from dwf.io import extensions
+from dwf.io.streaming import StreamingReads
+from dwf.io.views import logical_view, pread_all
 
 if TYPE_CHECKING:
+    from dwf.io import remote
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
-Backend = Literal["mmap", "pread"]
-_CHECKPOINT_SUFFIX = re.compile(r"(_last|_best|_final|_\d+)$")
+Backend = Literal["mmap", "pread", "remote"]
 
 
 def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-@attrs.frozen(eq=False)
 class Layer:
     """One layer of an open weights file.
 
     Arrays are read-only numpy views of the file, created when asked for; nothing is read
     until their values are used.
+
+    Attributes:
+        file: the open file it belongs to.
+        plan: its :class:`dwf.LayerPlan`.
     """
 
-    file: WeightsFile = attrs.field(repr=False)
+    # A plain class, not an attrs one: it is on every open's path, and creating an attrs class
+    # at import costs more than this whole class does (docs/benchmarks.md).
+    __slots__ = ("file", "plan")
+
+    file: WeightsFile
     plan: LayerPlan
+
+    def __init__(self, file: WeightsFile, plan: LayerPlan) -> None:
+        object.__setattr__(self, "file", file)
+        object.__setattr__(self, "plan", plan)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # immutable, like the other records: a Layer always shows the layer it was made for
+        raise AttributeError(f"can't set attribute {name!r}: a dwf.Layer is immutable")
 
     @property
     def index(self) -> int:
@@ -193,7 +203,7 @@ class Layer:
         return f"<dwf.Layer {self.index} {self.name} {self.type} out {c}×{h}×{w}: {arrays}{where}>"
 
 
-class WeightsFile:
+class WeightsFile(StreamingReads):
     """An open ``.weights`` file: its header, its plan and lazy views of its arrays.
 
     Use :func:`dwf.open` to create one. Iterating gives the names of the layers that hold
@@ -222,6 +232,7 @@ class WeightsFile:
         mismatch: str | None,
         fd: int,
         backend: Backend = "mmap",
+        source: remote.RemoteSource | None = None,
     ) -> None:
         self.path = path
         self.plan = plan
@@ -235,6 +246,13 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
+        # Reads in flight on the descriptor: close() leaves the descriptor to the last of them,
+        # so no thread can ever read through a number the system has since given another file.
+        self._users = 0
+        self._source = source
+        if source is not None:
+            self._init_remote(source)
+            return
         # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
         # (a rename over the path leaves our inode, and our map, intact).
         st = os.fstat(fd)
@@ -267,12 +285,36 @@ class WeightsFile:
         self._fd = fd
         self._release_fd = weakref.finalize(self, os.close, fd)
         self._opened = (st.st_size, st.st_mtime_ns)
-        self.layers: tuple[Layer, ...] = tuple(Layer(self, lp) for lp in plan.layers)
+        # Layer objects are made when first asked for: opening a 10,000-layer network to look at
+        # one layer makes one.
+        self._layers: list[Layer | None] = [None] * len(plan.layers)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """A :class:`Layer` for every layer of the plan, in Darknet's order."""
+        return tuple(self._layer(i) for i in range(len(self._layers)))
+
+    def _layer(self, index: int) -> Layer:
+        layer = self._layers[index]
+        if layer is None:
+            layer = self._layers[index] = Layer(self, self.plan.layers[index])
+        return layer
+
+    def _init_remote(self, source: remote.RemoteSource) -> None:
+        """backend="remote": no descriptor and no map; the source checks the file's identity on
+        every fetch (dwf/io/remote.py), and closing the file closes the source."""
+        self.backend = "remote"
+        self._fd = -1
+        self._map = None
+        self._body = None
+        self._release_fd = weakref.finalize(self, source.close)  # type: ignore[call-arg,arg-type]
+        self._opened = (self.size, 0)
+        self._layers = [None] * len(self.plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
         """Names of the layers that hold arrays in this file, in file order."""
-        return [lp.name for lp in self.plan.layers if lp.arrays and self.holds(lp)]
+        return [lp.name for lp in self.plan.layers if lp.layout and self.holds(lp)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -304,7 +346,7 @@ class WeightsFile:
                 f"{self.path}: {e.message}", key=e.key, suggestions=e.suggestions, path=self.path
             ) from None
         self._require(lp)
-        return self.layers[lp.index]
+        return self._layer(lp.index)
 
     def items(self) -> Iterator[tuple[str, Layer]]:
         """``(name, layer)`` for every layer holding arrays in this file."""
@@ -347,17 +389,18 @@ class WeightsFile:
         replace: Mapping[str, Any] | None = None,
         header: Header | None = None,
     ) -> str:
-        """Write this file's arrays to ``dst``, streaming from the map layer by layer.
+        """Write this file's arrays to ``dst``, one array at a time (read with ``pread``).
 
         Args:
-            dst: destination; written atomically, and never the source's bytes in place (saving
-                over the source's own path replaces it with a new file; this map stays valid).
+            dst: destination; written atomically. It must not be this file (by path, symlink
+                or hard link) nor its cfg: writing over what is being read would destroy it.
             upto: keep only layers ``0..upto-1`` (a partial file, as ``darknet partial``).
             replace: ``{"conv_3.weights": array, ...}`` (or ``{"conv_3": {"weights": ...}}``):
                 arrays to write instead of the file's, each of exactly the planned shape.
-            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart training;
-                default: this file's header, or with ``upto`` the header ``darknet partial``
-                writes (``seen`` reset to 0) — the rule of :func:`dwf.io.writer.header_to_write`,
+            header: a new header, e.g. ``attrs.evolve(f.header, seen=0)`` to restart
+                training; default: this file's header, or with ``upto`` the header
+                ``darknet partial`` writes (``seen`` reset to 0) — the rule of
+                :func:`dwf.io.writer.header_to_write`,
                 so ``f.save(dst, upto=n)``, ``dwf.save(dst, f.plan, f, upto=n)`` and
                 ``dwf.cut(src, dst, n)`` write the same bytes.
 
@@ -366,7 +409,10 @@ class WeightsFile:
         Raises:
             ArrayError: a replacement names an unknown array or has the wrong shape/dtype.
             LayerNotInFileError: a layer to write lies past the end of this file.
+            DwfError: ``dst`` is this file or its cfg, or exists and is not a regular file.
         """
+        from dwf.io import writer  # tempfile, shutil …: only when saving
+
         self._check_open()
         n = writer.check_upto(self.plan, upto)
         header = writer.header_to_write(
@@ -393,9 +439,18 @@ class WeightsFile:
             if key in checked:
                 return checked[key]
             self._require(lp)
-            return self._view(a)
+            # pread, not the map: a file truncated meanwhile raises instead of faulting
+            return self.read_array(a)
 
-        return writer.write_arrays(dst, self.plan, get, header=header, upto=n)
+        return writer.write_arrays(dst, self.plan, get, header=header, upto=n, inputs=self.sources)
+
+    @property
+    def sources(self) -> tuple[str | int | None, ...]:
+        """What a write made from this file must never replace: the open file (its descriptor,
+        so the same inode under any name), its path and its cfg's path."""
+        if self._closed:
+            return (self.path, self.plan.cfg_path)
+        return (self._fd, self.path, self.plan.cfg_path)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
@@ -443,14 +498,17 @@ class WeightsFile:
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map. Views already handed out stay valid (they keep the map alive)."""
+        """Release the map and the descriptor. Views already handed out stay valid (they keep
+        the map alive). Safe while other threads read: each read either completes with the
+        right values or raises :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._body = None
             m, self._map = self._map, None
-            self._release_fd()
+            if self._users == 0:
+                self._release_fd()
         if m is not None:
             # Views may still reference the map; it is then released when the last one goes.
             with contextlib.suppress(BufferError):
@@ -514,12 +572,37 @@ class WeightsFile:
             path=self.path,
         )
 
+    @contextlib.contextmanager
+    def _using_fd(self) -> Iterator[np.ndarray[Any, np.dtype[np.float32]] | None]:
+        """Hold the descriptor open for one read (yields the mapped body, if any).
+
+        Raises:
+            ClosedFileError: the file was closed (now or before).
+        """
+        with self._lock:
+            self._check_open()
+            self._users += 1
+            body = self._body
+        try:
+            yield body
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._closed and self._users == 0:
+                    self._release_fd()
+
     def check_unchanged(self) -> None:
         """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
 
         Every view handed out is checked first; call this to check explicitly.
         """
-        self._check_open()
+        if self._source is not None:  # checked by the source on each fetch
+            self._check_open()
+            return
+        with self._using_fd():
+            self._check_unchanged()
+
+    def _check_unchanged(self) -> None:
         try:
             st = os.fstat(self._fd)
         except OSError as e:
@@ -543,17 +626,21 @@ class WeightsFile:
             )
 
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self.check_unchanged()
-        if self.backend == "pread":
-            return self._read_copy(spec)
-        body = self._body
+        with self._using_fd() as body:
+            if self._source is None:  # a remote source checks the file on each fetch
+                self._check_unchanged()
+            if self.backend != "mmap":
+                return self._read_copy(spec)
         if body is None:
             body = np.empty(0, dtype=F32)
         return logical_view(body, spec, self.header.connected_transposed)
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
-        data = _pread(self._fd, spec.nbytes, start)
+        if self._source is not None:
+            data = self._source.pread(spec.nbytes, start)
+        else:
+            data = pread_all(self._fd, spec.nbytes, start)
         if len(data) != spec.nbytes:
             raise FileChangedError(
                 f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
@@ -576,276 +663,3 @@ def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             out[str(key)] = value
     return out
-
-
-def logical_view(
-    body: np.ndarray[Any, np.dtype[np.float32]], spec: ArraySpec, legacy_header: bool
-) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The zero-copy view of ``spec`` in ``body`` (the file's floats after the header), in its
-    logical shape: stored-transposed arrays are returned as a transposed view, not a copy."""
-    flat = body[spec.offset : spec.stop]
-    shape = spec.shape
-    if spec.stored_transposed(legacy_header) and len(shape) >= 2:
-        rows = spec.count // shape[0] if shape[0] else 0
-        view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
-        return view.reshape(shape)
-    return flat.reshape(shape)
-
-
-def find_cfg(weights: str) -> tuple[str | None, list[str]]:
-    """The cfg beside a weights file, by name: ``yolov4.weights`` → ``yolov4.cfg``.
-
-    Also strips checkpoint suffixes (``yolov4_last``, ``yolov4_1000``) and partial-file
-    suffixes (``darknet53.conv.74`` → ``darknet53.cfg``). Returns the cfg found (or ``None``)
-    and the candidates looked for.
-    """
-    p = Path(weights)
-    stems: list[str] = []
-    name = p.name
-    while True:
-        stem, dot, _ = name.rpartition(".")
-        if not dot or not stem:
-            break
-        stems.append(stem)
-        name = stem
-    if not stems:  # no extension at all: "yolov4" → yolov4.cfg
-        stems.append(p.name)
-    for s in list(stems):
-        base = s
-        while True:
-            stripped = _CHECKPOINT_SUFFIX.sub("", base)
-            if stripped == base or not stripped:
-                break
-            stems.append(stripped)
-            base = stripped
-        if s.endswith(".conv"):
-            stems.append(s[: -len(".conv")])
-    seen: list[str] = []
-    for s in stems:
-        cand = str(p.with_name(s + ".cfg"))
-        if cand not in seen:
-            seen.append(cand)
-    for cand in seen:
-        if os.path.isfile(cand):
-            return cand, seen
-    return None, seen
-
-
-def _resolve_plan(
-    path: str,
-    head: bytes,
-    size: int,
-    cfg: str | os.PathLike[str] | Plan | None,
-    dialect: Dialect,
-    header: Header | None = None,
-) -> Plan:
-    if isinstance(cfg, Plan):
-        return cfg
-    if cfg is None:
-        found, looked = find_cfg(path)
-        if found is None:
-            folder = Path(path).parent
-            try:
-                others = sorted(x.name for x in folder.glob("*.cfg"))[:8]
-            except OSError:
-                others = []
-            hint = f"; cfg files there: {', '.join(others)}" if others else ""
-            fits = (
-                cfg_search.search_fits(path, header, size, dialect=dialect.name)
-                if header is not None
-                else []
-            )
-            if fits:
-                hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
-            ident = identify_head(path, head, size)
-            if ident.matches:
-                hint += "; by its size " + ident.explain().split("; ", 1)[1]
-            raise CfgError(
-                "no cfg given and none found beside the weights (looked for "
-                + ", ".join(Path(c).name for c in looked)
-                + f"); pass cfg=... (dwf: --cfg){hint}",
-                path=path,
-            )
-        cfg = found
-    return plan_cfg(cfg, dialect=dialect)
-
-
-def open_weights(
-    path: str | os.PathLike[str],
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    *,
-    dialect: str | Dialect = "alexeyab",
-    strict: bool = True,
-    header_size: int | None = None,
-    backend: Backend = "mmap",
-    copy: bool = False,
-) -> WeightsFile:
-    """Open a Darknet weights file lazily.
-
-    Args:
-        path: the ``.weights`` file (or a partial ``*.conv.N`` file, or a ``.backup``).
-        cfg: its cfg file, or a :class:`dwf.Plan`; ``None`` looks for the ``.cfg`` with the
-            same stem beside the weights (also without ``_last``/``_1000``/``.conv.N``).
-        dialect: ``"alexeyab"`` (default; also hank-ai) or ``"pjreddie"``.
-        strict: raise :class:`dwf.SizeMismatchError` when the size does not fit the cfg;
-            with ``False`` the file opens anyway and the layers it holds completely are
-            readable.
-        header_size: force a 16- or 20-byte header instead of Darknet's version rule.
-        backend: ``"mmap"`` (default): one read-only map, zero-copy views. ``"pread"``: every
-            access reads the array with ``os.pread`` into new (read-only) memory — slower, but
-            it can never fault, even if the file is truncated while open.
-        copy: ``True`` is the same as ``backend="pread"``.
-
-    Every view is handed out only after checking that the file did not change on disk since it
-    was opened (:class:`dwf.FileChangedError` otherwise).
-
-    Raises:
-        CfgError: the cfg cannot be found, read or loaded.
-        HeaderError: the file is not a Darknet weights file.
-        SizeMismatchError: the file does not fit the cfg (``strict=True``).
-    """
-    spath = os.fspath(path)
-    if copy:
-        backend = "pread"
-    if backend not in ("mmap", "pread"):
-        raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
-    d = get_dialect(dialect)
-    # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
-    # non-weights path is reported as such rather than as "no cfg found beside it".
-    fd = _open_fd(spath)
-    try:
-        size = os.fstat(fd).st_size
-        head = _pread(fd, 512, 0)
-        header = _decode_header(spath, head, d, header_size)
-        plan = _resolve_plan(spath, head, size, cfg, d, header)
-        header, partial, mismatch = _fit(
-            spath, head, header, size, plan, d, header_size, strict, fd
-        )
-        return WeightsFile(
-            spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
-        )
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-_seek_lock = threading.Lock()
-
-
-def _pread(fd: int, n: int, offset: int) -> bytes:
-    """``os.pread``, with a locked seek+read where the platform lacks it (Windows)."""
-    if hasattr(os, "pread"):
-        chunks = []
-        while n > 0:
-            chunk = os.pread(fd, n, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            n -= len(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
-    with _seek_lock:  # pragma: no cover - Windows only
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, n)
-
-
-def _open_fd(path: str) -> int:
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise DwfError(f"{path}: is a directory, not a weights file", path=path)
-        if not stat.S_ISREG(st.st_mode):
-            raise DwfError(f"{path}: not a regular file", path=path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except DwfError:  # a ValueError itself: must not be re-worded by the clause below
-        raise
-    except FileNotFoundError:
-        raise DwfError(f"{path}: weights file not found", path=path) from None
-    except PermissionError:
-        raise DwfError(f"{path}: permission denied", path=path) from None
-    except OSError as e:
-        raise DwfError(f"{path}: cannot open: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path
-        raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
-
-
-def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:
-    what = sniff(head)
-    if len(head) < 16 or what:
-        raise HeaderError(
-            f"{path}: not a Darknet weights file: {what or f'only {len(head)} bytes'}",
-            path=path,
-        )
-    try:
-        return Header.decode(head, dialect=d, size=header_size, path=path)
-    except HeaderError:
-        raise
-    except Exception as e:  # pragma: no cover - decode only raises HeaderError
-        raise HeaderError(f"{path}: unreadable header: {e}", path=path) from None
-
-
-def _fit(
-    path: str,
-    head: bytes,
-    header: Header,
-    size: int,
-    plan: Plan,
-    d: Dialect,
-    forced: int | None,
-    strict: bool,
-    fd: int,
-) -> tuple[Header, bool, str | None]:
-    """Validate the header width against the file size (spec §1.6)."""
-    n = plan.total_floats
-    if size == header.size + 4 * n:
-        return header, False, None
-    other = other_width(header.size)
-    if forced is None and size == other + 4 * n and len(head) >= other:
-        note = (
-            f"the version {header.version} implies a {header.size}-byte header, but the file"
-            f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug);"
-            f" read with {other} bytes"
-        )
-        return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
-    body = size - header.size
-    if 0 <= body < 4 * n and body % 4 == 0:
-        floats = body // 4
-        # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
-        if floats in plan.boundaries():
-            return header, True, None
-    fits = cfg_search.search_fits(
-        path, header, size, given=plan.cfg_path, dialect=plan.dialect
-    )
-    crlf = cfg_search.crlf_counts(
-        lambda n, offset: _pread(fd, n, offset), size, head
-    )
-    diagnosis = diagnose(path, head, header, size, plan, fits=fits, crlf=crlf)
-    message = diagnosis.explain()
-    if strict:
-        raise SizeMismatchError(
-            message,
-            path=path,
-            expected_size=diagnosis.expected_size,
-            actual_size=size,
-            header_size=header.size,
-            first_unfilled=diagnosis.first_unfilled,
-            diagnosis=diagnosis,
-        )
-    return header, False, message
-
-
-
-@contextlib.contextmanager
-def opened(
-    src: str | os.PathLike[str] | WeightsFile,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    **options: Any,
-) -> Iterator[WeightsFile]:
-    """``src`` if it is an open file (left open), else ``src`` opened with ``cfg`` and
-    ``options`` as :func:`open_weights` takes them (and closed afterwards): how every verb that
-    works on a file accepts either a path or an open file."""
-    if isinstance(src, WeightsFile):
-        yield src
-        return
-    with open_weights(src, cfg, **options) as f:
-        yield f

@@ -1,17 +1,22 @@
-"""Write weights files: every array where the plan says, atomically.
+"""Write weights files: every array where the plan says, atomically, never over an input.
 
-The file is written to a temporary file in the target's directory and renamed over the target
-only when complete, so a failure leaves the destination as it was and no temporary file behind,
-and a reader holding a map of the old file keeps seeing the old bytes.
+The file is written to a temporary file in the target's directory (unnamed, on Linux) and put
+in place of the target only when complete, so a failure leaves the destination as it was and no
+temporary file behind, and a reader holding a map of the old file keeps seeing the old bytes.
+A destination that is one of the command's inputs, or that is not a regular file, is refused
+before anything is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
+import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -48,43 +53,188 @@ def _default_mode(path: str) -> int:
     return 0o666 & ~mask
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for writing; rename it over ``path`` on success.
+Source = str | os.PathLike[str] | int | None
+"""What a write must not replace: a path, or an open file descriptor (its inode); ``None`` is
+skipped, so callers can pass an optional cfg path as it is."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def check_destination(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[Source] = (),
+    others: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Refuse a destination that would destroy something: one of the command's ``inputs``
+    (the same path, a symlink to it or a hard link — the same inode), the same file as another
+    output of the same command (``others``), or an existing file that is not a regular file
+    (a directory, a FIFO, a device). An existing regular file that is none of these may be
+    replaced. :func:`atomic_write` calls this before it creates anything.
 
     Raises:
-        DwfError: the directory is not writable, the disk is full, or ``path`` is a directory.
+        DwfError: the destination is refused; nothing was written.
     """
     target = os.fspath(path)
-    if os.path.isdir(target):
-        raise DwfError(f"{target}: is a directory; give a file name to write", path=target)
-    folder = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix="." + os.path.basename(target) + ".", suffix=".dwf-tmp", dir=folder
-        )
-    except OSError as e:
+        st: os.stat_result | None = os.stat(target)
+    except (OSError, ValueError):  # absent (or unusable: the write reports that)
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise DwfError(f"{target}: is a directory; give a file name to write", path=target)
+    if st is not None and not stat.S_ISREG(st.st_mode):
         raise DwfError(
-            f"{target}: cannot create a file in {folder}: {e.strerror or e}", path=target
-        ) from None
+            f"{target}: exists and is not a regular file (a FIFO, a device or a socket);"
+            " dwf writes only regular files and never replaces a special one",
+            path=target,
+        )
+    real = _real(target)
+    for src in inputs:
+        if src is None:
+            continue
+        try:
+            src_st = os.fstat(src) if isinstance(src, int) else os.stat(src)
+        except (OSError, ValueError):
+            src_st = None
+        same_path = not isinstance(src, int) and _real(os.fspath(src)) == real
+        same_file = st is not None and src_st is not None and _identity(st) == _identity(src_st)
+        if same_path or same_file:
+            name = target if isinstance(src, int) else os.fspath(src)
+            how = "" if os.fspath(target) == name else f" (the same file as {name})"
+            raise DwfError(
+                f"{target}: is one of this command's inputs{how}; writing there would destroy"
+                " it. Choose another output name",
+                path=target,
+            )
+    for other in others:
+        o = os.fspath(other)
+        try:
+            other_st: os.stat_result | None = os.stat(o)
+        except (OSError, ValueError):
+            other_st = None
+        same_file = st is not None and other_st is not None and _identity(st) == _identity(other_st)
+        if _real(o) == real or same_file:
+            raise DwfError(
+                f"{target}: given as both outputs ({target} and {o} are the same file);"
+                " each output needs its own name",
+                path=target,
+            )
+
+
+def _linked_tmpfile(folder: str) -> int | None:
+    """An unnamed file in ``folder`` (Linux ``O_TMPFILE``), or ``None`` where there is none.
+
+    It has no name until it is linked into place, so a writer killed half way (even by
+    SIGKILL) leaves nothing behind: the kernel frees it with the last descriptor.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # the file system (or kernel) has no O_TMPFILE: use a named one
+        raise
+
+
+def _short_name(folder: str) -> str:
+    # Short and fixed-length, so it fits beside any legal output name (NAME_MAX is 255).
+    return os.path.join(folder, f".dwf-{secrets.token_hex(6)}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[Source] = (),
+    others: Iterable[str | os.PathLike[str]] = (),
+) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for writing; put it in place of ``path`` on
+    success, atomically: a failure leaves the destination as it was.
+
+    The destination is first checked by :func:`check_destination` against ``inputs`` (what the
+    command reads: paths or open descriptors) and ``others`` (its other outputs). On Linux the
+    temporary file is unnamed (``O_TMPFILE``) until it is complete, so not even a killed
+    process leaves one behind; elsewhere it has a short random name and is removed on failure.
+
+    Raises:
+        DwfError: the destination is refused (an input, another output, not a regular file),
+            the directory is not writable, or the disk is full.
+    """
+    target = os.fspath(path)
+    check_destination(target, inputs=inputs, others=others)
+    folder = os.path.dirname(os.path.abspath(target))
+    tmp: str | None = None
+    try:
+        fd = _linked_tmpfile(folder)
+        if fd is None:
+            fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise DwfError(f"{target}: cannot create a file in {folder}: {why}", path=target) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _default_mode(target))
-        os.replace(tmp, target)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), _default_mode(target))
+            if tmp is None:
+                tmp = _link_into_place(fh.fileno(), folder, target)
+        if tmp is not None:
+            if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
+                os.chmod(tmp, _default_mode(target))
+            os.replace(tmp, target)
+            tmp = None
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if isinstance(e, OSError):
             raise DwfError(f"{target}: write failed: {e.strerror or e}", path=target) from None
         raise
 
 
+def _link_into_place(fd: int, folder: str, target: str) -> str | None:
+    """Give the unnamed file ``fd`` a name: ``target`` itself when it does not exist yet (no
+    temporary name at all), else a short temporary name to rename over ``target``."""
+    proc = f"/proc/self/fd/{fd}"
+    # A directory descriptor makes os.link call linkat() with AT_SYMLINK_FOLLOW; plain link()
+    # would try to link the /proc symlink itself (EXDEV).
+    dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            os.link(proc, os.path.basename(target), dst_dir_fd=dir_fd, follow_symlinks=True)
+            return None
+        except FileExistsError:
+            pass
+        while True:
+            tmp = _short_name(folder)
+            try:
+                os.link(proc, os.path.basename(tmp), dst_dir_fd=dir_fd, follow_symlinks=True)
+                return tmp
+            except FileExistsError:  # pragma: no cover - 48 random bits collided
+                continue
+    finally:
+        os.close(dir_fd)
+
+
 def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
     if not isinstance(arrays, Mapping):
-        return arrays[layer].array(name)
+        source = arrays[layer]
+        spec = source.plan.array(name)
+        if spec is None:
+            return None
+        # an open file: read with pread (an owned copy), not through its map, so a source
+        # truncated meanwhile raises FileChangedError instead of faulting
+        return source.file.read_array(spec)
     flat = arrays.get(f"{layer}.{name}")
     if flat is not None:
         return flat
@@ -152,6 +302,10 @@ def _check_header(header: Header, dialect: str) -> None:
         )
 
 
+# The rule is shared with writers that copy bytes themselves (dwf.cut).
+check_header = _check_header
+
+
 def check_upto(plan: Plan, upto: int | None) -> int:
     """The number of layers to write: ``upto``, checked, or all of them."""
     n = len(plan.layers)
@@ -186,13 +340,15 @@ def write_arrays(
     *,
     header: Header,
     upto: int | None = None,
+    inputs: Iterable[Source] = (),
 ) -> str:
     """Write ``header`` and, for every array of layers ``0..upto-1``, ``get(layer, array)``, laid
-    out by ``plan``; atomically. The arrays are fetched one at a time, as they are written, so
-    the memory used does not grow with the file. Callers validate before calling."""
+    out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
+    arrays are fetched one at a time, as they are written, so the memory used does not grow with
+    the file. Callers validate before calling."""
     _check_header(header, plan.dialect)
     layers = plan.layers[: check_upto(plan, upto)]
-    with atomic_write(path) as fh:
+    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
         fh.write(header.encode())
         for lp in layers:
             for a in lp.arrays:
@@ -207,11 +363,13 @@ def save(
     *,
     header: Header | None = None,
     upto: int | None = None,
+    inputs: Iterable[Source] = (),
 ) -> str:
     """Write a weights file holding ``arrays`` laid out by ``plan``; returns the path written.
 
     Args:
-        path: where to write; replaced atomically.
+        path: where to write; replaced atomically. It must not be the plan's cfg file, the open
+            file ``arrays`` comes from, or one of ``inputs`` (:class:`DwfError` otherwise).
         plan: the layout (from :func:`dwf.plan`).
         arrays: ``{"conv_0.weights": array, ...}`` (or ``{"conv_0": {"weights": ...}}``, or an
             open :class:`dwf.WeightsFile`), one entry per array of the plan, each of exactly the
@@ -221,6 +379,8 @@ def save(
             with ``seen`` 0).
         upto: write only layers ``0..upto-1`` (a partial file, as ``darknet partial`` writes);
             ``arrays`` then needs only those layers' arrays.
+        inputs: other files the caller read to make ``arrays`` (paths or descriptors), which
+            ``path`` must not replace.
 
     Raises:
         ArrayError: an array is missing, unknown, or of the wrong shape or dtype (nothing is
@@ -236,6 +396,12 @@ def save(
         for lp in layers:
             for a in lp.arrays:
                 as_array(lp, a, _lookup(arrays, lp.name, a.name))
+    sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
     return write_arrays(
-        path, plan, lambda lp, a: _lookup(arrays, lp.name, a.name), header=header, upto=upto
+        path,
+        plan,
+        lambda lp, a: _lookup(arrays, lp.name, a.name),
+        header=header,
+        upto=upto,
+        inputs=(*sources, *inputs),
     )

@@ -9,18 +9,22 @@ outputs; those findings are *errors*. Everything else is a warning or informatio
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, overload
 
 import attrs
 import numpy as np
 
 from dwf.format.planner import Plan
-from dwf.format.records import LayerPlan
-from dwf.io.reader import WeightsFile, opened
-from dwf.tools.stats import CHUNK, ArrayStats, array_stats, zero_rows
+from dwf.format.records import ArraySpec, LayerPlan
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
+from dwf.tools import batch
+from dwf.tools.batch import Many, Row
+from dwf.tools.stats import CHUNK, ArrayStats, file_array_stats, file_zero_rows
 
 BN_EPS = 1e-5
 SEVERITIES = ("error", "warning", "info")
@@ -146,11 +150,9 @@ def _value_findings(st: ArrayStats, extreme: float, add: Add) -> None:
         )
 
 
-def _variance_findings(view: np.ndarray[Any, Any], add: Add, chunk: int) -> None:
-    v = view.reshape(-1)
+def _variance_findings(f: WeightsFile, spec: ArraySpec, add: Add, chunk: int) -> None:
     neg_real = neg_small = neg_tiny = zero = 0
-    for start in range(0, v.size, chunk):
-        c = v[start : start + chunk]
+    for c in f.iter_array_chunks(spec, chunk):
         c = c[np.isfinite(c)]
         neg_real += int(np.count_nonzero(c < -BN_EPS))
         neg_small += int(np.count_nonzero((c >= -BN_EPS) & (c <= -TINY)))
@@ -202,6 +204,7 @@ def _record(
     found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
 
 
+@overload
 def check(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -211,17 +214,71 @@ def check(
     extreme: float = 1e6,
     chunk: int = CHUNK,
     progress: Callable[[int, int, str], None] | None = None,
-) -> CheckReport:
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckReport: ...
+
+
+@overload
+def check(
+    src: Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    extreme: float = 1e6,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[Row[CheckReport]]: ...
+
+
+def check(
+    src: str | os.PathLike[str] | WeightsFile | Many,
+    *,
+    cfg: str | os.PathLike[str] | Plan | None = None,
+    dialect: str = "alexeyab",
+    strict: bool = True,
+    extreme: float = 1e6,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckReport | Iterator[Row[CheckReport]]:
     """Scan every array the file holds, layer by layer, in bounded memory (``dwf check``).
 
     Args:
-        src: the weights file, open or by path.
+        src: the weights file, open, by path or by URL; or a list of files, folders and globs
+            (``["runs/*/yolov4_*.weights"]``, ``s3://`` globs too): then the result is an
+            iterator of :class:`dwf.Row` s, one per file in order, streamed as they finish
+            (docs/remote.md).
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
-        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array
+            (one file only).
+        executor: for a list: any :class:`concurrent.futures.Executor` (a Dask cluster's
+            ``client.get_executor()`` …); default a process pool of ``jobs`` workers.
+        jobs: for a list without ``executor``: workers (default the CPU count; 1: this process).
+        storage_options: for URLs: options passed to fsspec.
     """
-    with opened(src, cfg, dialect=dialect, strict=strict) as f:
+    if isinstance(src, (list, tuple)):
+        one = functools.partial(
+            check,
+            cfg=cfg,
+            dialect=dialect,
+            strict=strict,
+            extreme=extreme,
+            chunk=chunk,
+            storage_options=storage_options,
+        )
+        paths = batch.expand(src, storage_options=storage_options)
+        return batch.each(one, paths, executor=executor, jobs=jobs)
+    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
         return _check(f, extreme, chunk, progress)
 
 
@@ -234,18 +291,18 @@ def _check(
     for lp in f.plan.layers:
         if not lp.arrays or not f.holds(lp):
             continue
-        layer = f[lp.index]
         for spec in lp.arrays:
-            view = layer[spec.name]
             arrays += 1
             floats += spec.count
-            st = array_stats(view, extreme_threshold=extreme, chunk=chunk)
+            # negatives are not reported: their pass is skipped (the minimum tells enough)
+            st = file_array_stats(f, spec, extreme_threshold=extreme, chunk=chunk, negatives=False)
 
             add = functools.partial(_record, found, lp, spec.name)
             _value_findings(st, extreme, add)
             leaf = spec.name.rpartition(".")[2]
             if leaf == "rolling_variance":
-                _variance_findings(view, add, chunk)
+                if st.zeros or st.min < 0:  # otherwise the statistics prove there is nothing
+                    _variance_findings(f, spec, add, chunk)
             elif leaf == "scales" and st.zeros:
                 add(
                     "dead-bn-channels",
@@ -256,16 +313,17 @@ def _check(
                 )
             elif (
                 leaf == "weights"
-                and view.ndim >= 2
+                and len(spec.shape) >= 2
                 and lp.type in ("convolutional", "connected", "deconvolutional")
+                and st.zeros  # no zero at all: no zero filter, and no second pass
             ):
-                zr = zero_rows(view, chunk)
+                zr = file_zero_rows(f, spec, chunk)
                 if zr:
                     add(
                         "zero-filters",
                         "warning",
                         zr,
-                        f"{zr:,} of {view.shape[0]:,} filters are all zeros",
+                        f"{zr:,} of {spec.shape[0]:,} filters are all zeros",
                     )
             if progress is not None:
                 progress(floats, total, lp.name)

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from dwf.errors import DwfError
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.io.writer import save
+from dwf.io.writer import atomic_write, save
 
 DEMO_CFG = "demo-tiny-yolo.cfg"
 DEMO_SEEN = 64_000
@@ -45,14 +46,29 @@ def demo_arrays(plan: Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
 
 
 def write_demo(folder: str | os.PathLike[str]) -> tuple[str, str]:
-    """Write ``demo.cfg`` and ``demo.weights`` into ``folder``; return their paths."""
+    """Write ``demo.cfg`` and ``demo.weights`` into ``folder`` (created if needed; files of
+    those names in it are replaced, atomically); return their paths.
+
+    Raises:
+        DwfError: ``folder`` exists and is not a folder, or cannot be written.
+    """
     folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise DwfError(
+            f"{folder}: exists and is not a folder; give a folder (new or existing) to write"
+            " demo.cfg and demo.weights into",
+            path=folder,
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise DwfError(f"{folder}: cannot create the folder: {why}", path=folder) from None
     cfg_path = os.path.join(folder, "demo.cfg")
     weights_path = os.path.join(folder, "demo.weights")
     text = demo_cfg_text()
-    with open(cfg_path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with atomic_write(cfg_path, others=(weights_path,)) as fh:
+        fh.write(text.encode("utf-8"))
     plan = Plan.from_text(text, path=cfg_path)
     save(weights_path, plan, demo_arrays(plan), header=Header(0, 2, 5, DEMO_SEEN, 20))
     return cfg_path, weights_path

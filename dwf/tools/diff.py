@@ -3,23 +3,30 @@
 Typical use is two checkpoints of one training run (``yolov4_1000.weights`` and
 ``yolov4_2000.weights``). Arrays are matched by layer name and array name; both files may have
 16- or 20-byte headers and may be partial — what both hold is compared. Everything streams in
-chunks, so two multi-GB files compare in bounded memory.
+chunks read with ``pread`` into reused buffers, so two multi-GB files compare in bounded memory
+and a file truncated meanwhile gives :class:`dwf.FileChangedError`, not a crash.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
+from dwf.errors import DwfError
 from dwf.format.planner import Plan
-from dwf.io.reader import WeightsFile, opened
-from dwf.tools.stats import CHUNK, finite_or_none
+from dwf.format.records import ArraySpec
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
+from dwf.tools import batch
+from dwf.tools.stats import CHUNK, blas_dot, finite_or_none
 
 Progress = Callable[[int, int, str], None]
 
@@ -115,44 +122,100 @@ class DiffReport:
         return rows
 
 
+class _DiffAccumulator:
+    """Differences of two arrays fed to it as pairs of equally long chunks (in any order the
+    two share: every measure is order-independent). Each chunk is widened to float64 in reused
+    buffers and its sums of products are blocked single-threaded BLAS dots
+    (:func:`dwf.tools.stats.blas_dot`), so a busy machine cannot stall them and the result is
+    float64-accurate and independent of the chunk size; pairs where either value is NaN or
+    infinite are left out of every measure."""
+
+    def __init__(self) -> None:
+        self.identical = True
+        self.max_abs = -1.0
+        self.dd = self.aa = self.bb = self.ab = 0.0
+        self.size = 0
+        self._buf = np.empty((3, 0), dtype=np.float64)
+
+    def _scratch(self, k: int) -> tuple[np.ndarray[Any, Any], ...]:
+        # reused buffers: a fresh allocation per chunk costs page faults every time
+        if self._buf.shape[1] < k:
+            self._buf = np.empty((3, k), dtype=np.float64)
+        return tuple(row[:k] for row in self._buf)
+
+    def add(self, ca: np.ndarray[Any, Any], cb: np.ndarray[Any, Any]) -> None:
+        self.size += int(ca.size)
+        if ca.size == 0:
+            return
+        if self.identical and not np.array_equal(ca.view(np.uint32), cb.view(np.uint32)):
+            self.identical = False
+        finite = all(math.isfinite(float(e)) for e in (ca.min(), ca.max(), cb.min(), cb.max()))
+        if not finite:  # rare (a damaged file): only the pairs finite on both sides count
+            ok = np.isfinite(ca) & np.isfinite(cb)
+            ca, cb = ca[ok], cb[ok]
+        k = int(ca.size)
+        if k == 0:
+            return
+        a64, b64, d64 = self._scratch(k)
+        np.copyto(a64, ca)
+        np.copyto(b64, cb)
+        if self.identical:  # bit-equal: a difference of 0, and the norms
+            s = blas_dot(a64, a64)
+            self.aa += s
+            self.bb += s
+            self.ab += s
+            self.max_abs = max(self.max_abs, 0.0)
+            return
+        np.subtract(b64, a64, out=d64)
+        self.max_abs = max(self.max_abs, -float(d64.min()), float(d64.max()))
+        self.dd += blas_dot(d64, d64)
+        self.aa += blas_dot(a64, a64)
+        self.bb += blas_dot(b64, b64)
+        self.ab += blas_dot(a64, b64)
+
+    def result(self) -> tuple[bool, float, float, float]:
+        max_abs = self.max_abs
+        if max_abs < 0:
+            max_abs = float("nan") if self.size else 0.0
+        dd, aa, bb, ab = self.dd, self.aa, self.bb, self.ab
+        rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
+        cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
+        cosine = min(max(cosine, -1.0), 1.0)  # rounding can step just past ±1; NaN stays NaN
+        return self.identical, max_abs, rel, cosine
+
+
 def _array_diff(
     a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], chunk: int
 ) -> tuple[bool, float, float, float]:
     fa = np.ravel(a, order="C")
     fb = np.ravel(b, order="C")
-    identical = True
-    max_abs = -1.0
-    dd = aa = bb = ab = 0.0
+    acc = _DiffAccumulator()
     for start in range(0, fa.size, chunk):
-        ca = fa[start : start + chunk]
-        cb = fb[start : start + chunk]
-        if identical and not np.array_equal(ca.view(np.uint32), cb.view(np.uint32)):
-            identical = False
-        if identical:
-            # bit-equal chunks add nothing to the difference, but do to the norms
-            a64 = ca[np.isfinite(ca)].astype(np.float64)
-            s = float(np.dot(a64, a64))
-            aa += s
-            bb += s
-            ab += s
-            max_abs = max(max_abs, 0.0)
-            continue
-        ok = np.isfinite(ca) & np.isfinite(cb)
-        a64 = ca[ok].astype(np.float64)
-        b64 = cb[ok].astype(np.float64)
-        d = b64 - a64
-        if d.size:
-            max_abs = max(max_abs, float(np.max(np.abs(d))))
-        dd += float(np.dot(d, d))
-        aa += float(np.dot(a64, a64))
-        bb += float(np.dot(b64, b64))
-        ab += float(np.dot(a64, b64))
-    if max_abs < 0:
-        max_abs = float("nan") if fa.size else 0.0
-    rel = math.sqrt(dd / aa) if aa > 0 else (0.0 if dd == 0 else math.inf)
-    cosine = ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
-    cosine = min(max(cosine, -1.0), 1.0)  # rounding can step just past ±1; NaN stays NaN
-    return identical, max_abs, rel, cosine
+        acc.add(fa[start : start + chunk], fb[start : start + chunk])
+    return acc.result()
+
+
+def _file_array_diff(
+    a: WeightsFile, sa: ArraySpec, b: WeightsFile, sb: ArraySpec, chunk: int
+) -> tuple[bool, float, float, float]:
+    """Differences of one array of two open files, both read with ``pread`` in bounded
+    buffers. Stored alike (the usual case), they are compared in storage order; when one file
+    stores the array transposed and the other not (a legacy header against a current one),
+    both are read in logical order, by blocks of whole rows."""
+    acc = _DiffAccumulator()
+    ta = sa.stored_transposed(a.header.connected_transposed)
+    tb = sb.stored_transposed(b.header.connected_transposed)
+    if ta == tb or len(sa.shape) < 2 or not sa.shape[0]:
+        pairs = zip(a.iter_array_chunks(sa, chunk), b.iter_array_chunks(sb, chunk), strict=True)
+    else:
+        cols = max(1, sa.count // sa.shape[0])
+        step = max(1, chunk // cols) * cols  # both sides then yield blocks of the same rows
+        pairs = zip(
+            a.iter_logical_chunks(sa, step), b.iter_logical_chunks(sb, step), strict=True
+        )
+    for ca, cb in pairs:
+        acc.add(ca, cb)
+    return acc.result()
 
 
 def diff(
@@ -163,6 +226,7 @@ def diff(
     dialect: str = "alexeyab",
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> DiffReport:
     """Compare every array both files hold (``dwf diff A B``).
 
@@ -172,8 +236,10 @@ def diff(
             the cfg beside it).
         chunk: floats compared per step (bounds memory).
         progress: called as ``progress(done_floats, total_floats, layer_name)``.
+        storage_options: for URLs: options passed to fsspec.
     """
-    with opened(a, cfg, dialect=dialect) as fa, opened(b, cfg, dialect=dialect) as fb:
+    options: dict[str, Any] = {"dialect": dialect, "storage_options": storage_options}
+    with opened(a, cfg, **options) as fa, opened(b, cfg, **options) as fb:
         return _diff(fa, fb, chunk, progress)
 
 
@@ -187,14 +253,13 @@ def _diff(a: WeightsFile, b: WeightsFile, chunk: int, progress: Progress | None)
     out: list[ArrayDiff] = []
     mismatch: list[str] = []
     for lp in pairs:
-        la, lb = a[lp.name], b[lp.name]
         specs_b = {s.name: s for s in by_name_b[lp.name].arrays}
         for spec in lp.arrays:
             other = specs_b.get(spec.name)
             if other is None or other.shape != spec.shape:
                 mismatch.append(f"{lp.name}.{spec.name}")
                 continue
-            same, max_abs, rel, cos = _array_diff(la[spec.name], lb[spec.name], chunk)
+            same, max_abs, rel, cos = _file_array_diff(a, spec, b, other, chunk)
             out.append(
                 ArrayDiff(
                     lp.index, lp.name, lp.type, spec.name, spec.count, same, max_abs, rel, cos
@@ -223,10 +288,59 @@ def drift(
     dialect: str = "alexeyab",
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[DiffReport]:
     """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …
-    (``dwf diff A B C …``). Each file is opened once, when first needed."""
-    return [
-        diff(x, y, cfg=cfg, dialect=dialect, chunk=chunk, progress=progress)
-        for x, y in itertools.pairwise(files)
-    ]
+    (``dwf diff A B C …``).
+
+    ``files`` may name folders and globs, local or remote (``s3://run-1/yolov4_*.weights``):
+    they are expanded and sorted naturally (``_2000`` before ``_10000``). With an ``executor``
+    (or ``jobs`` > 1: a process pool) each pair is one task, streamed back in order. A file
+    that cannot be read raises (a series with a gap would be misleading).
+    """
+    if executor is None and (jobs is None or jobs == 1):
+        if any(not isinstance(x, WeightsFile) for x in files):
+            files = _expanded(files, storage_options)
+        return [
+            diff(
+                x,
+                y,
+                cfg=cfg,
+                dialect=dialect,
+                chunk=chunk,
+                progress=progress,
+                storage_options=storage_options,
+            )
+            for x, y in itertools.pairwise(files)
+        ]
+    paths = _expanded(files, storage_options)
+    pairs = list(itertools.pairwise(paths))
+    one = functools.partial(
+        _diff_pair, cfg=cfg, dialect=dialect, chunk=chunk, storage_options=storage_options
+    )
+    keys = [f"{a}\n{b}" for a, b in pairs]
+    out: list[DiffReport] = []
+    for row in batch.each(one, keys, executor=executor, jobs=jobs):
+        if row.result is None:
+            raise DwfError(row.error or f"{row.path}: failed")
+        out.append(row.result)
+    return out
+
+
+def _expanded(
+    files: Sequence[str | os.PathLike[str] | WeightsFile], storage_options: Mapping[str, Any] | None
+) -> list[Any]:
+    out: list[Any] = []
+    for x in files:
+        if isinstance(x, WeightsFile):
+            out.append(x)
+        else:
+            out.extend(batch.expand([x], storage_options=storage_options))
+    return out
+
+
+def _diff_pair(pair: str, **options: Any) -> DiffReport:
+    a, b = pair.split("\n", 1)
+    return diff(a, b, **options)

@@ -1,30 +1,35 @@
-"""Hand weights to other tools — ``.npz``, ``.safetensors``, PyTorch — and take them back.
+"""Hand weights to other tools: ``.npz``, ``.safetensors``, PyTorch, ONNX (:func:`export`).
 
 Array names are dwf's (``conv_12.weights``) in ``.npz`` and ``.safetensors``; a PyTorch
 ``state_dict`` uses PyTorch's conventions (``conv_12.weight``, ``conv_12.bn.running_var``).
 ``.npz`` and ``.safetensors`` files also carry the header and the cfg, so
-:func:`import_weights` rebuilds the original ``.weights`` byte for byte without being told the
-cfg. Optional packages (``safetensors``, ``torch``) are imported only when used.
+:func:`dwf.import_weights` (:mod:`dwf.tools.import_weights`) rebuilds the original ``.weights``
+byte for byte without being told the cfg. Optional packages (``torch``, ``onnx``) are imported
+only when used.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
-from collections.abc import Mapping
+import struct
+import zipfile
+from collections.abc import Iterable
 from typing import Any
 
-import attrs
 import numpy as np
+from numpy.lib import format as npformat
 
-from dwf.errors import ArrayError, DwfError
+from dwf.errors import DwfError
 from dwf.extras import require
 from dwf.format.dialects import Dialect
-from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, LayerPlan
-from dwf.io.reader import WeightsFile, logical_view, opened
-from dwf.io.writer import atomic_write, save
+from dwf.io.opening import opened
+from dwf.io.reader import WeightsFile
+from dwf.io.views import logical_view
+from dwf.io.writer import atomic_write
 
 Array = np.ndarray[Any, Any]
 _META = "__dwf__."
@@ -35,37 +40,59 @@ def _cfg_text(f: WeightsFile) -> str | None:
 
 
 # -- npz ------------------------------------------------------------------------------------------
+def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
+    """The ``__dwf__.*`` entries of an ``.npz`` export: header, dialect, cfg and its name."""
+    out = {"header": f.header.encode(), "dialect": f.plan.dialect.encode()}
+    text = _cfg_text(f)
+    if text is not None:
+        out["cfg"] = text.encode("utf-8")
+        out["cfg_name"] = os.path.basename(f.plan.cfg_path or "").encode("utf-8")
+    return out
+
+
+def _npy_entry(
+    zf: zipfile.ZipFile,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    chunks: Iterable[Any],
+) -> None:
+    """One ``name.npy`` member written as it streams: the ``.npy`` header, then the chunks."""
+    header = {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with zf.open(name + ".npy", "w", force_zip64=True) as out:
+        npformat.write_array_header_1_0(out, header)
+        for c in chunks:
+            if c.size:  # a memoryview with a zero in its shape cannot be cast
+                out.write(c.data.cast("B"))
+
+
 def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = False) -> str:
     """Write every array the file holds to an ``.npz``, one entry per array (``conv_12.weights``).
 
     Entries ``__dwf__.header``, ``__dwf__.cfg`` and ``__dwf__.dialect`` (uint8 bytes) keep the
     header and cfg, so the file converts back exactly. ``np.load`` reads it without pickle.
+    Each array streams from the file (``pread``, bounded buffers) into its zip member, so the
+    memory used does not grow with the file.
     """
-    entries: dict[str, Array] = {name: view for name, view in f.arrays()}
-    entries[_META + "header"] = np.frombuffer(f.header.encode(), dtype=np.uint8)
-    entries[_META + "dialect"] = np.frombuffer(f.plan.dialect.encode(), dtype=np.uint8)
-    text = _cfg_text(f)
-    if text is not None:
-        entries[_META + "cfg"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        entries[_META + "cfg_name"] = np.frombuffer(
-            os.path.basename(f.plan.cfg_path or "").encode("utf-8"), dtype=np.uint8
-        )
     target = os.fspath(path)
-    writer = np.savez_compressed if compress else np.savez
-    with atomic_write(target) as fh:
-        writer(fh, **entries)  # type: ignore[arg-type]
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with (
+        atomic_write(target, inputs=f.sources) as fh,
+        zipfile.ZipFile(fh, "w", method, allowZip64=True) as zf,
+    ):
+        for lp in f.stored:
+            for a in lp.arrays:
+                _npy_entry(zf, f"{lp.name}.{a.name}", a.shape, F32, f.iter_logical_chunks(a))
+        for key, raw in _meta_entries(f).items():
+            u8 = np.frombuffer(raw, dtype=np.uint8)
+            _npy_entry(zf, _META + key, u8.shape, u8.dtype, [u8])
     return target
 
 
 # -- safetensors ----------------------------------------------------------------------------------
-def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
-    """Write every array to a ``.safetensors`` file (needs the ``safetensors`` extra).
-
-    Metadata: ``header`` (version), ``seen``, ``header_size``, ``dialect``, ``cfg_name`` and
-    ``cfg`` (the cfg text). Read it back with ``safetensors.safe_open(path, framework="np")``.
-    """
-    st = require("safetensors.numpy", "safetensors")
-    tensors = {name: np.ascontiguousarray(view) for name, view in f.arrays()}
+def safetensors_metadata(f: WeightsFile) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors export: ``format`` ("dwf"), ``header`` (version),
+    ``seen``, ``header_size``, ``dialect``, ``cfg_name`` and ``cfg`` (the cfg text)."""
     h = f.header
     meta = {
         "format": "dwf",
@@ -78,10 +105,34 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
     text = _cfg_text(f)
     if text is not None:
         meta["cfg"] = text
-    data: bytes = st.save(tensors, metadata=meta)
+    return meta
+
+
+def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
+    """Write every array to a ``.safetensors`` file, streaming (no package needed to write).
+
+    The format is written directly: an 8-byte little-endian header length, a JSON header (per
+    tensor ``dtype`` ``F32``, ``shape`` and ``data_offsets``, plus ``__metadata__``, see
+    :func:`safetensors_metadata`) padded with spaces to 8 bytes, then every tensor's bytes in
+    C order, each streamed from the file with ``pread`` — bounded memory, whatever the size.
+    Read it back with ``safetensors.safe_open(path, framework="np")``.
+    """
+    header: dict[str, Any] = {"__metadata__": safetensors_metadata(f)}
+    arrays = [(f"{lp.name}.{a.name}", a) for lp in f.stored for a in lp.arrays]
+    pos = 0
+    for name, a in arrays:
+        span = [pos, pos + a.nbytes]
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": span}
+        pos += a.nbytes
+    raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as the package writes it
     target = os.fspath(path)
-    with atomic_write(target) as fh:
-        fh.write(data)
+    with atomic_write(target, inputs=f.sources) as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for _, a in arrays:
+            for c in f.iter_logical_chunks(a):
+                fh.write(c.data.cast("B"))
     return target
 
 
@@ -137,10 +188,13 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
     (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
     With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
-    file: nothing is copied until a tensor is written, and writes never reach the file.
+    file: nothing is copied until a tensor is written, and writes never reach the file. With
+    ``copy=True``, or from a file opened with ``backend="pread"``, every tensor owns its memory,
+    read with ``pread`` (nothing mapped: a later truncation of the file cannot fault).
     """
     torch = require("torch", "torch")
-    body = None if copy else _private_body(f)
+    # backend="pread" promises memory that can never fault: owned copies then, map or not.
+    body = None if copy or f.backend != "mmap" else _private_body(f)
     out: dict[str, Any] = {}
     for lp in f.plan.layers:
         if not lp.arrays or not f.holds(lp):
@@ -151,13 +205,18 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
                 view = logical_view(body, a, f.header.connected_transposed)
                 out[names[a.name]] = torch.from_numpy(view)
             else:
-                view = f[lp.index][a.name]
-                out[names[a.name]] = torch.from_numpy(np.array(view, dtype=np.float32))
+                out[names[a.name]] = torch.from_numpy(f.read_array(a))
     return out
 
 
 # -- one verb ------------------------------------------------------------------------------------
-FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
+FORMATS = {
+    ".npz": "npz",
+    ".safetensors": "safetensors",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".onnx": "onnx",
+}
 
 
 def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
@@ -176,7 +235,7 @@ def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
         if by_ext is None:
             raise DwfError(
                 f"{os.fspath(dst)}: cannot tell the export format from the extension"
-                f" {ext or '(none)'}; name the file .npz, .safetensors or .pt, or pass"
+                f" {ext or '(none)'}; name the file .npz, .safetensors, .pt or .onnx, or pass"
                 " format=... (dwf: --format)",
                 path=os.fspath(dst),
             )
@@ -198,6 +257,8 @@ def export(
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str | Dialect = "alexeyab",
     compress: bool = False,
+    embed: bool = False,
+    data: str | os.PathLike[str] | None = None,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -206,187 +267,30 @@ def export(
         dst: the file to write; its extension gives the format unless ``format`` is given:
             ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
-            ``dwf[torch]``).
-        format: ``"npz"``, ``"safetensors"`` or ``"torch"``; must agree with the extension.
+            ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
+            ``dwf[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+        format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
+            extension.
         cfg, dialect: how to open ``src`` when it is a path.
         compress: compressed ``.npz``.
+        embed: ONNX only: write the weights inside the model rather than pointing at the
+            ``.weights`` file.
+        data: ONNX only: write the weights to this file beside the model.
     """
+    if (embed or data is not None) and format_for(dst, format) != "onnx":
+        raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
     fmt = format_for(dst, format)
     with opened(src, cfg, dialect=dialect) as f:
         if fmt == "npz":
             return to_npz(f, dst, compress=compress)
         if fmt == "safetensors":
             return to_safetensors(f, dst)
+        if fmt == "onnx":
+            from dwf.tools.onnx_export import to_onnx
+
+            return to_onnx(f, dst, embed=embed, data=data)
         torch = require("torch", "torch")
         state = to_state_dict(f, copy=True)
-        with atomic_write(dst) as fh:
+        with atomic_write(dst, inputs=f.sources) as fh:
             torch.save(state, fh)
         return os.fspath(dst)
-
-
-# -- back to .weights -----------------------------------------------------------------------------
-@attrs.frozen
-class Exported:
-    """Arrays read back from an export, under dwf names, with what the export kept of the file.
-
-    Attributes:
-        arrays: ``"conv_12.weights"`` → array.
-        header: the original header, when the export kept it.
-        cfg_text: the original cfg, when the export kept it.
-        cfg_name: the original cfg's file name, when known.
-        dialect: the dialect the file was read with, when known.
-    """
-
-    arrays: dict[str, Array]
-    header: Header | None = None
-    cfg_text: str | None = None
-    cfg_name: str | None = None
-    dialect: str | None = None
-
-
-def _from_npz(path: str) -> Exported:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise DwfError(f"{path}: not a readable .npz file ({e})", path=path) from None
-    with z:
-        meta = {k[len(_META) :]: bytes(z[k]) for k in z.files if k.startswith(_META)}
-        arrays = {k: z[k] for k in z.files if not k.startswith(_META)}
-    header = Header.decode(meta["header"], size=len(meta["header"])) if "header" in meta else None
-    return Exported(
-        arrays,
-        header,
-        meta["cfg"].decode("utf-8") if "cfg" in meta else None,
-        meta["cfg_name"].decode("utf-8") if "cfg_name" in meta else None,
-        meta["dialect"].decode() if "dialect" in meta else None,
-    )
-
-
-def _from_safetensors(path: str) -> Exported:
-    st = require("safetensors", "safetensors")
-    try:
-        with st.safe_open(path, framework="np") as fh:
-            meta: dict[str, str] = fh.metadata() or {}
-            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    except DwfError:
-        raise
-    except Exception as e:
-        raise DwfError(f"{path}: not a readable .safetensors file ({e})", path=path) from None
-    header = None
-    if "header" in meta:
-        major, minor, revision = (int(x) for x in meta["header"].split("."))
-        header = Header(
-            major, minor, revision, int(meta.get("seen", "0")), int(meta.get("header_size", "20"))
-        )
-    return Exported(
-        arrays, header, meta.get("cfg"), meta.get("cfg_name") or None, meta.get("dialect")
-    )
-
-
-def _to_numpy(value: Any) -> Array:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
-    """Read an ``.npz``/``.safetensors`` export, or take a state dict / mapping of arrays.
-
-    A mapping may use dwf names (``conv_0.weights``) or PyTorch names (``conv_0.weight``); the
-    latter are translated by :func:`weights_from_state_dict` once a plan is known.
-    """
-    if isinstance(src, Mapping):
-        return Exported({str(k): _to_numpy(v) for k, v in src.items()})
-    path = os.fspath(src)
-    if path.endswith(".safetensors"):
-        return _from_safetensors(path)
-    if path.endswith(".npz"):
-        return _from_npz(path)
-    raise DwfError(f"{path}: unknown export format (expected .npz or .safetensors)", path=path)
-
-
-def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, Array]:
-    """Translate a state dict with PyTorch names (or dwf names) to dwf names for ``plan``."""
-    reverse: dict[str, str] = {}
-    for lp in plan.layers:
-        for dwf_name, torch_name in torch_names(lp).items():
-            reverse[torch_name] = f"{lp.name}.{dwf_name}"
-    out: dict[str, Array] = {}
-    unknown: list[str] = []
-    for key, value in state.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        name = reverse.get(key, key)
-        if name not in reverse.values():
-            unknown.append(key)
-            continue
-        out[name] = _to_numpy(value)
-    if unknown:
-        raise ArrayError(
-            f"state dict keys not in the plan: {', '.join(unknown[:5])}"
-            + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
-        )
-    return out
-
-
-def _held_prefix(plan: Plan, arrays: Mapping[str, Array]) -> int:
-    """Number of leading layers whose arrays are all present (the rest must be absent)."""
-    upto = len(plan.layers)
-    for lp in plan.layers:
-        present = [f"{lp.name}.{a.name}" in arrays for a in lp.arrays]
-        if present and not all(present):
-            if any(present):
-                missing = [a.name for a, p in zip(lp.arrays, present, strict=True) if not p]
-                raise ArrayError(
-                    f"layer {lp.index} ({lp.name}, {lp.type}) is incomplete: missing"
-                    f" {', '.join(missing)}"
-                )
-            upto = lp.index
-            break
-    later = [
-        k for lp in plan.layers[upto:] for a in lp.arrays if (k := f"{lp.name}.{a.name}") in arrays
-    ]
-    if later:
-        raise ArrayError(
-            f"arrays for layers past the first missing one ({plan.layers[upto].name}):"
-            f" {', '.join(later[:5])}"
-        )
-    return upto
-
-
-def import_weights(
-    src: str | os.PathLike[str] | Mapping[str, Any],
-    dst: str | os.PathLike[str],
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str | Dialect | None = None,
-    header: Header | None = None,
-) -> str:
-    """Write a Darknet ``.weights`` file from an export (``.npz``, ``.safetensors``, state dict).
-
-    The cfg and header kept in a dwf export are used unless ``cfg``/``header`` are given; a
-    state dict carries neither, so it needs ``cfg``. An export of a partial file gives a partial
-    file. Returns ``dst``.
-
-    Raises:
-        DwfError: no cfg known; ArrayError: arrays missing, unknown or of the wrong shape.
-    """
-    exp = read_export(src)
-    d = dialect or exp.dialect or "alexeyab"
-    if isinstance(cfg, Plan):
-        plan = cfg
-    elif cfg is not None:
-        from dwf.format.planner import plan as plan_cfg
-
-        plan = plan_cfg(cfg, dialect=d)
-    elif exp.cfg_text is not None:
-        plan = Plan.from_text(exp.cfg_text, dialect=d, path=exp.cfg_name or None)
-    else:
-        raise DwfError(
-            "this export does not carry its cfg (a state dict never does);"
-            " pass cfg=... (dwf: --cfg)"
-        )
-    arrays = weights_from_state_dict(plan, exp.arrays)
-    upto = _held_prefix(plan, arrays)
-    save(dst, plan, arrays, header=header or exp.header, upto=upto)
-    return os.fspath(dst)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -17,9 +17,11 @@ from dwf.errors import DwfError
 from dwf.format.cfg import tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.planner import Plan
-from dwf.format.records import LayerPlan
-from dwf.io.reader import WeightsFile, open_weights
-from dwf.io.writer import as_array, atomic_write, stored_bytes
+from dwf.format.records import F32, ArraySpec, LayerPlan
+from dwf.io.opening import open_weights
+from dwf.io.reader import WeightsFile
+from dwf.io.streaming import STREAM_FLOATS
+from dwf.io.writer import atomic_write
 
 # AlexeyAB's fuse_conv_batchnorm (and its forward pass) divide by sqrt(variance + 1e-5).
 DARKNET_BN_EPS = 1e-5
@@ -107,6 +109,76 @@ def unfused_cfg_text(plan: Plan, text: str) -> str:
     return "\n".join(lines)
 
 
+def _bn_scale(
+    f: WeightsFile, lp: LayerPlan, eps: float
+) -> tuple[Array | None, Array | None]:
+    """``(scale, mean)`` of a layer's batch norm in float64, read with ``pread`` (small arrays:
+    one value per filter), or ``(None, None)`` without batch norm."""
+    if lp.array("scales") is None:
+        if lp.params.get("batch_normalize"):
+            raise DwfError(
+                f"layer {lp.index} ({lp.name}, {lp.type}) has batch_normalize but its batch-norm"
+                " arrays are not in the file (dontloadscales); there is nothing to fold"
+            )
+        return None, None
+
+    def read(name: str) -> Array:
+        spec = lp.array(name)
+        assert spec is not None  # a layer with scales has the other three too (the planner)
+        return f.read_array(spec).astype(np.float64)
+
+    with np.errstate(all="ignore"):  # a broken (negative) variance gives NaN, as in Darknet
+        scale = read("scales") / np.sqrt(read("rolling_variance") + eps)
+    return scale, read("rolling_mean")
+
+
+def _write_folded(
+    f: WeightsFile, lp: LayerPlan, new: LayerPlan, eps: float, out: BinaryIO
+) -> None:
+    """Write one conv/connected layer of the fused file, its weights streamed through a bounded
+    buffer and scaled per filter as they pass (in float64, as :func:`fuse_layer` computes)."""
+    scale, mean = _bn_scale(f, lp, eps)
+    for a in new.arrays:
+        old = lp.array(a.name)
+        if old is None or old.shape != a.shape:  # pragma: no cover - the planner guarantees it
+            raise DwfError(f"{f.path}: layer {lp.index} ({lp.name}): no array {a.name} to fuse")
+        if scale is None or mean is None:
+            _copy_array(f, old, out)
+        elif a.name == "biases":
+            with np.errstate(all="ignore"):
+                b = f.read_array(old).astype(np.float64) - mean * scale
+            out.write(b.astype(F32).data)
+        elif a.name == "weights":
+            n = old.shape[0] if old.shape else 0
+            if not n or not old.count:
+                continue
+            width = old.count // n
+            if old.stored_transposed(f.header.connected_transposed):
+                # stored (width, n): filter r is stored column r
+                chunks = f.iter_array_chunks(old, max(STREAM_FLOATS, n), align=n)
+                for c in chunks:
+                    with np.errstate(all="ignore"):
+                        folded = c.reshape(-1, n).astype(np.float64) * scale
+                    out.write(folded.astype(F32).data)
+                continue
+            row = 0
+            for c in f.iter_array_chunks(old, max(STREAM_FLOATS, width), align=width):
+                block = c.reshape(-1, width)
+                k = block.shape[0]
+                with np.errstate(all="ignore"):
+                    folded = block.astype(np.float64) * scale[row : row + k, None]
+                out.write(folded.astype(F32).data)
+                row += k
+        else:
+            _copy_array(f, old, out)
+
+
+def _copy_array(f: WeightsFile, spec: ArraySpec, out: BinaryIO) -> None:
+    """Copy an array's stored bytes unchanged, through a bounded buffer."""
+    for c in f.iter_array_chunks(spec):
+        out.write(c.data.cast("B"))
+
+
 def fuse(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -120,7 +192,9 @@ def fuse(
 
     The new cfg is the old one with ``batch_normalize=0`` in those layers, so Darknet (or dwf)
     reads the new file as a network without batch norm that computes the same function.
-    Returns ``(dst, dst_cfg)``.
+    The source is read with ``pread`` through bounded buffers, layer by layer (never through
+    the map): memory does not grow with the file, and a source truncated meanwhile gives
+    :class:`dwf.FileChangedError`. Returns ``(dst, dst_cfg)``.
     """
     with open_weights(src, cfg, dialect=dialect) as f:
         new_text = unfused_cfg_text(f.plan, f.plan.text)
@@ -128,17 +202,22 @@ def fuse(
         target = os.fspath(dst)
         # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
         # before anything is written, and a failed weights write leaves no cfg behind.
-        with atomic_write(dst_cfg) as cfg_fh, atomic_write(target) as fh:
+        with (
+            atomic_write(dst_cfg, inputs=f.sources, others=(target,)) as cfg_fh,
+            atomic_write(target, inputs=f.sources, others=(dst_cfg,)) as fh,
+        ):
             cfg_fh.write(new_text.encode("utf-8"))
             fh.write(f.header.encode())
-            for lp in new_plan.layers:
-                if not lp.arrays:
+            for new in new_plan.layers:
+                if not new.arrays:
                     continue
-                if lp.type in FOLDABLE:  # one layer folded at a time: bounded memory
-                    w, b = fuse_layer(f, lp.index, eps)
-                    source: Mapping[str, Any] = {"weights": w, "biases": b}
-                else:
-                    source = f[lp.index].arrays
-                for a in lp.arrays:
-                    fh.write(stored_bytes(a, as_array(lp, a, source[a.name]), f.header))
+                lp = f[new.index].plan  # raises LayerNotInFileError past a partial end
+                if new.type in FOLDABLE:
+                    _write_folded(f, lp, new, eps, fh)
+                    continue
+                for a in new.arrays:
+                    old = lp.array(a.name)
+                    if old is None or old.shape != a.shape:  # pragma: no cover - same cfg
+                        raise DwfError(f"{f.path}: layer {lp.index} ({lp.name}): no {a.name}")
+                    _copy_array(f, old, fh)
     return target, os.fspath(dst_cfg)

@@ -8,14 +8,129 @@ suspected CRLF translation on the whole file, and looks for cfg files beside it 
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import os
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, overload
 
 import attrs
 
 from dwf.errors import DwfError
 from dwf.format.known import CfgFit, Identification, identify_head
+from dwf.io import remote
 from dwf.io.cfg_search import crlf_counts, search_fits
+from dwf.io.views import pread_all
+from dwf.tools import batch
+from dwf.tools.batch import Many, Row
+
+
+@overload
+def identify(
+    path: str | os.PathLike[str],
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    nearby: bool = True,
+) -> Identification: ...
+
+
+@overload
+def identify(
+    path: Many,
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    nearby: bool = True,
+) -> Iterator[Row[Identification]]: ...
+
+
+def identify(
+    path: str | os.PathLike[str] | Many,
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    jobs: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    nearby: bool = True,
+) -> Identification | Iterator[Row[Identification]]:
+    """Say which known network a weights file is, from its header and size alone.
+
+    ``path`` may be a URL (``https://``, ``s3://`` …; ``storage_options`` go to fsspec): that
+    costs the size and one small range request. A list of files, folders and globs gives an
+    iterator of :class:`dwf.Row` s, one per file in order, run on ``executor`` or a pool of
+    ``jobs`` processes (as :func:`dwf.check`).
+
+    Raises:
+        DwfError: the file cannot be read.
+    """
+    if isinstance(path, (list, tuple)):
+        one = functools.partial(identify, storage_options=storage_options, nearby=nearby)
+        paths = batch.expand(path, storage_options=storage_options)
+        return batch.each(one, paths, executor=executor, jobs=jobs)
+    spath = os.fspath(path)
+    if remote.is_url(spath):  # the size, then one range request for the head
+        source = remote.RemoteSource(spath, storage_options=storage_options, block_size=512)
+        try:
+            return identify_head(spath, source.pread(512, 0), source.size)
+        finally:
+            source.close()
+    try:
+        _regular(spath, os.stat(spath))
+        # Non-blocking: a FIFO swapped in after the check above must not block the open.
+        fd = os.open(spath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            st = os.fstat(fd)
+            _regular(spath, st)
+            head = os.read(fd, 512)
+            local = fd
+            crlf = crlf_counts(lambda n, offset: pread_all(local, n, offset), st.st_size, head)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        if isinstance(e, DwfError):
+            raise
+        why = getattr(e, "strerror", None) or e
+        raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
+    return _judge(spath, head, st.st_size, crlf, nearby)
+
+
+def _judge(
+    spath: str, head: bytes, size: int, crlf: tuple[int, int] | None, nearby: bool
+) -> Identification:
+    ident = identify_head(spath, head, size)
+    if crlf is not None and crlf[0] and not crlf[1]:
+        before = identify_head(spath, head, size - crlf[0])
+        what = (
+            f"the file was CRLF-translated (copied in text mode): each of its {crlf[0]:,} 0A"
+            f" bytes became 0D 0A; replace every 0D 0A with 0A to restore the"
+            f" {size - crlf[0]:,}-byte original"
+        )
+        fits: tuple[CfgFit, ...] = ()
+        if before.header is not None and nearby:
+            fits = tuple(search_fits(spath, before.header, size - crlf[0]))
+        if before.matches or fits:
+            what += ", which " + attrs.evolve(before, fits=fits).explain().split("; ", 1)[1]
+        return attrs.evolve(before, size=size, problem=what, fits=fits)
+    if nearby and ident.header is not None and not ident.problem:
+        near = search_fits(spath, ident.header, size)
+        if near:
+            ident = attrs.evolve(ident, fits=tuple(near))
+    return ident
+
+
+def _regular(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise DwfError(f"{path}: cannot read: it is a directory, not a weights file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        raise DwfError(
+            f"{path}: cannot read: not a regular file (a FIFO, a device or a socket); weights are"
+            " read only from regular files",
+            path=path,
+        )
+
 
 # Files a folder holds beside weights, which identify_many skips.
 _NOT_WEIGHTS = (
@@ -38,50 +153,6 @@ _NOT_WEIGHTS = (
     ".ipynb",
 )
 MAX_FILES = 1000
-
-
-def identify(path: str | os.PathLike[str], *, nearby: bool = True) -> Identification:
-    """Say which known network a weights file is, from its header and size alone.
-
-    With ``nearby`` (default) also the cfg files beside it (its folder, the parent folder and
-    their ``cfg/`` folders) that it fits are listed in :attr:`Identification.fits`.
-
-    Raises:
-        DwfError: the file cannot be read.
-    """
-    spath = os.fspath(path)
-    try:
-        size = os.path.getsize(spath)
-        with open(spath, "rb") as fh:
-            head = fh.read(512)
-
-            def read(n: int, offset: int) -> bytes:
-                fh.seek(offset)
-                return fh.read(n)
-
-            crlf = crlf_counts(read, size, head)
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        why = getattr(e, "strerror", None) or e
-        raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
-    ident = identify_head(spath, head, size)
-    if crlf is not None and crlf[0] and not crlf[1]:
-        before = identify_head(spath, head, size - crlf[0])
-        what = (
-            f"the file was CRLF-translated (copied in text mode): each of its {crlf[0]:,} 0A"
-            f" bytes became 0D 0A; replace every 0D 0A with 0A to restore the"
-            f" {size - crlf[0]:,}-byte original"
-        )
-        fits: tuple[CfgFit, ...] = ()
-        if before.header is not None:
-            fits = tuple(search_fits(spath, before.header, size - crlf[0])) if nearby else ()
-        if before.matches or fits:
-            what += ", which " + attrs.evolve(before, fits=fits).explain().split("; ", 1)[1]
-        return attrs.evolve(before, size=size, problem=what, fits=fits)
-    if nearby and ident.header is not None and not ident.problem:
-        near = search_fits(spath, ident.header, size)
-        if near:
-            ident = attrs.evolve(ident, fits=tuple(near))
-    return ident
 
 
 def weights_files(paths: Iterable[str | os.PathLike[str]], limit: int = MAX_FILES) -> list[str]:

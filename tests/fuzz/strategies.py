@@ -2,9 +2,11 @@
 
 Three families of cases:
 
-* :func:`networks` — random *valid* Darknet networks as cfg text, for either dialect. The
+* :func:`networks` — random *valid* Darknet networks as cfg text, for either dialect: the one
+  network strategy of the test suite (``tests/test_roundtrip_property.py`` uses it too). The
   builder tracks every layer's output shape the way Darknet does (spec §6), so each cfg is one
-  Darknet loads (valid by construction), and it records the shape each layer must output.
+  Darknet loads (valid by construction), and models, independently of dwf, each layer's name,
+  stored float count (spec §4), output shape, ``outputs`` and ``known``, and the plan's warnings.
 * :func:`cfg_cases` — such a network (or nothing at all) damaged by a few mutations: deleted,
   duplicated and swapped lines, hostile options (``filters=99999999999``, ``size=0``,
   ``stride=-3``, ``groups=7``, references pointing forward, out of range or at the layer itself),
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import signal
 import struct
 import time
@@ -44,7 +47,7 @@ import dwf
 from dwf.format.records import ArraySpec
 
 DIALECTS = ("alexeyab", "pjreddie")
-MAX_LAYERS = 10  # layers of a generated network (a yolo head adds its conv: up to 11)
+MAX_LAYERS = 12  # layers of a generated network (a yolo head adds its conv: up to 13)
 MAX_SIDE = 24  # largest height/width a generated layer outputs
 F32 = np.dtype("<f4")
 
@@ -133,44 +136,138 @@ def cdiv(a: int, b: int) -> int:
 
 
 # -- valid networks --------------------------------------------------------------------------------
+# One strategy for every property test that needs a valid network (tests/test_fuzz.py,
+# tests/fuzz/run_fuzz.py, tests/test_roundtrip_property.py). The model below is written from
+# ../shared/spec/darknet-format.md (§3 section names, §4 stored arrays, §6 shapes) and the naming
+# rule of docs/format.md, never by asking dwf: a test that compared dwf with itself could not fail.
 Shape = tuple[int, int, int, int]  # (c, h, w, outputs)
+BUDGET = 50_000  # float32 values a generated network stores at most (keeps files small)
+
+# Section header -> layer kind (docs/format.md "Names": aliases share a kind). Headers missing here
+# take their own name, lower-cased (see _kind).
+_KINDS = {
+    "[convolutional]": "conv",
+    "[conv]": "conv",
+    "[deconvolutional]": "deconv",
+    "[deconv]": "deconv",
+    "[conn]": "connected",
+    "[max]": "maxpool",
+    "[avg]": "avgpool",
+    "[soft]": "softmax",
+    "[lrn]": "normalization",
+    "[silence]": "empty",
+    "[local_avg]": "local_avgpool",
+}
+# Sections each dialect knows (spec §3); every other section is an unknown, empty layer.
+_COMMON = {
+    "[convolutional]", "[conv]", "[connected]", "[conn]", "[local]", "[batchnorm]", "[rnn]",
+    "[gru]", "[lstm]", "[crnn]", "[shortcut]", "[route]", "[maxpool]", "[max]", "[avgpool]",
+    "[avg]", "[reorg]", "[upsample]", "[dropout]", "[activation]", "[lrn]", "[normalization]",
+    "[softmax]", "[soft]", "[cost]", "[crop]", "[detection]", "[region]", "[yolo]",
+}  # fmt: skip
+KNOWN_SECTIONS = {
+    "alexeyab": _COMMON | {
+        "[conv_lstm]", "[history]", "[implicit]", "[scale_channels]", "[sam]", "[local_avg]",
+        "[local_avgpool]", "[reorg3d]", "[Gaussian_yolo]", "[contrastive]", "[empty]",
+        "[silence]",
+    },
+    "pjreddie": _COMMON | {"[deconv]", "[deconvolutional]", "[iseg]", "[logistic]", "[l2norm]"},
+}  # fmt: skip
+_UNKNOWN = ("[bogus]", "[conv]x", "[CONV]", "[custom_layer]", "[foo]", "[implicit_add]")
+_UNKNOWN_IN = {  # known to the other dialect only
+    "alexeyab": ("[deconv]", "[iseg]", "[l2norm]", "[logistic]"),
+    "pjreddie": ("[conv_lstm]", "[reorg3d]", "[sam]", "[Gaussian_yolo]", "[implicit]", "[empty]"),
+}
+
+
+def _kind(header: str) -> str:
+    """The kind part of a layer's name (docs/format.md "Names")."""
+    if header in _KINDS:
+        return _KINDS[header]
+    name = header[1:] if header.startswith("[") else header
+    name = name[:-1] if name.endswith("]") else name
+    return re.sub(r"[^0-9a-z_]+", "_", name.lower()).strip("_") or "layer"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What the model says one layer is.
+
+    Attributes:
+        name: ``<kind>_<index>``.
+        count: float32 values Darknet's loader reads for it (spec §4).
+        out: ``(out_c, out_h, out_w)`` as Darknet records them (spec §6).
+        outputs: Darknet's ``outputs``.
+        known: whether the dialect knows the section.
+    """
+
+    name: str
+    count: int
+    out: tuple[int, int, int]
+    outputs: int
+    known: bool = True
 
 
 @dataclass(frozen=True)
 class Net:
-    """A generated valid network: cfg text, dialect, and every layer's expected output.
+    """A generated valid network: cfg text, dialect, and the model's view of every layer.
 
     Attributes:
-        outputs: per layer, ``(out_c, out_h, out_w, outputs)`` as Darknet records them.
+        layers: per layer, the independently modelled :class:`Layer`.
+        warnings: how many warnings the plan must carry (one per unknown section, one per
+            pjreddie deconvolutional layer, whose loader crashes: spec §3, §4.3).
     """
 
     dialect: str
     text: str
-    outputs: tuple[Shape, ...]
+    layers: tuple[Layer, ...]
+    warnings: int = 0
+
+    @property
+    def total(self) -> int:
+        """Float32 values the whole network stores."""
+        return sum(e.count for e in self.layers)
 
     def __repr__(self) -> str:  # hypothesis prints this for a failing example
-        return f"Net(dialect={self.dialect!r}, {len(self.outputs)} layers)\n{self.text}"
+        return (
+            f"Net(dialect={self.dialect!r}, {len(self.layers)} layers, total={self.total},"
+            f" warnings={self.warnings})\n{self.text}"
+        )
+
+
+def conv_block(c_in: int, n: int, size: int, bn: bool, groups: int = 1) -> int:
+    """Floats of a conv block (spec §4): biases, BN(n) when ``bn``, weights."""
+    return n * (4 if bn else 1) + (c_in // groups) * n * size * size
+
+
+def connected_block(inputs: int, out: int, bn: bool) -> int:
+    """Floats of a connected block (spec §4.2): biases, weights, BN(out) when ``bn``."""
+    return out * (4 if bn else 1) + out * inputs
 
 
 class _Builder:
-    """Emits sections while tracking shapes; one instance per drawn network."""
+    """Emits sections while tracking shapes and stored floats; one instance per drawn network."""
 
     def __init__(self, draw: st.DrawFn, dialect: str) -> None:
         self.draw = draw
         self.dialect = dialect
         self.ab = dialect == "alexeyab"
         self.lines: list[str] = []
-        self.outs: list[Shape] = []
+        self.layers: list[Layer] = []
+        self.header = ""  # the section being written
+        self.n_warnings = 0
         self.cur: Shape = (0, 0, 0, 0)  # (c, h, w, inputs) handed to the next layer
 
     # -- text ------------------------------------------------------------------------------------
     def flag(self, one_in: int = 2) -> bool:
+        """True with probability about ``1/one_in``."""
         return self.draw(st.integers(0, one_in - 1)) == 0
 
     def section(self, header: str) -> None:
         if self.flag(6):
             self.lines.append(self.draw(st.sampled_from(["", "# comment", "; comment", " \t"])))
         self.lines.append(header)
+        self.header = header
 
     def opt(self, key: str, value: object, *, numeric: bool = True) -> None:
         style = self.draw(st.integers(0, 9))
@@ -186,44 +283,61 @@ class _Builder:
 
     def ref(self, j: int) -> str:
         """Layer ``j`` written as an absolute or a relative reference."""
-        return str(j) if self.flag() else str(j - len(self.outs))
+        return str(j) if self.flag() else str(j - self.index)
 
     # -- state -----------------------------------------------------------------------------------
+    @property
+    def index(self) -> int:
+        return len(self.layers)
+
     @property
     def image(self) -> bool:
         c, h, w, _ = self.cur
         return c > 0 and h > 0 and w > 0
 
+    @property
+    def total(self) -> int:
+        return sum(e.count for e in self.layers)
+
+    def fits(self, count: int) -> bool:
+        return self.total + count <= BUDGET
+
     def image_layers(self, hw: tuple[int, int] | None = None) -> list[int]:
+        """Earlier layers whose recorded output is an image (optionally of size ``hw``)."""
         return [
-            i
-            for i, (c, h, w, _) in enumerate(self.outs)
-            if c and h and w and (hw is None or (h, w) == hw)
+            i for i, e in enumerate(self.layers) if all(e.out) and (hw is None or e.out[1:] == hw)
         ]
 
-    def add(self, out: Shape, nxt: Shape | None = None) -> None:
-        self.outs.append(out)
+    def add(self, out: Shape, count: int = 0, nxt: Shape | None = None) -> None:
+        """Record the layer just written: its output, stored floats, and what the next one gets."""
+        c, h, w, outputs = out
+        known = self.header in KNOWN_SECTIONS[self.dialect]
+        name = f"{_kind(self.header)}_{self.index}"
+        self.layers.append(Layer(name, count if known else 0, (c, h, w), outputs, known))
         self.cur = out if nxt is None else nxt
 
     # -- layers ----------------------------------------------------------------------------------
     def choices(self) -> list[Callable[[], None]]:
+        """Layers valid after what was built so far (repeats weight the draw)."""
         out: list[Callable[[], None]] = [self.passthrough, self.flat_layer]
         if self.image_layers():
-            out.append(self.route)
+            out += [self.route, self.route]
             if self.ab:
                 out.append(self.from_layer)
         if self.cur[3] > 0:
-            out += [self.connected, self.recurrent]
+            out += [self.connected, self.rnn, self.gru, self.lstm]
             if self.cur[3] <= 200:
                 out.append(self.detection)
         if self.ab:
             out.append(self.implicit)
-        if len(self.outs) and self.flag(8):
+        if self.layers:
             out.append(self.unknown)
         if self.image:
-            out += [self.conv, self.conv, self.conv, self.maxpool, self.avgpool, self.shortcut]
-            out += [self.upsample, self.batchnorm, self.local, self.reorg, self.crnn]
+            out += [self.conv] * 4 + [self.maxpool] * 2 + [self.shortcut] * 2
+            out += [self.avgpool, self.upsample, self.batchnorm, self.local, self.reorg, self.crnn]
             out += [self.yolo_head, self.region_head, self.crop, self.lrn]
+            if self.cur[0] >= 6:
+                out.append(self.yolo)
             if self.ab:
                 out += [self.conv_lstm, self.history]
             else:
@@ -263,6 +377,10 @@ class _Builder:
         groups = self.draw(st.sampled_from([g for g in range(1, common + 1) if common % g == 0]))
         if groups != 1 or self.flag(4):
             self.opt("groups", groups)
+        if self.flag(8):
+            self.opt("xnor", 1)
+            if self.ab:  # AlexeyAB: xnor forces groups=1 (spec §4.1); pjreddie keeps them
+                groups = 1
         bn = self.draw(st.integers(0, 1))
         if bn or self.flag():
             self.opt("batch_normalize", bn)
@@ -270,8 +388,10 @@ class _Builder:
             self.opt("dilation", self.draw(st.integers(1, 3)))
         if self.flag(8):
             self.opt("flipped", 1)
+        count = conv_block(c, n, size, bool(bn), groups)
         if self.flag(12):
             self.opt("dontload", 1)
+            count = 0  # the loader skips the whole layer (spec §4.12)
         activation = self.draw(st.sampled_from(["leaky", "linear", "mish"]))
         self.opt("activation", activation, numeric=False)
         aa = 0
@@ -282,30 +402,35 @@ class _Builder:
             bs, bp = (2, 0) if aa == 2 else (3, 1)
             bh, bw = cdiv(oh + 2 * bp - bs, sy) + 1, cdiv(ow + 2 * bp - bs, sx) + 1
             if min(bh, bw) >= 1:
+                # spec §6.2 quirk: the layer records the stride-1 host dims, the next layer
+                # receives the blurred ones; the blur kernel is not stored
                 self.opt("antialiasing", aa)
-                self.add((n, oh, ow, n * oh * ow), (n, bh, bw, n * bh * bw))
+                self.add((n, oh, ow, n * oh * ow), count, (n, bh, bw, n * bh * bw))
                 return
             # the blur would not fit: fall back to the plain conv (no antialiasing line)
         oh, ow = dims(size, sy, sx)
-        self.add((n, oh, ow, n * oh * ow))
+        self.add((n, oh, ow, n * oh * ow), count)
 
     def deconv(self) -> None:  # pjreddie only
-        _, h, w, _ = self.cur
+        c, h, w, _ = self.cur
         n = self.draw(st.integers(1, 4))
         size = self.draw(st.integers(1, 3))
         s = self.draw(st.integers(1, 2))
         pad = self.draw(st.integers(0, 1))
+        bn = self.draw(st.integers(0, 1))
         p = size // 2 if pad else 0
         oh, ow = (h - 1) * s + size - 2 * p, (w - 1) * s + size - 2 * p
-        if min(oh, ow) < 1 or max(oh, ow) > MAX_SIDE:
+        count = n * (4 if bn else 1) + c * n * size * size  # no groups (spec §4.3)
+        if min(oh, ow) < 1 or max(oh, ow) > MAX_SIDE or not self.fits(count):
             return
         self.section(self.draw(st.sampled_from(["[deconv]", "[deconvolutional]"])))
         self.opt("filters", n)
         self.opt("size", size)
         self.opt("stride", s)
         self.opt("pad", pad)
-        self.opt("batch_normalize", self.draw(st.integers(0, 1)))
-        self.add((n, oh, ow, n * oh * ow))
+        self.opt("batch_normalize", bn)
+        self.add((n, oh, ow, n * oh * ow), count)
+        self.n_warnings += 1  # pjreddie's own loader crashes on deconv; dwf says so
 
     def maxpool(self) -> None:
         c, h, w, _ = self.cur
@@ -346,10 +471,10 @@ class _Builder:
 
     def route(self) -> None:
         first = self.draw(st.sampled_from(self.image_layers()))
-        _, h, w, _ = self.outs[first]
+        _, h, w = self.layers[first].out
         refs = [first, *self.draw(st.lists(st.sampled_from(self.image_layers((h, w))), max_size=2))]
-        total_c = sum(self.outs[j][0] for j in refs)
-        total_out = sum(self.outs[j][3] for j in refs)
+        total_c = sum(self.layers[j].out[0] for j in refs)
+        total_out = sum(self.layers[j].outputs for j in refs)
         self.section("[route]")
         self.opt("layers", ", ".join(self.ref(j) for j in refs))
         groups = 1
@@ -367,13 +492,16 @@ class _Builder:
         refs = self.draw(st.lists(st.sampled_from(same), min_size=1, max_size=2))
         self.section("[shortcut]")
         self.opt("from", ",".join(self.ref(j) for j in refs))
+        count = 0
         if self.flag():
             wtype = self.draw(st.sampled_from(["per_feature", "per_layer", "per_channel"]))
             norm = self.draw(st.sampled_from(["relu", "softmax", "avg_relu"]))
             self.opt("weights_type", wtype, numeric=False)
             self.opt("weights_normalization", norm, numeric=False)
+            if self.ab:  # pjreddie knows neither option: its shortcut stores nothing (§4.11)
+                count = (len(refs) + 1) * (c if wtype == "per_channel" else 1)
         self.opt("activation", "linear", numeric=False)
-        self.add((c, h, w, h * w * c))
+        self.add((c, h, w, h * w * c), count)
 
     def upsample(self) -> None:
         c, h, w, _ = self.cur
@@ -388,18 +516,25 @@ class _Builder:
             self.add((c, 2 * h, 2 * w, 4 * c * h * w))
 
     def connected(self, out: int | None = None) -> None:
+        inputs = self.cur[3]
+        forced = out is not None  # a detection head needs its connected layer
         out = out if out is not None else self.draw(st.integers(1, 6))
+        bn = self.flag()
+        count = connected_block(inputs, out, bn)
+        if not forced and not self.fits(count):
+            return
         self.section(self.draw(st.sampled_from(["[connected]", "[conn]"])))
         self.opt("output", out)
-        if self.flag():
+        if bn:
             self.opt("batch_normalize", 1)
         self.opt("activation", "leaky", numeric=False)
-        self.add((out, 1, 1, out))
+        self.add((out, 1, 1, out), count)
 
     def batchnorm(self) -> None:
         c, h, w, _ = self.cur
         self.section("[batchnorm]")
-        self.add((c, h, w, h * w * c))
+        # AlexeyAB stores biases + BN(c), pjreddie BN(c) only (spec §4.5)
+        self.add((c, h, w, h * w * c), (4 if self.ab else 3) * c)
 
     def lrn(self) -> None:
         c, h, w, _ = self.cur
@@ -412,7 +547,7 @@ class _Builder:
         kind = self.draw(st.sampled_from(kinds))
         self.section(kind)
         if kind == "[dropout]" and self.flag():
-            self.opt("probability", ".5")
+            self.opt("probability", ".5", numeric=False)
         self.add(self.cur)
 
     def flat_layer(self) -> None:
@@ -421,7 +556,7 @@ class _Builder:
         self.add((0, 0, 0, self.cur[3]))
 
     def local(self) -> None:
-        _, h, w, _ = self.cur
+        c, h, w, _ = self.cur
         if max(h, w) > 8:
             return
         n = self.draw(st.integers(1, 3))
@@ -431,12 +566,16 @@ class _Builder:
         oh, ow = cdiv(h - (1 if pad else size), s) + 1, cdiv(w - (1 if pad else size), s) + 1
         if min(oh, ow) < 1:
             return
+        loc = oh * ow
+        count = loc * n + c * n * size * size * loc  # biases per location, then weights (§4.4)
+        if not self.fits(count):
+            return
         self.section("[local]")
         self.opt("filters", n)
         self.opt("size", size)
         self.opt("stride", s)
         self.opt("pad", pad)
-        self.add((n, oh, ow, n * oh * ow))
+        self.add((n, oh, ow, n * loc), count)
 
     def reorg(self) -> None:
         c, h, w, _ = self.cur
@@ -458,54 +597,120 @@ class _Builder:
         self.opt("filters", filters)
         if atoms != 1 or self.flag():
             self.opt("atoms", atoms)
-        self.add((filters, atoms, 1, filters * atoms))
+        self.add((filters, atoms, 1, filters * atoms), filters * atoms)
 
-    def recurrent(self) -> None:
-        kind = self.draw(st.sampled_from(["rnn", "gru", "lstm"]))
-        out = self.draw(st.integers(1, 5))
+    # recurrent layers: connected blocks (spec §4.6-4.8); their out dims per §6.2
+    def rnn(self) -> None:
+        inputs = self.cur[3]
+        out = self.draw(st.integers(1, 6))
+        bn = self.flag()
+        hidden = out  # pjreddie has no hidden option: every block is output wide
+        hidden_line = self.ab and not self.flag(3)
+        if self.ab:
+            hidden = self.draw(st.integers(1, 6)) if hidden_line else 1  # AlexeyAB default 1
+        count = (
+            connected_block(inputs, hidden, bn)
+            + connected_block(hidden, hidden, bn)
+            + connected_block(hidden, out, bn)
+        )
+        if not self.fits(count):
+            return
+        self.section("[rnn]")
+        self.opt("output", out)
+        if hidden_line:
+            self.opt("hidden", hidden)
+        if bn or self.flag():
+            self.opt("batch_normalize", int(bn))
+        self.add((out, 1, 1, out) if self.ab else (0, 0, 0, out), count)
+
+    def _gates(self, kind: str, gates: int) -> None:
+        inputs = self.cur[3]
+        out = self.draw(st.integers(1, 6))
+        bn = self.flag()
+        count = gates * connected_block(inputs, out, bn) + gates * connected_block(out, out, bn)
+        if not self.fits(count):
+            return
         self.section(f"[{kind}]")
         self.opt("output", out)
-        if self.ab and kind == "rnn" and self.flag():
-            self.opt("hidden", self.draw(st.integers(1, 5)))
-        self.opt("batch_normalize", self.draw(st.integers(0, 1)))
-        image = self.ab and kind in ("rnn", "lstm")
-        self.add((out, 1, 1, out) if image else (0, 0, 0, out))
+        if bn or self.flag():
+            self.opt("batch_normalize", int(bn))
+        image = self.ab and kind == "lstm"
+        self.add((out, 1, 1, out) if image else (0, 0, 0, out), count)
 
-    def dialect_names(self) -> tuple[str, str]:
-        """``[crnn]``'s option names for (output, hidden) in this dialect."""
-        return ("output", "hidden") if self.ab else ("output_filters", "hidden_filters")
+    def gru(self) -> None:
+        self._gates("gru", 3)
+
+    def lstm(self) -> None:
+        self._gates("lstm", 4)
 
     def crnn(self) -> None:
-        _, h, w, _ = self.cur
+        c, h, w, _ = self.cur
         out, hidden = self.draw(st.integers(1, 4)), self.draw(st.integers(1, 4))
-        out_key, hidden_key = self.dialect_names()
-        self.section("[crnn]")
-        self.opt(out_key, out)
-        self.opt(hidden_key, hidden)
+        bn = self.flag()
         if self.ab:  # AlexeyAB reads size/pad (defaults 3 and 0 would shrink the image)
-            if self.flag():
-                self.opt("size", 1)
-            else:
-                self.opt("size", 3)
-                self.opt("pad", 1)
-        self.opt("batch_normalize", self.draw(st.integers(0, 1)))
-        self.add((out, h, w, out * h * w))
+            size = self.draw(st.sampled_from([1, 3]))
+            pad = 1 if min(h, w) < size else self.draw(st.integers(0, 1))
+        else:
+            size, pad = 3, 1  # hard-wired in pjreddie (spec §4.9)
+        p = size // 2 if pad else 0
+        oh, ow = h + 2 * p - size + 1, w + 2 * p - size + 1
+        count = (
+            conv_block(c, hidden, size, bn)
+            + conv_block(hidden, hidden, size, bn)
+            + conv_block(hidden, out, size, bn)
+        )
+        if not self.fits(count):
+            return
+        self.section("[crnn]")
+        names = ("output", "hidden") if self.ab else ("output_filters", "hidden_filters")
+        self.opt(names[0], out)
+        self.opt(names[1], hidden)
+        if self.ab:
+            self.opt("size", size)
+            if pad or self.flag():
+                self.opt("pad", pad)
+        self.opt("batch_normalize", int(bn))
+        self.add((out, oh, ow, out * oh * ow), count)
 
     def conv_lstm(self) -> None:  # AlexeyAB only
-        _, h, w, _ = self.cur
+        c, h, w, _ = self.cur
         f = self.draw(st.integers(1, 4))
+        size = self.draw(st.sampled_from([1, 3]))
+        pad = 1 if min(h, w) < size else self.draw(st.integers(0, 1))
+        peephole, bottleneck, bn = self.flag(3), self.flag(3), self.flag()
+        # spec §4.10: [vf vi vo] if peephole, wf (2F in if bottleneck), [wi wg wo], uf ui ug uo
+        count = 3 * peephole * conv_block(f, f, size, bn)
+        count += conv_block(2 * f if bottleneck else f, f, size, bn)
+        count += 0 if bottleneck else 3 * conv_block(f, f, size, bn)
+        count += 4 * conv_block(c, f, size, bn)
+        if not self.fits(count):
+            return
+        p = size // 2 if pad else 0
+        oh, ow = h + 2 * p - size + 1, w + 2 * p - size + 1
         self.section("[conv_lstm]")
         self.opt("output", f)
-        self.opt("size", 3)
-        self.opt("pad", 1)
-        if self.flag(3):
-            self.opt("peephole", 1)
-        if self.flag(3):
-            self.opt("bottleneck", 1)
-        self.add((f, h, w, f * h * w))
+        self.opt("size", size)
+        if pad or self.flag():
+            self.opt("pad", pad)
+        if peephole or self.flag():
+            self.opt("peephole", int(peephole))
+        if bottleneck or self.flag():
+            self.opt("bottleneck", int(bottleneck))
+        if bn or self.flag():
+            self.opt("batch_normalize", int(bn))
+        self.add((f, oh, ow, f * oh * ow), count)
+
+    def yolo(self) -> None:
+        """A bare [yolo] whose one mask entry fits the channels it gets."""
+        c, h, w, inputs = self.cur
+        self.section("[yolo]")
+        self.opt("mask", 0)
+        self.opt("anchors", "10,14, 23,27", numeric=False)
+        self.opt("num", 2)
+        self.opt("classes", c - 5)
+        self.add((c, h, w, inputs))
 
     def yolo_head(self) -> None:
-        _, h, w, _ = self.cur
         gaussian = self.ab and self.flag(4)
         extra = 9 if gaussian else 5
         classes = self.draw(st.integers(1, 3))
@@ -573,40 +778,53 @@ class _Builder:
 
     def from_layer(self) -> None:  # AlexeyAB: scale_channels and sam take the from layer's shape
         j = self.draw(st.sampled_from(self.image_layers()))
-        c, h, w, _ = self.outs[j]
+        c, h, w = self.layers[j].out
         self.section(self.draw(st.sampled_from(["[scale_channels]", "[sam]"])))
         self.opt("from", self.ref(j))
         self.add((c, h, w, c * h * w))
 
     def unknown(self) -> None:
-        self.section(self.draw(st.sampled_from(["[bogus]", "[conv]x", "[CONV]", "[custom_layer]"])))
+        """A section the dialect does not know: an empty layer that keeps its index (spec §3)."""
+        self.section(self.draw(st.sampled_from(_UNKNOWN + _UNKNOWN_IN[self.dialect])))
+        if self.flag():
+            self.opt("filters", 3)
         self.add((0, 0, 0, 0))
+        self.n_warnings += 1
+
+    # -- the whole network -----------------------------------------------------------------------
+    def build(self) -> Net:
+        h, w = self.draw(st.integers(1, 20)), self.draw(st.integers(1, 20))
+        c = self.draw(st.integers(1, 4)) if self.flag() else self.draw(st.integers(1, 8))
+        self.lines.append(self.draw(st.sampled_from(["[net]", "[net]", "[network]", "[ net ]"])))
+        if self.flag():
+            self.opt("batch", self.draw(st.sampled_from([1, 64])))
+            self.opt("subdivisions", 16)
+        self.opt("width", w)
+        self.opt("height", h)
+        self.opt("channels", c)
+        if self.flag(3):
+            self.opt("learning_rate", "0.001", numeric=False)
+        self.cur = (c, h, w, c * h * w)
+        target = self.draw(st.integers(1, MAX_LAYERS))
+        attempts = 0
+        while self.index < target and attempts < 4 * MAX_LAYERS:
+            attempts += 1
+            self.draw(st.sampled_from(self.choices()))()
+        if not self.layers:
+            self.passthrough()
+        if self.ab and not any(e.out[1] > 1 and e.out[2] > 1 for e in self.layers):
+            self.n_warnings += 1  # AlexeyAB's loader divides by zero on such a net; dwf says so
+        text = "\n".join(self.lines) + ("\n" if not self.flag(5) else "")
+        if self.ab and self.flag(6):
+            text = text.replace("\n", "\r\n")  # AlexeyAB strips \r like other whitespace
+        return Net(self.dialect, text, tuple(self.layers), self.n_warnings)
 
 
 @st.composite
 def networks(draw: st.DrawFn, dialect: str | None = None) -> Net:
-    """A random valid network for ``dialect`` (either when ``None``), as cfg text."""
-    dialect = dialect or draw(st.sampled_from(DIALECTS))
-    b = _Builder(draw, dialect)
-    h, w, c = draw(st.integers(1, 16)), draw(st.integers(1, 16)), draw(st.integers(1, 4))
-    b.lines.append("[network]" if b.ab and b.flag(5) else "[net]")
-    if b.flag():
-        b.opt("batch", 64)
-        b.opt("subdivisions", 16)
-    b.opt("width", w)
-    b.opt("height", h)
-    b.opt("channels", c)
-    if b.flag(3):
-        b.opt("learning_rate", "0.001", numeric=False)
-    b.cur = (c, h, w, c * h * w)
-    target = draw(st.integers(1, MAX_LAYERS))
-    while len(b.outs) < target:
-        step = draw(st.sampled_from(b.choices()))
-        step()
-    text = "\n".join(b.lines) + "\n"
-    if b.ab and b.flag(6):
-        text = text.replace("\n", "\r\n")  # AlexeyAB strips \r like other whitespace
-    return Net(dialect, text, tuple(b.outs))
+    """A random valid network for ``dialect`` (either when ``None``), as cfg text, with the
+    model's expected name, stored floats, shape and ``known`` for every layer."""
+    return _Builder(draw, dialect or draw(st.sampled_from(DIALECTS))).build()
 
 
 # -- damaged cfg text ------------------------------------------------------------------------------
@@ -1121,13 +1339,15 @@ def check_cfg(case: CfgCase) -> str:
 
 
 def check_valid_network(net: Net) -> None:
-    """A generated valid network plans, with the output shapes the builder expects."""
+    """A generated valid network plans as the model says: every layer's name, stored floats,
+    output shape, ``outputs`` and ``known``, and the number of warnings."""
     plan = dwf.Plan.from_text(net.text, dialect=net.dialect)
     check_plan(plan)
-    assert len(plan.layers) == len(net.outputs), (len(plan.layers), len(net.outputs))
-    for lp, (c, h, w, outputs) in zip(plan.layers, net.outputs, strict=True):
-        got = (lp.out_c, lp.out_h, lp.out_w, lp.outputs)
-        assert got == (c, h, w, outputs), f"{lp.name}: {got} != expected {(c, h, w, outputs)}"
+    assert len(plan.layers) == len(net.layers), (len(plan.layers), len(net.layers))
+    for lp, e in zip(plan.layers, net.layers, strict=True):
+        got = Layer(lp.name, lp.count, (lp.out_c, lp.out_h, lp.out_w), lp.outputs, lp.known)
+        assert got == e, f"layer {lp.index}: dwf plans {got}, the model expects {e}"
+    assert len(plan.warnings) == net.warnings, plan.warnings
     # plans are immutable and cached by text: the same text gives the same plan back
     assert dwf.Plan.from_text(net.text, dialect=net.dialect) is plan
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dwf.interfaces.cli import options, render
+from dwf.io.remote import is_url
 from dwf.tools.check import check
 
 
@@ -16,9 +17,11 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         description="Scan every array, layer by layer in bounded memory, for"
         " NaN/Inf, negative batch-norm variances, all-zero filters, dead BN"
         " channels, extreme magnitudes and denormals. Exit 1 when something"
-        " serious (an error) is found.",
+        " serious (an error) is found. Many files (folders, globs, URLs) run"
+        " on --jobs N processes, one report per file in order; exit 2 if any"
+        " file cannot be read.",
     )
-    options.add_source(p)
+    options.add_source(p, many=True)
     p.add_argument(
         "--extreme", type=float, default=1e6, help="report |x| above this as extreme (default 1e6)"
     )
@@ -28,7 +31,17 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace) -> int:
-    bar = render.Progress("check")
+    if options.is_many(args):
+        results = check(
+            list(args.weights),
+            cfg=args.cfg,
+            dialect=args.dialect,
+            strict=not args.lenient,
+            extreme=args.extreme,
+            jobs=args.jobs,
+        )
+        return render.rows("check", results, args.json, lambda r: r.explain(), lambda r: r.serious)
+    bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
     try:
         report = check(
             args.weights,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
+from dwf.tools.batch import expand
 from dwf.tools.diff import DiffReport, diff
 
 
@@ -21,7 +22,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         " similarity and whether identical, plus the change in seen. With more"
         " than two files, the relative change between consecutive files.",
     )
-    p.add_argument("files", nargs="+", metavar="WEIGHTS", help="two or more weights files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="two or more weights files (paths or URLs), or folders and globs of checkpoints",
+    )
     options.add_source(p, weights=False)
     p.add_argument("--all", action="store_true", help="also list identical arrays")
     p.add_argument(
@@ -42,10 +48,12 @@ def _offset(bar: render.Progress, base: int, total: int) -> Callable[[int, int, 
 
 def compare(args: argparse.Namespace) -> list[DiffReport]:
     """:func:`dwf.tools.diff.diff` of each consecutive pair, every file opened once, first."""
-    if len(args.files) < 2:
+    # folders and globs (local or remote) stand for their files, in natural order
+    paths = expand(args.files)
+    if len(paths) < 2:
         raise DwfError("diff needs at least two weights files")
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(options.open_file(args, path)) for path in args.files]
+        files = [stack.enter_context(options.open_file(args, path)) for path in paths]
         total = sum(x.available_floats for x in files[1:])
         bar = render.Progress(
             "diff", always=len(files) > 2 or any(x.size > render.BIG_FILE for x in files)

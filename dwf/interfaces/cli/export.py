@@ -1,4 +1,5 @@
-"""``dwf export``: write the arrays as ``.npz``, ``.safetensors`` or a PyTorch state_dict."""
+"""``dwf export``: write the arrays as ``.npz``, ``.safetensors``, a PyTorch state_dict, or the
+network as a runnable ONNX model."""
 
 from __future__ import annotations
 
@@ -13,20 +14,29 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     p = subparsers.add_parser(
         "export",
         parents=[common],
-        help="write the arrays as .npz, .safetensors or PyTorch",
+        help="write the arrays as .npz, .safetensors or PyTorch, or the network as ONNX",
         description="Export every array: npz (numpy, no pickle), safetensors"
         " (needs dwf[safetensors]) or a PyTorch state_dict saved with"
-        " torch.save (needs dwf[torch]). The format comes from OUT's extension"
-        " (.npz, .safetensors, .pt/.pth) unless --format names it; the two must agree.",
+        " torch.save (needs dwf[torch]); or the network as an ONNX model that computes what"
+        " Darknet computes (needs dwf[onnx]), whose weights stay in the .weights file when OUT"
+        " is written beside it. The format comes from OUT's extension"
+        " (.npz, .safetensors, .pt/.pth, .onnx) unless --format names it; the two must agree.",
     )
     options.add_source(p)
     p.add_argument(
         "--format",
-        choices=["npz", "safetensors", "torch"],
+        choices=["npz", "safetensors", "torch", "onnx"],
         help="the format (default: from OUT's extension; must agree with it)",
     )
     p.add_argument("--compress", action="store_true", help="compressed .npz")
-    p.add_argument("out", help="the file to write (.npz, .safetensors, .pt or .pth)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--embed", action="store_true", help="ONNX: write the weights inside the model"
+    )
+    where.add_argument(
+        "--data", metavar="FILE", help="ONNX: write the weights to FILE, beside the model"
+    )
+    p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         cfg=args.cfg,
         dialect=args.dialect,
         compress=args.compress,
+        embed=args.embed,
+        data=args.data,
     )
     render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes)")
     return 0

@@ -1,13 +1,16 @@
-"""``dwf identify``: which known network a file is, without a cfg (one file, several, or a
-folder, with a summary table)."""
+"""``dwf identify``: which known network a file is, without a cfg (one file, or many with a
+summary table)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from typing import Any
 
+from dwf.format.known import Identification
 from dwf.interfaces.cli import options, render
-from dwf.tools.identify import identify, identify_many
+from dwf.tools.identify import identify
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -16,45 +19,59 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         parents=[common],
         help="which known network a file is, without a cfg",
         description="Match the file's float count against Darknet's public"
-        " cfgs (also retrained for any class count) and the common partial backbones,"
-        " and list the cfgs beside it that it fits. With several files or a folder, one"
-        " paragraph per file and a summary table. Exit 1 when nothing names a file.",
+        " cfgs (also retrained for any class count) and the common partial backbones, and"
+        " list the cfgs beside it that it fits. Exit 1 when nothing names a file."
+        " For a URL this costs one small range request. Many files (folders,"
+        " globs) give one line each, in order.",
     )
-    p.add_argument("weights", nargs="+", help="the .weights file(s), or folders of them")
+    p.add_argument(
+        "weights", nargs="+", help="weights files, folders or globs; local paths or URLs"
+    )
+    options.add_jobs(p)
     options.add_output(p, wide=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    paths: list[str] = args.weights
-    if len(paths) == 1 and not os.path.isdir(paths[0]):
-        ident = identify(paths[0])
-        if args.json:
-            render.dump(ident.to_dict())
-        else:
-            render.echo(ident.explain())
-        return 0 if ident.recognised else 1
-    found = identify_many(paths)
-    if args.json:
-        render.dump([i.to_dict() for i in found])
-    else:
-        for ident in found:
-            render.echo(ident.explain())
-        render.echo()
-        base = paths[0] if len(paths) == 1 else os.curdir
-        rows = [
-            (
-                os.path.relpath(i.path, base),
-                render.fmt(i.size),
-                "" if i.floats is None else render.fmt(i.floats),
-                "" if i.header is None else str(i.header.size),
-                i.verdict(),
-            )
-            for i in found
-        ]
-        render.print_table(
-            ("file", "bytes", "floats", "header", "what it is"), rows, right=(1, 2, 3), width=None
+    if options.is_many(args):
+        results = identify(list(args.weights), jobs=args.jobs)
+        named: list[Identification] = []
+
+        def kept() -> Iterator[Any]:
+            for row in results:
+                if row.result is not None:
+                    named.append(row.result)
+                yield row
+
+        code = render.rows(
+            "identify", kept(), args.json, lambda r: r.explain(), lambda r: not r.recognised
         )
-        named = sum(i.recognised for i in found)
-        render.echo(f"{named} of {len(found)} files named")
-    return 0 if found and all(i.recognised for i in found) else 1
+        if not args.json and named:
+            _summary(named)
+        return code
+    ident = identify(args.weights)
+    if args.json:
+        render.dump(ident.to_dict())
+    else:
+        render.echo(ident.explain())
+    return 0 if ident.recognised else 1
+
+
+def _summary(found: list[Identification]) -> None:
+    """One row per file: what it is, in a few words."""
+    base = os.path.commonpath([os.path.dirname(os.path.abspath(i.path)) for i in found])
+    rows = [
+        (
+            os.path.relpath(os.path.abspath(i.path), base) if "://" not in i.path else i.path,
+            render.fmt(i.size),
+            "" if i.floats is None else render.fmt(i.floats),
+            "" if i.header is None else str(i.header.size),
+            i.verdict(),
+        )
+        for i in found
+    ]
+    render.echo()
+    render.print_table(
+        ("file", "bytes", "floats", "header", "what it is"), rows, right=(1, 2, 3), width=None
+    )
+    render.echo(f"{sum(i.recognised for i in found)} of {len(found)} files named")

@@ -10,7 +10,7 @@ from typing import Any
 from dwf.extras import require
 from dwf.format.header import Header
 from dwf.interfaces.cli import options, render
-from dwf.tools.export import import_weights
+from dwf.tools.import_weights import import_weights
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:

@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 from dwf.errors import DwfError
 from dwf.format.records import LayerPlan
-from dwf.io.reader import WeightsFile, open_weights
+from dwf.io.opening import open_weights
+from dwf.io.reader import WeightsFile
 
 DIALECTS = ["alexeyab", "pjreddie"]
+_GLOB = re.compile(r"[*?\[]")
 
 Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
 
 
 # -- options ------------------------------------------------------------------------------------
-def add_source(p: argparse.ArgumentParser, *, weights: bool = True) -> None:
-    """The weights file, ``--cfg`` and ``--dialect``."""
-    if weights:
-        p.add_argument("weights", help="the .weights file (or a partial *.conv.N file)")
+def add_source(p: argparse.ArgumentParser, *, weights: bool = True, many: bool = False) -> None:
+    """The weights file (or with ``many``: files, folders, globs), ``--cfg`` and ``--dialect``."""
+    if weights and many:
+        p.add_argument(
+            "weights",
+            nargs="+",
+            help="weights files, folders or globs; local paths or URLs (https://, s3:// …)",
+        )
+        add_jobs(p)
+    elif weights:
+        p.add_argument(
+            "weights", help="the .weights file (or a partial *.conv.N file); a path or a URL"
+        )
     p.add_argument("--cfg", help="the cfg (default: the .cfg with the same name beside it)")
     p.add_argument(
         "--dialect",
@@ -27,6 +40,29 @@ def add_source(p: argparse.ArgumentParser, *, weights: bool = True) -> None:
         choices=DIALECTS,
         help="Darknet code base that wrote the file (default alexeyab)",
     )
+
+
+def add_jobs(p: argparse.ArgumentParser) -> None:
+    """``--jobs N``: worker processes for many files."""
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with many files: N worker processes (default: the CPU count; 1: none)",
+    )
+
+
+def is_many(args: argparse.Namespace) -> bool:
+    """Whether ``args.weights`` names many files (several, a folder or a glob); when not, it
+    becomes the one path, as the single-file commands expect."""
+    paths: list[str] = args.weights
+    one = paths[0] if len(paths) == 1 else None
+    # a folder: a local directory, or a URL ending in "/" (a remote "directory" is a prefix)
+    if one is not None and not _GLOB.search(one) and not os.path.isdir(one) and one[-1:] != "/":
+        args.weights = paths[0]
+        return False
+    return True
 
 
 def add_lenient(p: argparse.ArgumentParser, what: str) -> None:

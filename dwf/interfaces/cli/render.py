@@ -13,7 +13,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from dwf.errors import DwfError
@@ -60,6 +60,42 @@ def flush() -> None:
         raise
     except OSError as e:
         raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+# -- many files ---------------------------------------------------------------------------------
+def rows(
+    label: str,
+    results: Iterator[Any],
+    json_lines: bool,
+    text: Callable[[Any], str],
+    finding: Callable[[Any], bool],
+) -> int:
+    """Print a many-file run as its rows arrive: a report per file (or with ``--json`` one JSON
+    object per line), an ``error:`` line for a file that could not be read. Exit code: 2 if any
+    file could not be read, else 1 if any has findings, else 0."""
+    bad = found = done = 0
+    bar = Progress(label, unit=1, always=True, files=True)
+    try:
+        for row in results:
+            done += 1
+            bar.close()
+            if json_lines:
+                echo(json.dumps(jsonable(row.to_dict()), allow_nan=False))
+            elif row.result is None:
+                why = str(row.error)
+                why = why[len(row.path) + 2 :] if why.startswith(f"{row.path}: ") else why
+                echo(f"{row.path}: error: {why}")
+            else:
+                echo(text(row.result))
+            if row.result is None:
+                bad += 1
+            elif finding(row.result):
+                found += 1
+            flush()
+            bar(done, 0, row.path.rsplit("/", 1)[-1])
+    finally:
+        bar.close()
+    return 2 if bad else 1 if found else 0
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -158,10 +194,17 @@ class Progress:
     """
 
     def __init__(
-        self, label: str, *, unit: int = 4, always: bool = False, stream: TextIO | None = None
+        self,
+        label: str,
+        *,
+        unit: int = 4,
+        always: bool = False,
+        stream: TextIO | None = None,
+        files: bool = False,
     ) -> None:
         self.stream = stream or sys.stderr
         self.label = label
+        self.files = files  # counting files done (many-file runs), not bytes
         self.unit = unit
         self.always = always
         self.enabled: bool | None = None  # decided at the first call, when the total is known
@@ -184,9 +227,16 @@ class Progress:
         if now - self._last < 0.1 and done < total:
             return
         self._last = now
+        if self.files:
+            self.stream.write(f"\r{self.label}: {done:,} files done, last {what[:40]:<40}")
+            self.stream.flush()
+            self._shown = True
+            return
         frac = min(done / max(total, 1), 1.0)
         bar = "█" * int(30 * frac)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {what[:24]:<24}")
+        # the bytes count is what was read (for a URL: transferred, plus read-ahead)
+        read = f"{done * self.unit / 1e6:,.0f} MB"
+        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {read:>9} {what[:20]:<20}")
         self.stream.flush()
         self._shown = True
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 
+from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
+from dwf.io.remote import is_url
 from dwf.tools.stats import StatsReport, stats
 
 
@@ -14,9 +18,11 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         parents=[common],
         help="per-array statistics (min, max, mean, std, NaN …)",
         description="Per layer and array: min, max, mean, std, abs-max, zero"
-        " fraction, NaN and Inf counts; streaming, in bounded memory.",
+        " fraction, NaN and Inf counts; streaming, in bounded memory. Many"
+        " files (folders, globs, URLs) run on --jobs N processes, one table per"
+        " file in order.",
     )
-    options.add_source(p)
+    options.add_source(p, many=True)
     options.add_lenient(p, "read the complete layers of a file whose size does not match")
     options.add_select(p)
     options.add_output(p)
@@ -24,9 +30,21 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if options.is_many(args):
+        if args.layers or args.type:
+            raise DwfError("--layers and --type select layers of one file; give one file")
+        results = stats(
+            list(args.weights),
+            cfg=args.cfg,
+            dialect=args.dialect,
+            strict=not args.lenient,
+            jobs=args.jobs,
+        )
+        width = render.width(args)
+        return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
     with options.open_file(args) as f:
         layers = [lp.index for lp in options.selected(f, args)]
-        bar = render.Progress("stats")
+        bar = render.Progress("stats", always=is_url(args.weights))  # remote: always long
         try:
             report = stats(f, layers=layers, progress=bar)
         finally:
@@ -36,6 +54,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         show(report, render.width(args))
     return 0
+
+
+def text(report: StatsReport, width: int | None) -> str:
+    """What :func:`show` prints, as text."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        show(report, width)
+    return buffer.getvalue().rstrip("\n")
 
 
 def show(report: StatsReport, width: int | None) -> None:

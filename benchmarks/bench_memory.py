@@ -1,0 +1,448 @@
+"""Bounded memory and streaming speed of dwf's whole-file work (issues 11 and 12).
+
+Measured in one run, under the same conditions for dwf and the alternative it is compared with:
+
+* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``cut``, ``stats``, ``check``
+  and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it without
+  using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
+  itself at exit (``ru_maxrss`` would include this script's memory, inherited through fork).
+  Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
+  imported, and ``safetensors.numpy.save_file`` of the same arrays.
+* **Scan ratio**: ``dwf.check`` and ``dwf.stats`` time ÷ one float32 ``np.sum`` pass over the
+  same arrays (views of a freshly opened map, as a user would sum them), on a file of random
+  weights in the page cache. Goal: ≤ 2.
+* **cut vs dd**: ``dwf cut`` (command line, fresh process; and the Python call) against ``dd``
+  of the same bytes with ``conv=fsync``, ratio dd time ÷ dwf time. Goal: ≥ 0.9. The exports
+  (npz, safetensors, Python calls) against ``dd`` of the whole file: goal ≥ 0.5.
+* **diff under a busy CPU**: ``dwf.diff`` of two different random files (fresh process), idle,
+  then with a busy-loop process on the machine; ratio busy ÷ idle. Goal: ≤ 1.5. And the same
+  with ``OPENBLAS_NUM_THREADS=1``: busy dwf ÷ busy single-thread ≈ 1 shows that no
+  multithreaded BLAS call stalls (what made diff collapse before).
+
+Every timing is repeated (≥ 5, interleaved where two things are compared); min and median are
+reported. ``--quick`` uses small files (CI smoke test). Results go to ``--out`` as JSON.
+
+Usage: ``python benchmarks/bench_memory.py [--quick] [--dir DIR] [--out FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmark the checkout this script belongs to
+    sys.path.insert(0, str(ROOT))
+
+import dwf  # noqa: E402
+from dwf.format.header import Header  # noqa: E402
+
+MiB = 1 << 20
+RSS_GOAL_MIB = 300
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def conv_cfg(layers: int, filters: int) -> str:
+    """A cfg of ``layers`` 3×3 conv layers of ``filters`` filters on ``filters`` channels."""
+    head = f"[net]\nwidth=64\nheight=64\nchannels={filters}\n\n"
+    conv = (
+        f"[convolutional]\nfilters={filters}\nsize=3\npad=1\nbatch_normalize=1\n"
+        "activation=leaky\n\n"
+    )
+    return head + conv * layers
+
+
+def make_sparse(folder: Path, mib: int, name: str = "sparse") -> tuple[Path, Path]:
+    """A sparse weights file of about ``mib`` MiB (1024-filter conv layers, 36 MiB each)."""
+    per = 4 * (1024 * 1024 * 9 + 4 * 1024) / MiB
+    cfg = folder / f"{name}.cfg"
+    cfg.write_text(conv_cfg(max(1, round(mib / per)), 1024))
+    weights = folder / f"{name}.weights"
+    with open(weights, "wb") as fh:
+        fh.write(Header(0, 2, 5, 0, 20).encode())
+    os.truncate(weights, dwf.plan(cfg).expected_size(20))
+    return weights, cfg
+
+
+def make_random(folder: Path, mib: int, name: str, seed: int) -> tuple[Path, Path]:
+    """A file of random weights (real blocks on disk) of about ``mib`` MiB, 512-filter convs."""
+    per = 4 * (512 * 512 * 9 + 4 * 512) / MiB
+    cfg = folder / f"{name}.cfg"
+    cfg.write_text(conv_cfg(max(1, round(mib / per)), 512))
+    plan = dwf.plan(cfg)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for lp, a in plan.arrays():
+        v = rng.standard_normal(a.shape, dtype=np.float32) * np.float32(0.05)
+        if a.name == "rolling_variance":
+            v = np.abs(v) + np.float32(0.1)
+        arrays[f"{lp.name}.{a.name}"] = v
+    weights = folder / f"{name}.weights"
+    dwf.save(weights, plan, arrays, header=Header(0, 2, 5, 0, 20))
+    return weights, cfg
+
+
+def read_all(path: Path) -> None:
+    """Bring a file into the page cache (every measurement is warm)."""
+    with open(path, "rb") as fh:
+        while fh.read(16 * MiB):
+            pass
+
+
+# Runs a command line (``-m dwf …`` or ``-c CODE …``) and writes the process's own peak RSS,
+# VmHWM, to the file named by DWF_BENCH_HWM. Not ru_maxrss: on Linux a child inherits through
+# fork and exec the peak of its parent, which would put this script's own memory in every row.
+HWM_WRAPPER = r"""
+import os, runpy, sys
+def report():
+    try:
+        with open("/proc/self/status") as fh:
+            kib = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(os.environ["DWF_BENCH_HWM"], "w") as out:
+        out.write(str(kib))
+mode, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+try:
+    if mode == "-m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        sys.argv[0] = "-c"
+        exec(compile(target, "<bench>", "exec"), {"__name__": "__main__"})
+finally:
+    report()
+"""
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    """Run ``[python, "-m"|"-c", target, *args]`` in a fresh process; its wall time, exit code
+    and its own peak RSS (VmHWM, written by the process itself at exit)."""
+    assert argv[0] == sys.executable and argv[1] in ("-m", "-c"), argv
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        env = {**ENV, "DWF_BENCH_HWM": hwm.name}
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", HWM_WRAPPER, *argv[1:]],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+        )
+        seconds = time.perf_counter() - t0
+        text = Path(hwm.name).read_text(encoding="ascii").strip()
+    kib = int(text) if text else 0
+    if sys.platform == "darwin":
+        kib //= 1024  # ru_maxrss is in bytes there
+    return {
+        "seconds": seconds,
+        "rc": proc.returncode,
+        "peak_rss_mib": kib / 1024,
+        "err": proc.stderr.decode(errors="replace"),
+    }
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"min": min(times), "median": statistics.median(times), "n": len(times)}
+
+
+# -- peak memory --------------------------------------------------------------------------------
+def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
+    weights, cfg = make_sparse(folder, mib)
+    other, _ = make_sparse(folder, mib, "sparse2")
+    shutil.copy(cfg, folder / "sparse2.cfg")
+    n_layers = len(dwf.plan(cfg).layers)
+    out = folder / "out"
+    out.mkdir(exist_ok=True)
+    dwf_cli = [sys.executable, "-m", "dwf"]
+    c = ["--cfg", str(cfg)]
+    jobs: list[tuple[str, list[str]]] = [
+        ("python + numpy + dwf imported (floor)", [sys.executable, "-c", "import numpy, dwf"]),
+        ("dwf fuse", [*dwf_cli, "fuse", str(weights), str(out / "f.weights"),
+                      str(out / "f.cfg"), *c]),
+        ("dwf export --format npz", [*dwf_cli, "export", str(weights), str(out / "e.npz"),
+                                     "--format", "npz", *c]),
+        ("dwf export --format safetensors", [*dwf_cli, "export", str(weights),
+                                             str(out / "e.safetensors"), "--format",
+                                             "safetensors", *c]),
+        ("dwf cut (half the layers)", [*dwf_cli, "cut", str(weights), str(out / "c.weights"),
+                                       str(n_layers // 2), *c]),
+        ("dwf stats", [*dwf_cli, "stats", str(weights), *c]),
+        ("dwf check", [*dwf_cli, "check", str(weights), *c]),
+        ("dwf diff (vs a second file)", [*dwf_cli, "diff", str(weights), str(other), *c]),
+    ]
+    try:
+        import safetensors.numpy  # noqa: F401
+
+        script = (
+            "import sys, numpy as np, dwf; from safetensors.numpy import save_file;"
+            "f = dwf.open(sys.argv[1], sys.argv[2]);"
+            "save_file({k: np.ascontiguousarray(v) for k, v in f.arrays()}, sys.argv[3])"
+        )
+        jobs.append(
+            ("alternative: safetensors save_file of the same arrays",
+             [sys.executable, "-c", script, str(weights), str(cfg), str(out / "s.safetensors")])
+        )
+    except ImportError:
+        pass
+    rows = []
+    for label, argv in jobs:
+        read_all(weights)
+        r = child(argv)
+        for p in out.iterdir():  # outputs take disk: remove them before the next job
+            p.unlink()
+        rows.append(
+            {
+                "what": label,
+                "file_mib": weights.stat().st_size / MiB,
+                "seconds": r["seconds"],
+                "peak_rss_mib": r["peak_rss_mib"],
+                "rc": r["rc"],
+                "error": r["err"].strip()[-300:] if r["rc"] not in (0, 1) else "",
+            }
+        )
+        print(
+            f"  {label:<58} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mib']:7.1f} MiB"
+            + (f"  (exit {r['rc']})" if r["rc"] not in (0, 1) else ""),
+            flush=True,
+        )
+    for p in (weights, other):
+        p.unlink()
+    return rows
+
+
+# -- scan ratio ---------------------------------------------------------------------------------
+def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
+    read_all(weights)
+
+    def sum_pass() -> None:
+        with dwf.open(weights, cfg) as f:
+            for _, v in f.arrays():
+                np.sum(v)
+
+    def check() -> None:
+        dwf.check(weights, cfg=cfg)
+
+    def stats() -> None:
+        dwf.stats(weights, cfg=cfg)
+
+    runs: dict[str, list[float]] = {"sum": [], "check": [], "stats": []}
+    for fn in (sum_pass, check, stats):  # warm-up: imports, plan cache
+        fn()
+    for _ in range(repeats):  # interleaved: the machine's load hits all alike
+        runs["sum"].append(timed(sum_pass))
+        runs["check"].append(timed(check))
+        runs["stats"].append(timed(stats))
+    s = {k: summary(v) for k, v in runs.items()}
+    return {
+        "file_mib": weights.stat().st_size / MiB,
+        "times": s,
+        "check_ratio": s["check"]["median"] / s["sum"]["median"],
+        "stats_ratio": s["stats"]["median"] / s["sum"]["median"],
+    }
+
+
+# -- writers vs dd ------------------------------------------------------------------------------
+def dd(src: Path, dst: Path, skip: int, count: int) -> list[str]:
+    return [
+        "dd", f"if={src}", f"of={dst}", "bs=4M", "iflag=skip_bytes,count_bytes",
+        f"skip={skip}", f"count={count}", "conv=fsync", "status=none",
+    ]
+
+
+def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, Any]:
+    read_all(weights)
+    plan = dwf.plan(cfg)
+    upto = len(plan.layers) // 2
+    kept = 4 * plan.layers[upto - 1].stop
+    out = folder / "w"
+    out.mkdir(exist_ok=True)
+    size = weights.stat().st_size
+    runs: dict[str, list[float]] = {
+        k: [] for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api")
+    }
+    have_dd = shutil.which("dd") is not None
+    for _ in range(repeats):
+        if have_dd:
+            runs["dd_cut"].append(timed(lambda: subprocess.run(
+                dd(weights, out / "dd.bin", 20, kept), check=True)))
+            runs["dd_all"].append(timed(lambda: subprocess.run(
+                dd(weights, out / "dd.bin", 0, size), check=True)))
+        r = child([sys.executable, "-m", "dwf", "cut", str(weights), str(out / "c.weights"),
+                   str(upto), "--cfg", str(cfg)])
+        runs["cut_cli"].append(r["seconds"])
+        runs["cut_api"].append(timed(lambda: dwf.cut(weights, out / "c.weights", upto, cfg=cfg)))
+        runs["npz_api"].append(timed(lambda: dwf.export(weights, out / "e.npz", cfg=cfg)))
+        runs["safetensors_api"].append(
+            timed(lambda: dwf.export(weights, out / "e.safetensors", cfg=cfg))
+        )
+        for p in out.iterdir():
+            p.unlink()
+    s = {k: summary(v) for k, v in runs.items() if v}
+    res: dict[str, Any] = {"file_mib": size / MiB, "cut_mib": kept / MiB, "times": s}
+    if have_dd:
+        med = {k: v["median"] for k, v in s.items()}
+        res["cut_cli_vs_dd"] = med["dd_cut"] / med["cut_cli"]
+        res["cut_api_vs_dd"] = med["dd_cut"] / med["cut_api"]
+        res["npz_vs_dd"] = med["dd_all"] / med["npz_api"]
+        res["safetensors_vs_dd"] = med["dd_all"] / med["safetensors_api"]
+    return res
+
+
+# -- diff under a busy CPU ----------------------------------------------------------------------
+DIFF_TIMER = """
+import statistics, sys, time, dwf
+a, b, cfg, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+dwf.diff(a, b, cfg=cfg)
+ts = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    dwf.diff(a, b, cfg=cfg)
+    ts.append(time.perf_counter() - t0)
+print(min(ts), statistics.median(ts))
+"""
+
+
+def diff_contended(a: Path, b: Path, cfg: Path, repeats: int) -> dict[str, Any]:
+    """``dwf.diff`` timed in a fresh process, idle and with a busy-loop process running; each
+    also with ``OPENBLAS_NUM_THREADS=1`` (what a BLAS that cannot stall looks like): if dwf's
+    busy time matches the single-thread one, no multithreaded BLAS call is stalling it, and
+    what is left of the slowdown is the CPU the busy loop takes."""
+    read_all(a)
+    read_all(b)
+
+    def run(one_thread: bool) -> dict[str, float]:
+        env = dict(ENV)
+        if one_thread:
+            env["OPENBLAS_NUM_THREADS"] = "1"
+        out = subprocess.run(
+            [sys.executable, "-c", DIFF_TIMER, str(a), str(b), str(cfg), str(repeats)],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.split()
+        return {"min": float(out[0]), "median": float(out[1]), "n": repeats}
+
+    res: dict[str, Any] = {"idle": run(False), "idle_1thread": run(True)}
+    busy_proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        res["busy"] = run(False)
+        res["busy_1thread"] = run(True)
+    finally:
+        busy_proc.kill()
+        busy_proc.wait()
+    res["ratio"] = res["busy"]["median"] / res["idle"]["median"]
+    res["vs_1thread_busy"] = res["busy"]["median"] / res["busy_1thread"]["median"]
+    return res
+
+
+def _ratio(times: dict[str, Any], num: str, den: str) -> tuple[float, float]:
+    """``num ÷ den`` of the medians and of the minima (the minimum is the least disturbed by a
+    busy machine; the goal is judged on the median)."""
+    return (
+        times[num]["median"] / times[den]["median"],
+        times[num]["min"] / times[den]["min"],
+    )
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    worst = max(
+        (r for r in doc["memory"] if r["what"].startswith("dwf")),
+        key=lambda r: r["peak_rss_mib"],
+    )
+    out.append({
+        "target": f"peak RSS of every dwf command ≤ {RSS_GOAL_MIB} MiB",
+        "measured": f"{worst['peak_rss_mib']:.0f} MiB ({worst['what']})",
+        "met": worst["peak_rss_mib"] <= RSS_GOAL_MIB and all(
+            r["rc"] in (0, 1) for r in doc["memory"]),
+    })
+
+    def add(target: str, ratio: tuple[float, float], ok: Callable[[float], bool]) -> None:
+        out.append({"target": target, "ratio": ratio[0], "ratio_of_minima": ratio[1],
+                    "measured": f"{ratio[0]:.2f}× (minima: {ratio[1]:.2f}×)",
+                    "met": ok(ratio[0])})
+
+    st = doc["scan"]["times"]
+    add("f.check() ≤ 2× one float32 sum pass", _ratio(st, "check", "sum"), lambda r: r <= 2)
+    add("dwf.stats ≤ 2× one float32 sum pass", _ratio(st, "stats", "sum"), lambda r: r <= 2)
+    wt = doc["writers"]["times"]
+    if "dd_cut" in wt:
+        add("dwf cut (command, fresh process) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_cli"),
+            lambda r: r >= 0.9)
+        add("dwf.cut (call) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_api"), lambda r: r >= 0.9)
+        add("npz export ≥ 0.5× dd", _ratio(wt, "dd_all", "npz_api"), lambda r: r >= 0.5)
+        add("safetensors export ≥ 0.5× dd", _ratio(wt, "dd_all", "safetensors_api"),
+            lambda r: r >= 0.5)
+    d = doc["diff"]
+    add("diff with a busy CPU ≤ 1.5× idle", _ratio(d, "busy", "idle"), lambda r: r <= 1.5)
+    add("diff with a busy CPU ≤ 1.1× the same with a 1-thread BLAS",
+        _ratio(d, "busy", "busy_1thread"), lambda r: r <= 1.1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small files (smoke test)")
+    ap.add_argument("--dir", help="where to make the files (default: a temporary folder)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--sparse-mib", type=int, help="size of the sparse file (default 1024)")
+    ap.add_argument("--random-mib", type=int, help="size of the random files (default 256)")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    sparse_mib = args.sparse_mib or (72 if args.quick else 1024)
+    random_mib = args.random_mib or (16 if args.quick else 256)
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        print(f"peak memory, each command in a fresh process, {sparse_mib} MiB sparse file:")
+        memory = memory_rows(folder, sparse_mib)
+        a, cfg = make_random(folder, random_mib, "rand_a", 1)
+        b, _ = make_random(folder, random_mib, "rand_b", 2)
+        print(f"scan ratio, {a.stat().st_size / MiB:.0f} MiB of random weights (warm cache):")
+        scan = scan_ratio(a, cfg, args.repeats)
+        for k, v in scan["times"].items():
+            print(f"  {k:<6} min {v['min'] * 1e3:8.1f} ms  median {v['median'] * 1e3:8.1f} ms")
+        print("writers vs dd (with fsync):")
+        wr = writers(a, cfg, folder, args.repeats)
+        for k, v in wr["times"].items():
+            print(f"  {k:<16} min {v['min']:7.3f} s  median {v['median']:7.3f} s")
+        print("diff, idle then with a busy-loop process:")
+        df = diff_contended(a, b, cfg, args.repeats)
+        for k in ("idle", "idle_1thread", "busy", "busy_1thread"):
+            print(f"  {k:<13} min {df[k]['min']:7.3f} s  median {df[k]['median']:7.3f} s")
+    doc: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "numpy": np.__version__},
+        "memory": memory,
+        "scan": scan,
+        "writers": wr,
+        "diff": df,
+    }
+    doc["targets"] = targets(doc)
+    print("goals:")
+    for t in doc["targets"]:
+        print(f"  {'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['measured']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
