@@ -18,12 +18,17 @@ Conventions a page can use:
   lines).
   ``$ echo $?`` prints the previous command's exit code. A console block with any other command
   is shown, not checked. ```` ```sh ```` and other blocks are not run.
+* ```` ```console needs=onnx ```` (or ``python``): the block needs an optional package; it is
+  skipped where that package is missing — except in CI (``DWF_REQUIRE_SHARED`` set), which
+  installs the extras and must run every block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -166,6 +171,8 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     namespace: dict[str, object] = {"__name__": "__docs__"}
     ran = 0
     for block in blocks(page):
+        if _missing_extra(block):
+            continue
         if block.lang in ("python", "py") and "no-run" not in block.flags:
             _run_python(block, namespace)
             ran += 1
@@ -174,6 +181,19 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             ran += 1
     if page.parent == DOCS and page.name in OWN_PAGES:
         assert ran, f"{page.name} has no example that runs"
+
+
+def _missing_extra(block: Block) -> bool:
+    """Whether the block names (``needs=MODULE``) an optional package that is not installed
+    here; in CI a missing one is a failure, not a skip."""
+    for flag in block.flags:
+        if flag.startswith("needs="):
+            module = flag.partition("=")[2]
+            if importlib.util.find_spec(module) is None:
+                if os.environ.get("DWF_REQUIRE_SHARED"):
+                    pytest.fail(f"{block.where} needs {module!r}, which CI must install")
+                return True
+    return False
 
 
 def _api_text() -> str:
