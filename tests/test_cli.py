@@ -685,6 +685,8 @@ def test_errors_exit_2_with_one_message(
     r = call(capsys, *(a.format(**broken) for a in argv))
     assert r.code == 2
     assert_error(r.err, r.out, says=says)
+    # one line, whatever the message: a size mismatch's diagnosis is joined with "; "
+    assert len(r.err.splitlines()) == 1, r.err
 
 
 def test_is_a_directory_is_not_reworded(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:

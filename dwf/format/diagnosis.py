@@ -290,8 +290,9 @@ def _fit_causes(fits: Sequence[CfgFit], given: str) -> list[Cause]:
         out.append(
             Cause(
                 "other-cfg",
-                f"this file {f.describe()}; it does not fit {name}"
-                + (f" (so does {also})" if also else ""),
+                f"this file {f.describe()}"
+                + (f" (and also {also})" if also else "")
+                + f"; it does not fit {name}",
                 f"open it with that cfg (cfg={f.cfg!r}, dwf: --cfg {f.cfg})",
             )
         )

@@ -75,20 +75,26 @@ def _silence_stdout() -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines stripped and joined with ``; `` (the command line's
+    contract is one error line, which scripts and logs can take whole)."""
+    return "; ".join(part for part in (ln.strip() for ln in message.splitlines()) if part)
+
+
 def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> int:
-    """Report an error: the traceback with ``--debug``, else ``dwf: error: <message>`` (a
-    :class:`DwfError` explaining a size mismatch keeps its indented diagnosis lines); and with
-    ``--json`` an ``{"error": <message>}`` document on stdout. Returns exit code 2."""
+    """Report an error: the traceback with ``--debug``, else one line ``dwf: error: <message>``
+    (a message of several lines, such as a size mismatch's diagnosis, joined with ``; ``); and
+    with ``--json`` an ``{"error": <message>}`` document on stdout. Returns exit code 2."""
     if getattr(args, "debug", False):
         traceback.print_exc()
     else:
-        line = "dwf: error: " + message
+        line = "dwf: error: " + one_line(message)
         with contextlib.suppress(OSError):
             sys.stderr.write(render.printable(line, sys.stderr) + "\n")
             sys.stderr.flush()
     if stdout_ok and getattr(args, "json", False):
         try:
-            render.echo(json.dumps({"error": message}))
+            render.echo(json.dumps({"error": one_line(message)}))
             render.flush()
         except (OSError, DwfError):
             _silence_stdout()
