@@ -37,7 +37,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "check": ("dwf.tools.check", "check"),
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
-    "identify_many": ("dwf.tools.identify", "identify_many"),
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
@@ -127,7 +126,6 @@ __all__ = [
     "find_cfg",
     "fuse",
     "identify",
-    "identify_many",
     "import_weights",
     "info",
     "open",
@@ -209,7 +207,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
     from dwf.tools.export import export
     from dwf.tools.fuse import fuse
-    from dwf.tools.identify import identify, identify_many
+    from dwf.tools.identify import identify
     from dwf.tools.import_weights import Exported, import_weights
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats

@@ -154,10 +154,12 @@ def test_identify_many_files_and_a_folder(tmp_path: Path) -> None:
     sparse(tmp_path / "b.weights", row["floats"] + row["per_class"] * (7 - row["classes"]))
     sparse(tmp_path / "c.weights", 12_345)
     (tmp_path / "notes.txt").write_text("not weights")
-    results = dwf.identify_many([tmp_path])
-    assert [Path(r.path).name for r in results] == ["a.weights", "b.weights", "c.weights"]
-    assert results[1].matches[0].classes == 7
-    assert not results[2].matches
+    rows = list(dwf.identify([tmp_path], jobs=1))  # many files: one row per file, in order
+    assert [Path(r.path).name for r in rows] == ["a.weights", "b.weights", "c.weights"]
+    results = [r.result for r in rows]
+    assert all(r is not None for r in results)
+    assert results[1] is not None and results[1].matches[0].classes == 7
+    assert results[2] is not None and not results[2].matches
 
 
 def test_real_files_recognised_without_a_cfg() -> None:

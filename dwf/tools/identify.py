@@ -1,5 +1,5 @@
-"""Say which known network a weights file is, without its cfg: :func:`identify`,
-:func:`identify_many`.
+"""Say which known network a weights file is, without its cfg: :func:`identify` (one file, or
+many: files, folders, globs, as :mod:`dwf.tools.batch` expands them).
 
 The judgement itself is a pure function of the first bytes and the size
 (:func:`dwf.format.known.identify_head`); this module reads those from the file, confirms a
@@ -12,7 +12,7 @@ import concurrent.futures
 import functools
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, overload
 
 import attrs
@@ -130,63 +130,3 @@ def _regular(path: str, st: os.stat_result) -> None:
             " read only from regular files",
             path=path,
         )
-
-
-# Files a folder holds beside weights, which identify_many skips.
-_NOT_WEIGHTS = (
-    ".cfg",
-    ".txt",
-    ".md",
-    ".names",
-    ".data",
-    ".py",
-    ".json",
-    ".yaml",
-    ".yml",
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".csv",
-    ".log",
-    ".sh",
-    ".html",
-    ".ipynb",
-)
-MAX_FILES = 1000
-
-
-def weights_files(paths: Iterable[str | os.PathLike[str]], limit: int = MAX_FILES) -> list[str]:
-    """The files ``paths`` name: files as given, folders walked (sorted, at most ``limit``
-    files, skipping cfgs, text and images)."""
-    out: list[str] = []
-    for p in paths:
-        sp = os.fspath(p)
-        if not os.path.isdir(sp):
-            out.append(sp)
-            continue
-        for root, dirs, files in os.walk(sp):
-            dirs.sort()
-            for name in sorted(files):
-                if name.startswith(".") or name.lower().endswith(_NOT_WEIGHTS):
-                    continue
-                out.append(os.path.join(root, name))
-                if len(out) >= limit:
-                    return out
-    return out
-
-
-def identify_many(
-    paths: Iterable[str | os.PathLike[str]], *, nearby: bool = True
-) -> list[Identification]:
-    """:func:`identify` for each file named, or found in the folders named.
-
-    A file that cannot be read gives an :class:`Identification` whose ``problem`` says why,
-    so one bad file does not hide the others.
-    """
-    out: list[Identification] = []
-    for path in weights_files(paths):
-        try:
-            out.append(identify(path, nearby=nearby))
-        except DwfError as e:
-            out.append(Identification(path, 0, None, None, (), e.message))
-    return out
