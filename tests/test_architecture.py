@@ -184,3 +184,9 @@ def test_all_is_the_lazy_table() -> None:
 def test_the_0_1_name_compare_still_works_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="dwf.diff"):
         assert dwf.compare is dwf.diff
+
+
+def test_one_version_everywhere() -> None:
+    import importlib.metadata
+
+    assert importlib.metadata.version("dwf") == dwf.__version__

@@ -134,3 +134,20 @@ def test_diff_series_over_a_glob(run: Path, capsys: pytest.CaptureFixture[str]) 
         (3000, 4000),
         (4000, 5000),
     ]
+
+
+def test_a_folder_without_weights_says_so_and_errors_stay_one_line(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by a new user: a folder whose files lie in subfolders said "is a directory", and a
+    # file that did not fit its cfg printed its multi-line diagnosis among the rows.
+    parent = tmp_path / "runs"
+    (parent / "a").mkdir(parents=True)
+    assert main(["identify", str(parent), "-j", "1"]) == 2
+    out = capsys.readouterr().out
+    assert "no weights files in this folder" in out and "subfolders are not searched" in out
+    short = run / "net_9000.weights"
+    short.write_bytes((run / "net_1000.weights").read_bytes()[:200])
+    assert main(["check", str(run / "net_1000.weights"), str(short), "-j", "1"]) == 2
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 and rows[1].startswith(f"{short}: error: ")

@@ -440,7 +440,8 @@ def identify_head(path: str, head: bytes, size: int) -> Identification:
     try:
         header = Header.decode(head, path=path)
     except HeaderError as e:
-        return Identification(path, size, None, None, (), e.message)
+        why = e.message.removeprefix(f"{path}: ")  # explain() names the file itself
+        return Identification(path, size, None, None, (), why)
     matches: list[Match] = []
     floats: int | None = None
     for h in (header.size, other_width(header.size)):

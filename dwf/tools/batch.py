@@ -100,6 +100,14 @@ def expand(
 def _row(fn: Callable[[str], R], path: str) -> Row[R]:
     # Any failure of one file is that file's row: the run goes on. Programming errors are
     # reported the same way (with their type) so that one odd file cannot end a long scan.
+    if not remote.is_url(path) and os.path.isdir(path):  # a folder expand found nothing in
+        return Row(
+            path,
+            None,
+            f"{path}: no weights files in this folder (*.weights, *.backup, *.conv.N;"
+            " subfolders are not searched: name them, or a glob such as"
+            f" '{os.path.join(path, '*', '*.weights')}')",
+        )
     try:
         return Row(path, fn(path))
     except DwfError as e:

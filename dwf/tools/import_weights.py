@@ -291,11 +291,18 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
             " export, or a state dict (a mapping of names to arrays)"
         )
     path = os.fspath(src)
+    if not os.path.exists(path):
+        raise DwfError(f"{path}: export file not found", path=path)
     if path.endswith(".safetensors"):
         return _from_safetensors(path)
     if path.endswith(".npz"):
         return _from_npz(path)
-    raise DwfError(f"{path}: unknown export format (expected .npz or .safetensors)", path=path)
+    raise DwfError(
+        f"{path}: unknown export format: dwf reads back .npz and .safetensors exports by their"
+        " extension (a .pt/.pth state dict through the command line, or as a mapping); rename"
+        " the file",
+        path=path,
+    )
 
 
 def _check_declared(plan: Plan, exp: Exported) -> None:

@@ -75,12 +75,6 @@ def _silence_stdout() -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
-def one_line(message: str) -> str:
-    """``message`` on one line: its lines stripped and joined with ``; `` (the command line's
-    contract is one error line, which scripts and logs can take whole)."""
-    return "; ".join(part for part in (ln.strip() for ln in message.splitlines()) if part)
-
-
 def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> int:
     """Report an error: the traceback with ``--debug``, else one line ``dwf: error: <message>``
     (a message of several lines, such as a size mismatch's diagnosis, joined with ``; ``); and
@@ -88,13 +82,13 @@ def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> 
     if getattr(args, "debug", False):
         traceback.print_exc()
     else:
-        line = "dwf: error: " + one_line(message)
+        line = "dwf: error: " + render.one_line(message)
         with contextlib.suppress(OSError):
             sys.stderr.write(render.printable(line, sys.stderr) + "\n")
             sys.stderr.flush()
     if stdout_ok and getattr(args, "json", False):
         try:
-            render.echo(json.dumps({"error": one_line(message)}))
+            render.echo(json.dumps({"error": render.one_line(message)}))
             render.flush()
         except (OSError, DwfError):
             _silence_stdout()

@@ -28,7 +28,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         "weights", nargs="+", help="weights files, folders or globs; local paths or URLs"
     )
     options.add_jobs(p)
-    options.add_output(p, wide=False)
+    options.add_output(p)
     p.set_defaults(func=run)
 
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             "identify", kept(), args.json, lambda r: r.explain(), lambda r: not r.recognised
         )
         if not args.json and named:
-            _summary(named)
+            _summary(named, render.width(args))
         return code
     ident = identify(args.weights)
     if args.json:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ident.recognised else 1
 
 
-def _summary(found: list[Identification]) -> None:
+def _summary(found: list[Identification], width: int | None) -> None:
     """One row per file: what it is, in a few words."""
     base = os.path.commonpath([os.path.dirname(os.path.abspath(i.path)) for i in found])
     rows = [
@@ -72,6 +72,6 @@ def _summary(found: list[Identification]) -> None:
     ]
     render.echo()
     render.print_table(
-        ("file", "bytes", "floats", "header", "what it is"), rows, right=(1, 2, 3), width=None
+        ("file", "bytes", "floats", "header", "what it is"), rows, right=(1, 2, 3), width=width
     )
     render.echo(f"{sum(i.recognised for i in found)} of {len(found)} files named")

@@ -63,6 +63,12 @@ def flush() -> None:
 
 
 # -- many files ---------------------------------------------------------------------------------
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines stripped and joined with ``; `` (the command line's
+    contract is one error line, which scripts and logs can take whole)."""
+    return "; ".join(part for part in (ln.strip() for ln in message.splitlines()) if part)
+
+
 def rows(
     label: str,
     results: Iterator[Any],
@@ -84,7 +90,7 @@ def rows(
             elif row.result is None:
                 why = str(row.error)
                 why = why[len(row.path) + 2 :] if why.startswith(f"{row.path}: ") else why
-                echo(f"{row.path}: error: {why}")
+                echo(f"{row.path}: error: {one_line(why)}")
             else:
                 echo(text(row.result))
             if row.result is None:
