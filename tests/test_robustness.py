@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from small_net import CFG, random_arrays
 
 import dwf
 import dwf.io.writer
@@ -35,40 +36,6 @@ from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
 from dwf.tools.demo import demo_cfg_text
 
-CFG = """[net]
-width=32
-height=32
-channels=3
-
-[convolutional]
-filters=16
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=32
-size=3
-pad=1
-batch_normalize=1
-flipped=1
-activation=leaky
-
-[convolutional]
-filters=64
-size=3
-pad=1
-activation=linear
-
-[connected]
-output=10
-activation=linear
-"""
 BIG_LAYER = "connected_4"  # its data lies hundreds of KiB into the file, far past the first page
 BACKENDS = ["mmap", "pread"]
 # Truncating a mapped file, SIGBUS and fork are POSIX matters (Windows refuses the truncation).
@@ -76,15 +43,7 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file semantics
 ROOT = Path(dwf.__file__).resolve().parents[1]
 
 
-def _arrays(plan: dwf.Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for lp, a in plan.arrays():
-        values = rng.standard_normal(a.shape)
-        if a.name.endswith("rolling_variance"):
-            values = np.abs(values) + 0.1  # a real variance: folding batch norm divides by it
-        out[f"{lp.name}.{a.name}"] = values.astype(np.float32)
-    return out
+_arrays = random_arrays
 
 
 @pytest.fixture

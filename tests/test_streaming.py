@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from small_net import CFG, random_arrays
 
 import dwf
 from dwf.format.header import Header
@@ -31,51 +32,9 @@ from dwf.format.header import Header
 ROOT = Path(dwf.__file__).resolve().parents[1]
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file semantics")
 
-CFG = """[net]
-width=32
-height=32
-channels=3
-
-[convolutional]
-filters=16
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=32
-size=3
-pad=1
-batch_normalize=1
-flipped=1
-activation=leaky
-
-[convolutional]
-filters=64
-size=3
-pad=1
-activation=linear
-
-[connected]
-output=10
-activation=linear
-"""
 
 
-def _arrays(plan: dwf.Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for lp, a in plan.arrays():
-        values = rng.standard_normal(a.shape)
-        if a.name.endswith("rolling_variance"):
-            values = np.abs(values) + 0.1
-        out[f"{lp.name}.{a.name}"] = values.astype(np.float32)
-    return out
+_arrays = random_arrays
 
 
 @pytest.fixture
