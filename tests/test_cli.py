@@ -1181,3 +1181,17 @@ def test_cli_md_documents_wide_version_debug() -> None:
         assert f"`{word}" in text or f"{word}`" in text, word
     assert re.search(r"--debug.*after", text), "cli.md should say --debug also works after"
     assert {opt for _, opt in _iter_options()} >= {"--json", "--wide", "--debug", "--cfg"}
+
+
+@pytest.mark.parametrize(
+    "selection", [["--layers", "100"], ["--layers", "5-2"], ["--type", "foo"]]
+)
+def test_a_selection_that_matches_nothing_says_so(
+    demo: Demo, selection: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by a new user: these printed an empty table and nothing else.
+    for command in ("info", "stats"):
+        r = call(capsys, command, demo.weights, *selection)
+        assert r.code == 0
+        assert r.err.startswith("dwf: note: ") and "selects no layer" in r.err
+        assert "layers 0..21 of types" in r.err and len(r.err.splitlines()) == 1

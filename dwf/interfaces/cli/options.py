@@ -10,6 +10,7 @@ from typing import Any
 
 from dwf.errors import DwfError
 from dwf.format.records import LayerPlan
+from dwf.interfaces.cli import render
 from dwf.io.opening import open_weights
 from dwf.io.reader import WeightsFile
 
@@ -117,9 +118,21 @@ def type_filter(kind: str | None) -> Callable[[LayerPlan], bool]:
 
 def selected(f: WeightsFile, args: argparse.Namespace) -> list[LayerPlan]:
     """The layers ``--layers`` and ``--type`` select, in file order."""
-    by_index = parse_layers(getattr(args, "layers", None))
-    by_type = type_filter(getattr(args, "type", None))
-    return [lp for lp in f.plan.layers if by_index(lp.index) and by_type(lp)]
+    layers, kind = getattr(args, "layers", None), getattr(args, "type", None)
+    by_index = parse_layers(layers)
+    by_type = type_filter(kind)
+    chosen = [lp for lp in f.plan.layers if by_index(lp.index) and by_type(lp)]
+    if not chosen and (layers or kind):
+        # An empty table alone would read as "nothing there"; say what the network has, on
+        # standard error (standard output stays a table, or valid JSON).
+        parts = (f"--layers {layers}" if layers else "", f"--type {kind}" if kind else "")
+        asked = " and ".join(x for x in parts if x)
+        kinds = ", ".join(sorted({lp.type for lp in f.plan.layers}))
+        render.note(
+            f"{asked} selects no layer; the network has layers 0..{len(f.plan) - 1} of types"
+            f" {kinds}"
+        )
+    return chosen
 
 
 def open_file(args: argparse.Namespace, path: str | None = None) -> WeightsFile:

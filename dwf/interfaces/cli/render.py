@@ -8,6 +8,7 @@ Everything a command prints on standard output goes through :func:`echo` (text) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -63,6 +64,12 @@ def flush() -> None:
 
 
 # -- many files ---------------------------------------------------------------------------------
+def note(message: str) -> None:
+    """A one-line ``dwf: note:`` on standard error: worth saying, not an error."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(printable(f"dwf: note: {one_line(message)}", sys.stderr) + "\n")
+
+
 def one_line(message: str) -> str:
     """``message`` on one line: its lines stripped and joined with ``; `` (the command line's
     contract is one error line, which scripts and logs can take whole)."""
