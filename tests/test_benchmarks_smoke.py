@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,17 +16,17 @@ pytestmark = pytest.mark.slow  # runs the whole quick benchmark suite (~10 s)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "bench_suite.json"
+def run_quick(script: str, tmp_path: Path, *extra: str) -> tuple[dict[str, Any], str]:
+    """Run ``benchmarks/<script> --quick`` writing its JSON under ``tmp_path``: its document and
+    what it printed."""
+    out = tmp_path / (Path(script).stem + ".json")
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "bench_suite.py"),
+            str(ROOT / "benchmarks" / script),
             "--quick",
-            "--dir",
-            str(tmp_path),
-            "--out",
-            str(out),
+            *("--dir", str(tmp_path), "--out", str(out)),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -33,7 +34,12 @@ def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    doc = json.loads(out.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return doc, proc.stdout
+
+
+def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
+    doc, stdout = run_quick("bench_suite.py", tmp_path)
     assert doc["quick"] is True
     assert doc["repeats"] >= 5
     # --quick plans a generated cfg and says so, instead of calling it yolov4.cfg
@@ -46,32 +52,14 @@ def test_bench_suite_quick_runs_and_writes_json(tmp_path: Path) -> None:
     assert {t["target"] for t in doc["targets"]}, "no targets evaluated"
     assert all(isinstance(t["met"], bool) for t in doc["targets"])
     # the table rows fit a 100-column terminal (the command/path lines may be longer)
-    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith(("warm ", "cold "))]
+    rows = [ln for ln in stdout.splitlines() if ln.startswith(("warm ", "cold "))]
     assert rows and max(len(ln) for ln in rows) <= 100
 
 
 def test_bench_startup_quick_compares_dwf_and_safetensors(tmp_path: Path) -> None:
     pytest.importorskip("safetensors")
-    out = tmp_path / "bench_startup.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_startup.py"),
-            "--quick",
-            "--dir",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--against",  # this same checkout: the interleaved before/after rows run
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    doc = json.loads(out.read_text(encoding="utf-8"))
+    # --against this same checkout: the interleaved before/after rows run
+    doc, stdout = run_quick("bench_startup.py", tmp_path, "--against", str(ROOT))
     # every comparison has both sides, the same number of runs, min and median
     for section in ("fresh", "first", "many"):
         rows = doc[section]
@@ -83,8 +71,21 @@ def test_bench_startup_quick_compares_dwf_and_safetensors(tmp_path: Path) -> Non
     assert 0 < doc["imports"]["attrs"]["min"] <= doc["imports"]["attrs"]["median"]
     assert {"dwf-reopen", "st-reopen", "dwf-kept", "st-kept"} <= set(doc["repeated"])
     # the planning row names the cfg it planned and its layer count
-    assert doc["plan"]["layers"] > 0 and doc["plan"]["cfg"] in proc.stdout
-    assert doc["file"]["label"] in proc.stdout
+    assert doc["plan"]["layers"] > 0 and doc["plan"]["cfg"] in stdout
+    assert doc["file"]["label"] in stdout
     names = {t["target"] for t in doc["targets"]}
     assert any("fresh process" in n for n in names) and any("10,000" in n for n in names)
     assert all(t["met"] in (True, False) for t in doc["targets"])
+
+
+def test_bench_memory_quick_runs_and_writes_json(tmp_path: Path) -> None:
+    doc, _ = run_quick("bench_memory.py", tmp_path, "--repeats", "2")
+    assert doc["quick"] is True
+    commands = {row["what"] for row in doc["memory"]}
+    for name in ("fuse", "npz", "safetensors", "cut", "stats", "check", "diff"):
+        assert any(name in c for c in commands), name
+    # every command ran to completion (exit 0 or 1 = findings) and was measured
+    assert all(row["rc"] in (0, 1) and row["peak_rss_mib"] > 0 for row in doc["memory"]), doc
+    assert doc["scan"]["check_ratio"] > 0 and doc["diff"]["ratio"] > 0
+    assert all(isinstance(t["met"], bool) for t in doc["targets"])
+    assert not list(tmp_path.glob("tmp*/*")), "the benchmark left files behind"

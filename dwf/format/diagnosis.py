@@ -13,17 +13,17 @@ from collections.abc import Sequence
 
 import attrs
 
-from dwf.errors import CfgError
 from dwf.format.dialects import DIALECTS, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import MAX_CLASSES, CfgFit, lookup
-from dwf.format.planner import Plan, plan_uncached
+from dwf.format.planner import Plan
 from dwf.format.records import LayerPlan
 from dwf.format.retrain import (
     bn_layers,
     class_model,
     heads,
     replan,
+    set_option,
     with_batch_normalize,
     with_classes,
 )
@@ -373,14 +373,6 @@ def _crlf_causes(
 
 
 # -- causes found by re-planning an edited cfg ----------------------------------------------------
-def _replan(plan: Plan, text: str, dialect: str | None = None) -> Plan | None:
-    try:
-        # Uncached: an edited plan is thrown away at once and must not stay in the plan cache.
-        return plan_uncached(text, dialect=dialect or plan.dialect, side=plan.side)
-    except CfgError:
-        return None
-
-
 def _fits(candidate: Plan | None, body: int) -> str | None:
     """``"exact"`` or ``"partial"`` when a file body of ``body`` bytes fits ``candidate``."""
     if candidate is None or body % 4:
@@ -551,15 +543,6 @@ class _Sections:
         return None
 
 
-def _set_option(
-    lines: list[str], section_line: int, key: str, value: str, existing: int | None
-) -> None:
-    if existing is not None:
-        lines[existing - 1] = f"{key}={value}"
-    else:
-        lines[section_line - 1] = lines[section_line - 1] + f"\n{key}={value}"
-
-
 def _classes_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
     """Solve for the class count that explains the difference, then verify by re-planning."""
     heads = [lp for lp in plan.layers if lp.type in ("yolo", "Gaussian_yolo", "region")]
@@ -594,14 +577,14 @@ def _classes_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | 
             extra = int(head.params.get("coords", 4)) + 1
         anchors = head.params.get("anchors", head.params.get("num", 1))
         filters = anchors * (new_classes + extra)
-        _set_option(
+        set_option(
             lines,
             layer_sections.header_line(head_idx),
             "classes",
             str(new_classes),
             layer_sections.option_line(head_idx, "classes"),
         )
-        _set_option(
+        set_option(
             lines,
             layer_sections.header_line(conv_idx),
             "filters",
@@ -611,7 +594,7 @@ def _classes_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | 
         fixes.append(f"filters={filters} in layer {conv_idx}")
     # inserting lines shifts nothing we still need: edits were applied to existing lines or
     # appended to section header lines, so all recorded line numbers stay valid.
-    fit = _fits(_replan(plan, "\n".join(lines)), body)
+    fit = _fits(replan(plan, "\n".join(lines)), body)
     if fit is None:
         return None
     return Cause(
@@ -683,14 +666,14 @@ def _bn_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | None:
             break
         lines = plan.text.split("\n")
         for i in layers:
-            _set_option(
+            set_option(
                 lines,
                 layer_sections.header_line(i),
                 "batch_normalize",
                 str(value),
                 layer_sections.option_line(i, "batch_normalize"),
             )
-        if _fits(_replan(plan, "\n".join(lines)), body) != "exact":
+        if _fits(replan(plan, "\n".join(lines)), body) != "exact":
             continue
         matched.append((label, layers, value))
         if len(layers) == 1:
@@ -729,7 +712,7 @@ def _dialect_cause(plan: Plan, body: int, layer_sections: _Sections) -> Cause | 
     for name in DIALECTS:
         if name == plan.dialect:
             continue
-        fit = _fits(_replan(plan, plan.text, name), body)
+        fit = _fits(replan(plan, plan.text, name), body)
         if fit:
             what = "exactly" if fit == "exact" else "as a partial file"
             return Cause(

@@ -293,35 +293,26 @@ def lookup(floats: int, header_size: int, path: str | None = None) -> list[Match
             if not bn and total == row["floats"]:
                 continue
             if total == floats:
-                add(
-                    Match(
-                        row["name"],
-                        "model",
-                        dialects,
-                        floats,
-                        header_size,
-                        classes=c0,
-                        batch_normalize=bn,
-                        variant=variant or "published",
-                        **common,
-                    )
+                classes, default = c0, "published"
+            elif per and c0 is not None and (floats - total) % per == 0:
+                classes, default = c0 + (floats - total) // per, "retrained"
+                if not 1 <= classes <= MAX_CLASSES:
+                    continue
+            else:
+                continue
+            add(
+                Match(
+                    row["name"],
+                    "model",
+                    dialects,
+                    floats,
+                    header_size,
+                    classes=classes,
+                    batch_normalize=bn,
+                    variant=variant or default,
+                    **common,
                 )
-            elif per and c0 is not None:
-                diff = floats - total
-                if diff % per == 0 and 1 <= c0 + diff // per <= MAX_CLASSES:
-                    add(
-                        Match(
-                            row["name"],
-                            "model",
-                            dialects,
-                            floats,
-                            header_size,
-                            classes=c0 + diff // per,
-                            batch_normalize=bn,
-                            variant=variant or "retrained",
-                            **common,
-                        )
-                    )
+            )
         stops = row.get("stops") or []
         if floats < row["floats"] and (conv_n is not None or floats >= _MIN_UNNAMED_PARTIAL):
             upto = _cut_at(stops, floats, conv_n)

@@ -16,7 +16,7 @@ import attrs
 from dwf.errors import CfgError
 from dwf.format.cfg import tokenize
 from dwf.format.dialects import get_dialect
-from dwf.format.planner import Plan
+from dwf.format.planner import Plan, plan_uncached
 from dwf.format.records import LayerPlan
 
 HEAD_TYPES = ("yolo", "Gaussian_yolo", "region", "detection")
@@ -82,8 +82,12 @@ def _feeder(plan: Plan, head: LayerPlan) -> LayerPlan | None:
     return lp
 
 
-def _set(lines: list[str], section_line: int, key: str, value: str, existing: int | None) -> None:
-    # Appending to the section's header line keeps every recorded line number valid.
+def set_option(
+    lines: list[str], section_line: int, key: str, value: str, existing: int | None
+) -> None:
+    """Set ``key=value`` in the cfg ``lines``: on line ``existing`` (1-based) when the section
+    has the option, else appended to the section's header line ``section_line`` — which keeps
+    every recorded line number valid for further edits."""
     if existing is not None:
         lines[existing - 1] = f"{key}={value}"
     else:
@@ -102,10 +106,10 @@ def with_classes(plan: Plan, classes: int, only: Iterable[int] | None = None) ->
             continue
         hs, fs = sections[h.index], sections[h.feeder]
         opt = hs.get("classes")
-        _set(lines, hs.line, "classes", str(classes), opt.line if opt else None)
+        set_option(lines, hs.line, "classes", str(classes), opt.line if opt else None)
         key = "output" if plan.layers[h.index].type == "detection" else "filters"
         fopt = fs.get(key)
-        _set(lines, fs.line, key, str(h.feeder_size(classes)), fopt.line if fopt else None)
+        set_option(lines, fs.line, key, str(h.feeder_size(classes)), fopt.line if fopt else None)
     return "\n".join(lines)
 
 
@@ -117,7 +121,7 @@ def with_batch_normalize(plan: Plan, layers: Sequence[int], value: int) -> str:
     for i in layers:
         sec = sections[i]
         opt = sec.get("batch_normalize")
-        _set(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
+        set_option(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
     return "\n".join(lines)
 
 
@@ -128,7 +132,7 @@ def with_input_size(plan: Plan, height: int, width: int) -> str:
     lines = plan.text.split("\n")
     for key, value in (("height", height), ("width", width)):
         opt = net.get(key)
-        _set(lines, net.line, key, str(value), opt.line if opt else None)
+        set_option(lines, net.line, key, str(value), opt.line if opt else None)
     return "\n".join(lines)
 
 
@@ -143,9 +147,10 @@ def input_size_free(plan: Plan) -> bool:
 
 
 def replan(plan: Plan, text: str, dialect: str | None = None) -> Plan | None:
-    """``text`` planned like ``plan`` (or in ``dialect``); ``None`` when Darknet would refuse it."""
+    """``text`` planned like ``plan`` (or in ``dialect``); ``None`` when Darknet would refuse it.
+    Uncached: an edited plan is thrown away at once and must not stay in the plan cache."""
     try:
-        return Plan.from_text(text, dialect=dialect or plan.dialect, side=plan.side)
+        return plan_uncached(text, dialect=dialect or plan.dialect, side=plan.side)
     except CfgError:
         return None
 

@@ -174,42 +174,34 @@ class StreamingReads:
         """One step of :meth:`copy_range_to`: bytes copied (0 at the end of the file), or -1
         when the kernel cannot copy between these files. Holds the descriptor meanwhile."""
         with self._using_fd():
-            if self._source is not None:
-                data = self._source.pread(want, pos)
-                view = memoryview(data)
-                written = 0
-                while written < len(data):
-                    written += os.pwrite(out_fd, view[written:], dst + written)
-                return len(data)
-            n = 0
-            if kernel:
+            if kernel and self._source is None:
                 try:
                     if hasattr(os, "copy_file_range"):
-                        n = os.copy_file_range(self._fd, out_fd, want, pos, dst)
-                    else:  # pragma: no cover - macOS has neither; BSD has sendfile to sockets
-                        os.lseek(out_fd, dst, os.SEEK_SET)
-                        n = os.sendfile(out_fd, self._fd, pos, want)
+                        return os.copy_file_range(self._fd, out_fd, want, pos, dst)
+                    # no copy_file_range (not Linux): sendfile, where it copies between files
+                    os.lseek(out_fd, dst, os.SEEK_SET)
+                    return os.sendfile(out_fd, self._fd, pos, want)
                 except OSError as e:
                     if e.errno not in _NO_KERNEL_COPY:
                         raise
                     return -1  # another file system, or not supported: copy by hand
-            else:
-                try:
+            try:
+                if self._source is not None:
+                    data = self._source.pread(want, pos)
+                else:
                     data = os.pread(self._fd, want, pos)
-                except OSError as e:
-                    raise FileChangedError(
-                        f"{self.path}: reading bytes {_fmt(pos)}..{_fmt(pos + want)} failed:"
-                        f" {e.strerror or e}; the file may have changed",
-                        path=self.path,
-                        opened=self._opened,
-                    ) from None
-                n = len(data)
-                if n:
-                    view = memoryview(data)
-                    written = 0
-                    while written < n:
-                        written += os.pwrite(out_fd, view[written:], dst + written)
-            return n
+            except OSError as e:
+                raise FileChangedError(
+                    f"{self.path}: reading bytes {_fmt(pos)}..{_fmt(pos + want)} failed:"
+                    f" {e.strerror or e}; the file may have changed",
+                    path=self.path,
+                    opened=self._opened,
+                ) from None
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += os.pwrite(out_fd, view[written:], dst + written)
+            return len(view)
 
     def _stream_start(self, spec: ArraySpec) -> None:
         self._check_open()
