@@ -10,7 +10,6 @@ every later error can point at the line that caused it.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -54,6 +53,34 @@ class Option(NamedTuple):
 _Raw = tuple[str, "str | None", int]
 
 
+class _Body(NamedTuple):
+    """What a section body says, read once per distinct body text and shared by every section
+    with the same text (a network repeats its blocks): lines are counted from the header."""
+
+    raw: tuple[_Raw, ...]  # every option line; the line is an offset (1 = just after the header)
+    values: dict[str, str | None]  # key → value of its first line (what Darknet's lookup finds)
+    no_value: tuple[tuple[int, str], ...]  # (offset, text) of "key=" lines, which Darknet skips
+
+
+def _read_body(body: str) -> _Body:
+    raw: list[_Raw] = []
+    values: dict[str, str | None] = {}
+    no_value: list[tuple[int, str]] = []
+    for offset, line in enumerate(body.split("\n"), start=1):
+        if not line or line[0] == "#" or line[0] == ";":
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            raw.append((line, None, offset))
+            values.setdefault(line, None)
+        elif not value:
+            no_value.append((offset, line))
+        else:
+            raw.append((key, value, offset))
+            values.setdefault(key, value)
+    return _Body(tuple(raw), values, tuple(no_value))
+
+
 class Section:
     """One ``[section]`` of a cfg and its options.
 
@@ -65,58 +92,64 @@ class Section:
             and empty lines included): two sections with the same body give every lookup the
             same answer.
         options: every option line, in file order (duplicates included).
-        first: key → ``(key, value, line)`` of the first line with that key, the one Darknet's
-            lookup finds (``value`` is ``None`` for a line without ``=``). Read-only.
+        values: key → the value of the first line with that key, the one Darknet's lookup
+            finds (``None`` for a line without ``=``). Read-only.
+        first: key → ``(key, value, line)`` of that first line. Read-only.
     """
 
-    __slots__ = ("_first", "_raw", "body", "header", "line")
+    __slots__ = ("_body", "_first", "_shared", "body", "header", "line")
 
-    def __init__(self, header: str, line: int, body: str) -> None:
+    def __init__(
+        self, header: str, line: int, body: str, shared: dict[str, _Body] | None = None
+    ) -> None:
         self.header = header
         self.line = line
         self.body = body
-        # Parsed on first use: a network repeats its blocks, and the planner reuses what it
-        # computed for an identical section without ever reading this one's options.
-        self._raw: tuple[_Raw, ...] | None = None
+        # Read on first use, once per distinct body text of a document (``shared``): the planner
+        # reuses what it computed for an identical section without reading this one's options,
+        # and sections with the same text but another input read the same parse.
+        self._shared = shared
+        self._body: _Body | None = None
         self._first: dict[str, _Raw] | None = None
 
-    def _parse(self) -> list[tuple[int, str]]:
-        """Read the body's option lines; return ``(line, text)`` of the ``key=`` lines without a
-        value, which Darknet skips with a warning."""
-        raw: list[_Raw] = []
-        first: dict[str, _Raw] = {}
-        no_value: list[tuple[int, str]] = []
-        for number, line in enumerate(self.body.split("\n"), start=self.line + 1):
-            if not line or line[0] == "#" or line[0] == ";":
-                continue
-            key, eq, value = line.partition("=")
-            if not eq:
-                item: _Raw = (line, None, number)
-            elif not value:
-                no_value.append((number, line))
-                continue
-            else:
-                item = (key, value, number)
-            raw.append(item)
-            first.setdefault(item[0], item)
-        self._raw, self._first = tuple(raw), first
-        return no_value
+    def _parsed(self) -> _Body:
+        b = self._body
+        if b is None:
+            shared = self._shared
+            b = shared.get(self.body) if shared is not None else None
+            if b is None:
+                b = _read_body(self.body)
+                if shared is not None:
+                    shared[self.body] = b
+            self._body = b
+        return b
+
+    @property
+    def values(self) -> dict[str, str | None]:
+        """Key → the value Darknet's lookup finds for it (see the class attributes)."""
+        return self._parsed().values
 
     @property
     def first(self) -> dict[str, _Raw]:
         """Key → the option line Darknet's lookup finds for it (see the class attributes)."""
         if self._first is None:
-            self._parse()
-        assert self._first is not None
+            first: dict[str, _Raw] = {}
+            for key, value, offset in self._parsed().raw:
+                if key not in first:
+                    first[key] = (key, value, self.line + offset)
+            self._first = first
         return self._first
+
+    @property
+    def skipped(self) -> list[tuple[int, str]]:
+        """``(line, text)`` of the ``key=`` lines without a value, which Darknet skips."""
+        return [(self.line + offset, text) for offset, text in self._parsed().no_value]
 
     @property
     def options(self) -> tuple[Option, ...]:
         """Every option line, in file order (duplicates included)."""
-        if self._raw is None:
-            self._parse()
-        assert self._raw is not None
-        return tuple(map(Option._make, self._raw))
+        line = self.line
+        return tuple(Option(k, v, line + offset) for k, v, offset in self._parsed().raw)
 
     def __repr__(self) -> str:
         return f"Section({self.header!r}, line={self.line}, {len(self.options)} options)"
@@ -136,8 +169,7 @@ class Section:
 
     def value(self, key: str) -> str | None:
         """The value of the option Darknet's lookup finds for ``key``, or ``None``."""
-        raw = self.first.get(key)
-        return None if raw is None else raw[1]
+        return self._parsed().values.get(key)
 
     def __iter__(self) -> Iterator[Option]:
         return iter(self.options)
@@ -206,6 +238,7 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
     chunks = text.translate(table).split("\n[")
     sections: list[Section] = []
     warnings: list[tuple[int, str]] = []
+    shared: dict[str, _Body] = {}
     number = 1  # the line each chunk starts on
     for i, chunk in enumerate(chunks):
         start = number
@@ -214,9 +247,9 @@ def tokenize(text: str, *, path: str | None = None, strip_cr: bool = True) -> Cf
             _check_preamble(chunk, path)
             continue
         head, _, body = chunk.partition("\n")
-        sec = Section(head if i == 0 else "[" + head, start, body)
+        sec = Section(head if i == 0 else "[" + head, start, body, shared)
         if "=\n" in body or body.endswith("="):  # a "key=" line, maybe: warn now, in order
-            for line, skipped in sec._parse():
+            for line, skipped in sec.skipped:
                 msg = f"{shorten(skipped)!r} has no value after '='; Darknet skips this line"
                 warnings.append((line, msg))
         sections.append(sec)
@@ -262,16 +295,22 @@ def atoi(value: str) -> int | None:
     Returns ``None`` when the number does not fit a C ``int`` (Darknet's behaviour is then
     undefined; callers turn that into an error).
     """
-    # Only short values are remembered: a hostile cfg's megabyte-long values must not stay
-    # pinned in the cache after its plan is gone.
-    return _atoi_cached(value) if len(value) <= 64 else _atoi(value)
+    n = ATOI_SEEN.get(value)
+    if n is None:
+        n = _atoi(value)
+        # Only short values are remembered: a hostile cfg's megabyte-long values must not stay
+        # pinned here after its plan is gone; the table is emptied when it fills.
+        if n is not None and len(value) <= 64:
+            if len(ATOI_SEEN) >= 4096:
+                ATOI_SEEN.clear()
+            ATOI_SEEN[value] = n
+    return n
 
 
-# A network repeats a handful of values ("1", "3", "leaky", "-1") hundreds of times: converting
-# each distinct string once keeps the planner's per-layer cost low.
-@functools.lru_cache(maxsize=4096)
-def _atoi_cached(value: str) -> int | None:
-    return _atoi(value)
+# A network repeats a handful of values ("1", "3", "-1") hundreds of times: each distinct string
+# is converted once. A plain dict, not functools.lru_cache, so that the planner's hottest call
+# (LayerInput.num, ~18 per convolution) can look a value up without a function call.
+ATOI_SEEN: dict[str, int] = {}
 
 
 def _atoi(value: str) -> int | None:

@@ -10,7 +10,6 @@ lays the arrays out one after another (spec §10).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import os
@@ -321,24 +320,17 @@ def plan_uncached(
     """:meth:`Plan.from_text` without the plan cache, for throw-away plans (the mismatch
     diagnosis's edited cfgs) that must not stay in memory after use."""
     d = get_dialect(dialect)
-    with _collector_paused():
-        doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-        return _plan_document(doc, d, side, text)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a plan is built.
-
-    A plan is tens of thousands of small objects that form no cycles; each allocation batch
-    would otherwise trigger a collection that walks every object made so far, which made
-    planning a 10,000-layer network a third slower (docs/benchmarks.md). Reference counting
-    still frees everything; the collector is restored (only if it was on) when done.
-    """
+    # A plan is tens of thousands of small objects that form no cycles; with Python's cyclic
+    # garbage collector running, each allocation batch would trigger a collection that walks
+    # every object made so far, which made planning a 10,000-layer network a third slower
+    # (docs/benchmarks.md). Reference counting still frees everything; the collector is turned
+    # back on (only if it was on) when done. Not a context manager: entering one costs more
+    # than planning a small layer.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        doc = tokenize(text, path=path, strip_cr=d.strip_cr)
+        return _plan_document(doc, d, side, text)
     finally:
         if was_enabled:
             gc.enable()
@@ -448,23 +440,23 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                     reuse[key] = result, arrays, params, floats
             else:
                 result, arrays, params, floats = found
-        lp = LayerPlan(
-            index=index,
-            type=type_name,
-            name=f"{kind}_{index}",
-            line=sec.line,
-            in_c=c,
-            in_h=h,
-            in_w=w,
-            inputs=inputs,
-            out_c=result.out_c,
-            out_h=result.out_h,
-            out_w=result.out_w,
-            outputs=result.outputs,
-            layout=arrays,
-            offset=cursor,
-            params=params,
-            known=known,
+        lp = LayerPlan(  # positional: keywords cost a tenth of a layer's planning
+            index,
+            type_name,
+            f"{kind}_{index}",
+            sec.line,
+            c,
+            h,
+            w,
+            inputs,
+            result.out_c,
+            result.out_h,
+            result.out_w,
+            result.outputs,
+            arrays,
+            cursor,
+            params,
+            known,
         )
         cursor += floats
         built.append(lp)
