@@ -168,11 +168,11 @@ class LayerInput:
         return n
 
     def text(self, key: str, default: str) -> str:
-        value = self.section.value(key)
+        value = self.options.get(key)
         return default if value is None else value
 
     def has(self, key: str) -> bool:
-        return self.section.get(key) is not None
+        return self.options.get(key) is not None
 
     # -- shapes -------------------------------------------------------------------------------
     def need_image(self) -> None:
@@ -209,17 +209,17 @@ class LayerInput:
         return self.built[idx]
 
     def ref_list(self, key: str, *, first_only: bool = False) -> list[LayerPlan]:
-        opt = self.section.get(key)
-        if opt is None or opt.value is None:
+        text = self.options.get(key)
+        if text is None:
             raise self.fail(f"{self.type} needs {key}= (Darknet crashes without it)")
-        values = int_list(opt.value)
+        values = int_list(text)
         if first_only:
             values = values[:1]
         out: list[LayerPlan] = []
         for v in values:
             if v is None:
                 raise self.fail(
-                    f"{key}={shorten(opt.value)} holds a number that does not fit an int", key
+                    f"{key}={shorten(text)} holds a number that does not fit an int", key
                 )
             out.append(self.ref(v, key))
         return out
@@ -661,10 +661,9 @@ def reorg3d(x: LayerInput) -> Built:
 
 
 def _mask_count(x: LayerInput) -> int | None:
-    opt = x.section.get("mask")
-    if opt is None or opt.value is None:
+    value = x.options.get("mask")
+    if value is None:
         return None
-    value = opt.value
     if x.dialect.yolo_mask_stops_at_hash:
         value = value.split("#", 1)[0]
     return value.count(",") + 1

@@ -17,7 +17,7 @@ import re
 import stat
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -375,8 +375,23 @@ def _layer_kind(type_name: str) -> str:
 
 
 _UNKNOWN = Built(0, 0, 0, 0)
-# A layer's result, the arrays and params it ends up with (dontload, dontsave) and their size.
-_Reused = tuple[Built, tuple[Arr, ...], Mapping[str, Any], int]
+
+
+class _Result(NamedTuple):
+    """A layer's outcome as the plan records it: its output, the arrays and params it ends up
+    with (after dontload/dontsave), their size, and the dims the next layer receives."""
+
+    out_c: int
+    out_h: int
+    out_w: int
+    outputs: int
+    arrays: tuple[Arr, ...]
+    params: Mapping[str, Any]
+    floats: int
+    next_dims: tuple[int, int, int, int]
+
+
+_NOTHING = _Result(0, 0, 0, 0, (), _UNKNOWN.params, 0, (0, 0, 0, 0))
 
 
 def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
@@ -398,11 +413,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     # the same result wherever the same section meets the same input, so each distinct one is
     # computed once per plan. Not kept: results that read other layers or warned (a warning
     # names its layer), and errors (nothing is kept when a definition raises).
-    reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Reused] = {}
+    reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Result] = {}
+    types = d.sections
     cursor = 0
     for index, sec in enumerate(sections):
         h, w, c, inputs = dims
-        type_name = d.sections.get(sec.header)
+        type_name = types.get(sec.header)
         known = type_name is not None
         if type_name is None:
             # Darknet keeps the slot: a zeroed layer that stores nothing and outputs nothing.
@@ -417,14 +433,12 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                 f"line {sec.line}: section {shorten(sec.header)!r} is not a layer type the {d.name}"
                 f" dialect knows; Darknet keeps its index ({index}) and it stores nothing.{extra}"
             )
-            kind = _layer_kind(type_name)
-            result, arrays, params, floats = _UNKNOWN, _UNKNOWN.arrays, _UNKNOWN.params, 0
+            r = _NOTHING
         else:
-            kind = _layer_kind(type_name)
             key = (type_name, sec.body, dims)
             found = reuse.get(key)
             if found is None:
-                x = walker.at(sec, type_name, kind, index, dims)
+                x = walker.at(sec, type_name, _layer_kind(type_name), index, dims)
                 n_warnings = len(warnings)
                 result = LAYER_TYPES[type_name](x)
                 arrays, params = result.arrays, result.params
@@ -432,38 +446,45 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                     arrays, params = (), {**params, "dontload": 1}
                 if not loading and d.dontsave and x.num("dontsave", 0):
                     arrays, params = (), {**params, "dontsave": 1}
-                floats = sum(a.count for a in arrays)
-                # each definition returns a new dict (or the shared read-only empty one):
-                # wrapping it is enough to keep plans immutable
-                params = MappingProxyType(params)
+                r = _Result(
+                    result.out_c,
+                    result.out_h,
+                    result.out_w,
+                    result.outputs,
+                    arrays,
+                    # each definition returns a new dict (or the shared read-only empty one):
+                    # wrapping it is enough to keep plans immutable
+                    MappingProxyType(params),
+                    sum(a.count for a in arrays),
+                    result.next_dims
+                    or (result.out_h, result.out_w, result.out_c, result.outputs),
+                )
                 if not x.read_other_layers and len(warnings) == n_warnings:
-                    reuse[key] = result, arrays, params, floats
+                    reuse[key] = r
             else:
-                result, arrays, params, floats = found
-        lp = LayerPlan(  # positional: keywords cost a tenth of a layer's planning
-            index,
-            type_name,
-            f"{kind}_{index}",
-            sec.line,
-            c,
-            h,
-            w,
-            inputs,
-            result.out_c,
-            result.out_h,
-            result.out_w,
-            result.outputs,
-            arrays,
-            cursor,
-            params,
-            known,
+                r = found
+        built.append(
+            LayerPlan(  # positional: keywords cost a tenth of a layer's planning
+                index,
+                type_name,
+                f"{_layer_kind(type_name)}_{index}",
+                sec.line,
+                c,
+                h,
+                w,
+                inputs,
+                r.out_c,
+                r.out_h,
+                r.out_w,
+                r.outputs,
+                r.arrays,
+                cursor,
+                r.params,
+                known,
+            )
         )
-        cursor += floats
-        built.append(lp)
-        if result.next_dims is not None:
-            dims = result.next_dims
-        else:
-            dims = (result.out_h, result.out_w, result.out_c, result.outputs)
+        cursor += r.floats
+        dims = r.next_dims
     if not built:
         raise CfgError("the cfg has [net] but no layers", path=doc.path, line=doc.sections[0].line)
     if d.needs_2d_layer and not any(lp.out_w > 1 and lp.out_h > 1 for lp in built):
