@@ -257,6 +257,23 @@ def test_every_subcommand_is_known() -> None:
     assert set(subs) == {*SUBCOMMANDS, "import"}  # the 0.1 name of import-weights stays
 
 
+def test_a_command_imports_only_its_own_tools(demo: Demo, tmp_path: Path) -> None:
+    # `dwf cut` in a fresh process: the other commands' tools (the identify table, the
+    # exporters, diff, check) are not imported; `dwf --help` still lists every command.
+    code = (
+        "import sys; from dwf.interfaces.cli import main;"
+        f" rc = main(['cut', {str(demo.weights)!r}, {str(tmp_path / 'cut.weights')!r}, '2']);"
+        " print(rc, sorted(m for m in sys.modules if m.startswith('dwf.')))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rc, _, loaded = r.stdout.strip().splitlines()[-1].partition(" ")
+    assert rc == "0", r.stdout + r.stderr
+    assert "'dwf.tools.cut'" in loaded
+    for other in ("dwf.tools.identify", "dwf.format.known", "dwf.tools.export", "dwf.tools.diff",
+                  "dwf.tools.check", "dwf.interfaces.cli.identify", "dwf.interfaces.cli.info"):
+        assert f"'{other}'" not in loaded, other
+
+
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_help_of_each_subcommand(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     r = call(capsys, name, "--help")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
@@ -146,7 +144,7 @@ def _linked_tmpfile(folder: str) -> int | None:
 
 def _short_name(folder: str) -> str:
     # Short and fixed-length, so it fits beside any legal output name (NAME_MAX is 255).
-    return os.path.join(folder, f".dwf-{secrets.token_hex(6)}.tmp")
+    return os.path.join(folder, f".dwf-{os.urandom(6).hex()}.tmp")
 
 
 @contextlib.contextmanager
@@ -175,6 +173,8 @@ def atomic_write(
     try:
         fd = _linked_tmpfile(folder)
         if fd is None:
+            import tempfile  # only without O_TMPFILE: not imported by every write on Linux
+
             fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e

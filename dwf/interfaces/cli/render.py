@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -159,6 +158,8 @@ def width(args: argparse.Namespace) -> int | None:
     except (AttributeError, ValueError):
         tty = False
     if tty:
+        import shutil  # only for tables: not on every command's start-up path
+
         return max(shutil.get_terminal_size((TABLE_WIDTH, 24)).columns, 20)
     return TABLE_WIDTH
 
