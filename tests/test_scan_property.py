@@ -142,12 +142,12 @@ def assert_stats_match(a: np.ndarray[Any, Any], extreme: float, chunk: int) -> N
     if math.isnan(ref["mean"]):
         assert math.isnan(got.mean) and math.isnan(got.std)
         return
-    # float32 sums inside a chunk, float64 across chunks: the error is a few float32 roundings
-    # of the largest magnitude (not of the mean, which may be 0); squares of magnitudes below
-    # ~1e-19 underflow float32 (an absolute error of ~1e-19 on std, far below what is shown).
+    # float32 sums inside a chunk, float64 across chunks: the mean is within a few float32
+    # roundings of the largest magnitude (not of the mean, which may be 0); std within 1e-5 of
+    # itself, even for a mean large against the spread (centred, two-pass).
     scale = ref["spread"]
     assert abs(got.mean - ref["mean"]) <= 1e-6 * scale, (got.mean, ref["mean"], chunk)
-    assert abs(got.std - ref["std"]) <= 1e-6 * scale + 1e-5 * ref["std"] + 1e-18, (
+    assert abs(got.std - ref["std"]) <= 1e-5 * ref["std"], (
         got.std,
         ref["std"],
         chunk,
