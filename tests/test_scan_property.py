@@ -307,3 +307,18 @@ def test_check_findings_match_numpy(
         for x in reports[0].findings
     ]
     assert got == expected
+
+
+def test_sums_without_vecdot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy 1.x has no ``np.vecdot``: the per-block sums then take one ``np.dot`` per block,
+    with the same results."""
+    import dwf.tools.stats as stats_module
+
+    rng = np.random.default_rng(7)
+    for n in (5, 8192, 3 * 8192 + 17, CHUNK + 1):
+        a = (rng.standard_normal(n) * 0.05 + 3.0).astype(np.float32)
+        with_vecdot = stats_module.sum_and_squares(a)
+        monkeypatch.setattr(stats_module, "_VECDOT", None)
+        assert stats_module.sum_and_squares(a) == pytest.approx(with_vecdot, rel=1e-6)
+        assert_stats_match(a, 1e6, 10_000)
+        monkeypatch.undo()

@@ -145,6 +145,8 @@ _SIGN = 1 << 31
 _ONES = np.ones(BLAS_BLOCK, dtype=np.float32)
 _ONES.flags.writeable = False
 _U32, _F32 = struct.Struct("<I"), struct.Struct("<f")
+# numpy ≥ 2.0: a gufunc taking one dot per row (each a single-threaded BLAS call for float32)
+_VECDOT: Callable[..., np.ndarray[Any, Any]] | None = getattr(np, "vecdot", None)
 
 
 def blas_dot(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
@@ -157,6 +159,15 @@ def blas_dot(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
     for i in range(0, n, BLAS_BLOCK):
         total += float(np.dot(a[i : i + BLAS_BLOCK], b[i : i + BLAS_BLOCK]))
     return total
+
+
+def _row_dots(rows: np.ndarray[Any, Any], other: np.ndarray[Any, Any]) -> float:
+    """Sum in float64 of the dot products of each row of ``rows`` with ``other`` (a vector,
+    or as many rows): one ``np.vecdot`` call (numpy ≥ 2), else one ``np.dot`` per row."""
+    if _VECDOT is not None:
+        return float(sum(_VECDOT(rows, other).tolist()))
+    others = other if other.ndim == 2 else (other,) * len(rows)
+    return sum(float(np.dot(r, o)) for r, o in zip(rows, others, strict=True))
 
 
 def sum_and_squares(c: np.ndarray[Any, Any]) -> tuple[float, float]:
@@ -173,8 +184,8 @@ def sum_and_squares(c: np.ndarray[Any, Any]) -> tuple[float, float]:
     s = ss = 0.0
     if whole:
         rows = c[:whole].reshape(-1, BLAS_BLOCK)
-        s = sum(np.vecdot(rows, _ONES).tolist())
-        ss = sum(np.vecdot(rows, rows).tolist())
+        s = _row_dots(rows, _ONES)
+        ss = _row_dots(rows, rows)
     if whole < n:
         tail = c[whole:]
         s += float(np.dot(tail, _ONES[: n - whole]))
