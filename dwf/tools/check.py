@@ -24,7 +24,14 @@ from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
 from dwf.tools.batch import Many, Row
-from dwf.tools.stats import CHUNK, ArrayStats, file_array_stats, file_zero_rows
+from dwf.tools.stats import (
+    CHUNK,
+    ArrayScan,
+    ArrayStats,
+    file_array_scan,
+    file_array_stats,
+    file_zero_rows,
+)
 
 BN_EPS = 1e-5
 SEVERITIES = ("error", "warning", "info")
@@ -128,7 +135,7 @@ Add = Callable[[str, str, int, str], None]
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def _value_findings(st: ArrayStats, extreme: float, add: Add) -> None:
+def _value_findings(st: ArrayStats | ArrayScan, extreme: float, add: Add) -> None:
     if st.nan:
         add("nan", "error", st.nan, f"{st.nan:,} NaN values")
     if st.inf:
@@ -294,13 +301,21 @@ def _check(
         for spec in lp.arrays:
             arrays += 1
             floats += spec.count
-            # negatives are not reported: their pass is skipped (the minimum tells enough)
-            st = file_array_stats(f, spec, extreme_threshold=extreme, chunk=chunk, negatives=False)
+            leaf = spec.name.rpartition(".")[2]
+            st: ArrayStats | ArrayScan
+            if leaf == "rolling_variance":
+                # one float per channel: the full statistics, whose minimum tells whether the
+                # variance findings need their pass
+                st = file_array_stats(
+                    f, spec, extreme_threshold=extreme, chunk=chunk, negatives=False
+                )
+            else:
+                # the screen: the counts findings are made of, no moments, no signs
+                st = file_array_scan(f, spec, extreme_threshold=extreme, chunk=chunk)
 
             add = functools.partial(_record, found, lp, spec.name)
             _value_findings(st, extreme, add)
-            leaf = spec.name.rpartition(".")[2]
-            if leaf == "rolling_variance":
+            if isinstance(st, ArrayStats):  # a rolling_variance
                 if st.zeros or st.min < 0:  # otherwise the statistics prove there is nothing
                     _variance_findings(f, spec, add, chunk)
             elif leaf == "scales" and st.zeros:
@@ -315,7 +330,10 @@ def _check(
                 leaf == "weights"
                 and len(spec.shape) >= 2
                 and lp.type in ("convolutional", "connected", "deconvolutional")
-                and st.zeros  # no zero at all: no zero filter, and no second pass
+                and spec.shape[0]
+                # an all-zero filter takes a whole row of zeros: fewer zeros than a row holds
+                # (none, usually) prove there is none, without a second pass
+                and st.zeros >= spec.count // spec.shape[0]
             ):
                 zr = file_zero_rows(f, spec, chunk)
                 if zr:
