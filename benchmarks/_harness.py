@@ -27,8 +27,11 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmark the checkout these scripts belong to
-    sys.path.insert(0, str(ROOT))
+# The checkout whose dwf is imported: the one these scripts belong to, or, in a worker process
+# of a before/after comparison (bench_startup.py --against), the other one.
+DWF_ROOT = Path(os.environ.get("DWF_BENCH_ROOT") or ROOT)
+if sys.path[:1] != [str(DWF_ROOT)]:
+    sys.path.insert(0, str(DWF_ROOT))
 
 import dwf  # noqa: E402
 

@@ -108,6 +108,9 @@ print(time.perf_counter() - t0, time.process_time() - c0)
 
 # == worker side ==================================================================================
 def worker(job: Job) -> Any:
+    root = job.get("root")
+    if root is not None and not Path(dwf.__file__).resolve().is_relative_to(Path(root).resolve()):
+        raise RuntimeError(f"the worker imported {dwf.__file__}, not the dwf of {root}")
     kind = job["kind"]
     if kind == "first":
         return first_open(job)
@@ -226,12 +229,17 @@ def spawn(code: str, root: Path = ROOT) -> tuple[float, float, str]:
 
 
 def run_worker(job: Job) -> Any:
+    """Run one job in a fresh worker process; with ``"root"`` in the job, the worker imports
+    the dwf of that checkout (``--against``) instead of this one's."""
+    env = worker_env()
+    if job.get("root") is not None:
+        env["DWF_BENCH_ROOT"] = job["root"]
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--worker", json.dumps(job)],
         capture_output=True,
         text=True,
         check=False,
-        env=worker_env(),
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {job} failed:\n{proc.stderr}")
@@ -442,7 +450,17 @@ class Startup:
         return rows
 
     def plan_section(self, cfg: Path, source: str) -> list[str]:
-        res = run_worker({"kind": "plan", "cfg": str(cfg), "n": 50 if self.quick else 300})
+        job: Job = {"kind": "plan", "cfg": str(cfg), "n": 50 if self.quick else 300}
+        against: Path | None = self.args.against
+        res: dict[str, list[float]] = {}
+        # With --against, the two checkouts plan alternately, each in fresh processes; a run's
+        # figure is the median of its in-process repeats.
+        rounds = 1 if against is None else (3 if self.quick else 5)
+        for _ in range(rounds):
+            for suffix, root in [("", None)] + ([("@against", str(against))] if against else []):
+                got = run_worker({**job, "root": root})
+                for k, v in got.items():
+                    res.setdefault(k + suffix, []).extend(v)
         layers = len(dwf.plan(cfg).layers)
         self.doc["plan"] = {
             "cfg": source,
@@ -451,7 +469,10 @@ class Startup:
         }
         rows = [f"{f'planning {cfg.name} ({layers} layers), no cache':<52} {'median ms':>10}"]
         rows[0] += f" {'min ms':>9}"
-        for k, label in (("tokenize", "tokenise only"), ("plan", "tokenise + plan")):
+        labels = [("tokenize", "tokenise only"), ("plan", "tokenise + plan")]
+        if against is not None:
+            labels.append(("plan@against", "tokenise + plan, dwf of --against"))
+        for k, label in labels:
             v = res[k]
             rows.append(f"{'  ' + label:<52} {ms(statistics.median(v)):>10} {ms(min(v)):>9}")
         rows.append(f"  cfg: {source}")
@@ -466,6 +487,8 @@ class Startup:
         jobs: dict[str, Job] = {
             "dwf": {"kind": "first", "method": "dwf", "weights": str(weights), "cfg": str(cfg)}
         }
+        if self.args.against is not None:
+            jobs["dwf of --against"] = {**jobs["dwf"], "root": str(self.args.against)}
         if self.has_st:
             same = self.folder / "many.safetensors"
             n_same = save_safetensors(weights, cfg, same)
@@ -641,8 +664,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--against",
         type=Path,
         metavar="CHECKOUT",
-        help="another checkout of dwf: its fresh-process and import rows run interleaved with"
-        " this one's (a before/after in one run)",
+        help="another checkout of dwf: its fresh-process, import, planning and 10,000-layer rows"
+        " run interleaved with this one's (a before/after in one run)",
     )
     p.add_argument("--worker", metavar="JOB", help=argparse.SUPPRESS)
     return p.parse_args(argv)
