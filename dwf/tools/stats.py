@@ -230,6 +230,15 @@ def _bit_extrema(c: np.ndarray[Any, Any]) -> tuple[float, float, bool, bool]:
     return lo, hi, non_finite, small
 
 
+def _finite_part(c: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int, int]:
+    """The finite values of ``c`` (a contiguous copy), and how many NaN and ±inf it holds: the
+    rare chunk a screen found non-finite values in."""
+    ok = np.isfinite(c)
+    nan = int(np.count_nonzero(np.isnan(c)))
+    inf = int(c.size - np.count_nonzero(ok)) - nan
+    return np.ascontiguousarray(c[ok]), nan, inf
+
+
 class StatsAccumulator:
     """Statistics of an array fed to it in chunks (any order: they do not depend on it).
 
@@ -269,12 +278,9 @@ class StatsAccumulator:
             return
         cmin, cmax, non_finite, small = _bit_extrema(c)
         if non_finite:
-            isnan = np.isnan(c)
-            ok = np.isfinite(c)
-            cnan = int(np.count_nonzero(isnan))
-            self.nan += cnan
-            self.inf += int(c.size - np.count_nonzero(ok)) - cnan
-            c = np.ascontiguousarray(c[ok])
+            c, nan, inf = _finite_part(c)
+            self.nan += nan
+            self.inf += inf
             if c.size == 0:
                 return
             cmin, cmax, _, small = _bit_extrema(c)
@@ -394,12 +400,9 @@ class ScanAccumulator:
         np.bitwise_and(c.view(np.uint32), _ABS_BITS, out=bits)
         top = int(np.maximum.reduce(bits))
         if top >= _INF_BITS:  # NaN or ±inf: count them, then screen the finite values
-            isnan = np.isnan(c)
-            ok = np.isfinite(c)
-            cnan = int(np.count_nonzero(isnan))
-            self.nan += cnan
-            self.inf += k - int(np.count_nonzero(ok)) - cnan
-            c = np.ascontiguousarray(c[ok])
+            c, nan, inf = _finite_part(c)
+            self.nan += nan
+            self.inf += inf
             k = int(c.size)
             if k == 0:
                 return
