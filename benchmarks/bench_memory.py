@@ -443,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in parts:
             print(f"peak memory, each command in a fresh process, {sparse_mib} MiB sparse file:")
             doc["memory"] = memory_rows(folder, sparse_mib)
-        a, cfg = make_random(folder, random_mib, "rand_a", 1)
+        if parts & {"scan", "writers", "diff"}:
+            a, cfg = make_random(folder, random_mib, "rand_a", 1)
         if "scan" in parts:
             print(f"scan ratio, {a.stat().st_size / MiB:.0f} MiB of random weights (warm cache):")
             doc["scan"] = scan = scan_ratio(a, cfg, args.repeats)

@@ -54,6 +54,46 @@ def test_inline_garbage_is_cut_by_atoi() -> None:
     assert p[2].out_shape == (44, 8, 8)
 
 
+def test_atoi_reads_numbers_behind_thousands_of_leading_zeros() -> None:
+    # C's atoi reads "000…08" as 8 however many zeros lead; Python's int() refuses strings of
+    # more than 4,300 digits, which must not turn a valid cfg into a crash.
+    from dwf.format.cfg import atoi, int_list
+
+    zeros = "0" * 5000
+    assert atoi(zeros + "8") == 8
+    assert atoi("-" + zeros + "8") == -8
+    assert atoi("+" + zeros + "8x") == 8
+    assert atoi(" " + zeros + "8#c") == 8
+    assert atoi(zeros + "99999999999") is None  # still out of range
+    assert int_list(f"-1,{zeros}0") == [-1, 0]
+    p = plan(NET + f"[conv]\nfilters={zeros}8\nsize=1\n[route]\nlayers=-{zeros}1\n")
+    assert p[0].params["filters"] == 8
+    assert p[1].params["layers"] == (0,)
+
+
+def test_long_unknown_section_names_are_not_kept_after_planning() -> None:
+    # A hostile cfg's megabyte-long section names must not stay pinned in a cache once their
+    # plans are gone (the same rule as atoi's table: only short strings are remembered).
+    import gc
+    import tracemalloc
+
+    from dwf.format import planner
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for letter in "abcde":
+            name = letter * 1_000_000
+            p = planner.plan_uncached(NET + f"[conv]\nfilters=2\n[{name}]\n", dialect="alexeyab")
+            assert p[1].name == f"{name}_1" and not p[1].known
+            del p, name
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, f"{kept:,} bytes still held after planning"
+
+
 def test_float_for_int_option_truncates() -> None:
     p = plan(NET + "[conv]\nfilters=2\nsize=3.5\n")
     assert p[0].params["size"] == 3

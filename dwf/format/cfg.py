@@ -11,7 +11,7 @@ every later error can point at the line that caused it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from dwf.errors import CfgError
@@ -125,8 +125,9 @@ class Section:
         return b
 
     @property
-    def values(self) -> dict[str, str | None]:
-        """Key → the value Darknet's lookup finds for it (see the class attributes)."""
+    def values(self) -> Mapping[str, str | None]:
+        """Key → the value Darknet's lookup finds for it (see the class attributes). Shared by
+        the sections of a document with the same text: read it, never change it."""
         return self._parsed().values
 
     @property
@@ -309,7 +310,8 @@ def atoi(value: str) -> int | None:
 
 # A network repeats a handful of values ("1", "3", "-1") hundreds of times: each distinct string
 # is converted once. A plain dict, not functools.lru_cache, so that the planner's hottest call
-# (LayerInput.num, ~18 per convolution) can look a value up without a function call.
+# (LayerInput.num, ~18 per convolution) can look a value up without a function call. Only atoi
+# writes it; readers must treat a miss as "call atoi".
 ATOI_SEEN: dict[str, int] = {}
 
 
@@ -318,19 +320,25 @@ def _atoi(value: str) -> int | None:
     # a small network).
     digits = value[1:] if value[:1] in ("-", "+") else value
     if digits.isascii() and digits.isdigit():
-        if len(digits.lstrip("0")) > _INT_DIGITS:
-            return None
-        n = int(value)
-        return n if INT32_MIN <= n <= INT32_MAX else None
+        return _c_int(value[:1] == "-", digits)
     m = re.match(_ATOI, value)
     if m is None:
         return 0
-    if len(m.group(1).lstrip("+-").lstrip("0")) > _INT_DIGITS:
+    number = m.group(1)
+    return _c_int(number[0] == "-", number.lstrip("+-"))
+
+
+def _c_int(negative: bool, digits: str) -> int | None:
+    """The C int a run of ASCII digits spells, or ``None`` past 32 bits. Leading zeros are
+    dropped before converting: C reads any number of them, while Python's ``int()`` refuses
+    strings of more than 4,300 digits."""
+    significant = digits.lstrip("0")
+    if len(significant) > _INT_DIGITS:
         return None
-    n = int(m.group(1))
-    if n < INT32_MIN or n > INT32_MAX:
-        return None
-    return n
+    n = int(significant or "0")
+    if negative:
+        n = -n
+    return n if INT32_MIN <= n <= INT32_MAX else None
 
 
 def atof(value: str) -> float:

@@ -366,7 +366,6 @@ def _net_input(doc: CfgDocument) -> NetInput:
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-@functools.lru_cache(maxsize=256)
 def _layer_kind(type_name: str) -> str:
     kind = KIND_NAMES.get(type_name, type_name.lower())
     if kind.strip("_") == kind and kind and _KIND_CHARS.issuperset(kind):
@@ -414,6 +413,9 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     # computed once per plan. Not kept: results that read other layers or warned (a warning
     # names its layer), and errors (nothing is kept when a definition raises).
     reuse: dict[tuple[str, str, tuple[int, int, int, int]], _Result] = {}
+    # Each type's name prefix (conv, route …), found once per plan; per plan, not in a global
+    # cache, so that a hostile cfg's megabyte-long section names go with their plan.
+    kinds: dict[str, str] = {}
     types = d.sections
     cursor = 0
     for index, sec in enumerate(sections):
@@ -423,6 +425,10 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
         if type_name is None:
             # Darknet keeps the slot: a zeroed layer that stores nothing and outputs nothing.
             type_name = sec.name or sec.header
+        kind = kinds.get(type_name)
+        if kind is None:
+            kind = kinds[type_name] = _layer_kind(type_name)
+        if not known:
             extra = (
                 " Stock pjreddie Darknet crashes loading this cfg: it reads the zeroed layer as"
                 " a convolution with groups 0 (a division by zero, SIGFPE)"
@@ -438,7 +444,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             key = (type_name, sec.body, dims)
             found = reuse.get(key)
             if found is None:
-                x = walker.at(sec, type_name, _layer_kind(type_name), index, dims)
+                x = walker.at(sec, type_name, kind, index, dims)
                 n_warnings = len(warnings)
                 result = LAYER_TYPES[type_name](x)
                 arrays, params = result.arrays, result.params
@@ -467,7 +473,7 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             LayerPlan(  # positional: keywords cost a tenth of a layer's planning
                 index,
                 type_name,
-                f"{_layer_kind(type_name)}_{index}",
+                f"{kind}_{index}",
                 sec.line,
                 c,
                 h,

@@ -1,9 +1,10 @@
 """Streaming statistics of arrays in a weights file, in bounded memory.
 
 Each array of a file is read once, with ``pread`` into one reused buffer of at most ``CHUNK``
-floats (never through the map), so the memory used does not grow with the file, a file truncated
-meanwhile gives :class:`dwf.FileChangedError` rather than SIGBUS, and every pass over a chunk
-runs from the CPU cache.
+floats for a check's screen and ``STATS_CHUNK`` for the full statistics (never through the map),
+so the memory used does not grow with the file, a file truncated meanwhile gives
+:class:`dwf.FileChangedError` rather than SIGBUS, and every pass over a chunk runs from the CPU
+cache.
 """
 
 from __future__ import annotations
@@ -131,9 +132,10 @@ class StatsReport:
         return {"path": self.path, "arrays": [e.to_dict() for e in self.arrays]}
 
 
-# |x| below this keeps sums of squares within float32 for chunks of up to ~10^8 floats.
+# |x| below this keeps a block's sum of squares (BLAS_BLOCK values, float32) far from overflow.
 _F32_SAFE = 1e15
-# A chunk whose largest |x| is below this would have squares below the float32 normals.
+# A chunk whose largest |x| is below this has squares of at most 1e-36, near the smallest normal
+# float32 (1.2e-38): summed in float32 they would lose precision or flush to 0, so float64.
 _F32_UNDER = 1e-18
 # OpenBLAS runs a dot product on one thread up to 10,000 elements and on every core above:
 # dots are taken on blocks of at most this many, so a busy machine cannot stall them.

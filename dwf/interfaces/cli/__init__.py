@@ -43,6 +43,8 @@ COMMANDS = {
     "fuse": "fuse",
     "demo": "demo",
 }
+# Other words for a command, as its module also registers them with argparse (`aliases=`): a
+# word missing here still works, through the parser of every command, only slower.
 ALIASES = {"import": "import-weights"}  # the 0.1 name of import-weights
 BUG = "this is a bug in dwf, please report it; --debug shows the traceback"
 
@@ -67,8 +69,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     Given the arguments, a run that names its command gets a parser with that command only:
     each command module imports the tools it runs, and ``dwf cut`` has no use for the
-    identify table or the exporters (~80 ms of imports in a fresh process). ``dwf --help``, a
-    mistyped command and ``argv=None`` get every command.
+    identify table or the exporters (half of the command line's imports: docs/benchmarks.md).
+    ``dwf --help``, a mistyped command and ``argv=None`` get every command.
     """
     parser = argparse.ArgumentParser(
         prog="dwf", description="Look inside Darknet .weights files without loading them."
