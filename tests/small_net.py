@@ -3,6 +3,7 @@ whose connected layer lies far past the first page, with a flipped convolution a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,3 +57,14 @@ def random_arrays(plan: dwf.Plan, seed: int = 0) -> dict[str, np.ndarray[Any, An
             values = np.abs(values) + 0.1
         out[f"{lp.name}.{a.name}"] = values.astype(np.float32)
     return out
+
+
+def write_model(folder: Path, header: dwf.Header | None = None) -> tuple[Path, Path]:
+    """``net.weights`` (random values, ``header`` or a current 20-byte one) and ``net.cfg`` in
+    ``folder``: ~760 KiB, the connected layer far past the first page."""
+    cfg = folder / "net.cfg"
+    cfg.write_text(CFG)
+    weights = folder / "net.weights"
+    plan = dwf.plan(cfg)
+    dwf.save(weights, plan, random_arrays(plan), header=header or dwf.Header(0, 2, 5, 1234, 20))
+    return weights, cfg

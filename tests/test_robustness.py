@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from small_net import CFG, random_arrays
+from small_net import CFG, random_arrays, write_model
 
 import dwf
 import dwf.io.writer
@@ -49,11 +49,7 @@ _arrays = random_arrays
 @pytest.fixture
 def model(tmp_path: Path) -> tuple[Path, Path]:
     """A ~760 KiB weights file and its cfg, side by side."""
-    cfg = tmp_path / "net.cfg"
-    cfg.write_text(CFG)
-    weights = tmp_path / "net.weights"
-    plan = dwf.plan(cfg)
-    dwf.save(weights, plan, _arrays(plan), header=Header(0, 2, 5, 1234, 20))
+    weights, cfg = write_model(tmp_path)
     assert weights.stat().st_size > 512 * 1024
     return weights, cfg
 

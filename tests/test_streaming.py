@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from small_net import CFG, random_arrays
+from small_net import CFG, random_arrays, write_model
 
 import dwf
 from dwf.format.header import Header
@@ -40,12 +40,7 @@ _arrays = random_arrays
 @pytest.fixture
 def model(tmp_path: Path) -> tuple[Path, Path]:
     """A ~760 KiB weights file (its connected layer far past the first page) and its cfg."""
-    cfg = tmp_path / "net.cfg"
-    cfg.write_text(CFG)
-    weights = tmp_path / "net.weights"
-    plan = dwf.plan(cfg)
-    dwf.save(weights, plan, _arrays(plan), header=Header(0, 2, 5, 1234, 20))
-    return weights, cfg
+    return write_model(tmp_path)
 
 
 # -- truncation while the work runs --------------------------------------------------------------
@@ -138,60 +133,8 @@ def test_truncated_while_running_gives_file_changed_not_sigbus(
 
 
 # -- peak memory ----------------------------------------------------------------------------------
-BIG_CFG = """[net]
-width=64
-height=64
-channels=1024
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-
-[convolutional]
-filters=1024
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
-"""
+BIG_CONV = "[convolutional]\nfilters=1024\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
+BIG_CFG = "[net]\nwidth=64\nheight=64\nchannels=1024\n\n" + "\n".join([BIG_CONV] * 7)
 
 # The child's own peak: VmHWM of its address space. (ru_maxrss will not do: on Linux a child
 # inherits, through fork and exec, the peak of the parent — here pytest, hundreds of MiB late in

@@ -191,12 +191,7 @@ class StreamingReads:
                 else:
                     data = os.pread(self._fd, want, pos)
             except OSError as e:
-                raise FileChangedError(
-                    f"{self.path}: reading bytes {_fmt(pos)}..{_fmt(pos + want)} failed:"
-                    f" {e.strerror or e}; the file may have changed",
-                    path=self.path,
-                    opened=self._opened,
-                ) from None
+                raise self._read_failed(pos, pos + want, e) from None
             view = memoryview(data)
             written = 0
             while written < len(view):
@@ -246,14 +241,20 @@ class StreamingReads:
                         break
                     got += n
         except OSError as e:
-            raise FileChangedError(
-                f"{self.path}: reading bytes {_fmt(offset)}..{_fmt(offset + len(mv))}"
-                f"{self._where(spec)} failed: {e.strerror or e}; the file may have changed",
-                path=self.path,
-                opened=self._opened,
-            ) from None
+            raise self._read_failed(offset, offset + len(mv), e, spec) from None
         if got < len(mv):
             self._short(offset, offset + len(mv), got, spec)
+
+    def _read_failed(
+        self, start: int, stop: int, e: OSError, spec: ArraySpec | None = None
+    ) -> FileChangedError:
+        """The error for a read of bytes ``start..stop`` that the system refused."""
+        return FileChangedError(
+            f"{self.path}: reading bytes {_fmt(start)}..{_fmt(stop)}{self._where(spec)} failed:"
+            f" {e.strerror or e}; the file may have changed",
+            path=self.path,
+            opened=self._opened,
+        )
 
     def _short(self, start: int, stop: int, got: int, spec: ArraySpec | None = None) -> None:
         try:
