@@ -25,7 +25,7 @@ from dwf.version import __version__
 _LAZY: dict[str, tuple[str, str]] = {
     # verbs: the command line's commands, and the reader
     "open": ("dwf.io.opening", "open_weights"),
-    "plan": ("dwf.format.planner", "plan"),
+    "plan": ("dwf.io.cfgfile", "plan"),
     "save": ("dwf.io.writer", "save"),
     "info": ("dwf.tools.info", "info"),
     "cut": ("dwf.tools.cut", "cut"),
@@ -76,6 +76,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ArrayError": ("dwf.errors", "ArrayError"),
     "FileChangedError": ("dwf.errors", "FileChangedError"),
     "ClosedFileError": ("dwf.errors", "ClosedFileError"),
+    "WeightsNotFoundError": ("dwf.errors", "WeightsNotFoundError"),
+    "CfgNotFoundError": ("dwf.errors", "CfgNotFoundError"),
+    "UnsupportedLayerError": ("dwf.errors", "UnsupportedLayerError"),
+    "RemoteError": ("dwf.errors", "RemoteError"),
 }
 
 # 0.1 names kept working (not in __all__; see CHANGELOG.md)
@@ -92,6 +96,7 @@ __all__ = [
     "Cause",
     "CfgError",
     "CfgFit",
+    "CfgNotFoundError",
     "CheckReport",
     "ClosedFileError",
     "Diagnosis",
@@ -112,10 +117,13 @@ __all__ = [
     "Match",
     "NetInput",
     "Plan",
+    "RemoteError",
     "Row",
     "SizeMismatchError",
     "StatsReport",
+    "UnsupportedLayerError",
     "WeightsFile",
+    "WeightsNotFoundError",
     "__version__",
     "check",
     "cut",
@@ -181,21 +189,26 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         ArrayError,
         ArrayNotFoundError,
         CfgError,
+        CfgNotFoundError,
         ClosedFileError,
         DwfError,
         FileChangedError,
         HeaderError,
         LayerNotFoundError,
         LayerNotInFileError,
+        RemoteError,
         SizeMismatchError,
+        UnsupportedLayerError,
+        WeightsNotFoundError,
     )
     from dwf.format.diagnosis import Cause, Diagnosis
     from dwf.format.dialects import ALEXEYAB, PJREDDIE, Dialect
     from dwf.format.header import Header
     from dwf.format.known import CfgFit, Identification, Match
-    from dwf.format.planner import NetInput, Plan, plan
+    from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
     from dwf.interfaces.plot import plot_diff
+    from dwf.io.cfgfile import plan
     from dwf.io.opening import find_cfg
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile

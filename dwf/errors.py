@@ -12,7 +12,9 @@ from typing import Any
 
 
 def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
-    err = cls.__new__(cls)
+    # An error that is also an OSError must be made by OSError's constructor (Python refuses
+    # ValueError's for it).
+    err = OSError.__new__(cls) if issubclass(cls, OSError) else cls.__new__(cls)
     Exception.__init__(err, message)
     err.__dict__.update(state)
     return err
@@ -21,13 +23,26 @@ def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfErr
 class DwfError(ValueError):
     """Base class of every error a user can trigger through dwf.
 
+    The message starts with the file it is about: raise sites give the reason and ``path=``,
+    and the class writes ``"{path}: {reason}"`` (a reason that already starts with the path is
+    kept as it is).
+
     Attributes:
         path: the file the error is about, when there is one.
+        reason: the message without the ``"{path}: "`` prefix.
     """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
+        reason = message
+        if path is not None:
+            prefix = f"{path}: "
+            if message.startswith(prefix):
+                reason = message[len(prefix) :]
+            else:
+                message = prefix + message
         super().__init__(message)
         self.path = path
+        self.reason = reason
 
     @property
     def message(self) -> str:
@@ -44,6 +59,8 @@ class DwfError(ValueError):
 class CfgError(DwfError):
     """A cfg file Darknet could not load (or would load into a broken network).
 
+    The message starts ``"{cfg}:{line}: "``.
+
     Attributes:
         path: the cfg file, or ``None`` for text given directly.
         line: 1-based line number in the cfg, or ``None`` when the problem has no single line.
@@ -52,7 +69,9 @@ class CfgError(DwfError):
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
         where = path or "<cfg text>"
         prefix = f"{where}:{line}: " if line is not None else f"{where}: "
-        super().__init__(prefix + message, path=path)
+        super().__init__(prefix + message)
+        self.path = path
+        self.reason = message
         self.line = line
 
 
@@ -184,3 +203,44 @@ class FileChangedError(DwfError):
 
 class ClosedFileError(DwfError):
     """A :class:`dwf.WeightsFile` was used after :meth:`~dwf.WeightsFile.close`."""
+
+
+class WeightsNotFoundError(DwfError, FileNotFoundError):
+    """The weights file does not exist (also a :class:`FileNotFoundError`, so
+    ``except FileNotFoundError`` catches it as it catches the built-in one)."""
+
+
+class CfgNotFoundError(CfgError, FileNotFoundError):
+    """The cfg file does not exist, or none was given and none lies beside the weights (also a
+    :class:`FileNotFoundError`)."""
+
+
+class UnsupportedLayerError(DwfError):
+    """A layer the requested operation cannot handle (an ONNX or PyTorch export of a recurrent
+    layer, a fold of a layer without batch norm …); the message names the layer and why.
+
+    Attributes:
+        index: the layer's Darknet index, when there is one.
+        layer: the layer's name (``"rnn_3"``), when there is one.
+        type: the layer's type, when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        index: int | None = None,
+        layer: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.index = index
+        self.layer = layer
+        self.type = type
+
+
+class RemoteError(DwfError, OSError):
+    """A URL could not be read: the server is unreachable, refused the request, timed out or
+    answered in a way dwf cannot use. Also an :class:`OSError`, as network failures are in
+    Python."""

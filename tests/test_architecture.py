@@ -190,3 +190,46 @@ def test_one_version_everywhere() -> None:
     import importlib.metadata
 
     assert importlib.metadata.version("dwf") == dwf.__version__
+
+
+# -- the format layer is pure ---------------------------------------------------------------------
+_FILE_CALLS = {"open", "stat", "fstat", "lstat", "read", "scandir", "listdir", "walk", "mmap"}
+
+
+def test_the_format_layer_reads_no_file_but_the_known_table() -> None:
+    """format/ turns text, dialects and bytes into records: opening, statting or reading files
+    belongs to io/. The one exception is known.py, which reads the table of known networks
+    shipped in dwf/data/."""
+    found = []
+    for path in sorted((ROOT / "format").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            name = getattr(fn, "id", None) or getattr(fn, "attr", "")
+            if name in _FILE_CALLS and path.name != "known.py":
+                found.append(f"{path.name}:{node.lineno} {name}()")
+    assert not found, found
+
+
+def test_layer_definitions_reach_other_layers_only_through_ref() -> None:
+    """The planner reuses a layer's result wherever the same section meets the same input; that
+    is only right for definitions that did not look at other layers, which :meth:`ref` records.
+    Nothing but LayerInput itself may touch the list of built layers."""
+    tree = ast.parse((ROOT / "format" / "layers.py").read_text(encoding="utf-8"))
+    allowed = {"__init__", "ref"}
+    offenders = []
+    for cls in [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LayerInput"]:
+        for fn in cls.body:
+            if isinstance(fn, ast.FunctionDef) and fn.name not in allowed:
+                offenders += [
+                    f"LayerInput.{fn.name}"
+                    for n in ast.walk(fn)
+                    if isinstance(n, ast.Attribute) and n.attr == "_built"
+                ]
+    for fn in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
+        offenders += [
+            fn.name for n in ast.walk(fn) if isinstance(n, ast.Attribute) and n.attr == "_built"
+        ]
+    assert not offenders, offenders

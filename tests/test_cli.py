@@ -725,7 +725,7 @@ def test_debug_after_the_subcommand_as_a_process(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.startswith("Traceback (most recent call last):")
     assert r.stderr.rstrip().endswith(
-        "dwf.errors.DwfError: nothing.weights: weights file not found"
+        "dwf.errors.WeightsNotFoundError: nothing.weights: weights file not found"
     )
 
 
@@ -735,7 +735,7 @@ def test_debug_shows_the_traceback(where: str, capsys: pytest.CaptureFixture[str
     r = call(capsys, *(["--debug", *argv] if where == "before" else [*argv, "--debug"]))
     assert r.code == 2
     assert "Traceback (most recent call last)" in r.err
-    assert "DwfError: a.weights: weights file not found" in r.err
+    assert "WeightsNotFoundError: a.weights: weights file not found" in r.err
     assert "dwf: error:" not in r.err
 
 

@@ -116,7 +116,31 @@ MADE: list[dwf.DwfError] = [
     dwf.ArrayNotFoundError("conv_0 has no array 'gamma'", key="gamma", layer="conv_0", path="a"),
     dwf.FileChangedError("changed", path="a.weights", opened=(10, 1), now=(20, 2)),
     dwf.ClosedFileError("closed", path="a.weights"),
+    dwf.WeightsNotFoundError("weights file not found", path="a.weights"),
+    dwf.CfgNotFoundError("cfg file not found", path="a.cfg"),
+    dwf.UnsupportedLayerError(
+        "no ONNX form", path="a.cfg", index=3, layer="rnn_3", type="rnn"
+    ),
+    dwf.RemoteError("timed out", path="https://example.org/a.weights"),
 ]
+
+
+def test_the_path_prefix_is_written_once() -> None:
+    err = dwf.DwfError("cannot read", path="a.weights")
+    assert str(err) == "a.weights: cannot read" and err.reason == "cannot read"
+    again = dwf.DwfError("a.weights: cannot read", path="a.weights")
+    assert str(again) == "a.weights: cannot read" and again.reason == "cannot read"
+    assert str(dwf.DwfError("no file")) == "no file"
+
+
+def test_errors_are_also_the_builtin_of_their_meaning(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as missing:
+        dwf.open(tmp_path / "missing.weights", cfg=tmp_path / "x.cfg")
+    assert isinstance(missing.value, dwf.WeightsNotFoundError)
+    with pytest.raises(FileNotFoundError) as no_cfg:
+        dwf.plan(tmp_path / "missing.cfg")
+    assert isinstance(no_cfg.value, dwf.CfgNotFoundError) and isinstance(no_cfg.value, dwf.CfgError)
+    assert issubclass(dwf.RemoteError, OSError) and issubclass(dwf.RemoteError, dwf.DwfError)
 
 
 def test_every_class_has_a_pickling_case() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from dwf.format.dialects import DIALECTS, get_dialect
+from dwf.format.dialects import DIALECTS
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.known import MAX_CLASSES, CfgFit, lookup
 from dwf.format.planner import Plan
@@ -519,7 +519,7 @@ class _Sections:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._lines: list[str] | None = None
-        blanks = " \t\r" if get_dialect(plan.dialect).strip_cr else " \t"  # as the tokeniser
+        blanks = " \t\r" if plan.rules.strip_cr else " \t"  # as the tokeniser
         self._table = {ord(c): None for c in blanks}
 
     def header_line(self, layer: int) -> int:

@@ -138,10 +138,9 @@ class Header:
         Raises:
             HeaderError: too few bytes for a header, or ``size`` not 16/20.
         """
-        where = f"{path}: " if path else ""
         if len(data) < 12:
             raise HeaderError(
-                f"{where}{len(data)} bytes is too short for a Darknet weights header (at least"
+                f"{len(data)} bytes is too short for a Darknet weights header (at least"
                 " 16 bytes: major, minor, revision, seen)",
                 path=path,
             )
@@ -149,10 +148,10 @@ class Header:
         if size is None:
             size = 12 + seen_width(major, minor, dialect)
         elif size not in (16, 20):
-            raise HeaderError(f"{where}header size must be 16 or 20, not {size}", path=path)
+            raise HeaderError(f"header size must be 16 or 20, not {size}", path=path)
         if len(data) < size:
             raise HeaderError(
-                f"{where}the file has {len(data)} bytes, fewer than the {size}-byte header"
+                f"the file has {len(data)} bytes, fewer than the {size}-byte header"
                 f" version {major}.{minor}.{revision} needs",
                 path=path,
             )

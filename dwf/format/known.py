@@ -431,7 +431,7 @@ def identify_head(path: str, head: bytes, size: int) -> Identification:
     try:
         header = Header.decode(head, path=path)
     except HeaderError as e:
-        why = e.message.removeprefix(f"{path}: ")  # explain() names the file itself
+        why = e.reason  # explain() names the file itself
         return Identification(path, size, None, None, (), why)
     matches: list[Match] = []
     floats: int | None = None

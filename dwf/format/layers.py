@@ -55,13 +55,14 @@ class LayerInput:
     """Everything a layer definition may look at, plus helpers that raise located errors.
 
     A definition reads the section's options, the input shape (``h``, ``w``, ``c``,
-    ``inputs``), the dialect and ``loading``; other layers only through :meth:`ref`, which
-    sets ``read_other_layers``. The planner relies on this to reuse results (see
+    ``inputs``), the dialect and ``loading``. The layers built so far are private: the only way
+    to another layer is :meth:`ref`, which records that the result depends on more than the
+    section and its input, so the planner never reuses it for another layer (see
     :func:`dwf.format.planner._plan_document`).
     """
 
     __slots__ = (
-        "built",
+        "_built",
         "c",
         "dialect",
         "h",
@@ -91,7 +92,7 @@ class LayerInput:
     ) -> None:
         self.dialect = dialect
         self.loading = loading
-        self.built = built
+        self._built = built
         self.n_layers = n_layers
         self.path = path
         self.warnings = warnings
@@ -206,7 +207,7 @@ class LayerInput:
                 key,
             )
             return _empty_layer(idx)
-        return self.built[idx]
+        return self._built[idx]
 
     def ref_list(self, key: str, *, first_only: bool = False) -> list[LayerPlan]:
         text = self.options.get(key)

@@ -1,5 +1,5 @@
-"""The offset planner: cfg text + dialect → every array's place in the file. Pure: its only I/O
-is reading a cfg file's text (a regular file, at most 64 MiB).
+"""The offset planner: cfg text + dialect → every array's place in the file. Pure: it reads no
+file (a cfg file is read by :mod:`dwf.io.cfgfile`).
 
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
@@ -11,10 +11,8 @@ lays the arrays out one after another (spec §10).
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import re
-import stat
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -22,7 +20,7 @@ from typing import Any, Literal, NamedTuple
 import attrs
 
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
-from dwf.format.cfg import CfgDocument, atoi, shorten, tokenize
+from dwf.format.cfg import CfgDocument, Section, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.format.records import Arr, ArraySpec, LayerPlan
@@ -57,6 +55,11 @@ class Plan:
         net: the ``[net]`` input shape.
         warnings: things Darknet accepts silently but that are probably mistakes, with lines.
         text: the cfg text the plan was made from.
+        document: the tokenised cfg (:class:`dwf.format.cfg.CfgDocument`): its sections and
+            every option with its line, as Darknet reads them; ``document.sections[i + 1]`` is
+            layer ``i``'s section. Whatever needs an option reads it here, never re-tokenising.
+        rules: the :class:`dwf.Dialect` (the switches) the plan was made with; ``dialect`` is
+            its name.
     """
 
     layers: tuple[LayerPlan, ...]
@@ -66,10 +69,44 @@ class Plan:
     net: NetInput
     warnings: tuple[str, ...] = ()
     text: str = attrs.field(default="", repr=False)
+    document: CfgDocument | None = attrs.field(default=None, repr=False)
     _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
+
+    @property
+    def rules(self) -> Dialect:
+        """The :class:`dwf.Dialect` this plan was made with (its switches)."""
+        return get_dialect(self.dialect)
+
+    def section(self, layer: int | str | LayerPlan) -> Section:
+        """The cfg section of a layer (by index, name or plan), with its options and lines.
+
+        Raises:
+            LayerNotFoundError: no such layer.
+            DwfError: the plan was not made from cfg text.
+        """
+        lp = layer if isinstance(layer, LayerPlan) else self.layer(layer)
+        return self._document().sections[lp.index + 1]
+
+    @property
+    def net_section(self) -> Section:
+        """The ``[net]`` section, with its options and lines."""
+        return self._document().sections[0]
+
+    def _document(self) -> CfgDocument:
+        if self.document is None:
+            raise DwfError("this plan was not made from cfg text: it has no sections")
+        return self.document
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A plan travels as its cfg text (a process pool's worker plans it again, from the
+        # cache after the first time): a few KiB instead of thousands of records.
+        if self.text:
+            return (_replan, (self.text, self.dialect, self.side, self.cfg_path))
+        return (_rebuild, (self.layers, self.dialect, self.side, self.cfg_path, self.net,
+                           self.warnings))
 
     def __repr__(self) -> str:
         where = self.cfg_path or "<cfg text>"
@@ -97,7 +134,7 @@ class Plan:
             raise DwfError(f"side must be 'load' or 'save', not {side!r}")
         if len(text) > MAX_CFG_BYTES:  # the same bound as a cfg file's (e.g. one in an export)
             where = None if path is None else os.fspath(path)
-            raise CfgError(_too_big(len(text), grew=True).replace("file ", "", 1), path=where)
+            raise CfgError(too_big(len(text), grew=True).replace("file ", "", 1), path=where)
         return _plan_cached(text, d.name, side, None if path is None else os.fspath(path))
 
     @property
@@ -195,85 +232,35 @@ class Plan:
             out[lp.stop] = nxt - 1
         return out
 
-    def layer_at(self, offset: int) -> LayerPlan | None:
-        """The stored layer whose data contains float offset ``offset``, or ``None``."""
-        lo, hi = 0, len(self.layers)
-        while lo < hi:  # layers are sorted by offset; find the last one starting at or before
-            mid = (lo + hi) // 2
-            if self.layers[mid].offset <= offset:
-                lo = mid + 1
-            else:
-                hi = mid
-        for lp in reversed(self.layers[:lo]):
-            if lp.layout:
-                return lp if lp.offset <= offset < lp.stop else None
-        return None
 
 
-def plan(
-    cfg: str | os.PathLike[str],
-    *,
-    dialect: str | Dialect = "alexeyab",
-    side: Side = "load",
+def _replan(text: str, dialect: str, side: Side, path: str | None) -> Plan:
+    return Plan.from_text(text, dialect=dialect, side=side, path=path)
+
+
+def _rebuild(
+    layers: tuple[LayerPlan, ...],
+    dialect: str,
+    side: Side,
+    path: str | None,
+    net: NetInput,
+    warnings: tuple[str, ...],
 ) -> Plan:
-    """Plan the ``.weights`` layout for the cfg file at ``cfg``.
-
-    Raises:
-        CfgError: the file cannot be read, or Darknet could not load it (the message names the
-            line and the layer).
-    """
-    path = os.fspath(cfg)
-    return Plan.from_text(read_cfg_text(path), dialect=dialect, side=side, path=path)
+    return Plan(layers, dialect, side, path, net, warnings)
 
 
 MAX_CFG_BYTES = 64 << 20  # the largest real cfgs are well under 1 MiB
-
-
-def read_cfg_text(path: str) -> str:
-    """Read a cfg file as text (UTF-8, undecodable bytes replaced, as Darknet reads bytes),
-    with dwf errors.
-
-    Only a regular file of at most 64 MiB is read: a FIFO would block, a device such as
-    ``/dev/zero`` would never end. The type is checked before opening and again on the open
-    descriptor (opened non-blocking, so a FIFO swapped in between cannot block either).
-    """
-    try:
-        _check_cfg_stat(path, os.stat(path))
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        try:
-            _check_cfg_stat(path, os.fstat(fd))
-            chunks: list[bytes] = []
-            total = 0
-            while total <= MAX_CFG_BYTES:
-                chunk = os.read(fd, min(1 << 20, MAX_CFG_BYTES + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        raise CfgError("cfg file not found", path=path) from None
-    except IsADirectoryError:
-        raise CfgError("is a directory, not a cfg file", path=path) from None
-    except PermissionError:
-        raise CfgError("permission denied reading the cfg file", path=path) from None
-    except OSError as e:
-        raise CfgError(f"cannot read the cfg file: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path (CfgError is a ValueError too)
-        if isinstance(e, CfgError):
-            raise
-        raise CfgError(f"not a usable file name: {e}", path=repr(path)) from None
-    if total > MAX_CFG_BYTES:
-        raise CfgError(_too_big(total, grew=True), path=path)
-    return cfg_text(b"".join(chunks), path)
+# The most sections a cfg may have. Darknet has no limit, but the largest real networks have a
+# few hundred layers, and a plan costs about a kilobyte a layer: a cfg of millions of one-line
+# sections (a 16 MB file can hold 4 million) is refused before any work is done.
+MAX_LAYERS = 100_000
 
 
 def cfg_text(data: bytes, path: str) -> str:
     """A cfg file's bytes as text (UTF-8, undecodable bytes replaced), refusing binary data and
     text over 64 MiB (also for a cfg fetched from a URL)."""
     if len(data) > MAX_CFG_BYTES:
-        raise CfgError(_too_big(len(data)), path=path)
+        raise CfgError(too_big(len(data)), path=path)
     if b"\x00" in data[:4096] and data[:4] != b"[net":
         raise CfgError(
             "this looks like a binary file, not a cfg (it holds NUL bytes); did you pass the"
@@ -283,30 +270,12 @@ def cfg_text(data: bytes, path: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _too_big(size: int, *, grew: bool = False) -> str:
+def too_big(size: int, *, grew: bool = False) -> str:
     what = "more than" if grew else f"{size:,} bytes,"
     return (
         f"the cfg file is {what} {MAX_CFG_BYTES >> 20} MiB; a Darknet cfg is text of at most a few"
         " hundred KiB: is this the right file?"
     )
-
-
-def _check_cfg_stat(path: str, st: os.stat_result) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise CfgError("is a directory, not a cfg file", path=path)
-    if not stat.S_ISREG(st.st_mode):
-        kind = (
-            "a FIFO (named pipe)"
-            if stat.S_ISFIFO(st.st_mode)
-            else "a device"
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "a socket or other special file"
-        )
-        raise CfgError(
-            f"is {kind}, not a regular file; a cfg must be a regular file", path=path
-        )
-    if st.st_size > MAX_CFG_BYTES:
-        raise CfgError(_too_big(st.st_size), path=path)
 
 
 @functools.lru_cache(maxsize=128)
@@ -320,20 +289,15 @@ def plan_uncached(
     """:meth:`Plan.from_text` without the plan cache, for throw-away plans (the mismatch
     diagnosis's edited cfgs) that must not stay in memory after use."""
     d = get_dialect(dialect)
-    # A plan is tens of thousands of small objects that form no cycles; with Python's cyclic
-    # garbage collector running, each allocation batch would trigger a collection that walks
-    # every object made so far, which made planning a 10,000-layer network a third slower
-    # (docs/benchmarks.md). Reference counting still frees everything; the collector is turned
-    # back on (only if it was on) when done. Not a context manager: entering one costs more
-    # than planning a small layer.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        doc = tokenize(text, path=path, strip_cr=d.strip_cr)
-        return _plan_document(doc, d, side, text)
-    finally:
-        if was_enabled:
-            gc.enable()
+    sections = text.count("\n[") + (text[:1] == "[")
+    if sections > MAX_LAYERS + 1:
+        raise CfgError(
+            f"the cfg has {sections:,} sections; dwf plans at most {MAX_LAYERS:,} layers (real"
+            " networks have a few hundred): is this the right file?",
+            path=path,
+        )
+    doc = tokenize(text, path=path, strip_cr=d.strip_cr)
+    return _plan_document(doc, d, side, text)
 
 
 def _net_input(doc: CfgDocument) -> NetInput:
@@ -500,4 +464,4 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
             " (a division by zero in the statistics it prints while loading); the layout is"
             " what a build that survives reads"
         )
-    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings), text)
+    return Plan(tuple(built), d.name, side, doc.path, net, tuple(warnings), text, doc)

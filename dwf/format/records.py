@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import attrs
@@ -81,10 +82,13 @@ def replace_offset(spec: ArraySpec, offset: int) -> ArraySpec:
     return attrs.evolve(spec, offset=offset)
 
 
-# Not slotted, and its own __init__: attrs' generated one for a frozen class sets the fields one
-# by one through object.__setattr__, which was the largest cost of planning a layer; one dict
-# stored at once is a fraction of that. attrs still knows the fields (evolve, asdict, eq).
-@attrs.frozen(slots=False, init=False)
+def _frozen_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if isinstance(params, MappingProxyType):
+        return params
+    return MappingProxyType(dict(params or {}))
+
+
+@attrs.frozen
 class LayerPlan:
     """One Darknet layer: its place in the network, its output shape and its arrays.
 
@@ -101,7 +105,7 @@ class LayerPlan:
         offset: where the layer's data starts (float32 elements after the header), also for
             layers that hold nothing.
         params: the resolved options that define the layer (filters, size, strides, groups,
-            batch_normalize, activation, referenced layers …).
+            batch_normalize, activation, referenced layers …), read-only.
         known: ``False`` for a section the dialect does not know (it holds nothing).
     """
 
@@ -119,57 +123,24 @@ class LayerPlan:
     outputs: int
     layout: tuple[Arr, ...]
     offset: int
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_params)
     known: bool = True
+    # The ArraySpec records, made when first asked for (opening a file looks at one or two
+    # layers). Not compared, copied or exported.
+    _arrays: tuple[ArraySpec, ...] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False, hash=False
+    )
 
-    def __init__(
-        self,
-        index: int,
-        type: str,
-        name: str,
-        line: int,
-        in_c: int,
-        in_h: int,
-        in_w: int,
-        inputs: int,
-        out_c: int,
-        out_h: int,
-        out_w: int,
-        outputs: int,
-        layout: tuple[Arr, ...],
-        offset: int,
-        params: Mapping[str, Any] | None = None,
-        known: bool = True,
-    ) -> None:
-        object.__setattr__(
-            self,
-            "__dict__",
-            {
-                "index": index,
-                "type": type,
-                "name": name,
-                "line": line,
-                "in_c": in_c,
-                "in_h": in_h,
-                "in_w": in_w,
-                "inputs": inputs,
-                "out_c": out_c,
-                "out_h": out_h,
-                "out_w": out_w,
-                "outputs": outputs,
-                "layout": layout,
-                "offset": offset,
-                "params": {} if params is None else params,
-                "known": known,
-            },
-        )
+    def __reduce__(self) -> tuple[Any, ...]:
+        # params is a read-only mapping proxy, which pickle cannot take: it travels as a dict.
+        fields = [getattr(self, f.name) for f in attrs.fields(LayerPlan) if f.init]
+        fields[14] = dict(self.params)
+        return (LayerPlan, tuple(fields))
 
     @property
     def arrays(self) -> tuple[ArraySpec, ...]:
         """The arrays the file holds for this layer, in file order (may be empty)."""
-        # Opening a file looks at one or two layers: the ArraySpec records of the others are
-        # never made. Kept beside the fields, not as one: not compared, copied or exported.
-        made: tuple[ArraySpec, ...] | None = self.__dict__.get("_arrays")
+        made = self._arrays
         if made is None:
             specs = []
             cursor = self.offset

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from dwf.errors import CfgError
-from dwf.format.cfg import tokenize
-from dwf.format.dialects import get_dialect
 from dwf.format.planner import Plan, plan_uncached
 from dwf.format.records import LayerPlan
 
@@ -97,14 +95,12 @@ def set_option(
 def with_classes(plan: Plan, classes: int, only: Iterable[int] | None = None) -> str:
     """The plan's cfg text with ``classes`` classes in every detection head (or in the heads
     whose layer indices are in ``only``), and the feeding layers resized to match."""
-    doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    sections = doc.sections[1:]
     lines = plan.text.split("\n")
     chosen = None if only is None else set(only)
     for h in heads(plan):
         if chosen is not None and h.index not in chosen:
             continue
-        hs, fs = sections[h.index], sections[h.feeder]
+        hs, fs = plan.section(h.index), plan.section(h.feeder)
         opt = hs.get("classes")
         set_option(lines, hs.line, "classes", str(classes), opt.line if opt else None)
         key = "output" if plan.layers[h.index].type == "detection" else "filters"
@@ -115,11 +111,9 @@ def with_classes(plan: Plan, classes: int, only: Iterable[int] | None = None) ->
 
 def with_batch_normalize(plan: Plan, layers: Sequence[int], value: int) -> str:
     """The plan's cfg text with ``batch_normalize=value`` in the given layers."""
-    doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    sections = doc.sections[1:]
     lines = plan.text.split("\n")
     for i in layers:
-        sec = sections[i]
+        sec = plan.section(i)
         opt = sec.get("batch_normalize")
         set_option(lines, sec.line, "batch_normalize", str(value), opt.line if opt else None)
     return "\n".join(lines)
@@ -127,8 +121,7 @@ def with_batch_normalize(plan: Plan, layers: Sequence[int], value: int) -> str:
 
 def with_input_size(plan: Plan, height: int, width: int) -> str:
     """The plan's cfg text with another ``[net]`` input size."""
-    doc = tokenize(plan.text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    net = doc.sections[0]
+    net = plan.net_section
     lines = plan.text.split("\n")
     for key, value in (("height", height), ("width", width)):
         opt = net.get(key)

@@ -20,7 +20,7 @@ from dwf.format.dialects import DIALECTS
 from dwf.format.header import Header, count_crlf, crlf_suspect
 from dwf.format.known import CfgFit
 from dwf.format.planner import Plan
-from dwf.format.planner import plan as plan_cfg
+from dwf.io.cfgfile import plan as plan_cfg
 
 MAX_CFGS = 64
 MAX_CFG_BYTES = 1 << 20

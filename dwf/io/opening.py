@@ -13,11 +13,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dwf.errors import CfgError, DwfError, HeaderError, SizeMismatchError
+from dwf.errors import (
+    CfgNotFoundError,
+    DwfError,
+    HeaderError,
+    SizeMismatchError,
+    WeightsNotFoundError,
+)
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.planner import Plan, cfg_text
-from dwf.format.planner import plan as plan_cfg
+from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.reader import Backend, WeightsFile
 from dwf.io.views import pread_all
 
@@ -97,7 +103,7 @@ def _resolve_plan(
             ident = identify_head(path, head, size)
             if ident.matches:
                 hint += "; by its size " + ident.explain().split("; ", 1)[1]
-            raise CfgError(
+            raise CfgNotFoundError(
                 "no cfg given and none found beside the weights (looked for "
                 + ", ".join(Path(c).name for c in looked)
                 + f"); pass cfg=... (dwf: --cfg){hint}",
@@ -179,24 +185,24 @@ def _open_fd(path: str) -> int:
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise DwfError(f"{path}: is a directory, not a weights file", path=path)
+            raise DwfError("is a directory, not a weights file", path=path)
         if not stat.S_ISREG(st.st_mode):
-            raise DwfError(f"{path}: not a regular file", path=path)
+            raise DwfError("not a regular file", path=path)
         # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(path, flags)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise DwfError(f"{path}: not a regular file", path=path)
+            raise DwfError("not a regular file", path=path)
         return fd
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:
-        raise DwfError(f"{path}: weights file not found", path=path) from None
+        raise WeightsNotFoundError("weights file not found", path=path) from None
     except PermissionError:
-        raise DwfError(f"{path}: permission denied", path=path) from None
+        raise DwfError("permission denied", path=path) from None
     except OSError as e:
-        raise DwfError(f"{path}: cannot open: {e.strerror or e}", path=path) from None
+        raise DwfError(f"cannot open: {e.strerror or e}", path=path) from None
     except ValueError as e:  # a NUL byte in the path
         raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
 
@@ -205,7 +211,7 @@ def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) 
     what = sniff(head)
     if len(head) < 16 or what:
         raise HeaderError(
-            f"{path}: not a Darknet weights file: {what or f'only {len(head)} bytes'}",
+            f"not a Darknet weights file: {what or f'only {len(head)} bytes'}",
             path=path,
         )
     try:
@@ -213,7 +219,7 @@ def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) 
     except HeaderError:
         raise
     except Exception as e:  # pragma: no cover - decode only raises HeaderError
-        raise HeaderError(f"{path}: unreadable header: {e}", path=path) from None
+        raise HeaderError(f"unreadable header: {e}", path=path) from None
 
 
 def _fit(
@@ -320,7 +326,7 @@ def _remote_plan(
         if cfg is None:
             ident = identify_head(url, head, size)
             hint = "; by its size " + ident.explain().split("; ", 1)[1] if ident.matches else ""
-            raise CfgError(
+            raise CfgNotFoundError(
                 "no cfg given and none found beside the weights on the server (looked for "
                 + ", ".join(looked)
                 + f"); pass cfg=... (dwf: --cfg){hint}",

@@ -258,7 +258,7 @@ class WeightsFile(StreamingReads):
         st = os.fstat(fd)
         if st.st_size != size:  # it changed since its size was checked: do not map it
             raise FileChangedError(
-                f"{path}: the file changed while it was being opened (its size went from"
+                f"the file changed while it was being opened (its size went from"
                 f" {_fmt(size)} to {_fmt(st.st_size)} bytes); open it again",
                 path=path,
                 opened=(size, st.st_mtime_ns),
@@ -276,7 +276,7 @@ class WeightsFile(StreamingReads):
                 if self._map is not None:
                     self._map.close()
                 raise FileChangedError(
-                    f"{path}: cannot map the file ({e}); it may have changed while it was being"
+                    f"cannot map the file ({e}); it may have changed while it was being"
                     ' opened: open it again, or with backend="pread"',
                     path=path,
                 ) from None
@@ -343,7 +343,7 @@ class WeightsFile(StreamingReads):
             lp = self.plan.layer(key)
         except LayerNotFoundError as e:
             raise LayerNotFoundError(
-                f"{self.path}: {e.message}", key=e.key, suggestions=e.suggestions, path=self.path
+                e.reason, key=e.key, suggestions=e.suggestions, path=self.path
             ) from None
         self._require(lp)
         return self._layer(lp.index)
@@ -540,7 +540,7 @@ class WeightsFile(StreamingReads):
     # -- internals -----------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedFileError(f"{self.path}: the file was closed", path=self.path)
+            raise ClosedFileError("the file was closed", path=self.path)
 
     def holds(self, layer: LayerPlan | Layer) -> bool:
         """Whether the file holds all of the layer's arrays (``False`` past a partial end)."""
@@ -563,7 +563,7 @@ class WeightsFile(StreamingReads):
             else "shorter than the cfg needs"
         )
         raise LayerNotInFileError(
-            f"{self.path}: layer {lp.index} ({lp.name}, {lp.type}) needs bytes"
+            f"layer {lp.index} ({lp.name}, {lp.type}) needs bytes"
             f" {_fmt(start)}..{_fmt(stop)}, but the file ends at byte {_fmt(self.size)}"
             f" ({what})",
             layer=lp.name,
@@ -607,7 +607,7 @@ class WeightsFile(StreamingReads):
             st = os.fstat(self._fd)
         except OSError as e:
             raise FileChangedError(
-                f"{self.path}: cannot stat the open file: {e.strerror or e}", path=self.path
+                f"cannot stat the open file: {e.strerror or e}", path=self.path
             ) from None
         now = (st.st_size, st.st_mtime_ns)
         if now != self._opened:
@@ -617,7 +617,7 @@ class WeightsFile(StreamingReads):
                 else "it was rewritten (modification time changed)"
             )
             raise FileChangedError(
-                f"{self.path}: the file changed since it was opened: {what}. Darknet rewrites"
+                f"the file changed since it was opened: {what}. Darknet rewrites"
                 " *_last.weights in place during training; reopen the file, or open it with"
                 ' backend="pread" to read copies that can never fault',
                 path=self.path,
@@ -643,7 +643,7 @@ class WeightsFile(StreamingReads):
             data = pread_all(self._fd, spec.nbytes, start)
         if len(data) != spec.nbytes:
             raise FileChangedError(
-                f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
+                f"short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
                 " the file shrank since it was opened",
                 path=self.path,
                 opened=self._opened,

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from dwf.errors import DwfError, FileChangedError
+from dwf.errors import DwfError, FileChangedError, RemoteError
 from dwf.extras import require
 
 #: Bytes fetched for a small read (and the unit of the cache).
@@ -86,12 +86,12 @@ def _filesystem(url: str, storage_options: Mapping[str, Any] | None, timeout: fl
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as e:  # the protocol's own package (s3fs, gcsfs, huggingface_hub …)
         raise DwfError(
-            f"{url}: fsspec needs an extra package for {protocol}:// ({e}); for S3:"
+            f"fsspec needs an extra package for {protocol}:// ({e}); for S3:"
             " pip install 'dwf[s3]'",
             path=url,
         ) from None
     except ValueError as e:  # unknown protocol
-        raise DwfError(f"{url}: cannot open this URL: {e}", path=url) from None
+        raise DwfError(f"cannot open this URL: {e}", path=url) from None
     return fs, path
 
 
@@ -115,12 +115,12 @@ def _failure(url: str, what: str, e: BaseException) -> DwfError:
     if isinstance(e, DwfError):
         return e
     if isinstance(e, FileNotFoundError):
-        return DwfError(f"{url}: not found on the server", path=url)
+        return RemoteError("not found on the server", path=url)
     if isinstance(e, PermissionError) or _status(e) in (401, 403):
-        return DwfError(
-            f"{url}: access denied ({e}); pass credentials in storage_options", path=url
+        return RemoteError(
+            f"access denied ({e}); pass credentials in storage_options", path=url
         )
-    return DwfError(f"{url}: {what} failed: {_why(e)}", path=url)
+    return RemoteError(f"{what} failed: {_why(e)}", path=url)
 
 
 class RemoteSource:
@@ -154,7 +154,7 @@ class RemoteSource:
         self.identity = self._identity()
         size = self.identity.get("size")
         if not isinstance(size, int):
-            raise DwfError(f"{url}: the server does not say how large the file is", path=url)
+            raise DwfError("the server does not say how large the file is", path=url)
         self.size: int = size
         self._etag = self.identity.get("ETag")
         self._file: Any = None
@@ -173,7 +173,7 @@ class RemoteSource:
         except Exception as e:
             raise _failure(self.url, "asking for the file's size", e) from None
         if info.get("type") == "directory":
-            raise DwfError(f"{self.url}: is a directory, not a weights file", path=self.url)
+            raise DwfError("is a directory, not a weights file", path=self.url)
         ident: dict[str, Any] = {"size": info.get("size")}
         for key in _IDENTITY_FIELDS:
             value = info.get(key)
@@ -190,7 +190,7 @@ class RemoteSource:
             keys = [k for k in was if k != "size" and was.get(k) != new.get(k)]
             what = ", ".join(f"{k} {was.get(k)!r} → {new.get(k)!r}" for k in keys) or "replaced"
         return FileChangedError(
-            f"{self.url}: the file changed on the server since it was opened ({what}); open it"
+            f"the file changed on the server since it was opened ({what}); open it"
             " again to read the new file",
             path=self.url,
             opened=(int(was.get("size") or 0), 0),
@@ -218,7 +218,7 @@ class RemoteSource:
                 raise self._changed(self._identity()) from None
             if isinstance(e, ValueError) and "range requests" in str(e):
                 raise DwfError(
-                    f"{self.url}: the server does not answer range requests, so parts of the file"
+                    "the server does not answer range requests, so parts of the file"
                     " cannot be read without downloading all of it; download it first",
                     path=self.url,
                 ) from None
@@ -230,7 +230,7 @@ class RemoteSource:
             self.check_unchanged()
         if len(data) != stop - start:
             raise FileChangedError(
-                f"{self.url}: short read at bytes {_fmt(start)}..{_fmt(stop)} (got"
+                f"short read at bytes {_fmt(start)}..{_fmt(stop)} (got"
                 f" {_fmt(len(data))}): the file shrank on the server since it was opened",
                 path=self.url,
                 opened=(self.size, 0),
@@ -253,7 +253,7 @@ class RemoteSource:
     def pread(self, n: int, offset: int) -> bytes:
         """Up to ``n`` bytes at ``offset`` (fewer only at the end of the file)."""
         if self.closed:
-            raise DwfError(f"{self.url}: the file was closed", path=self.url)
+            raise DwfError("the file was closed", path=self.url)
         start = max(offset, 0)
         stop = min(offset + n, self.size)
         if stop <= start:

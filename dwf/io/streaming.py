@@ -205,7 +205,7 @@ class StreamingReads:
             if lp is not None:
                 self._require(lp)
             raise LayerNotInFileError(
-                f"{self.path}: array {spec.name} lies past the end of the file",
+                f"array {spec.name} lies past the end of the file",
                 layer=lp.name if lp is not None else "",
                 span=spec.byte_span(self.header.size),
                 file_size=self.size,
@@ -250,7 +250,7 @@ class StreamingReads:
     ) -> FileChangedError:
         """The error for a read of bytes ``start..stop`` that the system refused."""
         return FileChangedError(
-            f"{self.path}: reading bytes {_fmt(start)}..{_fmt(stop)}{self._where(spec)} failed:"
+            f"reading bytes {_fmt(start)}..{_fmt(stop)}{self._where(spec)} failed:"
             f" {e.strerror or e}; the file may have changed",
             path=self.path,
             opened=self._opened,
@@ -263,7 +263,7 @@ class StreamingReads:
         except OSError:
             now = (0, 0)
         raise FileChangedError(
-            f"{self.path}: short read at bytes {_fmt(start)}..{_fmt(stop)}{self._where(spec)}:"
+            f"short read at bytes {_fmt(start)}..{_fmt(stop)}{self._where(spec)}:"
             f" (got {_fmt(got)} of {_fmt(stop - start)} bytes): the file shrank since it was opened"
             f" ({_fmt(self._opened[0])} → {_fmt(now[0])} bytes). Darknet rewrites"
             " *_last.weights in place during training; reopen the file",

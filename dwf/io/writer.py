@@ -85,10 +85,10 @@ def check_destination(
     except (OSError, ValueError):  # absent (or unusable: the write reports that)
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise DwfError(f"{target}: is a directory; give a file name to write", path=target)
+        raise DwfError("is a directory; give a file name to write", path=target)
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise DwfError(
-            f"{target}: exists and is not a regular file (a FIFO, a device or a socket);"
+            "exists and is not a regular file (a FIFO, a device or a socket);"
             " dwf writes only regular files and never replaces a special one",
             path=target,
         )
@@ -106,7 +106,7 @@ def check_destination(
             name = target if isinstance(src, int) else os.fspath(src)
             how = "" if os.fspath(target) == name else f" (the same file as {name})"
             raise DwfError(
-                f"{target}: is one of this command's inputs{how}; writing there would destroy"
+                f"is one of this command's inputs{how}; writing there would destroy"
                 " it. Choose another output name",
                 path=target,
             )
@@ -119,7 +119,7 @@ def check_destination(
         same_file = st is not None and other_st is not None and _identity(st) == _identity(other_st)
         if _real(o) == real or same_file:
             raise DwfError(
-                f"{target}: given as both outputs ({target} and {o} are the same file);"
+                f"given as both outputs ({target} and {o} are the same file);"
                 " each output needs its own name",
                 path=target,
             )
@@ -178,7 +178,7 @@ def atomic_write(
             fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e
-        raise DwfError(f"{target}: cannot create a file in {folder}: {why}", path=target) from None
+        raise DwfError(f"cannot create a file in {folder}: {why}", path=target) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -198,7 +198,7 @@ def atomic_write(
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, OSError):
-            raise DwfError(f"{target}: write failed: {e.strerror or e}", path=target) from None
+            raise DwfError(f"write failed: {e.strerror or e}", path=target) from None
         raise
 
 
@@ -291,7 +291,7 @@ def stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) -> 
     return out.data.cast("B")
 
 
-def _check_header(header: Header, dialect: str) -> None:
+def check_header(header: Header, dialect: str) -> None:
     """Refuse to write a header whose width Darknet would read differently — unless it was read
     from a file that has that width (its ``note`` says so): reproducing such a file is allowed."""
     want = header.width_for(dialect)
@@ -303,7 +303,6 @@ def _check_header(header: Header, dialect: str) -> None:
 
 
 # The rule is shared with writers that copy bytes themselves (dwf.cut).
-check_header = _check_header
 
 
 def check_upto(plan: Plan, upto: int | None) -> int:
@@ -346,7 +345,7 @@ def write_arrays(
     out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
     arrays are fetched one at a time, as they are written, so the memory used does not grow with
     the file. Callers validate before calling."""
-    _check_header(header, plan.dialect)
+    check_header(header, plan.dialect)
     layers = plan.layers[: check_upto(plan, upto)]
     with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
         fh.write(header.encode())
@@ -389,7 +388,7 @@ def save(
     """
     source = None if isinstance(arrays, Mapping) else arrays.header
     header = header_to_write(header, upto=upto, dialect=plan.dialect, source=source)
-    _check_header(header, plan.dialect)
+    check_header(header, plan.dialect)
     _check_names(plan, arrays)
     layers = plan.layers[: check_upto(plan, upto)]
     if isinstance(arrays, Mapping):  # in memory already: check them all before writing

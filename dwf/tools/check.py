@@ -34,7 +34,6 @@ from dwf.tools.stats import (
 )
 
 BN_EPS = 1e-5
-SEVERITIES = ("error", "warning", "info")
 
 
 @attrs.frozen

@@ -13,12 +13,6 @@ from dwf.io.opening import open_weights
 from dwf.io.writer import atomic_write, check_header, check_upto, header_to_write
 
 
-def partial_header(dialect: str | Dialect = "alexeyab") -> Header:
-    """The header ``darknet partial`` writes: the dialect writer's version, ``seen`` reset to 0
-    (:meth:`dwf.Header.written_by`)."""
-    return Header.written_by(dialect)
-
-
 def cut(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],

@@ -55,7 +55,7 @@ def write_demo(folder: str | os.PathLike[str]) -> tuple[str, str]:
     folder = os.fspath(folder)
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise DwfError(
-            f"{folder}: exists and is not a folder; give a folder (new or existing) to write"
+            "exists and is not a folder; give a folder (new or existing) to write"
             " demo.cfg and demo.weights into",
             path=folder,
         )
@@ -63,7 +63,7 @@ def write_demo(folder: str | os.PathLike[str]) -> tuple[str, str]:
         os.makedirs(folder, exist_ok=True)
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or e
-        raise DwfError(f"{folder}: cannot create the folder: {why}", path=folder) from None
+        raise DwfError(f"cannot create the folder: {why}", path=folder) from None
     cfg_path = os.path.join(folder, "demo.cfg")
     weights_path = os.path.join(folder, "demo.weights")
     text = demo_cfg_text()

@@ -234,7 +234,7 @@ def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
     if format is None:
         if by_ext is None:
             raise DwfError(
-                f"{os.fspath(dst)}: cannot tell the export format from the extension"
+                f"cannot tell the export format from the extension"
                 f" {ext or '(none)'}; name the file .npz, .safetensors, .pt or .onnx, or pass"
                 " format=... (dwf: --format)",
                 path=os.fspath(dst),
@@ -242,7 +242,7 @@ def format_for(dst: str | os.PathLike[str], format: str | None) -> str:
         return by_ext
     if by_ext is not None and by_ext != format:
         raise DwfError(
-            f"{os.fspath(dst)}: the extension {ext} says {by_ext}, but the format asked for is"
+            f"the extension {ext} says {by_ext}, but the format asked for is"
             f" {format}; rename the output or drop the format",
             path=os.fspath(dst),
         )

@@ -14,8 +14,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from dwf.errors import DwfError
-from dwf.format.cfg import tokenize
-from dwf.format.dialects import Dialect, get_dialect
+from dwf.format.dialects import Dialect
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
 from dwf.io.opening import open_weights
@@ -73,8 +72,9 @@ def fuse_layer(
     lp = layer.plan
     if lp.type not in FOLDABLE or not lp.arrays:
         raise DwfError(
-            f"{f.path}: layer {lp.index} ({lp.name}, {lp.type}) cannot be fused: only"
-            " convolutional and connected layers that store weights have batch norm to fold"
+            f"layer {lp.index} ({lp.name}, {lp.type}) cannot be fused: only"
+            " convolutional and connected layers that store weights have batch norm to fold",
+            path=f.path,
         )
     return _bn_fold(lp, layer.arrays, eps)
 
@@ -91,17 +91,17 @@ def fused_arrays(
             yield f"{lp.name}.biases", b
 
 
-def unfused_cfg_text(plan: Plan, text: str) -> str:
+def unfused_cfg_text(plan: Plan) -> str:
     """The cfg text with batch norm switched off in every conv/connected section that has it.
 
     Only the lines Darknet reads are changed (the first ``batch_normalize=``/``cbn=`` of each
     such section), so everything else — comments, layout, line numbers — stays as it was.
     """
-    lines = text.split("\n")
-    doc = tokenize(text, path=plan.cfg_path, strip_cr=get_dialect(plan.dialect).strip_cr)
-    for lp, sec in zip(plan.layers, doc.sections[1:], strict=True):
+    lines = plan.text.split("\n")
+    for lp in plan.layers:
         if lp.type not in FOLDABLE:
             continue
+        sec = plan.section(lp)
         for key in ("batch_normalize", "cbn"):
             opt = sec.get(key)
             if opt is not None:
@@ -141,7 +141,7 @@ def _write_folded(
     for a in new.arrays:
         old = lp.array(a.name)
         if old is None or old.shape != a.shape:  # pragma: no cover - the planner guarantees it
-            raise DwfError(f"{f.path}: layer {lp.index} ({lp.name}): no array {a.name} to fuse")
+            raise DwfError(f"layer {lp.index} ({lp.name}): no array {a.name} to fuse", path=f.path)
         if scale is None or mean is None:
             _copy_array(f, old, out)
         elif a.name == "biases":
@@ -197,7 +197,7 @@ def fuse(
     :class:`dwf.FileChangedError`. Returns ``(dst, dst_cfg)``.
     """
     with open_weights(src, cfg, dialect=dialect) as f:
-        new_text = unfused_cfg_text(f.plan, f.plan.text)
+        new_text = unfused_cfg_text(f.plan)
         new_plan = Plan.from_text(new_text, dialect=f.plan.dialect, path=os.fspath(dst_cfg))
         target = os.fspath(dst)
         # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
@@ -218,6 +218,6 @@ def fuse(
                 for a in new.arrays:
                     old = lp.array(a.name)
                     if old is None or old.shape != a.shape:  # pragma: no cover - same cfg
-                        raise DwfError(f"{f.path}: layer {lp.index} ({lp.name}): no {a.name}")
+                        raise DwfError(f"layer {lp.index} ({lp.name}): no {a.name}", path=f.path)
                     _copy_array(f, old, fh)
     return target, os.fspath(dst_cfg)

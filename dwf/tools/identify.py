@@ -93,7 +93,7 @@ def identify(
         if isinstance(e, DwfError):
             raise
         why = getattr(e, "strerror", None) or e
-        raise DwfError(f"{spath}: cannot read: {why}", path=spath) from None
+        raise DwfError(f"cannot read: {why}", path=spath) from None
     return _judge(spath, head, st.st_size, crlf, nearby)
 
 
@@ -123,10 +123,10 @@ def _judge(
 
 def _regular(path: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        raise DwfError(f"{path}: cannot read: it is a directory, not a weights file", path=path)
+        raise DwfError("cannot read: it is a directory, not a weights file", path=path)
     if not stat.S_ISREG(st.st_mode):
         raise DwfError(
-            f"{path}: cannot read: not a regular file (a FIFO, a device or a socket); weights are"
+            "cannot read: not a regular file (a FIFO, a device or a socket); weights are"
             " read only from regular files",
             path=path,
         )

@@ -81,7 +81,7 @@ class _LazyArrays(Mapping[str, Array]):
 
 
 def _entry_error(path: str, key: str, why: str) -> DwfError:
-    return DwfError(f"{path}: entry {shorten(key)!r}: {why}", path=path)
+    return DwfError(f"entry {shorten(key)!r}: {why}", path=path)
 
 
 def _check_dtype(path: str, key: str, dtype: np.dtype[Any]) -> None:
@@ -125,7 +125,7 @@ def _from_npz(path: str) -> Exported:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         what = "a single .npy array" if _is_npy(path) else "a zip archive"
         raise DwfError(
-            f"{path}: not a readable .npz file (it is {what}, not an archive of arrays: {e})",
+            f"not a readable .npz file (it is {what}, not an archive of arrays: {e})",
             path=path,
         ) from None
     with z:
@@ -221,7 +221,7 @@ def _from_safetensors(path: str) -> Exported:
     except DwfError:
         raise
     except Exception as e:
-        raise DwfError(f"{path}: not a readable .safetensors file ({e})", path=path) from None
+        raise DwfError(f"not a readable .safetensors file ({e})", path=path) from None
 
     def load(key: str) -> Array:
         try:
@@ -244,7 +244,7 @@ def _from_safetensors(path: str) -> Exported:
             )
         except (ValueError, TypeError) as e:
             raise DwfError(
-                f"{path}: the header kept in the metadata is not readable ({e})", path=path
+                f"the header kept in the metadata is not readable ({e})", path=path
             ) from None
     return Exported(
         _LazyArrays(path, declared, load),
@@ -292,13 +292,13 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
         )
     path = os.fspath(src)
     if not os.path.exists(path):
-        raise DwfError(f"{path}: export file not found", path=path)
+        raise DwfError("export file not found", path=path)
     if path.endswith(".safetensors"):
         return _from_safetensors(path)
     if path.endswith(".npz"):
         return _from_npz(path)
     raise DwfError(
-        f"{path}: unknown export format: dwf reads back .npz and .safetensors exports by their"
+        "unknown export format: dwf reads back .npz and .safetensors exports by their"
         " extension (a .pt/.pth state dict through the command line, or as a mapping); rename"
         " the file",
         path=path,
@@ -320,7 +320,7 @@ def _check_declared(plan: Plan, exp: Exported) -> None:
             len(shape) > 1 and tuple(shape) != spec.shape
         ):
             raise ArrayError(
-                f"{arrays.path}: entry {shorten(key)!r} declares shape {tuple(shape)}, but the"
+                f"entry {shorten(key)!r} declares shape {tuple(shape)}, but the"
                 f" plan needs {spec.shape}; not read",
                 path=arrays.path,
             )
@@ -399,7 +399,7 @@ def import_weights(
     if isinstance(cfg, Plan):
         plan = cfg
     elif cfg is not None:
-        from dwf.format.planner import plan as plan_cfg
+        from dwf.io.cfgfile import plan as plan_cfg
 
         plan = plan_cfg(cfg, dialect=d)
         inputs.append(os.fspath(cfg))

@@ -959,7 +959,7 @@ def _check_held(f: WeightsFile) -> None:
     for lp in f.plan.layers:
         if lp.arrays and not f.holds(lp):
             raise DwfError(
-                f"{f.path}: layer {lp.index} ({lp.name}, {lp.type}) is not in the file (it ends"
+                f"layer {lp.index} ({lp.name}, {lp.type}) is not in the file (it ends"
                 f" at byte {f.size:,}); an ONNX model needs every layer's weights — cut the cfg"
                 " to the layers the file holds (dwf cut) first",
                 path=f.path,
@@ -1007,7 +1007,7 @@ def to_onnx(
         raise DwfError("pass embed=True or data=..., not both (dwf: --embed or --data)")
     for p in (target, os.fspath(data) if data is not None else None):
         if p is not None and os.path.exists(p) and os.path.samefile(p, f.path):
-            raise DwfError(f"{p}: is the weights file being read; dwf never writes over it", path=p)
+            raise DwfError("is the weights file being read; dwf never writes over it", path=p)
     f.check_unchanged()
     _check_held(f)
 
@@ -1064,13 +1064,13 @@ def to_onnx(
         data_rel = _under(os.fspath(data), folder)
         if data_rel is None or os.path.abspath(os.fspath(data)) == os.path.abspath(target):
             raise DwfError(
-                f"{os.fspath(data)}: the data file must lie in the model's folder ({folder}) or"
+                f"the data file must lie in the model's folder ({folder}) or"
                 " below it (ONNX resolves external data relative to the model)",
                 path=os.fspath(data),
             )
     if location is None and data_rel is None and total > EMBED_LIMIT:
         raise DwfError(
-            f"{target}: {total:,} bytes of weights do not fit inside an ONNX model (2 GB); write"
+            f"{total:,} bytes of weights do not fit inside an ONNX model (2 GB); write"
             " it beside the weights file, or pass data=... (dwf: --data FILE)",
             path=target,
         )
@@ -1119,7 +1119,7 @@ def to_onnx(
         onnx.checker.check_model(target)
     except onnx.checker.ValidationError as e:  # a dwf bug, not the user's: keep no bad model
         os.unlink(target)
-        raise DwfError(f"{target}: the ONNX checker rejects the model dwf built: {e}") from None
+        raise DwfError(f"the ONNX checker rejects the model dwf built: {e}", path=target) from None
     return target
 
 
