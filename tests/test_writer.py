@@ -372,3 +372,95 @@ def test_replaced_file_keeps_its_mode(plan: dwf.Plan, target: Path, umask: int) 
     dwf.save(target, plan, make_arrays())
     assert stat.S_IMODE(target.stat().st_mode) == 0o604
     assert target.stat().st_size == 20 + 4 * TOTAL
+
+
+# -- several files: all or none ---------------------------------------------------------------
+def _two(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "out.weights", tmp_path / "out.cfg"
+    a.write_bytes(b"old weights")
+    b.write_bytes(b"old cfg")
+    return a, b
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".dwf-"))
+
+
+def test_atomic_writes_publishes_every_file_together(tmp_path: Path) -> None:
+    from dwf.io.writer import atomic_writes
+
+    a, b = _two(tmp_path)
+    with atomic_writes([a, b]) as (fa, fb):
+        fa.write(b"new weights")
+        fb.write(b"new cfg")
+        assert a.read_bytes() == b"old weights" and b.read_bytes() == b"old cfg"
+    assert (a.read_bytes(), b.read_bytes()) == (b"new weights", b"new cfg")
+    assert not _leftovers(tmp_path)
+
+
+def test_atomic_writes_publishes_nothing_when_the_block_fails(tmp_path: Path) -> None:
+    from dwf.io.writer import atomic_writes
+
+    a, b = _two(tmp_path)
+    with pytest.raises(RuntimeError), atomic_writes([a, b]) as (fa, _):
+        fa.write(b"new weights")
+        raise RuntimeError("the second output could not be made")
+    assert (a.read_bytes(), b.read_bytes()) == (b"old weights", b"old cfg")
+    assert not _leftovers(tmp_path)
+
+
+def test_a_full_disk_at_the_last_flush_touches_no_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reliability III #3: fuse's weights were renamed into place before its cfg's final flush
+    failed with ENOSPC. A failing fsync stands in for the full disk (no real one here)."""
+    import errno
+
+    from dwf.io import writer
+
+    a, b = _two(tmp_path)
+    calls = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(writer.os, "fsync", fsync)
+    with pytest.raises(dwf.DwfError, match="No space left"), writer.atomic_writes([a, b]) as fhs:
+        for fh in fhs:
+            fh.write(b"new")
+    assert (a.read_bytes(), b.read_bytes()) == (b"old weights", b"old cfg")
+    assert not _leftovers(tmp_path)
+
+
+def test_a_failed_rename_puts_the_first_file_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dwf.io import writer
+
+    a, b = _two(tmp_path)
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if os.fspath(dst) == os.fspath(b):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", replace)
+    with pytest.raises(dwf.DwfError), writer.atomic_writes([a, b]) as fhs:
+        for fh in fhs:
+            fh.write(b"new")
+    monkeypatch.setattr(writer.os, "replace", real_replace)
+    assert (a.read_bytes(), b.read_bytes()) == (b"old weights", b"old cfg")
+    assert not _leftovers(tmp_path)
+
+
+def test_atomic_writes_refuses_two_names_for_one_file(tmp_path: Path) -> None:
+    from dwf.io.writer import atomic_writes
+
+    a, _ = _two(tmp_path)
+    with pytest.raises(dwf.DwfError, match="both outputs"), atomic_writes([a, a]):
+        pass

@@ -166,55 +166,157 @@ def atomic_write(
         DwfError: the destination is refused (an input, another output, not a regular file),
             the directory is not writable, or the disk is full.
     """
-    target = os.fspath(path)
-    check_destination(target, inputs=inputs, others=others)
-    folder = os.path.dirname(os.path.abspath(target))
-    tmp: str | None = None
-    try:
-        fd = _linked_tmpfile(folder)
-        if fd is None:
-            import tempfile  # only without O_TMPFILE: not imported by every write on Linux
+    with atomic_writes([path], inputs=inputs, others=others) as (fh,):
+        yield fh
 
-            fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
-    except (OSError, ValueError) as e:
-        why = getattr(e, "strerror", None) or e
-        raise DwfError(f"cannot create a file in {folder}: {why}", path=target) from None
+
+@contextlib.contextmanager
+def atomic_writes(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    inputs: Iterable[Source] = (),
+    others: Iterable[str | os.PathLike[str]] = (),
+) -> Iterator[tuple[BinaryIO, ...]]:
+    """:func:`atomic_write` for a command that writes several files (weights and cfg, a model
+    and its data): one temporary file per destination, and the destinations are replaced only
+    when every one of them is complete and on disk — all or none.
+
+    If the block raises, or a write, flush or ``fsync`` fails (a full disk), no destination is
+    touched. Publishing renames the files into place one after the other; the old files are
+    kept (hard links) until all are in place, and put back if a rename fails.
+
+    Raises:
+        DwfError: as :func:`atomic_write`; also when two destinations are the same file.
+    """
+    targets = [os.fspath(p) for p in paths]
+    extra = [os.fspath(o) for o in others]
+    for i, target in enumerate(targets):
+        check_destination(
+            target, inputs=inputs, others=[*targets[:i], *targets[i + 1 :], *extra]
+        )
+    staged: list[_Staged] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-            if hasattr(os, "fchmod"):
-                os.fchmod(fh.fileno(), _default_mode(target))
-            if tmp is None:
-                tmp = _link_into_place(fh.fileno(), folder, target)
-        if tmp is not None:
-            if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
-                os.chmod(tmp, _default_mode(target))
-            os.replace(tmp, target)
-            tmp = None
+        for target in targets:
+            staged.append(_Staged.create(target))
+        yield tuple(st.fh for st in staged)
+        for st in staged:
+            st.finish(direct=len(staged) == 1)
+        _publish(staged)
     except BaseException as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        for st in staged:
+            st.discard()
         if isinstance(e, OSError):
-            raise DwfError(f"write failed: {e.strerror or e}", path=target) from None
+            where = next((st.target for st in staged if st.failed), targets[0] if targets else None)
+            raise DwfError(f"write failed: {e.strerror or e}", path=where) from None
         raise
 
 
-def _link_into_place(fd: int, folder: str, target: str) -> str | None:
-    """Give the unnamed file ``fd`` a name: ``target`` itself when it does not exist yet (no
-    temporary name at all), else a short temporary name to rename over ``target``."""
+class _Staged:
+    """One destination being written: its temporary file (unnamed where the system allows)."""
+
+    def __init__(self, target: str, fh: BinaryIO, tmp: str | None) -> None:
+        self.target = target
+        self.folder = os.path.dirname(os.path.abspath(target))
+        self.fh = fh
+        self.tmp = tmp  # a temporary name, once it has one
+        self.failed = False
+        self.published = False
+
+    @classmethod
+    def create(cls, target: str) -> _Staged:
+        folder = os.path.dirname(os.path.abspath(target))
+        tmp = None
+        try:
+            fd = _linked_tmpfile(folder)
+            if fd is None:
+                import tempfile  # only without O_TMPFILE: not imported by every write on Linux
+
+                fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
+        except (OSError, ValueError) as e:
+            why = getattr(e, "strerror", None) or e
+            raise DwfError(f"cannot create a file in {folder}: {why}", path=target) from None
+        return cls(target, os.fdopen(fd, "wb"), tmp)
+
+    def finish(self, *, direct: bool) -> None:
+        """Everything written reaches the disk, and the file has a name beside its target —
+        with ``direct``, the target's own name when it does not exist yet (then it is
+        published already)."""
+        self.failed = True  # until it is done: an OSError here is this file's
+        fh = self.fh
+        fh.flush()
+        os.fsync(fh.fileno())
+        if hasattr(os, "fchmod"):
+            os.fchmod(fh.fileno(), _default_mode(self.target))
+        if self.tmp is None:
+            self.tmp = _link_into_place(fh.fileno(), self.folder, self.target if direct else None)
+            self.published = self.tmp is None
+        fh.close()
+        if self.tmp is not None and not hasattr(os, "fchmod"):  # pragma: no cover - Windows
+            os.chmod(self.tmp, _default_mode(self.target))
+        self.failed = False
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+def _publish(staged: list[_Staged]) -> None:
+    """Rename every finished temporary file over its target; on a failure, put back the
+    targets already replaced (from hard links kept until the end) and remove the new files."""
+    if len(staged) == 1:  # one file: a rename is atomic by itself
+        st = staged[0]
+        if not st.published:
+            assert st.tmp is not None
+            os.replace(st.tmp, st.target)
+            st.tmp = None
+        return
+    kept: list[tuple[_Staged, str | None]] = []  # (published, backup of the old target)
+    backups: list[str | None] = []
+    try:
+        for st in staged:
+            assert st.tmp is not None
+            backup = None
+            if os.path.exists(st.target):
+                backup = _short_name(st.folder)
+                os.link(st.target, backup)
+            backups.append(backup)
+            os.replace(st.tmp, st.target)
+            st.tmp = None
+            kept.append((st, backup))
+    except BaseException:
+        for st, backup in reversed(kept):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, st.target)
+                else:
+                    os.unlink(st.target)
+        raise
+    finally:
+        for backup in backups:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(backup)
+
+
+def _link_into_place(fd: int, folder: str, target: str | None) -> str | None:
+    """Give the unnamed file ``fd`` a name: ``target`` itself when one is given and it does not
+    exist yet (no temporary name at all; returns ``None``), else a short temporary name in
+    ``folder`` to rename over the target."""
     proc = f"/proc/self/fd/{fd}"
     # A directory descriptor makes os.link call linkat() with AT_SYMLINK_FOLLOW; plain link()
     # would try to link the /proc symlink itself (EXDEV).
     dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        try:
-            os.link(proc, os.path.basename(target), dst_dir_fd=dir_fd, follow_symlinks=True)
-            return None
-        except FileExistsError:
-            pass
+        if target is not None:
+            try:
+                os.link(proc, os.path.basename(target), dst_dir_fd=dir_fd, follow_symlinks=True)
+                return None
+            except FileExistsError:
+                pass
         while True:
             tmp = _short_name(folder)
             try:
