@@ -26,6 +26,7 @@ import dwf
 HERE = Path(__file__).resolve().parent
 ROOT = Path(dwf.__file__).resolve().parents[1]
 SCRIPT = str(HERE / "live_processes.py")
+WRITER = [sys.executable, SCRIPT, "writer"]
 PATTERNS = ("darknet", "truncate-write", "truncate-sizes", "in-place", "rename", "delete")
 BACKENDS = ("mmap", "pread")
 
@@ -79,8 +80,7 @@ def run_live(
         assert line.startswith("ready"), line + (reader.stderr.read() if reader.stderr else "")
         time.sleep(delay)  # the reader is touching its views by now
         writer = subprocess.run(
-            [sys.executable, SCRIPT, "writer", pattern, str(weights), str(cfg), str(seed)]
-            + ["--pause", str(pause)],
+            [*WRITER, pattern, str(weights), str(cfg), str(seed), "--pause", str(pause)],
             capture_output=True,
             text=True,
             env=_env(),
