@@ -424,3 +424,40 @@ def test_a_file_on_tmpfs_is_guarded_too() -> None:
         del g
     finally:
         path.unlink()
+
+
+@linux_only
+def test_a_forked_child_guards_the_views_it_inherited(tmp_path: Path) -> None:
+    """After os.fork() the child holds the parent's views too (the map is inherited) but not
+    the lease (its breaks go to the parent's watcher). The child takes a lease of its own, so a
+    writer waits for both processes to detach their views."""
+    path, _ = _file(tmp_path)
+    out = run_py(
+        """
+        import os, subprocess, sys
+        from dwf.io.guard import GuardedMap
+        path, writer = sys.argv[1], sys.argv[2]
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        g = GuardedMap.open(fd, st.st_size, (st.st_size, st.st_mtime_ns))
+        view = g.floats(4096 * 10, 4096)
+        before = view.tobytes()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                              # the child: wait, then touch its views
+            os.read(go_r, 1)
+            ok = view.tobytes() == before and g.detached is not None
+            os._exit(0 if ok else 4)
+        w = subprocess.run([sys.executable, "-c", writer, path], capture_output=True, text=True)
+        assert w.returncode == 0, w.stderr
+        os.write(go_w, b"x")
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
+        assert os.WEXITSTATUS(status) == 0, "the child's view changed"
+        assert view.tobytes() == before and g.detached
+        print("ok", w.stdout.strip())
+        """,
+        str(path),
+        WRITER,
+    )
+    assert out.startswith("ok blocked"), out

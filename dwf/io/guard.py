@@ -104,6 +104,8 @@ class _State:
                 self.swapping = False
                 leases.give_up(self.fd)
                 leases.unwatch(self)
+                os.close(self.fd)  # nothing is read from the file any more
+                self.fd = -1
             if self.unmap_after_swap:
                 self._release()
 
@@ -120,11 +122,44 @@ class _State:
             return
         self.closed = True
         leases.unwatch(self)
-        if self.detached is None:
+        _states.pop(id(self), None)
+        if self.fd >= 0:
             leases.give_up(self.fd)
+            os.close(self.fd)
+            self.fd = -1
         if self.addr:
             filemap.unmap(self.addr, self.length)
-        os.close(self.fd)
+
+    def after_fork(self) -> None:
+        """In a forked child: the map was inherited, but the lease belongs to the parent (its
+        breaks go to the parent's watcher, and giving it up would end the parent's). Open the
+        file anew — a description of the child's own — and take a lease on it; if that cannot
+        be done, detach the views now."""
+        if self.closed or self.detached is not None:
+            return
+        inherited = self.fd
+        try:
+            fd = os.open(f"/proc/self/fd/{inherited}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        refused = leases.take(fd) if fd >= 0 else ("cannot open the file again", True)
+        if refused is None:
+            self.fd = fd
+            if self.unchanged():
+                os.close(inherited)
+                return
+            leases.give_up(fd)
+        if fd >= 0:
+            os.close(fd)
+        self.fd = inherited
+        try:
+            filemap.copy_out(self.addr, self.length, inherited, self.spans, self.unchanged)
+            self.detached = "detached in a forked child that could not take a lease of its own"
+        except OSError as e:
+            self.detached = f"could not detach the views from the file ({e})"
+        leases.unwatch(self)
+        os.close(inherited)  # the parent's description (and lease) stay the parent's
+        self.fd = -1
 
 
 class GuardedMap:
@@ -143,7 +178,9 @@ class GuardedMap:
             "data": (state.addr, True),  # read-only
             "version": 3,
         }
-        weakref.finalize(self, state.close)
+        # Not at exit: a daemon thread may still touch a view while the interpreter ends, and
+        # the process's end releases the map, the lease and the descriptor anyway.
+        weakref.finalize(self, state.close).atexit = False
 
     @classmethod
     def open(cls, fd: int, length: int, identity: tuple[int, int]) -> GuardedMap | Refusal:
@@ -158,6 +195,7 @@ class GuardedMap:
             return Refusal(why, True)
         state = _State(os.dup(fd), length, identity)
         with state.lock:
+            _states[id(state)] = state
             leases.watch(state)
             refused = leases.take(state.fd)
             if refused is None and not state.unchanged():
@@ -168,10 +206,7 @@ class GuardedMap:
                 except OSError as e:
                     refused = f"cannot map the file: {e.strerror or e}", True
             if refused is not None:
-                state.closed = True
-                leases.unwatch(state)
-                leases.give_up(state.fd)
-                os.close(state.fd)
+                state._release()
                 return Refusal(*refused)
             return cls(state)
 
@@ -194,3 +229,52 @@ class GuardedMap:
         """Why the views were moved off the file (another process was about to change it), or
         ``None`` while the map still shows the file."""
         return self._state.detached
+
+
+# -- fork ----------------------------------------------------------------------------------------
+# Every live state, for fork: os.fork() waits until no state's lock is held (no swap half done),
+# and the child re-guards each map it inherited.
+_states: dict[int, _State] = {}
+
+
+def _locked_states() -> list[_State]:
+    while True:
+        try:
+            return sorted(_states.values(), key=id)
+        except RuntimeError:  # changed while being copied: copy again
+            continue
+
+
+_held: list[_State] = []
+
+
+def _before_fork() -> None:
+    _held[:] = _locked_states()
+    for state in _held:
+        state.lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for state in reversed(_held):
+        state.lock.release()
+    _held.clear()
+
+
+def _after_fork_in_child() -> None:
+    for state in _held:
+        try:
+            state.after_fork()
+        except Exception:  # one map that cannot be re-guarded must not stop the others
+            continue
+    _after_fork_in_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    # After dwf.io.leases' own hooks: forks take the states' locks before the watcher's start
+    # lock (the order GuardedMap.open takes them in), and the child's leases find the start lock
+    # free.
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -218,6 +218,29 @@ def _watcher_thread() -> int:
         return ids[0]
 
 
+def _before_fork() -> None:
+    _start_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _start_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # The watcher thread does not exist in the child; the next lease taken there starts one.
+    global _watcher
+    _watcher = None
+    _start_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
 def _watch() -> None:
     while True:
         signal.sigtimedwait({BREAK_SIGNAL}, POLL_SECONDS)
