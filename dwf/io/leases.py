@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import signal
 import struct
@@ -38,10 +37,13 @@ import sys
 import threading
 from typing import Protocol
 
+if sys.platform == "linux":  # elsewhere unsupported() answers before anything below is used
+    import fcntl
+
 # <linux/fcntl.h>; the Python module lacks the F_SETOWN_EX pair.
 F_SETOWN_EX = 15
 F_OWNER_TID = 0
-BREAK_SIGNAL = signal.SIGURG
+BREAK_SIGNAL: int = getattr(signal, "SIGURG", 0)
 # How often the watcher looks at every lease without being signalled: a safety net only.
 POLL_SECONDS = 5.0
 
