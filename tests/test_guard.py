@@ -393,10 +393,10 @@ def test_the_finalizer_during_a_swap_waits_for_it(tmp_path: Path) -> None:
         g = guard.GuardedMap.open(fd, st.st_size, (st.st_size, st.st_mtime_ns))
         state = g._state
         real = filemap.copy_out
-        def copy_out(*args):
+        def copy_out(*args, **kwargs):
             state.close()                         # the finalizer, re-entering mid-swap
             assert not state.closed and state.unmap_after_swap
-            return real(*args)
+            return real(*args, **kwargs)
         guard.filemap.copy_out = copy_out
         guard.leases.breaking = lambda fd: True   # as if a writer were waiting
         state.check_break()
@@ -461,3 +461,34 @@ def test_a_forked_child_guards_the_views_it_inherited(tmp_path: Path) -> None:
         WRITER,
     )
     assert out.startswith("ok blocked"), out
+
+
+@linux_only
+def test_a_private_map_keeps_this_process_s_writes_through_the_swap(tmp_path: Path) -> None:
+    """A private (copy-on-write) map is writable, its writes never reach the file, and the swap
+    copies the map itself: written values stay, unwritten ones are the file's as opened."""
+    path, data = _file(tmp_path)
+    out = run_py(
+        """
+        import os, subprocess, sys, numpy as np
+        from dwf.io.guard import GuardedMap
+        path, writer = sys.argv[1], sys.argv[2]
+        original = open(path, "rb").read()
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        g = GuardedMap.open(fd, st.st_size, (st.st_size, st.st_mtime_ns), private=True)
+        view = g.floats(0, st.st_size // 4)
+        assert view.flags.writeable
+        view[5000:6000] = 7.0                     # e.g. a tensor trained in place
+        expected = view.tobytes()
+        assert open(path, "rb").read() == original  # the file never sees it
+        subprocess.run([sys.executable, "-c", writer, path], check=True, capture_output=True)
+        assert g.detached and view.tobytes() == expected
+        view[0] = 1.0                             # still writable after the swap
+        print("ok")
+        """,
+        str(path),
+        WRITER,
+    )
+    assert out.strip() == "ok"
+    assert len(data) > 6000 * 4

@@ -54,9 +54,14 @@ def merged(spans: Iterable[tuple[int, int]], length: int) -> list[tuple[int, int
     return out
 
 
-def map_file(fd: int, length: int) -> int:
-    """Map ``length`` bytes of ``fd`` from offset 0, read-only and shared; the address."""
-    addr = _c().mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+def map_file(fd: int, length: int, *, private: bool = False) -> int:
+    """Map ``length`` bytes of ``fd`` from offset 0; the address. Read-only and shared, or
+    ``private``: writable copy-on-write (writes stay in this process, never reach the file)."""
+    if private:
+        prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE
+    else:
+        prot, flags = mmap.PROT_READ, mmap.MAP_SHARED
+    addr = _c().mmap(None, length, prot, flags, fd, 0)
     if addr in (None, _FAILED):
         raise _error("mmap")
     return int(addr)
@@ -74,6 +79,8 @@ def copy_out(
     fd: int,
     spans: Iterable[tuple[int, int]],
     unchanged: Callable[[], bool],
+    *,
+    private: bool = False,
 ) -> bool:
     """Replace the map at ``addr`` by private memory holding the same bytes in ``spans``.
 
@@ -82,6 +89,10 @@ def copy_out(
     change (a lease is being broken, the writer waits). ``unchanged`` says whether that held:
     if the file had changed already (or a read came up short), the copied ranges are filled
     with NaN instead of a mix of two files' bytes, and the result is ``False``.
+
+    A ``private`` map (see :func:`map_file`) may hold this process's own writes: its bytes are
+    copied from the map itself, through ``/proc/self/mem`` — a read of a page past a new end
+    of the file there is an error, not a signal — and the copy stays writable.
 
     Raises:
         OSError: memory could not be had, or the swap failed; the map is then as it was.
@@ -99,16 +110,21 @@ def copy_out(
     if anon in (None, _FAILED):
         raise _error("mmap")
     anon = int(anon)
+    memory = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC) if private else -1
     try:
         ranges = merged(spans, length)
         whole = True
         for start, stop in ranges:
-            whole &= _pread_into(fd, anon + start, min(stop, length) - start, start)
+            n = min(stop, length) - start
+            if private:
+                whole &= _pread_into(memory, anon + start, n, addr + start)
+            else:
+                whole &= _pread_into(fd, anon + start, n, start)
         if not (whole and unchanged()):
             for start, stop in ranges:
                 ctypes.memset(anon + start, _POISON, stop - start)
             whole = False
-        if c.mprotect(anon, size, mmap.PROT_READ) != 0:
+        if not private and c.mprotect(anon, size, mmap.PROT_READ) != 0:
             raise _error("mprotect")
         moved = c.mremap(anon, size, size, _MREMAP_MAYMOVE | _MREMAP_FIXED, addr)
         if moved in (None, _FAILED) or int(moved) != addr:
@@ -116,6 +132,9 @@ def copy_out(
     except BaseException:
         c.munmap(anon, size)
         raise
+    finally:
+        if memory >= 0:
+            os.close(memory)
     return whole
 
 

@@ -62,13 +62,14 @@ class _State:
     ranges views were made of and the life cycle, under one lock. It holds no reference to the
     :class:`GuardedMap`, so that the map's arrays alone keep it alive."""
 
-    def __init__(self, fd: int, length: int, identity: tuple[int, int]) -> None:
+    def __init__(self, fd: int, length: int, identity: tuple[int, int], private: bool) -> None:
         # Re-entrant: a garbage collection in the watcher, mid-swap, may run this state's
         # finalizer in the same thread (it then leaves the unmap to the swap; see close()).
         self.lock = threading.RLock()
         self.fd = fd
         self.length = length
         self.identity = identity
+        self.private = private
         self.addr = 0
         self.spans: set[tuple[int, int]] = set()
         self.detached: str | None = None
@@ -91,7 +92,12 @@ class _State:
             self.swapping = True
             try:
                 intact = filemap.copy_out(
-                    self.addr, self.length, self.fd, self.spans, self.unchanged
+                    self.addr,
+                    self.length,
+                    self.fd,
+                    self.spans,
+                    self.unchanged,
+                    private=self.private,
                 )
                 self.detached = (
                     "another process opened the file for writing or truncated it"
@@ -153,7 +159,14 @@ class _State:
             os.close(fd)
         self.fd = inherited
         try:
-            filemap.copy_out(self.addr, self.length, inherited, self.spans, self.unchanged)
+            filemap.copy_out(
+                self.addr,
+                self.length,
+                inherited,
+                self.spans,
+                self.unchanged,
+                private=self.private,
+            )
             self.detached = "detached in a forked child that could not take a lease of its own"
         except OSError as e:
             self.detached = f"could not detach the views from the file ({e})"
@@ -175,7 +188,7 @@ class GuardedMap:
         self.__array_interface__: dict[str, Any] = {
             "shape": (state.length,),
             "typestr": "|u1",
-            "data": (state.addr, True),  # read-only
+            "data": (state.addr, not state.private),  # read-only unless private
             "version": 3,
         }
         # Not at exit: a daemon thread may still touch a view while the interpreter ends, and
@@ -183,17 +196,21 @@ class GuardedMap:
         weakref.finalize(self, state.close).atexit = False
 
     @classmethod
-    def open(cls, fd: int, length: int, identity: tuple[int, int]) -> GuardedMap | Refusal:
+    def open(
+        cls, fd: int, length: int, identity: tuple[int, int], *, private: bool = False
+    ) -> GuardedMap | Refusal:
         """Map the file open on ``fd`` (read-only), ``length`` bytes, under a lease.
 
         ``identity`` is ``(size, mtime_ns)`` as the file was opened: if the file is no longer
         that, there is nothing to guard (a :class:`Refusal` that does not last; the reader's
-        own check then reports the change).
+        own check then reports the change). ``private``: a writable copy-on-write map, whose
+        views' writes stay in this process (and are kept by the swap); for state dicts whose
+        tensors must be writable.
         """
         why = leases.unsupported(fd)
         if why is not None:
             return Refusal(why, True)
-        state = _State(os.dup(fd), length, identity)
+        state = _State(os.dup(fd), length, identity, private)
         with state.lock:
             _states[id(state)] = state
             leases.watch(state)
@@ -202,7 +219,7 @@ class GuardedMap:
                 refused = "the file changed since it was opened", False
             if refused is None:
                 try:
-                    state.addr = filemap.map_file(state.fd, length)
+                    state.addr = filemap.map_file(state.fd, length, private=private)
                 except OSError as e:
                     refused = f"cannot map the file: {e.strerror or e}", True
             if refused is not None:
@@ -211,8 +228,9 @@ class GuardedMap:
             return cls(state)
 
     def floats(self, start: int, count: int) -> np.ndarray[Any, np.dtype[np.float32]] | None:
-        """A read-only, zero-copy float32 view of ``count`` floats from byte ``start``; or
-        ``None`` once the map was detached from the file (it changed: make no new views)."""
+        """A zero-copy float32 view of ``count`` floats from byte ``start`` (read-only, or
+        writable for a private map); or ``None`` once the map was detached from the file (it
+        changed: make no new views)."""
         state = self._state
         stop = start + 4 * count
         with state.lock:
