@@ -492,3 +492,24 @@ def test_a_private_map_keeps_this_process_s_writes_through_the_swap(tmp_path: Pa
     )
     assert out.strip() == "ok"
     assert len(data) > 6000 * 4
+
+
+@linux_only
+def test_too_many_open_files_gives_a_refusal_not_an_error(tmp_path: Path) -> None:
+    """A guarded map keeps a descriptor of its own; when none can be had, the views are copies
+    (a refusal that may pass), not an OSError."""
+    path, _ = _file(tmp_path)
+    out = run_py(
+        """
+        import os, resource, sys
+        from dwf.io.guard import GuardedMap, Refusal
+        fd = os.open(sys.argv[1], os.O_RDONLY)
+        st = os.fstat(fd)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd + 1, hard))   # no descriptor is free
+        got = GuardedMap.open(fd, st.st_size, (st.st_size, st.st_mtime_ns))
+        print(type(got).__name__, got.lasting, got.reason)
+        """,
+        str(path),
+    )
+    assert out.startswith("Refusal False cannot duplicate"), out

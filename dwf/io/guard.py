@@ -210,7 +210,11 @@ class GuardedMap:
         why = leases.unsupported(fd)
         if why is not None:
             return Refusal(why, True)
-        state = _State(os.dup(fd), length, identity, private)
+        try:
+            own = os.dup(fd)
+        except OSError as e:  # too many open files: views are copies until some are closed
+            return Refusal(f"cannot duplicate the file's descriptor: {e.strerror or e}", False)
+        state = _State(own, length, identity, private)
         with state.lock:
             _states[id(state)] = state
             leases.watch(state)

@@ -93,6 +93,8 @@ def unsupported(fd: int) -> str | None:
     if sys.platform != "linux":
         where = "macOS" if sys.platform == "darwin" else sys.platform
         return f"{where} has no file leases"
+    if _break_time() < 1:
+        return "/proc/sys/fs/lease-break-time is 0: a writer would not wait for dwf"
     kind = _fs_type(fd)
     if kind is None:
         return "cannot tell the file system (fstatfs failed)"
@@ -103,6 +105,21 @@ def unsupported(fd: int) -> str | None:
             " made elsewhere"
         )
     return None
+
+
+_BREAK_TIME: list[int] = []
+
+
+def _break_time() -> int:
+    """``/proc/sys/fs/lease-break-time``: how long a writer waits for a lease holder (read once;
+    45 s by default)."""
+    if not _BREAK_TIME:
+        try:
+            with open("/proc/sys/fs/lease-break-time", encoding="ascii") as fh:
+                _BREAK_TIME.append(int(fh.read().strip()))
+        except (OSError, ValueError):
+            _BREAK_TIME.append(45)
+    return _BREAK_TIME[0]
 
 
 def file_system(fd: int) -> str:
@@ -127,7 +144,10 @@ def take(fd: int) -> tuple[str, bool] | None:
     Returns ``None`` when the lease is held, else why not and whether that lasts (``False``:
     the file is open for writing now, try again later).
     """
-    tid = _watcher_thread()
+    try:
+        tid = _watcher_thread()
+    except RuntimeError as e:  # no thread can be started (a limit on threads)
+        return f"cannot start the thread that watches leases: {e}", False
     try:
         fcntl.fcntl(fd, fcntl.F_SETSIG, BREAK_SIGNAL)
         _set_owner(fd, tid)
