@@ -284,7 +284,10 @@ def check(
         )
         paths = batch.expand(src, storage_options=storage_options)
         return batch.each(one, paths, executor=executor, jobs=jobs)
-    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
+    with (
+        opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f,
+        f.consistent(),  # the report is of one version of the file, or FileChangedError
+    ):
         return _check(f, extreme, chunk, progress)
 
 

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.lenient,
             extreme=args.extreme,
             jobs=args.jobs,
+            storage_options=options.storage_options(args),
         )
         return render.rows("check", results, args.json, lambda r: r.explain(), lambda r: r.serious)
     bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.lenient,
             extreme=args.extreme,
             progress=bar,
+            storage_options=options.storage_options(args),
         )
     finally:
         bar.close()

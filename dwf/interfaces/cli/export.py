@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         compress=args.compress,
         embed=args.embed,
         data=args.data,
+        storage_options=options.storage_options(args),
     )
     render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes)")
     return 0

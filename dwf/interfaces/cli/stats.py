@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             dialect=args.dialect,
             strict=not args.lenient,
             jobs=args.jobs,
+            storage_options=options.storage_options(args),
         )
         width = render.width(args)
         return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
