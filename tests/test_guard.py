@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -284,20 +283,17 @@ def test_a_break_before_the_owner_is_set_is_noticed_and_kills_nothing(tmp_path: 
         import fcntl, os, sys, threading, time
         from dwf.io import leases
         path = sys.argv[1]
-        real = leases._set_owner
-        calls = []
-        def owner(fd, tid):
-            calls.append(tid)
-            if len(calls) == 1:                   # before the lease: make the process the
-                fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())  # owner, as some kernels do
-                return
-            # the lease is set, its owner is the process: a writer comes now
+        leases._watcher_thread()
+        while leases.watcher_id() is None:        # the watcher runs and has said its id
+            time.sleep(0.001)
+        real = leases.set_owner
+        def owner(fd, tid):                       # the lease is set, its owner is the process:
             write = lambda: os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
-            threading.Thread(target=write).start()
+            threading.Thread(target=write).start()  # a writer comes now
             while fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:
                 time.sleep(0.001)
             real(fd, tid)
-        leases._set_owner = owner
+        leases.set_owner = owner
         fd = os.open(path, os.O_RDONLY)
         got = leases.take(fd)
         print("refused:", got)
@@ -308,6 +304,43 @@ def test_a_break_before_the_owner_is_set_is_noticed_and_kills_nothing(tmp_path: 
         str(path),
     )
     assert "being opened for writing" in out, out
+
+
+@linux_only
+def test_a_lease_taken_while_the_watcher_starts_is_routed_to_it(tmp_path: Path) -> None:
+    """The first lease of a process does not wait for the watcher thread to run: it is taken
+    with the process as its owner, and the watcher, once running, directs it at itself. Here
+    the watcher's periodic look is put off for ten minutes, so only that routing can bring the
+    break to it before the writer's wait (45 s) ends and the file is truncated under the view."""
+    path, _ = _file(tmp_path)
+    out = run_py(
+        """
+        import os, subprocess, sys, time
+        from dwf.io import guard, leases
+        path, writer = sys.argv[1], sys.argv[2]
+        leases.POLL_SECONDS = 600.0
+        start = leases._watcher_thread
+        leases._watcher_thread = lambda: None     # as if the watcher had not said its id yet
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        g = guard.GuardedMap.open(fd, st.st_size, (st.st_size, st.st_mtime_ns))
+        view = g.floats(4096 * 3, 4096)
+        before = view.tobytes()
+        leases._watcher_thread = start
+        start()                                   # starts it: it routes the lease to itself
+        while leases.watcher_id() is None:
+            time.sleep(0.001)
+        w = subprocess.run([sys.executable, "-c", writer, path], capture_output=True, text=True)
+        assert w.returncode == 0, w.stderr
+        assert view.tobytes() == before and g.detached
+        print("ok", w.stdout.strip())
+        """,
+        str(path),
+        WRITER,
+        timeout=120,
+    )
+    assert out.startswith("ok blocked"), out
+    assert float(out.split()[-1]) < 30, out  # the break reached the watcher, not the timeout
 
 
 # -- life cycle ------------------------------------------------------------------------------------
@@ -353,8 +386,10 @@ def test_many_maps_share_one_watcher_and_only_the_written_file_is_detached(
         os.close(fd)
         assert hasattr(g, "floats"), g
         maps.append((path, g, g.floats(0, 3 * PAGE // 4), data))  # type: ignore[union-attr]
-    watchers = [t for t in threading.enumerate() if t.name == "dwf-lease-watcher"]
-    assert len(watchers) == 1
+    from dwf.io import leases
+
+    first = leases.watcher_id()
+    assert first is not None and leases._watcher_thread() == first  # one, not one per file
     target = maps[17][0]
     w = subprocess.run([sys.executable, "-c", WRITER, str(target)], capture_output=True, text=True)
     assert w.returncode == 0, w.stderr

@@ -115,6 +115,12 @@ class _State:
             if self.unmap_after_swap:
                 self._release()
 
+    def route(self, tid: int) -> None:
+        """The watcher's call when it starts: direct this lease's breaks at it."""
+        with self.lock:
+            if not self.closed and self.detached is None and self.fd >= 0:
+                leases.set_owner(self.fd, tid)
+
     def close(self) -> None:
         """The finalizer's call, once nothing made from the map is left."""
         with self.lock:

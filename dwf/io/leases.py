@@ -27,6 +27,7 @@ or FUSE file system another machine, or the FUSE server, changes the file withou
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import errno
@@ -81,10 +82,15 @@ OTHER_FILE_SYSTEMS = {
 
 
 class Watched(Protocol):
-    """What the watcher calls, in its own thread, each time it wakes up."""
+    """What the watcher calls, in its own thread."""
 
     def check_break(self) -> None:
-        """Look whether this object's lease is being broken, and if so act and give it up."""
+        """Look whether this object's lease is being broken, and if so act and give it up
+        (called each time the watcher wakes up)."""
+
+    def route(self, tid: int) -> None:
+        """Direct this object's lease breaks at thread ``tid`` (:func:`set_owner`): called once
+        by a watcher that has just started, for leases taken before it could say its id."""
 
 
 def unsupported(fd: int) -> str | None:
@@ -150,15 +156,15 @@ def take(fd: int) -> tuple[str, bool] | None:
         return f"cannot start the thread that watches leases: {e}", False
     try:
         fcntl.fcntl(fd, fcntl.F_SETSIG, BREAK_SIGNAL)
-        _set_owner(fd, tid)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
     except OSError as e:
         return _refusal(e)
     try:
-        # Some kernels make the whole process the owner when a lease is set: point it at the
-        # watcher again. A break that began in between signalled nobody that waits for it, so
-        # the lease itself is asked.
-        _set_owner(fd, tid)
+        # The owner is set after the lease (setting a lease makes the whole process the owner
+        # on some kernels), or by the watcher when it starts (tid None: it is starting). A break
+        # that began before signalled nobody that waits for it, so the lease itself is asked.
+        if tid is not None:
+            set_owner(fd, tid)
         if breaking(fd):
             give_up(fd)
             return "the file is being opened for writing", False
@@ -178,7 +184,8 @@ def _refusal(e: OSError) -> tuple[str, bool]:
     return f"cannot take a file lease: {e.strerror or e}", True
 
 
-def _set_owner(fd: int, tid: int) -> None:
+def set_owner(fd: int, tid: int) -> None:
+    """Send the breaks of the lease on ``fd`` to thread ``tid`` (a native thread id) alone."""
     fcntl.fcntl(fd, F_SETOWN_EX, struct.pack("ii", F_OWNER_TID, tid))
 
 
@@ -196,7 +203,8 @@ def give_up(fd: int) -> None:
 # -- the watcher ---------------------------------------------------------------------------------
 _watched: dict[int, Watched] = {}
 _start_lock = threading.Lock()
-_watcher: tuple[int, int] | None = None  # (pid, native thread id): a forked child starts anew
+# (pid, the watcher's native thread id, or None while it starts): a forked child starts anew.
+_watcher: tuple[int, int | None] | None = None
 
 
 def watch(item: Watched) -> None:
@@ -219,25 +227,45 @@ def watched() -> list[Watched]:
             continue
 
 
-def _watcher_thread() -> int:
-    """The native id of the thread that waits for lease breaks (started on first use)."""
+def _watcher_thread() -> int | None:
+    """The native id of the thread that waits for lease breaks, or ``None`` while it starts.
+
+    It is started on first use and not waited for (on a busy machine a new thread may wait
+    milliseconds for a core): once running, it routes every lease taken meanwhile to itself and
+    looks at each (:func:`_run`).
+
+    Raises:
+        RuntimeError: no thread can be started.
+    """
     global _watcher
     with _start_lock:
         if _watcher is not None and _watcher[0] == os.getpid():
             return _watcher[1]
-        started = threading.Event()
-        ids: list[int] = []
+        _thread.start_new_thread(_run, ())  # threading's start() would wait for it to run
+        _watcher = (os.getpid(), None)
+        return None
 
-        def run() -> None:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {BREAK_SIGNAL})
-            ids.append(threading.get_native_id())
-            started.set()
-            _watch()
 
-        threading.Thread(target=run, name="dwf-lease-watcher", daemon=True).start()
-        started.wait()
-        _watcher = (os.getpid(), ids[0])
-        return ids[0]
+def _run() -> None:
+    global _watcher
+    signal.pthread_sigmask(signal.SIG_BLOCK, {BREAK_SIGNAL})
+    tid = threading.get_native_id()
+    threading.current_thread().name = "dwf-lease-watcher"
+    with _start_lock:
+        _watcher = (os.getpid(), tid)
+    for item in watched():  # leases taken before the id was known: route them here, look
+        try:
+            item.route(tid)
+            item.check_break()
+        except Exception:  # one bad item must not stop the watch of the others
+            continue
+    _watch()
+
+
+def watcher_id() -> int | None:
+    """The native id of this process's watcher thread, if it runs (for tests)."""
+    w = _watcher
+    return w[1] if w is not None and w[0] == os.getpid() else None
 
 
 def _before_fork() -> None:
