@@ -6,7 +6,7 @@ layer), or by truncation, rename or deletion.
 Each runs as its own process, so that a signal kills only the reader and the test sees its exit
 status::
 
-    python live_processes.py reader WEIGHTS CFG BACKEND [--thread] [--close]
+    python live_processes.py reader WEIGHTS CFG BACKEND [--thread] [--close] [--state-dict]
     python live_processes.py writer PATTERN WEIGHTS CFG SEED [--pause S]
 
 The reader prints ``ready`` once it holds a view of every array, then touches every view over
@@ -43,13 +43,28 @@ def _views(f: dwf.WeightsFile) -> dict[str, np.ndarray[Any, Any]]:
     return dict(f.arrays())
 
 
-def reader(weights: str, cfg: str, backend: str, *, in_thread: bool, close: bool) -> int:
+def _state_dict(f: dwf.WeightsFile) -> dict[str, np.ndarray[Any, Any]]:
+    """``to_state_dict(f)``'s tensors, as the numpy arrays they share memory with (a stand-in
+    torch whose ``from_numpy`` is the identity: torch itself is slow to import)."""
+    import types
+
+    torch = types.ModuleType("torch")
+    torch.from_numpy = lambda a: a  # type: ignore[attr-defined]
+    sys.modules["torch"] = torch
+    from dwf.tools.export import to_state_dict
+
+    return to_state_dict(f)
+
+
+def reader(
+    weights: str, cfg: str, backend: str, *, in_thread: bool, close: bool, state: bool = False
+) -> int:
     opened: dict[str, Any] = {}
 
     def open_and_view() -> None:
         f = dwf.open(weights, cfg, backend=backend)  # type: ignore[arg-type]
         opened["file"] = f
-        opened["views"] = _views(f)
+        opened["views"] = _state_dict(f) if state else _views(f)
 
     if in_thread:  # opened, and its views made, in a thread that then ends
         t = threading.Thread(target=open_and_view)
@@ -82,7 +97,7 @@ def reader(weights: str, cfg: str, backend: str, *, in_thread: bool, close: bool
         if not close:
             try:
                 for name, v in f.arrays():
-                    if v.tobytes() != expected[name]:
+                    if not state and v.tobytes() != expected[name]:
                         print("WRONG new view", name, flush=True)
                         return 4
                     new_ok += 1
@@ -165,7 +180,12 @@ def main(argv: list[str]) -> int:
     if role == "reader":
         weights, cfg, backend, *flags = rest
         return reader(
-            weights, cfg, backend, in_thread="--thread" in flags, close="--close" in flags
+            weights,
+            cfg,
+            backend,
+            in_thread="--thread" in flags,
+            close="--close" in flags,
+            state="--state-dict" in flags,
         )
     pattern, weights, cfg, seed, *flags = rest
     pause = float(flags[flags.index("--pause") + 1]) if "--pause" in flags else 0.01
