@@ -17,7 +17,9 @@ default) and the real-time signals terminate a process that does not handle them
 reached another thread — the lease is set before its owner can be — would kill it; SIGURG is
 discarded there instead, and the lease itself still says that it is being broken
 (``F_GETLEASE``), which :func:`take` reads back once the owner is set, and the watcher reads
-for every lease it holds whenever it wakes up. SIGURG is also not a real-time signal, so it
+for every lease it holds whenever it wakes up. The watcher is started with the first lease and
+not waited for; leases taken before it runs keep the process as their owner until it starts,
+directs each at itself and looks at it. SIGURG is also not a real-time signal, so it
 never queues: a full signal queue cannot make the kernel fall back to SIGIO.
 
 **Where leases can be trusted.** A lease only sees what passes through this kernel. On a network
