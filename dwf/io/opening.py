@@ -88,7 +88,8 @@ def _resolve_plan(
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
-        _, looked = find_cfg(source.name)
+        # the names a cfg beside it may have (a URL's query, which signs this file only, aside)
+        _, looked = find_cfg(source.local_path or source.name.split("?", 1)[0])
         names = [Path(c).name for c in looked]
         found = next((loc for loc in map(source.beside, names) if loc is not None), None)
         if found is None:

@@ -161,6 +161,8 @@ class RemoteSource(ByteSource):
             temporary file (read from there since).
     """
 
+    every_read_checked = True  # each response, or the store asked again after each fetch
+
     def __init__(
         self,
         url: str,
