@@ -695,17 +695,19 @@ class WeightsFile:
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
-        data = self.source.read_at(spec.nbytes, start)
-        if len(data) != spec.nbytes:
+        flat = np.empty(spec.count, dtype=F32)
+        got = self.source.read_into(flat.data.cast("B"), start) if spec.count else 0
+        if got != spec.nbytes:
             raise FileChangedError(
                 f"short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
                 " the file shrank since it was opened",
                 path=self.path,
                 opened=self.source.identity.pair,
             )
+        flat.flags.writeable = False  # a copy, but read-only as every view is
         shifted = replace_offset(spec, 0)
         legacy = self.header.connected_transposed
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
+        return logical_view(flat, shifted, legacy)
 
 
 def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:
