@@ -37,6 +37,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "check": ("dwf.tools.check", "check"),
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
+    "each": ("dwf.tools.batch", "each"),
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
@@ -130,6 +131,7 @@ __all__ = [
     "demo",
     "diff",
     "drift",
+    "each",
     "export",
     "find_cfg",
     "fuse",
@@ -213,7 +215,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
-    from dwf.tools.batch import Row
+    from dwf.tools.batch import Row, each
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo

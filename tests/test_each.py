@@ -80,9 +80,9 @@ def test_the_old_list_call_works_with_a_deprecation_warning(run: Path, verb: str
         rows = list(fn([run], jobs=1))
     assert [r.path for r in rows] == [r.path for r in dwf.each(fn, [run], jobs=1)]
     assert [r.result for r in rows] == [r.result for r in dwf.each(fn, [run], jobs=1)]
-    with pytest.warns(DeprecationWarning):  # a tuple too, and executor=
-        with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            assert len(list(fn((str(run / "net_1000.weights"),), executor=ex))) == 1
+    with pytest.warns(DeprecationWarning), concurrent.futures.ThreadPoolExecutor(2) as ex:
+        # a tuple too, and executor=
+        assert len(list(fn((str(run / "net_1000.weights"),), executor=ex))) == 1
     # one file: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -100,4 +100,4 @@ def test_drift_takes_one_series(run: Path) -> None:
     assert dwf.drift(str(run / "net_*.weights")) == series
     assert dwf.drift(good, jobs=2) == series
     params = inspect.signature(dwf.drift).parameters
-    assert list(params)[0] == "series"
+    assert next(iter(params)) == "series"

@@ -63,7 +63,7 @@ def die(path: str) -> None:
 
 
 def _in_child(code: str, cwd: Path, timeout: float = 120) -> str:
-    script = "import sys\nsys.path.insert(0, %r)\n" % str(TESTS) + textwrap.dedent(code)
+    script = f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n" + textwrap.dedent(code)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     try:
         done = subprocess.run(
@@ -143,8 +143,11 @@ def test_what_cannot_travel_is_one_error_at_the_call_not_a_hang(two: Path) -> No
                           progress=lambda *a: None))
         except dwf.DwfError as e:
             print("refused:", "progress" in str(e), "jobs=1" in str(e))
-        def local(path):
-            return 1
+        def outer():
+            def local(path):
+                return 1
+            return local
+        local = outer()
         try:
             list(dwf.each(local, ["demo.weights", "b.weights"], jobs=2))
         except dwf.DwfError as e:

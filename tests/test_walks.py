@@ -27,13 +27,15 @@ def expand(sources: list[str | Path], seconds: float = 30) -> list[str]:
         pytest.fail(f"expand({sources}) did not end within {seconds} s")
     return out[0]
 
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="symlinks")
 
 
 @pytest.fixture
 def loop(tmp_path: Path) -> Path:
     """loop/net_1000.weights, loop/sub/net_2000.weights, and links that make cycles:
-    loop/cur -> ., loop/sub/up -> .., loop/sub/again -> ../sub, loop/alias.weights -> a file beside it."""
+    loop/cur -> ., loop/sub/up -> .., loop/sub/again -> ../sub; loop/alias.weights -> the file
+    beside it."""
     root = tmp_path / "loop"
     small_checkpoint(root, "net_1000", seed=1)
     small_checkpoint(root / "sub", "net_2000", seed=2)
@@ -75,8 +77,12 @@ def test_a_glob_keeps_shell_rules(loop: Path) -> None:
     (loop / ".hidden").mkdir()
     small_checkpoint(loop / ".hidden", "net_9000", seed=9)
     small_checkpoint(loop / "sub" / "deeper", "net_3000", seed=3)
-    names = [Path(p).name for p in expand([str(loop / "**" / "net_*.weights")])]
-    assert names == ["net_1000.weights", "net_2000.weights", "net_3000.weights"]
+    found = expand([str(loop / "**" / "net_*.weights")])  # sorted by path, as glob sorts
+    assert [os.path.relpath(p, loop) for p in found] == [
+        "net_1000.weights",
+        os.path.join("sub", "deeper", "net_3000.weights"),
+        os.path.join("sub", "net_2000.weights"),
+    ]
     assert [Path(p).name for p in expand([str(loop / "*" / "net_*.weights")])] == [
         "net_2000.weights"
     ]

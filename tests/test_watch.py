@@ -46,7 +46,12 @@ def _writer(folder: Path, steps: list[dict[str, Any]]) -> subprocess.Popen[bytes
     for s in steps:
         s["path"] = str(folder / s["path"])
     return subprocess.Popen(
-        [sys.executable, str(TESTS / "training_writer.py"), str(folder / "x.cfg"), json.dumps(steps)],
+        [
+            sys.executable,
+            str(TESTS / "training_writer.py"),
+            str(folder / "x.cfg"),
+            json.dumps(steps),
+        ],
         env=ENV,
     )
 
@@ -75,8 +80,20 @@ THREE = [
 
 def test_dwf_watch_prints_each_checkpoint_as_it_completes_with_its_drift(backup: Path) -> None:
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "dwf", "watch", str(backup), "--count", "3", "--json",
-         "--interval", "0.05", "--timeout", "120"],
+        [
+            sys.executable,
+            "-m",
+            "dwf",
+            "watch",
+            str(backup),
+            "--count",
+            "3",
+            "--json",
+            "--interval",
+            "0.05",
+            "--timeout",
+            "120",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=ENV,
@@ -102,7 +119,9 @@ def test_dwf_watch_prints_each_checkpoint_as_it_completes_with_its_drift(backup:
         ("x_last.weights", 1100),
         ("x_last.weights", 1200),
     ]
-    for d, (layer, rel) in zip(lines, [("conv_0", 0.02), ("conv_2", 0.01), ("conv_3", 0.03)]):
+    for d, (layer, rel) in zip(
+        lines, [("conv_0", 0.02), ("conv_2", 0.01), ("conv_3", 0.03)], strict=False
+    ):
         top = d["changes"][0]
         assert top["layer"] == layer and top["rel_l2"] == pytest.approx(rel, rel=1e-3)
         assert [c["layer"] for c in d["changes"]] == [layer]  # nothing else moved
@@ -124,8 +143,12 @@ def test_findings_appear_once_and_the_map_is_never_used(
             # conv_2 stops changing; a NaN appears in conv_3
             {"path": "x_last.weights", "seen": 1200, "scale": {"conv_0": 1.02}, "nan": "conv_3"},
             # the NaN is still there (not said again); conv_2's variances collapse
-            {"path": "x_2000.weights", "seen": 2000, "scale": {"conv_0": 1.02, "conv_3": 1.01},
-             "collapse": "conv_2"},
+            {
+                "path": "x_2000.weights",
+                "seen": 2000,
+                "scale": {"conv_0": 1.02, "conv_3": 1.01},
+                "collapse": "conv_2",
+            },
         ],
     )
     try:
@@ -151,9 +174,14 @@ def test_timeout_existing_and_count(backup: Path, capsys: pytest.CaptureFixture[
     assert time.monotonic() - start < 30
     (first,) = dwf.watch(backup, interval=0.05, timeout=5, existing=True)
     assert (Path(first.path).name, first.seen, first.previous, first.changes) == (
-        "x_1000.weights", 1000, None, ()
+        "x_1000.weights",
+        1000,
+        None,
+        (),
     )
-    assert main(["watch", str(backup), "--count", "1", "--timeout", "0.3", "--interval", "0.05"]) == 2
+    assert (
+        main(["watch", str(backup), "--count", "1", "--timeout", "0.3", "--interval", "0.05"]) == 2
+    )
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines()[-1].startswith("dwf: error: ") and "0 of 1" in err
@@ -172,8 +200,17 @@ def test_ctrl_c_ends_the_watch_cleanly(backup: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "dwf", "watch", str(backup), "--interval", "0.05",
-         "--workdir", str(work)],
+        [
+            sys.executable,
+            "-m",
+            "dwf",
+            "watch",
+            str(backup),
+            "--interval",
+            "0.05",
+            "--workdir",
+            str(work),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=ENV,
