@@ -38,6 +38,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
     "each": ("dwf.tools.batch", "each"),
+    "watch": ("dwf.tools.watch", "watch"),
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
@@ -66,6 +67,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
+    "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
+    "LayerChange": ("dwf.tools.watch", "LayerChange"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -99,6 +102,7 @@ __all__ = [
     "CfgFit",
     "CfgNotFoundError",
     "CheckReport",
+    "Checkpoint",
     "ClosedFileError",
     "Diagnosis",
     "Dialect",
@@ -112,6 +116,7 @@ __all__ = [
     "Identification",
     "Layer",
     "LayerArrayStats",
+    "LayerChange",
     "LayerNotFoundError",
     "LayerNotInFileError",
     "LayerPlan",
@@ -143,6 +148,7 @@ __all__ = [
     "plot_diff",
     "save",
     "stats",
+    "watch",
 ]
 
 # The reader's convenience methods (f.check(), layer.plot(), notebook display …) are
@@ -226,3 +232,4 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.import_weights import Exported, import_weights
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats
+    from dwf.tools.watch import Checkpoint, LayerChange, watch
