@@ -42,6 +42,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
+    "live_table": ("dwf.interfaces.live", "live_table"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -143,6 +144,7 @@ __all__ = [
     "identify",
     "import_weights",
     "info",
+    "live_table",
     "open",
     "plan",
     "plot_diff",
@@ -215,6 +217,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.known import CfgFit, Identification, Match
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.live import live_table
     from dwf.interfaces.plot import plot_diff
     from dwf.io.cfgfile import plan
     from dwf.io.opening import find_cfg

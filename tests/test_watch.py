@@ -272,3 +272,56 @@ def test_closing_the_generator_removes_the_copies(backup: Path, tmp_path: Path) 
     assert len(os.listdir(tmp_path / "w")) == 1
     records.close()  # type: ignore[attr-defined]
     assert os.listdir(tmp_path / "w") == []
+
+
+def test_live_table_updates_one_table_in_place(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    from dwf.tools.check import Finding
+
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, obj: Any) -> None:
+            shown.append(obj.data)
+
+    class HTML:
+        def __init__(self, data: str) -> None:
+            self.data = data
+
+    handles: list[Handle] = []
+
+    def display(obj: Any, display_id: bool = False) -> Handle:
+        assert display_id
+        handles.append(Handle())
+        shown.append(obj.data)
+        return handles[-1]
+
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: object()  # type: ignore[attr-defined]
+    ipy_display = types.ModuleType("IPython.display")
+    ipy_display.display = display  # type: ignore[attr-defined]
+    ipy_display.HTML = HTML  # type: ignore[attr-defined]
+    nan = Finding(3, "conv_3", "convolutional", "weights", "nan", "error", 1, "1 NaN values")
+    records = [
+        dwf.Checkpoint("b/x_last.weights", 100 * i, 10, 0.0, "b/x_1000.weights", 1000, (), ())
+        for i in range(1, 4)
+    ]
+    records[2] = attrs_evolve(records[2], findings=(nan,))
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipy_display)
+    assert dwf.live_table(iter(records), rows=2) == records
+    assert len(handles) == 1 and len(shown) == 4  # one table, then three updates of it
+    assert shown[-1].count("<tr>") == 3 and "NaN" in shown[-1] and "300" in shown[-1]
+    assert capsys.readouterr().out == ""
+    monkeypatch.delitem(sys.modules, "IPython")  # no notebook: a line each
+    assert len(dwf.live_table(records)) == 3
+    assert capsys.readouterr().out.count("x_last.weights: seen") == 3
+
+
+def attrs_evolve(record: dwf.Checkpoint, **changes: Any) -> dwf.Checkpoint:
+    import attrs
+
+    return attrs.evolve(record, **changes)

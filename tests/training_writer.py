@@ -61,7 +61,7 @@ def main(cfg: str, steps_json: str) -> None:
         if "collapse" in step:
             arrays[step["collapse"] + ".rolling_variance"][:] = 1e-9
         write_like_darknet(Path(step["path"]), plan, arrays, step["seen"], step.get("pause", 0.02))
-        time.sleep(step.get("after", 0.2))
+        time.sleep(step.get("after", 0.5))
 
 
 if __name__ == "__main__":

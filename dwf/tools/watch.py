@@ -212,7 +212,8 @@ def watch(
         workdir: where the private copies of the current and previous checkpoints are kept
             (a fresh folder in it, removed at the end; default: the system's temporary folder).
         ready: called once the watch has looked at what is there, before the first poll, with
-            the checkpoint the first new one will be compared with (``None`` if none).
+            the checkpoint the first new one will be compared with (``None`` if there is none,
+            or with ``existing``).
 
     The work of starting (the first look, the copy of the newest checkpoint) is done by this
     call, so a writer started after it is followed from its first checkpoint. Closing the
@@ -252,7 +253,7 @@ def _follow(
     try:
         first = w.start(existing)
         if ready is not None:
-            ready(w.previous.record if w.previous is not None else None)
+            ready(w.previous.record if w.previous is not None and not existing else None)
         yield None
         deadline = None if timeout is None else time.monotonic() + timeout
         done = 0

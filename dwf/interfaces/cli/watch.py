@@ -55,16 +55,18 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     p.set_defaults(func=run)
 
 
-def _started(paths: list[str]) -> Callable[[Checkpoint | None], None]:
+def _started(paths: list[str], existing: bool) -> Callable[[Checkpoint | None], None]:
     """Say on stderr what is watched and what the first checkpoint will be compared with."""
 
     def ready(base: Checkpoint | None) -> None:
         what = ", ".join(paths)
-        since = (
-            f"the newest checkpoint is {os.path.basename(base.path)} (seen {base.seen:,})"
-            if base is not None and base.seen is not None
-            else "no complete checkpoint yet"
-        )
+        if existing:
+            since = "the checkpoints already there first"
+        elif base is not None and base.seen is not None:
+            name = os.path.basename(base.path)
+            since = f"new checkpoints are compared with {name} (seen {base.seen:,}) first"
+        else:
+            since = "no complete checkpoint yet"
         line = f"dwf: watching {what}: {since}; Ctrl-C stops"
         with contextlib.suppress(OSError):
             sys.stderr.write(render.printable(line, sys.stderr) + "\n")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         top=args.top,
         existing=args.existing,
         workdir=args.workdir,
-        ready=_started(args.paths),
+        ready=_started(args.paths, args.existing),
     )
     done = bad = found = 0
     try:
