@@ -48,6 +48,7 @@ SUBCOMMANDS = [
     "import-weights",
     "fuse",
     "demo",
+    "watch",
 ]
 
 # -- the --json schemas (docs/cli.md documents every key) -----------------------------------------
