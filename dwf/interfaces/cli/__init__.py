@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
     try:
-        code = int(args.func(args))
+        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
+            code = int(args.func(args))
         render.flush()
         return code
     except BrokenPipeError:
