@@ -219,11 +219,11 @@ def format_for(path: str) -> Format:
 # -- building -----------------------------------------------------------------------------------
 def _flags(plan: Plan, highlight: Highlight | None, f: WeightsFile | None) -> dict[int, str]:
     """Layer index → why it is highlighted."""
-    from dwf.tools.check import CheckReport, check
-    from dwf.tools.diff import DiffReport
-
     if highlight is None:
         return {}
+    from dwf.tools.check import CheckReport, check  # only to highlight: not on the plain path
+    from dwf.tools.diff import DiffReport
+
     out: dict[int, list[str]] = {}
     if isinstance(highlight, str) and highlight == "check":
         if f is None:
