@@ -39,6 +39,7 @@ CLI_MD = ROOT / "docs" / "cli.md"
 REAL = SHARED / "realweights"
 SUBCOMMANDS = [
     "info",
+    "graph",
     "stats",
     "diff",
     "check",

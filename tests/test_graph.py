@@ -259,3 +259,10 @@ def test_graph_displays_inline_in_a_notebook(
         assert "<svg" in shown.data["text/html"] and "<svg" in shown.data["image/svg+xml"]
         root_el = parse(shown.data["image/svg+xml"])
         assert len(boxes(root_el)) == 22
+
+
+def test_the_picture_in_the_docs_is_current(demo: tuple[Path, Path]) -> None:
+    """docs/demo-graph.svg is what ``dwf graph`` draws for the demo model today (remake it
+    with ``dwf graph dwf-demo/demo.weights -o docs/demo-graph.svg``)."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "demo-graph.svg"
+    assert docs.read_text(encoding="utf-8") == dwf.graph(demo[1]).svg()

@@ -28,18 +28,21 @@ class OutputError(DwfError):
 
 
 # ``--markdown``: tables as Markdown tables, text lines as paragraphs (for an issue or a PR).
-_MARKDOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("markdown", default=False)
+# Off: None; on: whether anything was printed yet (blocks after the first get a blank line).
+_MARKDOWN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "markdown", default=None
+)
 
 
 def markdown_on() -> bool:
     """Whether the command runs with ``--markdown``."""
-    return _MARKDOWN.get()
+    return _MARKDOWN.get() is not None
 
 
 @contextlib.contextmanager
 def markdown(on: bool) -> Iterator[None]:
     """Within the block, :func:`echo` and :func:`print_table` write Markdown (when ``on``)."""
-    token = _MARKDOWN.set(on)
+    token = _MARKDOWN.set([False] if on else None)
     try:
         yield
     finally:
@@ -64,8 +67,10 @@ def printable(text: str, stream: TextIO) -> str:
 def echo(text: str = "") -> None:
     """Print one line (or several) on standard output (with ``--markdown``:
     :func:`as_markdown`)."""
-    if _MARKDOWN.get() and text:
-        text = as_markdown(text)
+    md = _MARKDOWN.get()
+    if md is not None and text:
+        text = ("\n" if md[0] else "") + as_markdown(text)
+        md[0] = True
     out = sys.stdout
     try:
         out.write(printable(text, out) + "\n")
@@ -92,7 +97,7 @@ def as_markdown(text: str) -> str:
             blocks.append(line)
     if rows:
         blocks.append("\n".join(rows))
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(blocks)
 
 
 def flush() -> None:
@@ -290,7 +295,7 @@ def print_table(
     drop: Sequence[int] = (),
 ) -> None:
     """:func:`table`, printed (with ``--markdown``, :func:`markdown_table`, whole)."""
-    if _MARKDOWN.get():
+    if markdown_on():
         echo("\n".join(markdown_table(headers, rows, right=right)))
         return
     for line in table(headers, rows, right=right, width=width, drop=drop):
