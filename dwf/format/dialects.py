@@ -1,4 +1,4 @@
-"""The two Darknet dialects, as a handful of switches (spec §3 and §10).
+"""The two Darknet dialects, as a handful of switches (docs/format.md §3).
 
 Everything that differs between AlexeyAB's fork (also what hank-ai writes) and pjreddie's
 original code is one field here; layer definitions read these fields and never test a dialect's

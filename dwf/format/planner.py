@@ -3,9 +3,9 @@ file (a cfg file is read by :mod:`dwf.io.cfgfile`).
 
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
-so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
-asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and
-lays the arrays out one after another (spec §10).
+so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does
+(docs/format.md §6), asks each layer definition in :mod:`dwf.format.layers` for its output
+shape and its arrays, and lays the arrays out one after another (docs/format.md §4.1).
 """
 
 from __future__ import annotations
