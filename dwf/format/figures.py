@@ -1,5 +1,7 @@
-"""What each layer of a plan costs and sees: parameters, BFLOPs as Darknet counts them,
-activation memory, and its receptive field and stride on the input. Pure: a function of a plan.
+"""What each layer of a plan costs and sees, beyond its own record: its BFLOPs as Darknet counts
+them, and its receptive field and stride on the input — figures that need the dialect and the
+layers before it (its parameters and output bytes are :class:`dwf.LayerPlan` properties of its
+own). Pure: a function of a plan, computed in one pass when first asked for.
 
 The BFLOPs are Darknet's own figures, not an independent estimate: users compare networks by
 the ``Total BFLOPS`` line Darknet prints while loading, so dwf reproduces its arithmetic, int

@@ -251,7 +251,8 @@ def table(
         for col in drop:
             if sum(widths[i] + 2 for i in keep[:-1]) + tail <= width:
                 break
-            keep.remove(col)
+            if col != n - 1 and col in keep:  # the last column is cut, never left out
+                keep.remove(col)
         if len(keep) < n:
             moved = {old: new for new, old in enumerate(keep)}
             right = [moved[i] for i in right if i in moved]
