@@ -43,6 +43,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     "live_table": ("dwf.interfaces.live", "live_table"),
+    "graph": ("dwf.interfaces.graph", "graph"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -70,6 +71,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Row": ("dwf.tools.batch", "Row"),
     "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
     "LayerChange": ("dwf.tools.watch", "LayerChange"),
+    "Graph": ("dwf.interfaces.graph", "Graph"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -112,6 +114,7 @@ __all__ = [
     "Exported",
     "FileChangedError",
     "Finding",
+    "Graph",
     "Header",
     "HeaderError",
     "Identification",
@@ -141,6 +144,7 @@ __all__ = [
     "export",
     "find_cfg",
     "fuse",
+    "graph",
     "identify",
     "import_weights",
     "info",
@@ -164,6 +168,7 @@ for _name, _module, _attribute in (
     ("plot_file", "dwf.interfaces.plot", "plot_file"),
     ("layer_html", "dwf.interfaces.display", "layer_html"),
     ("file_html", "dwf.interfaces.display", "file_html"),
+    ("graph", "dwf.interfaces.graph", "graph"),
 ):
     extensions.provide(_name, _module, _attribute)
 
@@ -217,6 +222,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.known import CfgFit, Identification, Match
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.graph import Graph, graph
     from dwf.interfaces.live import live_table
     from dwf.interfaces.plot import plot_diff
     from dwf.io.cfgfile import plan
