@@ -349,6 +349,13 @@ def atof(value: str) -> float:
     return float(m.group(1))
 
 
+def has_number(value: str, *, floating: bool = False) -> bool:
+    """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
+    ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
+    has one."""
+    return re.match(_ATOF if floating else _ATOI, value) is not None
+
+
 def int_list(value: str) -> list[int | None]:
     """Darknet's list parsing for ``layers=``/``from=``: one ``atoi`` per comma-separated item.
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from dwf.format.options import ALEXEYAB_READS, PJREDDIE_READS, OptionTable
+
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
     "[conv]": "convolutional",
@@ -101,6 +103,9 @@ class Dialect:
             assert AlexeyAB's Makefile build keeps and its release builds compile out).
         needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
             (AlexeyAB's statistics): a network without one crashes it.
+        reads: the options its parser reads per section type (canonical type, ``"net"`` for
+            ``[net]``) and how (:mod:`dwf.format.options`): what Darknet does not read it
+            reports as "Unused field".
     """
 
     name: str
@@ -125,6 +130,7 @@ class Dialect:
     crnn_any_input: bool = False
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
+    reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
 
 ALEXEYAB = Dialect(
@@ -165,6 +171,7 @@ ALEXEYAB = Dialect(
     reorg_extra=False,
     shortcut_size_assert=True,
     needs_2d_layer=True,
+    reads=ALEXEYAB_READS,
 )
 
 PJREDDIE = Dialect(
@@ -204,6 +211,7 @@ PJREDDIE = Dialect(
     dontsave=True,
     reorg_extra=True,
     crnn_any_input=True,
+    reads=PJREDDIE_READS,
 )
 
 DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}

@@ -23,6 +23,7 @@ from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, Section, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
+from dwf.format.options import section_issues
 from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
@@ -360,6 +361,11 @@ _NOTHING = _Result(0, 0, 0, 0, (), _UNKNOWN.params, 0, (0, 0, 0, 0))
 def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
+    # What Darknet's parser would not read (or reads as 0), per section text: a repeated block is
+    # looked at once, and each of its sections warns with its own lines.
+    issues_seen: dict[tuple[str, str], Any] = {}
+    for issue in section_issues(doc.sections[0], "net", d, issues_seen):
+        warnings.append(f"line {issue.line}: [net]: {issue.message}")
     sections = doc.sections[1:]
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
@@ -433,6 +439,11 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                     reuse[key] = r
             else:
                 r = found
+            for issue in section_issues(sec, type_name, d, issues_seen):
+                warnings.append(
+                    f"line {issue.line}: layer {index} ({kind}_{index}, {type_name}):"
+                    f" {issue.message}"
+                )
         built.append(
             LayerPlan(  # positional: keywords cost a tenth of a layer's planning
                 index,
