@@ -45,7 +45,9 @@ class Finding:
         array: the array's name.
         kind: ``nan``, ``inf``, ``negative-variance``, ``small-negative-variance``,
             ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
-            ``dead-bn-channels``, ``extreme``, ``denormals``.
+            ``dead-bn-channels``, ``extreme``, ``denormals``; about the whole file (``index``
+            -1, ``layer`` and ``array`` empty): ``cut-short``
+            (:attr:`dwf.WeightsFile.cut_short`).
         severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
         count: how many elements (or filters/channels) are affected.
         message: a readable sentence.
@@ -124,7 +126,8 @@ class CheckReport:
                 " artifacts of the mismatch"
             )
         for f in self.findings:
-            lines.append(f"  {f.severity:7} {f.layer}.{f.array}: {f.message}")
+            where = f"{f.layer}.{f.array}" if f.layer else "file"
+            lines.append(f"  {f.severity:7} {where}: {f.message}")
         for w in self.cfg_warnings:
             lines.append(f"  cfg     {w}")
         return "\n".join(lines)
@@ -292,6 +295,9 @@ def _check(
     f: WeightsFile, extreme: float, chunk: int, progress: Callable[[int, int, str], None] | None
 ) -> CheckReport:
     found: list[Finding] = []
+    if f.cut_short:
+        # the layers it holds may be fine, but the network the cfg describes is not there
+        found.append(Finding(-1, "", "", "", "cut-short", "error", 1, f.cut_short))
     arrays = floats = 0
     total = sum(lp.count for lp in f.stored)
     for lp in f.plan.layers:
