@@ -147,6 +147,13 @@ class Section:
         return [(self.line + offset, text) for offset, text in self._parsed().no_value]
 
     @property
+    def lines(self) -> tuple[tuple[str, str | None, int], ...]:
+        """Every option line as ``(key, value, offset)``, in file order (duplicates included;
+        ``value`` ``None`` for a line without ``=``), ``offset`` counted from the header line:
+        the same for every section with this text (shared, nothing built per call)."""
+        return self._parsed().raw
+
+    @property
     def options(self) -> tuple[Option, ...]:
         """Every option line, in file order (duplicates included)."""
         line = self.line

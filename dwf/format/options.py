@@ -14,8 +14,9 @@ A key read only under a condition (``stride`` when ``stride_x`` is absent, ``B1`
 counts as read: dwf does not warn where Darknet might not. Darknet never warns about ``[net]``;
 dwf does, saying so, because a misspelled ``[net]`` key (``heigth=416``) changes the network too.
 
-:func:`section_issues` is what the planner calls per section (``plan.warnings``) and the mismatch
-diagnosis calls to look for a misspelled option (:mod:`dwf.format.cfg_causes`).
+:func:`text_issues` is what the planner calls per distinct section text (``plan.warnings``);
+:func:`section_issues` what the mismatch diagnosis calls to look for a misspelled option
+(:mod:`dwf.format.cfg_causes`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _table(spec: Mapping[str, str], common: str) -> OptionTable:
     out: dict[str, Mapping[str, str]] = {}
     for kind, keys in spec.items():
         read = dict(item.split(":") for item in keys.split())
-        out[kind] = MappingProxyType(read if kind == "net" else {**shared, **read})
+        # plain dicts (looked up once per option of every planned section), read-only by use
+        out[kind] = read if kind == "net" else {**shared, **read}
     return MappingProxyType(out)
 
 
@@ -196,49 +198,80 @@ class Issue(NamedTuple):
     guess: str | None = None
 
 
-# (line offset from the section header, key, kind, message, guess): a section body's issues, the
-# same wherever that body appears (a network repeats its blocks).
-_Found = tuple[tuple[int, str, IssueKind, str, str | None], ...]
+# (line offset from the section header, key, kind, message, guess): a section text's issues,
+# the same wherever that text appears (a network repeats its blocks).
+Found = tuple[tuple[int, str, IssueKind, str, str | None], ...]
 
 
-def section_issues(
-    section: Section,
-    kind: str,
-    dialect: Dialect,
-    memo: dict[tuple[str, str], _Found] | None = None,
-) -> tuple[Issue, ...]:
-    """The options of ``section`` (of canonical type ``kind``, or ``"net"``) that Darknet's
-    parser would not read, reads twice, or reads as 0 because they are not numbers.
-
-    ``memo`` (one dict per plan) remembers the answer per section text, so a network's repeated
-    blocks are looked at once; each section still gets its own line numbers.
-    """
-    table = dialect.reads.get(kind)
-    if table is None:
-        return ()
-    key = (kind, section.body)
-    found = memo.get(key) if memo is not None else None
+def text_issues(section: Section, kind: str, dialect: Dialect) -> Found:
+    """What :func:`section_issues` finds, with lines counted from the section's header line:
+    the same for every section with this text. Remembered per text (real networks repeat their
+    blocks, and cfgs share them), for texts of at most 2 KiB and 4,096 texts at a time, so
+    that a hostile cfg's huge sections are not kept after their plan."""
+    key = (dialect.name, kind, section.body)
+    found = _SEEN.get(key)
     if found is None:
-        found = _find(section, kind, table)
-        if memo is not None:
-            memo[key] = found
+        table = dialect.reads.get(kind)
+        found = () if table is None or _clean(section, table) else _find(section, kind, table)
+        if len(section.body) <= _SEEN_TEXT:
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[key] = found
+    return found
+
+
+_SEEN: dict[tuple[str, str, str], Found] = {}
+_SEEN_TEXT = 2048
+_SEEN_MAX = 4096
+
+
+def section_issues(section: Section, kind: str, dialect: Dialect) -> tuple[Issue, ...]:
+    """The options of ``section`` (of canonical type ``kind``, or ``"net"``) that Darknet's
+    parser would not read, reads twice, or reads as 0 because they are not numbers."""
     base = section.line
-    return tuple(Issue(base + offset, *rest) for offset, *rest in found)
+    return tuple(
+        Issue(base + offset, key, what, message, guess)
+        for offset, key, what, message, guess in text_issues(section, kind, dialect)
+    )
 
 
-def _find(section: Section, kind: str, table: Mapping[str, str]) -> _Found:
+def _clean(section: Section, table: Mapping[str, str]) -> bool:
+    """Whether Darknet has nothing to say about the section: every key read, once, with a value,
+    every number a number. The planner's path, for every distinct section text: plain loops, no
+    message written, the regular expression only for a number that does not start with a
+    digit."""
+    values = section.values
+    if len(values) != len(section.lines):  # a key given twice
+        return False
+    get = table.get
+    for key, value in values.items():
+        how = get(key)
+        if how == "s":
+            continue
+        if how is None or value is None:
+            return False
+        if value.isdigit():  # "32", "1": most values, whatever they are read as
+            continue
+        if how == "i" or how == "f":
+            if not _number(value, how == "f"):
+                return False
+        elif not _digits_only(value, how) and _not_numbers(value, how) is not None:
+            return False
+    return True
+
+
+def _digits_only(value: str, how: str) -> bool:
+    """A list of plain numbers (``10,14,23``; ``1.08,1.19`` for floats): no item to look at."""
+    bare = value.replace(",", "")
+    return (bare.replace(".", "") if how == "F" else bare).isdigit()
+
+
+def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
     out: list[tuple[int, str, IssueKind, str, str | None]] = []
     first: dict[str, int] = {}
-    where = (
-        "in [net] (it ignores it there without a warning)"
-        if kind == "net"
-        else f"in a [{kind}] section"
-    )
-    for opt in section.options:
-        key, value, offset = opt.key, opt.value, opt.line - section.line
-        shown = f"'{shorten(key, 60)} = {'(null)' if value is None else shorten(value, 60)}'"
-        told = "" if kind == "net" else f' (it prints "Unused field: {shown}")'
+    for key, value, offset in section.lines:
         if key in first:
+            told = _told(kind, key, value)
             out.append(
                 (
                     offset,
@@ -258,13 +291,19 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> _Found:
 
             close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.75)
             guess = close[0] if close else None
+            where = (
+                "in [net] (it ignores it there without a warning)"
+                if kind == "net"
+                else f"in a [{kind}] section"
+            )
             hint = f"; did you mean '{guess}'?" if guess else ""
             out.append(
                 (
                     offset,
                     key,
                     "unread",
-                    f"Darknet does not read '{shorten(key, 60)}' {where}{told}{hint}",
+                    f"Darknet does not read '{shorten(key, 60)}' {where}"
+                    f"{_told(kind, key, value)}{hint}",
                     guess,
                 )
             )
@@ -279,7 +318,7 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> _Found:
                     None,
                 )
             )
-        elif how in "ifIF":
+        elif how != "s":
             bad = _not_numbers(value, how)
             if bad is not None:
                 c = "atof" if how in "fF" else "atoi"
@@ -298,17 +337,38 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> _Found:
     return tuple(out)
 
 
+def _told(kind: str, key: str, value: str | None) -> str:
+    """What Darknet prints for an option it did not read (nothing for ``[net]``)."""
+    if kind == "net":
+        return ""
+    shown = f"'{shorten(key, 60)} = {'(null)' if value is None else shorten(value, 60)}'"
+    return f' (it prints "Unused field: {shown}")'
+
+
 def _not_numbers(value: str, how: str) -> str | None:
     """The first part of ``value`` that C's ``atoi``/``atof`` read as 0 for want of digits (the
     value itself for a single number; an item of a list), or ``None``."""
     floating = how in "fF"
     if how in "if":
-        return None if has_number(value, floating=floating) else value
+        return None if _number(value, floating) else value
     for item in value.split(","):
         if not item:  # a trailing comma: no number, and no text either
             continue
-        if not has_number(item, floating=floating):
+        if not _number(item, floating):
             return item
         if "#" in item:  # the rest of the line is a comment
             break
     return None
+
+
+def _number(text: str, floating: bool) -> bool:
+    # A leading digit (or a sign and a digit; for atof also ".5") is a number: the common case,
+    # decided without the regular expression.
+    first = text[:1]
+    if first.isdigit():
+        return True
+    if first in "+-" or (floating and first == "."):
+        second = text[1:2]
+        if second.isdigit() or (floating and second == "." and text[2:3].isdigit()):
+            return True
+    return has_number(text, floating=floating)

@@ -23,7 +23,7 @@ from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, Section, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
-from dwf.format.options import section_issues
+from dwf.format.options import text_issues
 from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
@@ -361,11 +361,11 @@ _NOTHING = _Result(0, 0, 0, 0, (), _UNKNOWN.params, 0, (0, 0, 0, 0))
 def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
-    # What Darknet's parser would not read (or reads as 0), per section text: a repeated block is
-    # looked at once, and each of its sections warns with its own lines.
-    issues_seen: dict[tuple[str, str], Any] = {}
-    for issue in section_issues(doc.sections[0], "net", d, issues_seen):
-        warnings.append(f"line {issue.line}: [net]: {issue.message}")
+    # What Darknet's parser would not read (or reads as 0), found once per section text (a
+    # repeated block is looked at once); each section warns with its own lines.
+    net_section = doc.sections[0]
+    for offset, _, _, message, _ in text_issues(net_section, "net", d):
+        warnings.append(f"line {net_section.line + offset}: [net]: {message}")
     sections = doc.sections[1:]
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
@@ -439,10 +439,10 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                     reuse[key] = r
             else:
                 r = found
-            for issue in section_issues(sec, type_name, d, issues_seen):
+            for offset, _, _, message, _ in text_issues(sec, type_name, d):
                 warnings.append(
-                    f"line {issue.line}: layer {index} ({kind}_{index}, {type_name}):"
-                    f" {issue.message}"
+                    f"line {sec.line + offset}: layer {index} ({kind}_{index}, {type_name}):"
+                    f" {message}"
                 )
         built.append(
             LayerPlan(  # positional: keywords cost a tenth of a layer's planning
