@@ -1338,13 +1338,11 @@ def check_cfg(case: CfgCase) -> str:
     return "ok"
 
 
-def _option_warning(warning: str) -> bool:
+def option_warning(warning: str) -> bool:
     """A warning about one option line: not read by the fork's parser, given twice, without a
     value, or not a number."""
-    return any(
-        mark in warning
-        for mark in ("Darknet does not read", "is given again", "has no '=value'", "is not a number")
-    )
+    marks = ("Darknet does not read", "is given again", "has no '=value'", "is not a number")
+    return any(mark in warning for mark in marks)
 
 
 def check_valid_network(net: Net) -> None:
@@ -1359,7 +1357,7 @@ def check_valid_network(net: Net) -> None:
     # The model counts the warnings about layers; which options each fork's parser reads (its
     # "Unused field" warnings, dwf/format/options.py) is checked against the conformance corpus
     # and the real cfgs instead (tests/test_options.py), so those are set aside here.
-    about_layers = [w for w in plan.warnings if not _option_warning(w)]
+    about_layers = [w for w in plan.warnings if not option_warning(w)]
     assert len(about_layers) == net.warnings, plan.warnings
     # plans are immutable and cached by text: the same text gives the same plan back
     assert dwf.Plan.from_text(net.text, dialect=net.dialect) is plan
