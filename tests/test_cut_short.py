@@ -88,6 +88,20 @@ def test_file_4_bytes_short_is_refused_not_read_one_float_off(tmp_path: Path) ->
         same_values(f, ref)
 
 
+def test_check_connects_negative_variances_to_a_forced_header_width(tmp_path: Path) -> None:
+    """Failed before: read one float off (here because the width was forced), check reported
+    the negative variances without a word about the header."""
+    _, cfg, data = write(tmp_path, BN_CFG, AB)
+    cut = tmp_path / "cut.weights"
+    cut.write_bytes(data[:-4])
+    with dwf.open(cut, cfg, header_size=16) as f:
+        report = dwf.check(f)
+    (last,) = [x for x in report.findings if x.index == -1]
+    assert last.kind == "header-width" and last.severity == "warning"
+    assert "read with a 16-byte header although version 0.2.5 implies 20" in last.message
+    assert last.count == sum(x.count for x in report.findings if x.kind == "negative-variance")
+
+
 def test_file_of_the_2018_build_opens_with_16_bytes_by_its_values(tmp_path: Path) -> None:
     """0.2.5 with a 4-byte seen: the values refute the 20-byte reading, so it opens as before."""
     weights, cfg, data = write(tmp_path, BN_CFG, AB)

@@ -47,7 +47,9 @@ class Finding:
             ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
             ``dead-bn-channels``, ``extreme``, ``denormals``; about the whole file (``index``
             -1, ``layer`` and ``array`` empty): ``cut-short``
-            (:attr:`dwf.WeightsFile.cut_short`).
+            (:attr:`dwf.WeightsFile.cut_short`), ``header-width`` (negative variances in a file
+            read with the header width its version does not imply: a sign it is read one
+            float off).
         severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
         count: how many elements (or filters/channels) are affected.
         message: a readable sentence.
@@ -350,4 +352,22 @@ def _check(
                     )
             if progress is not None:
                 progress(floats, total, lp.name)
+    bad = sum(x.count for x in found if x.kind == "negative-variance")
+    h = f.header
+    if bad and h.size != h.width_for(f.plan.dialect):
+        # what reading a file one float off looks like (docs/format.md §1.5)
+        found.append(
+            Finding(
+                -1,
+                "",
+                "",
+                "",
+                "header-width",
+                "warning",
+                bad,
+                f"the file was read with a {h.size}-byte header although version {h.version}"
+                f" implies {h.width_for(f.plan.dialect)}: {bad:,} negative batch-norm variances"
+                " are what a file read one float off shows; try the other header width",
+            )
+        )
     return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch, f.plan.warnings)
