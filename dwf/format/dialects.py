@@ -103,6 +103,10 @@ class Dialect:
             assert AlexeyAB's Makefile build keeps and its release builds compile out).
         needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
             (AlexeyAB's statistics): a network without one crashes it.
+        keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
+            integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
+            prints their total (AlexeyAB); else only convolutions print a figure, in double,
+            and no total (pjreddie). See :mod:`dwf.format.figures`.
         reads: the options its parser reads per section type (canonical type, ``"net"`` for
             ``[net]``) and how (:mod:`dwf.format.options`): what Darknet does not read it
             reports as "Unused field".
@@ -130,6 +134,7 @@ class Dialect:
     crnn_any_input: bool = False
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
+    keeps_bflops: bool = False
     reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
 
@@ -171,6 +176,7 @@ ALEXEYAB = Dialect(
     reorg_extra=False,
     shortcut_size_assert=True,
     needs_2d_layer=True,
+    keeps_bflops=True,
     reads=ALEXEYAB_READS,
 )
 
