@@ -177,7 +177,10 @@ def header_evidence(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
             f"open with header_size={odd.width} if it came from such a build",
         )
     else:
-        odd_cause = partial_other_width(attrs.evolve(ctx, width=None), found)[0]
+        partial = partial_other_width(attrs.evolve(ctx, width=None), found)
+        if not partial:
+            return [damaged]
+        odd_cause = partial[0]
     return [damaged, odd_cause] if short else [odd_cause, damaged]
 
 

@@ -126,6 +126,13 @@ class WidthJudgement:
         return "; ".join(parts)
 
 
+def _clearly_more(bad: int, other: int) -> bool:
+    """Whether a reading has clearly more impossible values than the other: any when the other
+    has none, else more than twice as many (in a file whose variances are damaged anyway, both
+    readings hold some, and a few more on one side prove nothing)."""
+    return bad > 0 and bad > 2 * other
+
+
 def probes(plan: Plan, size: int, limit: int = MAX_PROBES) -> tuple[Probe, ...]:
     """The variance arrays a file of ``size`` bytes holds under both readings, to read (at most
     ``limit``, spread over the network), each covering both: from its start with the body at
@@ -174,12 +181,15 @@ def judge(
     for width in (16, 20):
         against: list[str] = []
         notes: list[str] = []
-        if negative[width]:
+        other = 36 - width
+        if _clearly_more(negative[width], negative[other]):
             against.append(
                 f"{negative[width]:,} batch-norm variances would be negative (in the"
-                f" {probed:,} variance arrays read; a variance cannot be)"
+                f" {probed:,} variance arrays read; a variance cannot be"
+                + (f"; {negative[other]:,} read the other way" if negative[other] else "")
+                + ")"
             )
-        if odd[width] > odd[36 - width]:
+        if _clearly_more(odd[width], odd[other]):
             against.append(f"{odd[width]:,} variances would be infinite, NaN or beyond {_HUGE:g}")
         if width == 20:
             if high >= _FLOAT_BITS:

@@ -243,14 +243,15 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
     values = section.values
     if len(values) != len(section.lines):  # a key given twice
         return False
-    get = table.get
+    if not values.keys() <= table.keys():  # a key the parser does not read
+        return False
     for key, value in values.items():
-        how = get(key)
-        if how == "s":
-            continue
-        if how is None or value is None:
+        if value is None:
             return False
         if value.isdigit():  # "32", "1": most values, whatever they are read as
+            continue
+        how = table[key]
+        if how == "s":
             continue
         if how == "i" or how == "f":
             if not _number(value, how == "f"):
