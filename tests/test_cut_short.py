@@ -114,6 +114,27 @@ def test_file_of_the_2018_build_opens_with_16_bytes_by_its_values(tmp_path: Path
         same_values(f, ref)
 
 
+def test_variances_damaged_in_both_readings_do_not_hide_the_rest(tmp_path: Path) -> None:
+    """Variances of random sign: both readings hold negative ones and prove nothing; the bytes
+    after the 32-bit seen (a float, not the high half of a count) still decide."""
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(BN_CFG, encoding="utf-8")
+    plan = dwf.plan(cfg)
+    rng = np.random.default_rng(3)
+    arrays = {
+        f"{lp.name}.{a.name}": rng.standard_normal(a.shape).astype(np.float32)
+        for lp, a in plan.arrays()
+    }
+    full = tmp_path / "net.weights"
+    dwf.save(full, plan, arrays, header=AB)
+    odd = tmp_path / "odd.weights"
+    data = full.read_bytes()
+    odd.write_bytes(data[:12] + struct.pack("<I", 77) + data[20:])  # 0.2.5, a 4-byte seen
+    with dwf.open(odd, cfg) as f:
+        assert f.header.size == 16 and f.header.seen == 77
+        np.testing.assert_array_equal(f["conv_0"].biases, arrays["conv_0.biases"])
+
+
 def test_file_of_the_2017_builds_opens_with_20_bytes_by_its_values(tmp_path: Path) -> None:
     """0.1.0 with an 8-byte seen: the values refute the 16-byte reading."""
     weights, cfg, data = write(tmp_path, BN_CFG, AB)
