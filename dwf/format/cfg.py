@@ -147,6 +147,13 @@ class Section:
         return [(self.line + offset, text) for offset, text in self._parsed().no_value]
 
     @property
+    def lines(self) -> tuple[tuple[str, str | None, int], ...]:
+        """Every option line as ``(key, value, offset)``, in file order (duplicates included;
+        ``value`` ``None`` for a line without ``=``), ``offset`` counted from the header line:
+        the same for every section with this text (shared, nothing built per call)."""
+        return self._parsed().raw
+
+    @property
     def options(self) -> tuple[Option, ...]:
         """Every option line, in file order (duplicates included)."""
         line = self.line
@@ -347,6 +354,13 @@ def atof(value: str) -> float:
     if m is None:
         return 0.0
     return float(m.group(1))
+
+
+def has_number(value: str, *, floating: bool = False) -> bool:
+    """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
+    ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
+    has one."""
+    return re.match(_ATOF if floating else _ATOI, value) is not None
 
 
 def int_list(value: str) -> list[int | None]:

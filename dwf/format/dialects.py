@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from dwf.format.options import ALEXEYAB_READS, PJREDDIE_READS, OptionTable
+
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
     "[conv]": "convolutional",
@@ -105,6 +107,9 @@ class Dialect:
             integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
             prints their total (AlexeyAB); else only convolutions print a figure, in double,
             and no total (pjreddie). See :mod:`dwf.format.figures`.
+        reads: the options its parser reads per section type (canonical type, ``"net"`` for
+            ``[net]``) and how (:mod:`dwf.format.options`): what Darknet does not read it
+            reports as "Unused field".
     """
 
     name: str
@@ -130,6 +135,7 @@ class Dialect:
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
     keeps_bflops: bool = False
+    reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
 
 ALEXEYAB = Dialect(
@@ -171,6 +177,7 @@ ALEXEYAB = Dialect(
     shortcut_size_assert=True,
     needs_2d_layer=True,
     keeps_bflops=True,
+    reads=ALEXEYAB_READS,
 )
 
 PJREDDIE = Dialect(
@@ -210,6 +217,7 @@ PJREDDIE = Dialect(
     dontsave=True,
     reorg_extra=True,
     crnn_any_input=True,
+    reads=PJREDDIE_READS,
 )
 
 DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}

@@ -374,6 +374,26 @@ class WeightsFile(StreamingReads):
         return len(self.plan.layers) - 1
 
     @property
+    def cut_short(self) -> str | None:
+        """Why the file was probably cut short, when it ends on a layer boundary but its
+        ``seen`` is not 0 (Darknet's ``partial`` and ``dwf cut`` write 0; old tools wrote such
+        backbones, so it still opens): else ``None``."""
+        if not self.partial or not self.header.seen:
+            return None
+        held = f"layers 0..{self.last_layer}" if self.last_layer >= 0 else "no layer"
+        return (
+            f"the file ends at a layer boundary ({held} of {len(self.plan.layers)}), but seen ="
+            f" {self.header.seen:,}; Darknet's `partial` writes 0 — probably cut short"
+        )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The plan's warnings (:attr:`dwf.Plan.warnings`: cfg lines Darknet warns about or
+        accepts silently), then the file's own (:attr:`cut_short`)."""
+        own = self.cut_short
+        return self.plan.warnings if own is None else (*self.plan.warnings, own)
+
+    @property
     def cfg_path(self) -> str | None:
         """The cfg file the plan came from."""
         return self.plan.cfg_path
@@ -504,7 +524,7 @@ class WeightsFile(StreamingReads):
             "partial": self.partial,
             "last_layer": self.last_layer,
             "mismatch": self.mismatch,
-            "warnings": list(self.plan.warnings),
+            "warnings": list(self.warnings),
             "layers": [
                 {**lp.to_dict(h.size), "in_file": self.holds(lp)}
                 for lp in (self.plan.layers if layers is None else layers)
