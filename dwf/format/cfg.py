@@ -1,4 +1,4 @@
-"""Darknet cfg tokenising, exactly as Darknet's ``read_cfg`` does it (spec §2.1).
+"""Darknet cfg tokenising, exactly as Darknet's ``read_cfg`` does it (docs/format.md §2.1).
 
 Darknet deletes every whitespace character anywhere in a line (so ``filters = 3 2`` is
 ``filters=32``), ignores lines starting with ``#`` or ``;`` once stripped, never strips inline
@@ -20,7 +20,7 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 # C isspace() also covers \v and \f, which atoi skips before the number; strip() does not remove
-# them (spec §2.1), so they can survive into a value.
+# them (docs/format.md §2.1), so they can survive into a value.
 # ASCII digits only: C's atoi/atof do not read other scripts' digits (Python's \d would).
 # Strings, not compiled patterns: re compiles (and caches) them on first use, so importing the
 # tokeniser costs nothing for the cfgs (nearly all) whose numbers are plain digits.
@@ -145,6 +145,13 @@ class Section:
     def skipped(self) -> list[tuple[int, str]]:
         """``(line, text)`` of the ``key=`` lines without a value, which Darknet skips."""
         return [(self.line + offset, text) for offset, text in self._parsed().no_value]
+
+    @property
+    def lines(self) -> tuple[tuple[str, str | None, int], ...]:
+        """Every option line as ``(key, value, offset)``, in file order (duplicates included;
+        ``value`` ``None`` for a line without ``=``), ``offset`` counted from the header line:
+        the same for every section with this text (shared, nothing built per call)."""
+        return self._parsed().raw
 
     @property
     def options(self) -> tuple[Option, ...]:
@@ -347,6 +354,13 @@ def atof(value: str) -> float:
     if m is None:
         return 0.0
     return float(m.group(1))
+
+
+def has_number(value: str, *, floating: bool = False) -> bool:
+    """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
+    ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
+    has one."""
+    return re.match(_ATOF if floating else _ATOI, value) is not None
 
 
 def int_list(value: str) -> list[int | None]:

@@ -1,4 +1,4 @@
-"""The two Darknet dialects, as a handful of switches (spec §3 and §10).
+"""The two Darknet dialects, as a handful of switches (docs/format.md §3).
 
 Everything that differs between AlexeyAB's fork (also what hank-ai writes) and pjreddie's
 original code is one field here; layer definitions read these fields and never test a dialect's
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
+
+from dwf.format.options import ALEXEYAB_READS, PJREDDIE_READS, OptionTable
 
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
@@ -101,6 +103,13 @@ class Dialect:
             assert AlexeyAB's Makefile build keeps and its release builds compile out).
         needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
             (AlexeyAB's statistics): a network without one crashes it.
+        keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
+            integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
+            prints their total (AlexeyAB); else only convolutions print a figure, in double,
+            and no total (pjreddie). See :mod:`dwf.format.figures`.
+        reads: the options its parser reads per section type (canonical type, ``"net"`` for
+            ``[net]``) and how (:mod:`dwf.format.options`): what Darknet does not read it
+            reports as "Unused field".
     """
 
     name: str
@@ -125,6 +134,8 @@ class Dialect:
     crnn_any_input: bool = False
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
+    keeps_bflops: bool = False
+    reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
 
 ALEXEYAB = Dialect(
@@ -165,6 +176,8 @@ ALEXEYAB = Dialect(
     reorg_extra=False,
     shortcut_size_assert=True,
     needs_2d_layer=True,
+    keeps_bflops=True,
+    reads=ALEXEYAB_READS,
 )
 
 PJREDDIE = Dialect(
@@ -204,6 +217,7 @@ PJREDDIE = Dialect(
     dontsave=True,
     reorg_extra=True,
     crnn_any_input=True,
+    reads=PJREDDIE_READS,
 )
 
 DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}
