@@ -42,7 +42,8 @@ def _export_both(tmp_path: Path, clean: str, junk: str, dialect: str) -> None:
         model = folder / "net.onnx"
         dwf.export(weights, model, cfg=folder / "net.cfg", dialect=dialect)
         net = plan.net
-        x = np.random.default_rng(1).random((2, net.channels, net.height, net.width), np.float32)
+        shape = (net.channels, net.height, net.width) if net.height else (net.inputs,)
+        x = np.random.default_rng(1).random((2, *shape), np.float32)
         outs[label] = run(model, x)
         metas[label] = {
             k: json.loads(v)
@@ -191,6 +192,24 @@ num=3
 """
 
 
+DETECTION_PJ = """\
+[net]
+inputs=12
+
+[connected]
+output=28
+activation=linear
+
+[detection]
+classes=2{j}
+coords=4{j}
+num=1{j}
+side=2{j}
+softmax=1{j}
+sqrt=1{j}
+"""
+
+
 @pytest.mark.parametrize(
     ("template", "dialect", "junk"),
     [
@@ -198,6 +217,8 @@ num=3
         (LAYERS_AB, "alexeyab", "junk"),
         (YOLO_AB, "alexeyab", "#tuned"),
         (SHORTCUT_PJ, "pjreddie", "#tuned"),
+        (DETECTION_PJ, "pjreddie", "#tuned"),
+        (DETECTION_PJ, "alexeyab", "junk"),
     ],
 )
 def test_options_with_trailing_comments_export_as_without(
@@ -412,6 +433,9 @@ def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
         dwf.export(src, out, cfg=cfg)
         x = np.random.default_rng(0).random((1, 2, 6, 6), np.float32)
         assert run(out, x)["conv_1"].shape == (1, 3, 6, 6)
+    data = os.fsdecode(folder + b"/d\xfd.bin")
+    with pytest.raises(dwf.DwfError, match="not valid UTF-8"):
+        dwf.export(weights, out, cfg=cfg, data=data)
 
 
 # -- the plan's warnings (issue 20) ---------------------------------------------------------------
