@@ -492,3 +492,25 @@ def test_unknown_activation_everywhere_darknet_reads_one() -> None:
     assert sum("going with ReLU" in w for w in plan.warnings) == 2
     pj = dwf.Plan.from_text(text, dialect="pjreddie")  # pjreddie knows no mish
     assert sum("going with ReLU" in w for w in pj.warnings) == 3
+
+
+def test_embedded_arrays_are_the_stored_bytes(tmp_path: Path) -> None:
+    """--embed streams each array into the model as the file stores it (flipped weights as
+    (c·k·k, n)); the written model passes the full ONNX check and runs as the zero-copy one."""
+    text = NET + "[convolutional]\nfilters=3\nsize=3\npad=1\nflipped=1\nbatch_normalize=1\n"
+    weights, plan, _ = write_net(tmp_path, text, 6)
+    dwf.export(weights, tmp_path / "e.onnx", cfg=tmp_path / "net.cfg", embed=True)
+    dwf.export(weights, tmp_path / "z.onnx", cfg=tmp_path / "net.cfg")
+    onnx.checker.check_model(str(tmp_path / "e.onnx"), full_check=True)
+    m = onnx.load(str(tmp_path / "e.onnx"))
+    got = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    raw = weights.read_bytes()
+    for lp, a in plan.arrays():
+        start, stop = a.byte_span(20)
+        stored = np.frombuffer(raw[start:stop], "<f4")
+        assert np.array_equal(got[f"{lp.name}.{a.name}"].reshape(-1), stored)
+    assert got["conv_1.weights"].shape == (2 * 3 * 3, 3)
+    x = np.random.default_rng(0).random((2, 2, 6, 6), np.float32)
+    np.testing.assert_array_equal(
+        run(tmp_path / "e.onnx", x)["conv_1"], run(tmp_path / "z.onnx", x)["conv_1"]
+    )

@@ -187,9 +187,7 @@ class LayerInput:
             return name
         self.warn(
             f"couldn't find activation function {shorten(name)!r}, going with ReLU (Darknet"
-            f" prints this and computes relu; the {self.dialect.name} dialect knows "
-            + ", ".join(sorted(self.dialect.activations))
-            + ")",
+            " says so too, and computes relu)",
             key,
         )
         return "relu"

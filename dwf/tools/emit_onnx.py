@@ -28,7 +28,6 @@ from dwf.errors import DwfError
 from dwf.extras import require
 from dwf.format.graph import Node
 from dwf.format.network import Network, describe
-from dwf.format.records import ArraySpec
 from dwf.io.reader import WeightsFile
 from dwf.io.writer import atomic_writes
 
@@ -267,9 +266,32 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _stored_bytes(f: WeightsFile, spec: ArraySpec) -> bytes:
-    """The array's bytes as the file stores them, read in bounded pieces (never the map)."""
-    return b"".join(chunk.tobytes() for chunk in f.iter_array_chunks(spec))
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(message: Any, name: str, length: int) -> bytes:
+    """The protobuf key and length of field ``name`` of ``message`` (length-delimited)."""
+    number = message.DESCRIPTOR.fields_by_name[name].number
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _embedded_head(onnx: Any, name: str, dims: Sequence[int], nbytes: int) -> bytes:
+    """What precedes an array's bytes when it is appended to a serialized model as one more
+    initializer. Protobuf merges a message field that occurs twice (a repeated field inside it
+    grows), so a model followed by ``graph { initializer { name, dims, raw_data } }`` is the
+    model with that initializer: the arrays stream from the weights file into the model file
+    without the model (or any array) ever being whole in memory."""
+    tensor: bytes = _tensor(onnx, name, dims).SerializeToString()
+    tensor += _field(onnx.TensorProto, "raw_data", nbytes)
+    size = len(tensor) + nbytes
+    init = _field(onnx.GraphProto, "initializer", size)
+    return _field(onnx.ModelProto, "graph", len(init) + size) + init + tensor
 
 
 def _tensor(onnx: Any, name: str, dims: Sequence[int]) -> Any:
@@ -303,22 +325,24 @@ def _metadata(f: WeightsFile, network: Network) -> dict[str, str]:
     return meta
 
 
-def _check(onnx: Any, model: Any, target: str) -> None:
-    """Run the ONNX checker on the model before anything is written. External initializers are
-    checked as graph inputs of the same type and shape: the checker would look for their file
-    relative to the current directory, and the data file is not published yet (where they
-    point is dwf's own rule: the real weights file in the model's folder, or the data file)."""
+def _check(onnx: Any, model: Any, target: str, appended: list[tuple[str, Any]]) -> None:
+    """Run the ONNX checker on the model before anything is written. External initializers,
+    and the ``appended`` ones (embedded as the model is written), are checked as graph inputs
+    of their type and shape: the checker would look for an external file relative to the
+    current directory, and the data file is not published yet (where they point is dwf's own
+    rule: the real weights file in the model's folder, or the data file)."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     graph = probe.graph
+    float_ = onnx.TensorProto.FLOAT
     external = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        inline = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
-        del graph.initializer[:]
-        graph.initializer.extend(inline)
-        graph.input.extend(
-            onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in external
-        )
+    inline = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    del graph.initializer[:]
+    graph.initializer.extend(inline)
+    graph.input.extend(
+        onnx.helper.make_tensor_value_info(name, float_, list(dims))
+        for name, dims in [*((t.name, t.dims) for t in external), *appended]
+    )
     try:
         onnx.checker.check_model(probe.SerializeToString())
     except onnx.checker.ValidationError as e:  # a dwf bug, not the user's: write nothing
@@ -401,6 +425,7 @@ def to_onnx(
             " it beside the weights file, or pass data=... (dwf: --data FILE)",
             path=target,
         )
+    embedded = location is None and data_rel is None
     inits = []
     offset = 0
     for w in weights:
@@ -410,12 +435,6 @@ def to_onnx(
         elif location is not None:
             start, stop = w.byte_span(f.header.size)
             inits.append(_external(onnx, w.name, w.shape, location, start, stop - start))
-        else:
-            t = _tensor(onnx, w.name, w.shape)
-            t.raw_data = _stored_bytes(f, w.spec)
-            inits.append(t)
-    if location is None and data_rel is None:
-        f.check_unchanged()  # the same file after the last piece as before the first
 
     h = onnx.helper
     tp = onnx.TensorProto
@@ -434,16 +453,21 @@ def to_onnx(
         graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="dwf", ir_version=8
     )
     h.set_model_props(model, _metadata(f, network))
-    _check(onnx, model, target)
+    # Embedded arrays are appended to the model as it is written; the checker sees them as
+    # graph inputs of their type and shape, as it sees external ones.
+    _check(onnx, model, target, [(w.name, w.shape) for w in weights] if embedded else [])
 
     raw = model.SerializeToString()
     paths = [target] if data_path is None else [target, data_path]
     with atomic_writes(paths, inputs=f.sources) as files:
         files[0].write(raw)
-        if data_path is not None:
-            fh = files[1]
+        if data_path is not None or embedded:
+            fh = files[-1]
             for w in weights:
+                if embedded:
+                    fh.write(_embedded_head(onnx, w.name, w.shape, w.spec.nbytes))
+                # the file's streaming reads: bounded buffers, never the map
                 for chunk in f.iter_array_chunks(w.spec):
                     fh.write(chunk.data.cast("B"))
-            f.check_unchanged()
+            f.check_unchanged()  # the same file after the last piece as before the first
     return target
