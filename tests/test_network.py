@@ -195,6 +195,16 @@ def test_region_and_detection_attributes() -> None:
     assert (ab.softmax, ab.coords, ab.bias_match, ab.anchors) == (1, 4, 1, (1.0, 2.0, 3.0, 4.0))
     assert (ab.background, pj.background) == (0, 1)  # AlexeyAB never reads background=
     assert ab.tree is None and ab.mask == (0, 1)
+    assert (
+        describe(
+            dwf.Plan.from_text(
+                YOLO.format(kind="yolo", options="classes=1\nnum=1", filters=6).replace(
+                    "[net]", "[net]\nletter_box=1#x"
+                )
+            )
+        ).letter_box
+        == 1
+    )
     text = "[net]\ninputs=28\n[detection]\nclasses=2\ncoords=4\nnum=1\nside=2\nsqrt=1\nsoftmax=1\n"
     (det,) = describe(dwf.Plan.from_text(text)).detections
     assert (det.side, det.coords, det.sqrt, det.softmax, det.classes) == (2, 4, 1, 1, 2)

@@ -122,8 +122,8 @@ class Dialect:
         bn_epsilon: batch norm's epsilon in ``normalize_cpu``.
         bn_epsilon_outside_sqrt: batch norm divides by ``sqrt(var) + eps`` (pjreddie) rather
             than ``sqrt(var + eps)`` (AlexeyAB).
-        yolo_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
-            ``beta_nms`` (and ``[Gaussian_yolo]`` exists).
+        detection_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
+            ``beta_nms``, and ``[net]`` reads ``letter_box`` (AlexeyAB).
         region_background: ``[region]`` reads ``background=`` (AlexeyAB never sets it: 0).
     """
 
@@ -152,7 +152,7 @@ class Dialect:
     activations: frozenset[str] = _ALEXEYAB_ACTIVATIONS
     bn_epsilon: float = 1e-5
     bn_epsilon_outside_sqrt: bool = False
-    yolo_extras: bool = True
+    detection_extras: bool = True
     region_background: bool = False
 
 
@@ -237,7 +237,7 @@ PJREDDIE = Dialect(
     activations=_PJREDDIE_ACTIVATIONS,
     bn_epsilon=1e-6,
     bn_epsilon_outside_sqrt=True,
-    yolo_extras=False,
+    detection_extras=False,
     region_background=True,
 )
 

@@ -766,7 +766,7 @@ def _detector(x: LayerInput, per_anchor_extra: int) -> Built:
         "nms_kind": "default",
         "beta_nms": 0.6,
     }
-    if d.yolo_extras:
+    if d.detection_extras:
         params["scale_x_y"] = x.real("scale_x_y", 1.0)
         if not gaussian:
             params["new_coords"] = x.num("new_coords", 0)

@@ -39,6 +39,7 @@ import attrs
 import numpy as np
 
 from dwf.errors import UnsupportedLayerError
+from dwf.format.cfg import atoi
 from dwf.format.graph import Node, Shape, Weight
 from dwf.format.header import Header
 from dwf.format.lowering import LOWERINGS, REFUSED, Lowering, Refused
@@ -197,6 +198,8 @@ class Network:
         outputs: the value names of the network's outputs, in order.
         warnings: the plan's warnings (Darknet's own among them), with their cfg lines.
         net_options: the ``[net]`` options as written.
+        letter_box: ``[net]``'s ``letter_box`` as the dialect reads it (``atoi``; 0 where it
+            does not): Darknet's detector letterboxes its input and corrects the boxes.
         connected_transposed: the file's header says connected weights are stored transposed.
     """
 
@@ -211,6 +214,7 @@ class Network:
     outputs: tuple[str, ...]
     warnings: tuple[str, ...]
     net_options: Mapping[str, str]
+    letter_box: int
     connected_transposed: bool
 
     def nodes(self) -> Iterator[Node]:
@@ -360,6 +364,9 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
         elif last.output is not None and last.output not in outputs:
             outputs.append(last.output)
     net_options = {k: v for k, v in plan.net_section.values.items() if v is not None}
+    letter_box = 0
+    if plan.rules.detection_extras and "letter_box" in net_options:
+        letter_box = atoi(net_options["letter_box"]) or 0
     return Network(
         dialect=plan.dialect,
         cfg_path=plan.cfg_path,
@@ -372,6 +379,7 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
         outputs=tuple(outputs),
         warnings=plan.warnings,
         net_options=MappingProxyType(net_options),
+        letter_box=letter_box,
         connected_transposed=x.legacy,
     )
 
