@@ -1,5 +1,5 @@
 """A second emitter of the network description, in numpy, written against the emitter contract
-only (``dwf.format.graph.OPS`` and ``dwf.format.network``'s docstring): it knows nothing of
+only (``dwf.format.ops.OPS`` and ``dwf.format.network``'s docstring): it knows nothing of
 Darknet. The tests run it beside the ONNX export to show that the description carries
 everything an emitter needs (the PyTorch module is to be written the same way).
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from dwf.format.graph import Node
 from dwf.format.network import Network
+from dwf.format.ops import Node
 
 Array = np.ndarray[Any, Any]
 

@@ -21,10 +21,10 @@ from test_onnx import LAYER_CASES, PJREDDIE_CASES, networks, rel_err, run, write
 import dwf
 from dwf.format.activations import ACTIVATIONS
 from dwf.format.dialects import DIALECTS
-from dwf.format.graph import OPS
 from dwf.format.layers import LAYER_TYPES
 from dwf.format.lowering import LOWERINGS, REFUSED
 from dwf.format.network import DETECTION_TYPES, Network, describe
+from dwf.format.ops import OPS
 from dwf.tools import emit_onnx
 
 Array = np.ndarray[Any, Any]

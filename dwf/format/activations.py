@@ -1,6 +1,6 @@
 """Darknet's activations: every name a fork's ``get_activation`` knows, with the formula its
 ``activations.c``/``activations.h`` computes, written once — as text for people and as
-operations of :mod:`dwf.format.graph` for emitters.
+operations of :mod:`dwf.format.ops` for emitters.
 
 Which names a dialect knows is :attr:`dwf.format.dialects.Dialect.activations`; any other name
 is relu there, with a warning (the planner gives it:
@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import attrs
 
-from dwf.format.graph import GraphBuilder
+from dwf.format.ops import GraphBuilder
 
 Lower = Callable[[GraphBuilder, str], str]
 

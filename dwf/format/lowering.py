@@ -1,4 +1,4 @@
-"""How each Darknet layer type is computed, in the operations of :mod:`dwf.format.graph`: the
+"""How each Darknet layer type is computed, in the operations of :mod:`dwf.format.ops`: the
 lowering table :data:`LOWERINGS`, one function per layer type, and :data:`REFUSED`, the types
 that have no such form and why. :func:`dwf.format.network.describe` walks a plan and calls them.
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dwf.format.activations import ACTIVATIONS
-from dwf.format.graph import GraphBuilder, Weight
+from dwf.format.ops import GraphBuilder, Weight
 from dwf.format.planner import Plan
 from dwf.format.records import LayerPlan
 

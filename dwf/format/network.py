@@ -4,7 +4,7 @@ detections) is written against, so that Darknet's semantics live here and nowher
 
 A :class:`Network` has one :class:`LayerNode` per Darknet layer, in Darknet's order: its
 resolved options (``LayerPlan.params``, read once by the planner with Darknet's ``atoi``/
-``atof``), the layers and the arrays it reads, and the :class:`dwf.format.graph.Node`
+``atof``), the layers and the arrays it reads, and the :class:`dwf.format.ops.Node`
 operations that compute it — or the reason it has no such form (a refusal). Detection layers
 carry every attribute their decoding needs (:class:`Detection`). The arrays are
 :class:`Weight` values, named ``"conv_12.weights"``, in the layout the file stores them (a
@@ -18,7 +18,7 @@ node transposes what is stored transposed, so an emitter can point at the file's
    :attr:`Network.weights` entry (its bytes, stored shape :attr:`Weight.shape`: from the file,
    or a trainable parameter) and each :attr:`Network.constants` entry.
 3. For each node of :meth:`Network.nodes`, in order, compute ``node.op`` (one of
-   :data:`dwf.format.graph.OPS`, whose docs say exactly what each computes) of the values named
+   :data:`dwf.format.ops.OPS`, whose docs say exactly what each computes) of the values named
    by ``node.inputs`` with ``node.attrs``, and name the result ``node.output``.
 4. Return the values named by :attr:`Network.outputs` (the tensors entering each detection
    layer, then the last layer's output when it is not one). Every layer's output is also a
@@ -26,7 +26,7 @@ node transposes what is stored transposed, so an emitter can point at the file's
 
 How each layer type is computed is the lowering table, :mod:`dwf.format.lowering`; the
 activations are :mod:`dwf.format.activations`; the operations and values,
-:mod:`dwf.format.graph`.
+:mod:`dwf.format.ops`.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ import numpy as np
 
 from dwf.errors import UnsupportedLayerError
 from dwf.format.cfg import atoi
-from dwf.format.graph import Node, Shape, Weight
 from dwf.format.header import Header
 from dwf.format.lowering import LOWERINGS, REFUSED, Lowering, Refused
+from dwf.format.ops import Node, Shape, Weight
 from dwf.format.planner import Plan
 from dwf.format.records import LayerPlan
 

@@ -1,7 +1,7 @@
 """ONNX: an emitter of the network description (:mod:`dwf.format.network`).
 
 What Darknet computes is decided there, once; here each operation of
-:data:`dwf.format.graph.OPS` becomes ONNX nodes (opset 17), and the model is written. Weights
+:data:`dwf.format.ops.OPS` becomes ONNX nodes (opset 17), and the model is written. Weights
 are not copied by default: every initializer is ONNX *external data* pointing at its byte span
 in the ``.weights`` file itself, in the layout the file stores it (the description transposes
 what is stored transposed with a node). With ``embed=True``, or when the model cannot point at
@@ -26,8 +26,8 @@ import numpy as np
 
 from dwf.errors import DwfError
 from dwf.extras import require
-from dwf.format.graph import Node
 from dwf.format.network import Network, describe
+from dwf.format.ops import Node
 from dwf.io.reader import WeightsFile
 from dwf.io.writer import atomic_writes
 
