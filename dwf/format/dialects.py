@@ -1,4 +1,4 @@
-"""The two Darknet dialects, as a handful of switches (spec §3 and §10).
+"""The two Darknet dialects, as a handful of switches (docs/format.md §3).
 
 Everything that differs between AlexeyAB's fork (also what hank-ai writes) and pjreddie's
 original code is one field here; layer definitions read these fields and never test a dialect's
@@ -125,6 +125,10 @@ class Dialect:
         detection_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
             ``beta_nms``, and ``[net]`` reads ``letter_box`` (AlexeyAB).
         region_background: ``[region]`` reads ``background=`` (AlexeyAB never sets it: 0).
+        keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
+            integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
+            prints their total (AlexeyAB); else only convolutions print a figure, in double,
+            and no total (pjreddie). See :mod:`dwf.format.figures`.
     """
 
     name: str
@@ -154,6 +158,7 @@ class Dialect:
     bn_epsilon_outside_sqrt: bool = False
     detection_extras: bool = True
     region_background: bool = False
+    keeps_bflops: bool = False
 
 
 ALEXEYAB = Dialect(
@@ -195,6 +200,7 @@ ALEXEYAB = Dialect(
     shortcut_size_assert=True,
     needs_2d_layer=True,
     activations=_ALEXEYAB_ACTIVATIONS,
+    keeps_bflops=True,
 )
 
 PJREDDIE = Dialect(
