@@ -252,10 +252,14 @@ class UnsupportedLayerError(DwfError):
     """A layer the requested operation cannot handle (an ONNX or PyTorch export of a recurrent
     layer, a fold of a layer without batch norm …); the message names the layer and why.
 
+    With ``line=``, the message starts ``"{cfg}:{line}: "`` as a :class:`CfgError`'s does
+    (``path`` is then the cfg, or ``None`` for cfg text).
+
     Attributes:
         index: the layer's Darknet index, when there is one.
         layer: the layer's name (``"rnn_3"``), when there is one.
         type: the layer's type, when there is one.
+        line: the cfg line of the layer's section, when given.
     """
 
     def __init__(
@@ -266,11 +270,18 @@ class UnsupportedLayerError(DwfError):
         index: int | None = None,
         layer: str | None = None,
         type: str | None = None,
+        line: int | None = None,
     ) -> None:
-        super().__init__(message, path=path)
+        if line is not None:
+            super().__init__(f"{path or '<cfg text>'}:{line}: {message}")
+            self.path = path
+            self.reason = message
+        else:
+            super().__init__(message, path=path)
         self.index = index
         self.layer = layer
         self.type = type
+        self.line = line
 
 
 class RemoteError(DwfError, OSError):

@@ -136,12 +136,15 @@ VERBS: dict[str, Callable[[Path, Path, Path], Any]] = {
     "fuse": lambda w, c, out: dwf.fuse(w, out / "f.weights", out / "f.cfg", cfg=c),
     "cut": lambda w, c, out: dwf.cut(w, out / "cut.weights", 5, cfg=c),
     "export-pt": _export("pt"),
+    "export-onnx-embed": lambda w, c, out: dwf.export(w, out / "m.onnx", cfg=c, embed=True),
 }
 
 
 def _prepare(tmp_path: Path, verb: str) -> tuple[Path, Path, Path, bytes]:
     if verb == "export-pt":
         pytest.importorskip("torch")
+    if verb.startswith("export-onnx"):
+        pytest.importorskip("onnx")
     weights, cfg = write_model(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -200,7 +203,7 @@ def test_an_unchanged_file_reads_without_a_false_alarm(tmp_path: Path) -> None:
     weights, cfg = write_model(tmp_path)
     for age in (0, 3600):
         for verb, run in VERBS.items():
-            if verb == "export-pt":
+            if verb in ("export-pt", "export-onnx-embed"):
                 continue
             then = time.time_ns() - age * 10**9
             os.utime(weights, ns=(then, then))

@@ -394,6 +394,8 @@ class _Builder:
             count = 0  # the loader skips the whole layer (spec §4.12)
         activation = self.draw(st.sampled_from(["leaky", "linear", "mish"]))
         self.opt("activation", activation, numeric=False)
+        if activation == "mish" and not self.ab:
+            self.n_warnings += 1  # pjreddie knows no mish: relu, with Darknet's warning
         aa = 0
         if self.ab and not size1 and min(dims(size, 1, 1)) >= 1 and self.flag(8):
             aa = self.draw(st.integers(1, 2))  # the host conv then runs at stride 1
