@@ -9,7 +9,10 @@ survive pickling (they cross ``multiprocessing`` boundaries intact).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for the annotation only: errors.py imports nothing of dwf at run time
+    from dwf.format.diagnosis import Diagnosis
 
 # A URL in a message: scheme, optional user information, the rest up to a space or a quote.
 _URL_IN_TEXT = re.compile(
@@ -118,7 +121,8 @@ class SizeMismatchError(DwfError):
         first_unfilled: ``(layer index, layer name, layer type, array name, start byte,
             stop byte)`` of the first array the file cannot fill, or ``None`` if the file is
             larger than expected.
-        diagnosis: structured explanation (filled in by the diagnostics module when available).
+        diagnosis: the structured explanation (a :class:`dwf.Diagnosis`: the causes, ranked),
+            or ``None`` when the error was raised without one.
     """
 
     def __init__(
@@ -130,7 +134,7 @@ class SizeMismatchError(DwfError):
         actual_size: int = 0,
         header_size: int = 20,
         first_unfilled: tuple[int, str, str, str, int, int] | None = None,
-        diagnosis: Any = None,
+        diagnosis: Diagnosis | None = None,
     ) -> None:
         super().__init__(message, path=path)
         self.expected_size = expected_size
@@ -248,10 +252,14 @@ class UnsupportedLayerError(DwfError):
     """A layer the requested operation cannot handle (an ONNX or PyTorch export of a recurrent
     layer, a fold of a layer without batch norm …); the message names the layer and why.
 
+    With ``line=``, the message starts ``"{cfg}:{line}: "`` as a :class:`CfgError`'s does
+    (``path`` is then the cfg, or ``None`` for cfg text).
+
     Attributes:
         index: the layer's Darknet index, when there is one.
         layer: the layer's name (``"rnn_3"``), when there is one.
         type: the layer's type, when there is one.
+        line: the cfg line of the layer's section, when given.
     """
 
     def __init__(
@@ -262,11 +270,18 @@ class UnsupportedLayerError(DwfError):
         index: int | None = None,
         layer: str | None = None,
         type: str | None = None,
+        line: int | None = None,
     ) -> None:
-        super().__init__(message, path=path)
+        if line is not None:
+            super().__init__(f"{path or '<cfg text>'}:{line}: {message}")
+            self.path = path
+            self.reason = message
+        else:
+            super().__init__(message, path=path)
         self.index = index
         self.layer = layer
         self.type = type
+        self.line = line
 
 
 class RemoteError(DwfError, OSError):

@@ -39,6 +39,7 @@ CLI_MD = ROOT / "docs" / "cli.md"
 REAL = SHARED / "realweights"
 SUBCOMMANDS = [
     "info",
+    "graph",
     "stats",
     "diff",
     "check",
@@ -48,10 +49,15 @@ SUBCOMMANDS = [
     "import-weights",
     "fuse",
     "demo",
+    "watch",
 ]
 
 # -- the --json schemas (docs/cli.md documents every key) -----------------------------------------
 INFO_KEYS = {
+    "total_params",
+    "total_trainable",
+    "total_bflops",
+    "total_output_bytes",
     "path",
     "cfg",
     "dialect",
@@ -69,13 +75,14 @@ INFO_KEYS = {
 HEADER_KEYS = {"major", "minor", "revision", "version", "seen", "size", "note"}
 HEADER_KEYS |= {"connected_transposed"}
 LAYER_KEYS = {"index", "name", "type", "out_shape", "outputs", "span", "in_file", "arrays"}
+LAYER_KEYS |= {"n_params", "n_trainable", "bflops", "output_bytes", "receptive_field", "stride"}
 LAYER_ARRAY_KEYS = {"name", "shape", "count", "span"}
 STATS_KEYS = {"path", "arrays"}
 STATS_ARRAY_KEYS = {"index", "layer", "type", "array", "shape", "count", "min", "max", "mean"}
 STATS_ARRAY_KEYS |= {"std", "absmax", "zero_fraction", "nan", "inf", "denormals", "zeros"}
 STATS_ARRAY_KEYS |= {"negatives", "extreme"}
 DIFF_KEYS = {"a", "b", "seen_a", "seen_b", "identical", "only_a", "only_b", "shape_mismatch"}
-DIFF_KEYS |= {"arrays"}
+DIFF_KEYS |= {"arrays", "warnings"}
 DIFF_ARRAY_KEYS = {"index", "layer", "type", "array", "count", "identical", "max_abs", "rel_l2"}
 DIFF_ARRAY_KEYS |= {"cosine"}
 CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings", "cfg_warnings"}
@@ -882,7 +889,7 @@ def test_progress_bar_only_on_a_terminal(
     monkeypatch.setattr(sys, "stderr", stream)
     assert main(["stats", str(demo.weights)]) == 0
     assert main(["check", str(demo.weights)]) == 0
-    assert main(["diff", str(demo.weights), str(demo.later), str(demo.weights)]) == 0
+    assert main(["diff", str(demo.weights), str(demo.weights), str(demo.later)]) == 0
     bars = stream.getvalue()
     if tty:
         for what in ("stats", "check", "diff"):

@@ -136,12 +136,15 @@ VERBS: dict[str, Callable[[Path, Path, Path], Any]] = {
     "fuse": lambda w, c, out: dwf.fuse(w, out / "f.weights", out / "f.cfg", cfg=c),
     "cut": lambda w, c, out: dwf.cut(w, out / "cut.weights", 5, cfg=c),
     "export-pt": _export("pt"),
+    "export-onnx-embed": lambda w, c, out: dwf.export(w, out / "m.onnx", cfg=c, embed=True),
 }
 
 
 def _prepare(tmp_path: Path, verb: str) -> tuple[Path, Path, Path, bytes]:
     if verb == "export-pt":
         pytest.importorskip("torch")
+    if verb.startswith("export-onnx"):
+        pytest.importorskip("onnx")
     weights, cfg = write_model(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -166,6 +169,7 @@ def test_same_size_rewrite_keeping_mtime_is_never_a_mix(
     """The issue's repro (an npz came out with conv_0 old and conv_1 97.6 % new): rewritten in
     place after the first piece was read, size and modification time as they were."""
     weights, cfg, out, new = _prepare(tmp_path, verb)
+    os.utime(weights)  # modified just now: its next modification may not move the time
     rewriter = Rewriter(weights, new, at=2, keep_mtime=True)
     rewriter.install(monkeypatch)
     with pytest.raises(dwf.FileChangedError, match=r"changed|rewritten"):
@@ -198,12 +202,11 @@ def test_an_unchanged_file_reads_without_a_false_alarm(tmp_path: Path) -> None:
     both read cleanly, through every verb."""
     weights, cfg = write_model(tmp_path)
     for age in (0, 3600):
-        if age:
-            old = time.time_ns() - age * 10**9
-            os.utime(weights, ns=(old, old))
         for verb, run in VERBS.items():
-            if verb == "export-pt":
+            if verb in ("export-pt", "export-onnx-embed"):
                 continue
+            then = time.time_ns() - age * 10**9
+            os.utime(weights, ns=(then, then))
             out = tmp_path / f"out-{verb}-{age}"
             out.mkdir()
             run(weights, cfg, out)
@@ -355,6 +358,23 @@ def test_server_ignoring_ranges_is_read_once_into_a_temporary_file(
             dwf.check(url, cfg=cfg_url, storage_options={"download_limit": 100_000})
     finally:
         server.stop()
+
+
+def test_a_download_reports_its_progress(tmp_path: Path, versions: Any) -> None:
+    """The command line's progress bar listens here (dwf.io.source.transfer_progress)."""
+    from dwf.io.source import reporting_transfers
+
+    _, _, _, weights, cfg = versions
+    calls: list[tuple[int, int, str]] = []
+    server = StaticServer(tmp_path).start()
+    try:
+        with reporting_transfers(lambda done, total, name: calls.append((done, total, name))):
+            dwf.check(f"{server.url}/net.weights", cfg=cfg)
+    finally:
+        server.stop()
+    size = weights.stat().st_size
+    assert calls and calls[-1][:2] == (size, size) and calls[-1][2].endswith("net.weights")
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
 
 
 def test_cli_check_of_a_url_on_http_server(tmp_path: Path, versions: Any, capsys: Any) -> None:

@@ -97,24 +97,25 @@ class HttpRanges:
         except Exception as e:
             raise failure(self.name, what, e) from None
 
-    def fetch(self, start: int, stop: int) -> bytes | None:
-        """Bytes ``start..stop``; ``None`` when the server ignores ranges and the read does not
+    def fetch_into(self, buf: memoryview, start: int) -> int | None:
+        """Fill ``buf`` with the bytes at ``start``; returns how many came (fewer only at the
+        end of the file), or ``None`` when the server ignores ranges and the read does not
         start at 0 (then the file must be read whole)."""
-        out = bytearray()
-        pos = start
-        while pos < stop:
+        got = 0
+        while got < len(buf):
+            pos, stop = start + got, start + len(buf)
             what = f"reading bytes {_fmt(pos)}..{_fmt(stop)}"
-            data = self._run(what, self._fetch, pos, stop)
-            if data is None:
+            n = self._run(what, self._fetch_into, buf[got:], pos)
+            if n is None:
                 return None
-            if not data:
+            if not n:
                 break  # the end of the file: a short read, which the caller reports
-            out += data
-            pos += len(data)
-        return bytes(out)
+            got += n
+        return got
 
-    async def _fetch(self, start: int, stop: int) -> bytes | None:
+    async def _fetch_into(self, buf: memoryview, start: int) -> int | None:
         session = await self.fs.set_session()
+        stop = start + len(buf)
         headers = {"Range": f"bytes={start}-{stop - 1}"}
         url = self.fs.encode_url(self.url)
         async with session.get(url, **self._options(headers)) as r:
@@ -122,13 +123,13 @@ class HttpRanges:
             self._check_validators(r.headers)
             if r.status == 206:
                 first, last = self._content_range(r.headers, start, stop)
-                return await self._read(r, min(last + 1, stop) - first)
+                return await self._read_into(r, buf[: min(last + 1, stop) - first])
             self._check_length(r.headers)
             self.ranges_ignored = True
             if start > 0:
                 r.close()
                 return None
-            return await self._read(r, stop)  # the file's first bytes: what was asked
+            return await self._read_into(r, buf)  # the file's first bytes: what was asked
 
     def download(self, fd: int, limit: int, progress: Callable[[int], None]) -> int:
         """The whole file into ``fd`` (at most ``limit`` bytes, and exactly its size at open);
@@ -230,20 +231,19 @@ class HttpRanges:
             )
         return first, last
 
-    async def _read(self, r: Any, n: int) -> bytes:
-        """At most ``n`` bytes of the body; the connection is closed when more follow (never
-        read: memory stays bounded whatever the server sends)."""
-        parts: list[bytes] = []
+    async def _read_into(self, r: Any, buf: memoryview) -> int:
+        """At most ``len(buf)`` bytes of the body, into ``buf``; the connection is closed when
+        more follow (never read: memory stays bounded whatever the server sends)."""
         got = 0
-        while got < n:
-            chunk = await r.content.read(min(n - got, _READ_STEP))
+        while got < len(buf):
+            chunk = await r.content.read(min(len(buf) - got, _READ_STEP))
             if not chunk:
                 break
-            parts.append(chunk)
+            buf[got : got + len(chunk)] = chunk
             got += len(chunk)
         if not r.content.at_eof():
             r.close()
-        return b"".join(parts)
+        return got
 
 
 def get_bounded(fs: Any, url: str, limit: int) -> bytes:

@@ -26,10 +26,8 @@ from dwf.io.reader import Backend, WeightsFile
 from dwf.io.source import ByteSource, LocalSource
 
 if TYPE_CHECKING:
+    from dwf.format.header_width import WidthJudgement
     from dwf.format.known import CfgFit
-
-ReadAt = Callable[[int, int], bytes]
-"""``read_at(n, offset) -> bytes``: up to ``n`` bytes of the file at ``offset``."""
 
 # A string, not a compiled pattern: re compiles it on the first use (find_cfg), not at import.
 _CHECKPOINT_SUFFIX = r"(_last|_best|_final|_\d+)$"
@@ -88,7 +86,8 @@ def _resolve_plan(
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
-        _, looked = find_cfg(source.name)
+        # the names a cfg beside it may have (a URL's query, which signs this file only, aside)
+        _, looked = find_cfg(source.local_path or source.name.split("?", 1)[0])
         names = [Path(c).name for c in looked]
         found = next((loc for loc in map(source.beside, names) if loc is not None), None)
         if found is None:
@@ -208,7 +207,7 @@ def open_weights(
             header_size,
             strict,
             source.read_at,
-            local=source.local_path is not None,
+            nearby=source.local_path is not None,
         )
         # The header is part of what every whole-file read hands on: checked at its end too.
         source.watch(0, head[: header.size])
@@ -244,40 +243,45 @@ def _fit(
     d: Dialect,
     forced: int | None,
     strict: bool,
-    read_at: ReadAt | None = None,
-    *,
-    local: bool = False,
+    read_at: Callable[[int, int], bytes] | None = None,
+    nearby: bool = False,
 ) -> tuple[Header, bool, str | None]:
-    """Validate the header width against the file size (spec §1.6). ``read_at(n, offset)``
-    reads the file's bytes (local or remote); for a ``local`` file a mismatch also looks for
-    the cfgs beside it that it fits, and for a CRLF translation (which reads the whole file)."""
+    """Validate the header width against the file size (docs/format.md §1.6). ``read_at(n,
+    offset)`` reads the file's bytes: when the size fits the cfg with either header width, the
+    values decide which (docs/format.md §1.5). With ``nearby`` (a local file), a mismatch also
+    looks for the cfgs beside the file that it fits, and for a CRLF translation."""
     n = plan.total_floats
     if size == header.size + 4 * n:
         return header, False, None
     other = other_width(header.size)
-    if forced is None and size == other + 4 * n and len(head) >= other:
-        note = (
-            f"the version {header.version} implies a {header.size}-byte header, but the file"
-            f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug);"
-            f" read with {other} bytes"
-        )
-        return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
+    judged = None
+    fits_other = (size - other) // 4 if size >= other and (size - other) % 4 == 0 else -1
+    if forced is None and len(head) >= 20 and 0 < fits_other <= n:
+        if fits_other == n or fits_other in plan.boundaries():
+            judged = _judge_width(head, header.size, size, fits_other, plan, read_at)
+        if judged is not None and judged.chosen == other and fits_other == n:
+            note = (
+                f"the version {header.version} implies a {header.size}-byte header, but the file"
+                f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug) and"
+                f" its values agree: read with {other} bytes"
+            )
+            return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
     body = size - header.size
     if 0 <= body < 4 * n and body % 4 == 0:
         floats = body // 4
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
-    from dwf.format.diagnosis import diagnose  # only when the size does not match
+    from dwf.format.diagnosis import Context, diagnose  # only when the size does not match
 
     fits: list[CfgFit] = []
     crlf = None
-    if local and read_at is not None:
+    if nearby and read_at is not None:
         from dwf.io import cfg_search
 
         fits = cfg_search.search_fits(path, header, size, given=plan.cfg_path, dialect=plan.dialect)
         crlf = cfg_search.crlf_counts(read_at, size, head)
-    diagnosis = diagnose(path, head, header, size, plan, fits=fits, crlf=crlf)
+    diagnosis = diagnose(Context(path, head, header, size, plan, tuple(fits), crlf, judged))
     message = diagnosis.explain()
     if strict:
         raise SizeMismatchError(
@@ -290,6 +294,26 @@ def _fit(
             diagnosis=diagnosis,
         )
     return header, False, message
+
+
+def _judge_width(
+    head: bytes,
+    rule: int,
+    size: int,
+    floats: int,
+    plan: Plan,
+    read_at: Callable[[int, int], bytes] | None,
+) -> WidthJudgement:
+    """Both readings of a file that fits the cfg (or ends on a layer boundary) with the header
+    width its version does not imply, weighed by its values (a bounded number of batch-norm
+    variance arrays, one read each)."""
+    from dwf.format import header_width  # only for a size that fits both widths
+
+    samples = []
+    if read_at is not None:
+        for probe in header_width.probes(plan, size):
+            samples.append((probe, read_at(probe.nbytes, probe.offset)))
+    return header_width.judge(head, rule, size, floats, samples)
 
 
 @contextlib.contextmanager

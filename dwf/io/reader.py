@@ -18,7 +18,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from dwf.errors import (
     ArrayError,
     ArrayNotFoundError,
     ClosedFileError,
+    DwfError,
     FileChangedError,
     LayerNotFoundError,
     LayerNotInFileError,
@@ -39,6 +40,7 @@ from dwf.io.streaming import STREAM_FLOATS, ArrayReads
 from dwf.io.views import logical_view
 
 if TYPE_CHECKING:
+    from dwf.interfaces.graph import Graph, Highlight
     from dwf.io.guard import GuardedMap, Refusal
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
@@ -204,6 +206,9 @@ class Layer:
         where = "" if self.in_file else ", not in file"
         return f"<dwf.Layer {self.index} {self.name} {self.type} out {c}×{h}×{w}: {arrays}{where}>"
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise _stays(self.file.path, f"layer {self.name} of an open file", self.name)
+
 
 class WeightsFile:
     """An open ``.weights`` file: its header, its plan and lazy views of its arrays.
@@ -356,6 +361,26 @@ class WeightsFile:
         return len(self.plan.layers) - 1
 
     @property
+    def cut_short(self) -> str | None:
+        """Why the file was probably cut short, when it ends on a layer boundary but its
+        ``seen`` is not 0 (Darknet's ``partial`` and ``dwf cut`` write 0; old tools wrote such
+        backbones, so it still opens): else ``None``."""
+        if not self.partial or not self.header.seen:
+            return None
+        held = f"layers 0..{self.last_layer}" if self.last_layer >= 0 else "no layer"
+        return (
+            f"the file ends at a layer boundary ({held} of {len(self.plan.layers)}), but seen ="
+            f" {self.header.seen:,}; Darknet's `partial` writes 0 — probably cut short"
+        )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The plan's warnings (:attr:`dwf.Plan.warnings`: cfg lines Darknet warns about or
+        accepts silently), then the file's own (:attr:`cut_short`)."""
+        own = self.cut_short
+        return self.plan.warnings if own is None else (*self.plan.warnings, own)
+
+    @property
     def cfg_path(self) -> str | None:
         """The cfg file the plan came from."""
         return self.plan.cfg_path
@@ -465,6 +490,12 @@ class WeightsFile:
         Needs the ``plot`` extra."""
         return extensions.call("plot_file", self)
 
+    def graph(self, *, highlight: Highlight | None = None, cut: int | None = None) -> Graph:
+        """A picture of the network (layers as boxes, routes and shortcuts as edges) that
+        displays inline in a notebook; the same as :func:`dwf.graph`."""
+        picture: Graph = extensions.call("graph", self, highlight=highlight, cut=cut)
+        return picture
+
     def _repr_html_(self) -> str:
         html: str = extensions.call("file_html", self)
         return html
@@ -481,11 +512,15 @@ class WeightsFile:
             "size": self.size,
             "expected_size": self.plan.expected_size(h.size),
             "total_floats": self.plan.total_floats,
+            "total_params": self.plan.total_params,
+            "total_trainable": self.plan.total_trainable,
+            "total_bflops": self.plan.total_bflops,
+            "total_output_bytes": self.plan.total_output_bytes,
             "complete": self.complete,
             "partial": self.partial,
             "last_layer": self.last_layer,
             "mismatch": self.mismatch,
-            "warnings": list(self.plan.warnings),
+            "warnings": list(self.warnings),
             "layers": [
                 {**lp.to_dict(h.size), "in_file": self.holds(lp)}
                 for lp in (self.plan.layers if layers is None else layers)
@@ -528,6 +563,10 @@ class WeightsFile:
             f"<dwf.WeightsFile {self.path!r} v{self.header.version} seen={self.header.seen}"
             f" {len(self.plan.layers)} layers, {_fmt(self.plan.total_floats)} floats ({state})>"
         )
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # what pickle, copy.copy and copy.deepcopy call: a clear refusal, not a lock's TypeError
+        raise _stays(self.path, "an open file")
 
     # -- internals -----------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -608,8 +647,8 @@ class WeightsFile:
         modification time cannot be trusted (it was modified seconds before), the bytes read
         are read again and compared — so a file rewritten meanwhile raises
         :class:`dwf.FileChangedError` at the end of the block instead of giving a result made
-        of two versions. Every whole-file verb reads inside one (docs/robustness.md). Views of
-        the map are windows onto the file, not reads: they are not covered.
+        of two versions. Every whole-file verb reads inside one (docs/robustness.md). Views are
+        not reads: a view keeps the values it had when it was made (dwf/io/guard.py).
         """
         return self.source.consistent()
 
@@ -745,18 +784,31 @@ class WeightsFile:
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
+        flat = np.empty(spec.count, dtype=F32)
         with self.source.consistent():  # the same file after the read as before it
-            data = self.source.read_at(spec.nbytes, start)
-        if len(data) != spec.nbytes:
+            got = self.source.read_into(flat.data.cast("B"), start) if spec.count else 0
+        if got != spec.nbytes:
             raise FileChangedError(
                 f"short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
                 " the file shrank since it was opened",
                 path=self.path,
                 opened=self.source.identity.pair,
             )
+        flat.flags.writeable = False  # a copy, but read-only as every view is
         shifted = replace_offset(spec, 0)
         legacy = self.header.connected_transposed
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
+        return logical_view(flat, shifted, legacy)
+
+
+def _stays(path: str, what: str, layer: str | None = None) -> DwfError:
+    """Why an open file (or one of its layers) cannot be pickled or copied."""
+    then = f', then f["{layer}"]' if layer else ""
+    return DwfError(
+        f"{what} cannot be pickled or copied: it holds the file's descriptor and map, which"
+        f" stay in this process; send its path and plan and open it there (dwf.open(f.path,"
+        f" cfg=f.plan){then})",
+        path=path,
+    )
 
 
 def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -161,6 +161,8 @@ class RemoteSource(ByteSource):
             temporary file (read from there since).
     """
 
+    every_read_checked = True  # each response, or the store asked again after each fetch
+
     def __init__(
         self,
         url: str,
@@ -259,39 +261,41 @@ class RemoteSource(ByteSource):
             if self._http is not None and self._http.ranges_ignored:
                 self._download()
                 return self._read_spool(buf[: stop - start], start)
-            if stop - start >= self.block_size:
-                data = self._fetch(start, stop)
-            else:
-                block = self._fetch(start, min(start + self.block_size, self.size))
-                self._cache[start] = block
-                while len(self._cache) > self.max_blocks:
-                    self._cache.popitem(last=False)
-                data = block[: stop - start]
-            buf[: len(data)] = data
-            return len(data)
+            if stop - start >= self.block_size:  # straight into the caller's buffer
+                self._fetch_into(buf[: stop - start], start)
+                return stop - start
+            fresh = bytearray(min(self.block_size, self.size - start))
+            self._fetch_into(memoryview(fresh), start)
+            self._cache[start] = bytes(fresh)
+            while len(self._cache) > self.max_blocks:
+                self._cache.popitem(last=False)
+            buf[: stop - start] = fresh[: stop - start]
+            return stop - start
 
-    def _fetch(self, start: int, stop: int) -> bytes:
-        """Bytes ``start..stop`` from the store, checked against the identity at open."""
+    def _fetch_into(self, buf: memoryview, start: int) -> None:
+        """Fill ``buf`` with the bytes at ``start`` from the store, checked against the
+        identity at open."""
         self.requests += 1
-        data: bytes | None
+        stop = start + len(buf)
+        got: int | None
         if self._http is not None:
-            data = self._http.fetch(start, stop)
-            if data is None:  # the server ignores ranges: read it whole, then from there
+            got = self._http.fetch_into(buf, start)
+            if got is None:  # the server ignores ranges: read it whole, then from there
                 self._download()
-                out = bytearray(stop - start)
-                self._read_spool(memoryview(out), start)
-                return bytes(out)
+                self._read_spool(buf, start)
+                return
         else:
             data = self._fetch_file(start, stop)
-        self.transferred += len(data)
-        if len(data) != stop - start:
+            got = len(data)
+            buf[:got] = data
+        self.transferred += got
+        if got != len(buf):
             raise FileChangedError(
                 f"short read at bytes {_fmt(start)}..{_fmt(stop)} (got"
-                f" {_fmt(len(data))}): the file shrank on the server since it was opened",
+                f" {_fmt(got)}): the file shrank on the server since it was opened",
                 path=self.name,
                 opened=self.identity.pair,
             )
-        return data
 
     def _fetch_file(self, start: int, stop: int) -> bytes:
         """A store other than HTTP: its file object, reading exactly the ranges asked for (no

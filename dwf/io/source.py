@@ -14,19 +14,23 @@ versions of a file. The identity is the source's: for a local file its size, mod
 inode and device (``fstat`` on the open descriptor); for a URL the validators of *every*
 response (checked as each one arrives, in :mod:`dwf.io.remote`).
 
-A modification time can lie: a write lands in the same clock tick as the write before it (a few
-milliseconds on Linux; 1–2 s on FAT, HFS+, ext3), so a same-size rewrite in place made then
-leaves size and time as they were. It can only happen to a file written moments before the read
-began: a write made during the read, to a file last modified earlier than the timestamp
-granularity before the read began, necessarily moves the time forward. So, as Git does with
-"racily clean" files, the bytes are checked only when the time cannot be trusted — when the
-file was modified less than :data:`RACY_NS` before the read began (or has a time in the future).
-Then every piece read is summed (CRC-32, chained over contiguous pieces) as it passes, and after
-the last piece the same ranges are read again and compared. That costs a second read of the
-file, from the page cache, only for a file that was being written seconds ago; other files pay
-two ``fstat`` calls per read. Bytes read when the file was opened (its header) are checked
-again at the end of every read in pieces, whatever the time says: they are few, and a header
-rewritten with a new ``seen`` must not be paired with the old body.
+A modification time can lie: a write lands in the same clock tick as the write before it, and
+the time it records is the kernel's coarse clock (one tick: 4–10 ms on Linux) cut to the file
+system's granularity (nanoseconds on ext4, XFS, Btrfs, tmpfs, APFS, NTFS; 10 ms on exFAT; 1 s
+on HFS+ and ext3; 2 s on FAT). A same-size rewrite in place made within that window leaves size
+and time as they were. It can only happen to a file modified moments before the read began: a
+write made during a read that began later than tick + granularity after the file's last
+modification necessarily records a later time. So, as Git does with "racily clean" files, the
+bytes are checked only when the time cannot be trusted — when the file was modified less than
+:data:`RACY_FINE_NS` before the read began (its time has a fraction of a second, so its file
+system keeps sub-second times), or less than :data:`RACY_NS` before (a time on a whole second:
+perhaps a file system of 1–2 s), or has a time in the future. Then every piece read is summed
+(CRC-32, chained over contiguous pieces) as it passes, and after the last piece the same ranges
+are read again and compared. That costs a second read of the file, from the page cache, and two
+sums — only for a file that is being written as it is read; other files pay two ``fstat`` calls
+per read. Bytes read when the file was opened (its header) are checked again at the end of
+every read in pieces, whatever the time says: they are few, and a header rewritten with a new
+``seen`` must not be paired with the old body.
 """
 
 from __future__ import annotations
@@ -42,14 +46,18 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from pathlib import Path
 
 import attrs
 
 from dwf.errors import ClosedFileError, DwfError, FileChangedError, WeightsNotFoundError
 
 #: A file modified less than this long before a read began may be rewritten without its
-#: modification time moving (the timestamp granularity of common file systems is at most 2 s).
+#: modification time moving, when its time is on a whole second (FAT keeps 2 s, HFS+ 1 s).
 RACY_NS = 3_000_000_000
+#: The same for a file whose time has a fraction of a second: its file system keeps sub-second
+#: times, and a write's time is then at most a clock tick (≤ 10 ms) plus 10 ms (exFAT) late.
+RACY_FINE_NS = 100_000_000
 #: Bytes per read when the bytes of a read are checked again, and per step of a copy.
 _STEP = 4 << 20
 # Bytes per kernel copy call: large enough to be cheap, small enough to notice a change soon.
@@ -121,6 +129,10 @@ class ByteSource(abc.ABC):
         size: its size in bytes when it was opened.
         identity: what must not change while it is open.
     """
+
+    #: Every read is checked against the identity as it arrives (a URL's every response), so
+    #: the bytes read before (the header) need no second look at the end of a read in pieces.
+    every_read_checked = False
 
     def __init__(self, name: str, size: int, identity: Identity) -> None:
         self.name = name
@@ -259,7 +271,7 @@ class ByteSource(abc.ABC):
         try:
             yield
             self.check_unchanged()
-            if depth == 0:
+            if depth == 0 and not self.every_read_checked:
                 self._verify_watched()
                 if record is not None:
                     self._verify(record)
@@ -388,7 +400,7 @@ class LocalSource(ByteSource):
         return self.path
 
     def beside(self, name: str) -> str | None:
-        cand = os.path.join(os.path.dirname(self.path), name)
+        cand = str(Path(self.path).with_name(name))
         return cand if os.path.isfile(cand) else None
 
     def _read_into(self, buf: memoryview, offset: int) -> int:
@@ -445,7 +457,9 @@ class LocalSource(ByteSource):
         )
 
     def _identity_can_lie(self) -> bool:
-        return self.identity.mtime_ns > time.time_ns() - RACY_NS
+        mtime = self.identity.mtime_ns
+        window = RACY_NS if mtime % 1_000_000_000 == 0 else RACY_FINE_NS
+        return mtime > time.time_ns() - window
 
     def copy_to(self, out_fd: int, start: int, stop: int, out_offset: int) -> int:
         """As :meth:`ByteSource.copy_to`, in the kernel (``os.copy_file_range``, else

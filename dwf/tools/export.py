@@ -261,7 +261,7 @@ def export(
             ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
             ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
-            ``dwf[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+            ``dwf[onnx]``; see :func:`dwf.tools.emit_onnx.to_onnx`).
         format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
             extension.
         cfg, dialect: how to open ``src`` when it is a path.
@@ -280,7 +280,7 @@ def export(
         if fmt == "safetensors":
             return to_safetensors(f, dst)
         if fmt == "onnx":
-            from dwf.tools.onnx_export import to_onnx
+            from dwf.tools.emit_onnx import to_onnx
 
             return to_onnx(f, dst, embed=embed, data=data)
         torch = require("torch", "torch")

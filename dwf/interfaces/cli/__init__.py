@@ -1,7 +1,7 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
-Subcommands: ``info``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
-``import-weights`` (alias ``import``), ``fuse``, ``demo`` — one module each, exposing
+Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
+``import-weights`` (alias ``import``), ``fuse``, ``demo``, ``watch`` — one module each, exposing
 ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
 report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
 Tables fit the terminal, or 100 columns when piped (``--wide`` lifts that).
@@ -33,6 +33,7 @@ from dwf.version import __version__
 # The commands, in the order `dwf --help` lists them: command word → its module in this package.
 COMMANDS = {
     "info": "info",
+    "graph": "graph",
     "stats": "stats",
     "diff": "diff",
     "check": "check",
@@ -42,6 +43,7 @@ COMMANDS = {
     "import-weights": "import_weights",
     "fuse": "fuse",
     "demo": "demo",
+    "watch": "watch",
 }
 # Other words for a command, as its module also registers them with argparse (`aliases=`): a
 # word missing here still works, through the parser of every command, only slower.
@@ -130,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a whole-file download (a server that ignores byte ranges) shows its own bar
     download = render.Progress("download", unit=1, always=True)
     try:
+        markdown = getattr(args, "markdown", False) and not getattr(args, "json", False)
         try:
-            with reporting_transfers(download):
+            with reporting_transfers(download), render.markdown(markdown):
                 code = int(args.func(args))
         finally:
             download.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 from dwf.format.known import Identification
 from dwf.interfaces.cli import options, render
+from dwf.tools.batch import each
 from dwf.tools.identify import identify
 
 
@@ -35,8 +36,8 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
-        results = identify(
-            list(args.weights), jobs=args.jobs, storage_options=options.storage_options(args)
+        results = each(
+            identify, args.weights, jobs=args.jobs, storage_options=options.storage_options(args)
         )
         named: list[Identification] = []
 

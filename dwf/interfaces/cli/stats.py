@@ -9,6 +9,7 @@ import io
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
+from dwf.tools.batch import each
 from dwf.tools.stats import StatsReport, stats
 
 
@@ -25,7 +26,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     options.add_source(p, many=True)
     options.add_lenient(p, "read the complete layers of a file whose size does not match")
     options.add_select(p)
-    options.add_output(p)
+    options.add_output(p, markdown=True)
     p.set_defaults(func=run)
 
 
@@ -33,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
         if args.layers or args.type:
             raise DwfError("--layers and --type select layers of one file; give one file")
-        results = stats(
-            list(args.weights),
+        results = each(
+            stats,
+            args.weights,
+            jobs=args.jobs,
             cfg=args.cfg,
             dialect=args.dialect,
             strict=not args.lenient,
-            jobs=args.jobs,
             storage_options=options.storage_options(args),
         )
         width = render.width(args)
