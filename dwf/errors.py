@@ -8,10 +8,36 @@ survive pickling (they cross ``multiprocessing`` boundaries intact).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for the annotation only: errors.py imports nothing of dwf at run time
     from dwf.format.diagnosis import Diagnosis
+
+# A URL in a message: scheme, optional user information, the rest up to a space or a quote.
+_URL_IN_TEXT = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]+://)(?P<user>[^\s/@'\"<>]*@)?(?P<rest>[^\s'\"<>]*)"
+)
+# A query value: up to the next parameter, fragment, space, quote or sentence punctuation.
+_QUERY_VALUE = re.compile(r"=[^&#\s'\"<>:,;)]*")
+
+
+def _redact_one(m: re.Match[str]) -> str:
+    rest = m["rest"]
+    path, q, query = rest.partition("?")
+    if q:
+        query, hash_, fragment = query.partition("#")
+        query = _QUERY_VALUE.sub("=***", query) + hash_ + fragment
+    return m["scheme"] + ("***@" if m["user"] else "") + path + q + query
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden: user information
+    (``https://user:password@host``, a token as user name) and the values of query parameters
+    (signed URLs: ``?X-Amz-Signature=…``, ``?sig=…``, ``?token=…``) become ``***``."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(_redact_one, text)
 
 
 def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
@@ -36,6 +62,9 @@ class DwfError(ValueError):
     """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
+        # Messages name URLs, and URLs can carry credentials: never in a message (or a log).
+        message = redact(message)
+        path = None if path is None else redact(path)
         reason = message
         if path is not None:
             prefix = f"{path}: "
@@ -73,8 +102,8 @@ class CfgError(DwfError):
         where = path or "<cfg text>"
         prefix = f"{where}:{line}: " if line is not None else f"{where}: "
         super().__init__(prefix + message)
-        self.path = path
-        self.reason = message
+        self.path = None if path is None else redact(path)
+        self.reason = redact(message)
         self.line = line
 
 

@@ -127,9 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 findings, 2 error, 130 interrupted)."""
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
+    from dwf.io.source import reporting_transfers
+
+    # a whole-file download (a server that ignores byte ranges) shows its own bar
+    download = render.Progress("download", unit=1, always=True)
     try:
-        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
-            code = int(args.func(args))
+        markdown = getattr(args, "markdown", False) and not getattr(args, "json", False)
+        try:
+            with reporting_transfers(download), render.markdown(markdown):
+                code = int(args.func(args))
+        finally:
+            download.close()
         render.flush()
         return code
     except BrokenPipeError:

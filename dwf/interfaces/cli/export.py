@@ -44,7 +44,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
-    with opened(args.weights, args.cfg, dialect=args.dialect) as f:
+    with opened(
+        args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    ) as f:
         out = export(
             f,
             args.out,
