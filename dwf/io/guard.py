@@ -23,8 +23,9 @@ lock, so they can never overlap.
 
 If the swap comes too late — this process did not get to run for the whole
 ``/proc/sys/fs/lease-break-time`` (45 s by default; it was stopped, or a C extension held the
-GIL that long), after which the kernel lets the writer go on — the copied ranges read as NaN:
-still never a signal, nor a mix of two files.
+GIL that long), after which the kernel lets the writer go on — the copied ranges read as NaN
+rather than a mix of two files; a view touched before the watcher gets to run, in that case
+only, can still fault (docs/robustness.md lists this limit).
 """
 
 from __future__ import annotations
