@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
-from dwf.errors import ArrayError, DwfError, HeaderError
+from dwf.errors import ArrayError, DwfError, HeaderError, short_path
 from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
@@ -104,7 +104,7 @@ def check_destination(
         same_file = st is not None and src_st is not None and _identity(st) == _identity(src_st)
         if same_path or same_file:
             name = target if isinstance(src, int) else os.fspath(src)
-            how = "" if os.fspath(target) == name else f" (the same file as {name})"
+            how = "" if os.fspath(target) == name else f" (the same file as {short_path(name)})"
             raise DwfError(
                 f"is one of this command's inputs{how}; writing there would destroy"
                 " it. Choose another output name",
@@ -119,8 +119,8 @@ def check_destination(
         same_file = st is not None and other_st is not None and _identity(st) == _identity(other_st)
         if _real(o) == real or same_file:
             raise DwfError(
-                f"given as both outputs ({target} and {o} are the same file);"
-                " each output needs its own name",
+                f"given as both outputs ({short_path(target)} and {short_path(o)} are the same"
+                " file); each output needs its own name",
                 path=target,
             )
 
@@ -234,7 +234,9 @@ class _Staged:
                 fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or e
-            raise DwfError(f"cannot create a file in {folder}: {why}", path=target) from None
+            raise DwfError(
+                f"cannot create a file in {short_path(folder)}: {why}", path=target
+            ) from None
         return cls(target, os.fdopen(fd, "wb"), tmp)
 
     def finish(self, *, direct: bool) -> None:
@@ -481,6 +483,40 @@ Filler = Callable[[LayerPlan, ArraySpec, _Counted], None]
 object it is given, in as many ``write`` calls as it likes."""
 
 
+def write_body(
+    fh: BinaryIO, plan: Plan, fill: Filler, *, header: Header, upto: int | None = None
+) -> None:
+    """Write ``header`` and, for every array of layers ``0..upto-1`` in plan order, what
+    ``fill(layer, array, out)`` writes, into the open file ``fh`` (the staged file of
+    :func:`atomic_write` or of :func:`atomic_writes`, when a command writes several files).
+
+    Raises:
+        ArrayError: a filler wrote another number of bytes than its array holds.
+    """
+    check_header(header, plan.dialect)
+    layers = plan.layers[: check_upto(plan, upto)]
+    fh.write(header.encode())
+    out = _Counted(fh)
+    for lp in layers:
+        for a in lp.arrays:
+            out.count = 0
+            fill(lp, a, out)
+            if out.count != a.nbytes:
+                raise ArrayError(
+                    f"layer {lp.index} ({lp.name}, {lp.type}), array {a.name}: wrote"
+                    f" {out.count:,} bytes of {a.nbytes:,}"
+                )
+
+
+def array_filler(get: Callable[[LayerPlan, ArraySpec], Any], header: Header) -> Filler:
+    """A filler writing ``get(layer, array)`` (a whole array, checked by :func:`as_array`)."""
+
+    def fill(lp: LayerPlan, a: ArraySpec, out: _Counted) -> None:
+        out.write(stored_bytes(a, as_array(lp, a, get(lp, a)), header))
+
+    return fill
+
+
 def write_stored(
     path: str | os.PathLike[str],
     plan: Plan,
@@ -491,8 +527,7 @@ def write_stored(
     inputs: Iterable[Source] = (),
     before_publish: Callable[[], None] | None = None,
 ) -> str:
-    """Write ``header`` and, for every array of layers ``0..upto-1`` in plan order, what
-    ``fill(layer, array, out)`` writes; atomically, never over one of ``inputs`` (see
+    """:func:`write_body` into ``path``, atomically, never over one of ``inputs`` (see
     :func:`atomic_write`). A filler that streams its array in bounded pieces keeps the memory
     used independent of the file's size. ``before_publish`` runs after the last array, before
     the file is put in place (a check that the sources did not change meanwhile); if it raises,
@@ -503,19 +538,9 @@ def write_stored(
             published).
     """
     check_header(header, plan.dialect)
-    layers = plan.layers[: check_upto(plan, upto)]
+    check_upto(plan, upto)
     with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
-        fh.write(header.encode())
-        out = _Counted(fh)
-        for lp in layers:
-            for a in lp.arrays:
-                out.count = 0
-                fill(lp, a, out)
-                if out.count != a.nbytes:
-                    raise ArrayError(
-                        f"layer {lp.index} ({lp.name}, {lp.type}), array {a.name}: wrote"
-                        f" {out.count:,} bytes of {a.nbytes:,}"
-                    )
+        write_body(fh, plan, fill, header=header, upto=upto)
         if before_publish is not None:
             before_publish()
     return os.fspath(path)
@@ -534,10 +559,7 @@ def write_arrays(
     out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
     arrays are fetched one at a time, as they are written, so the memory used does not grow with
     the file. Callers validate before calling."""
-
-    def fill(lp: LayerPlan, a: ArraySpec, out: _Counted) -> None:
-        out.write(stored_bytes(a, as_array(lp, a, get(lp, a)), header))
-
+    fill = array_filler(get, header)
     return write_stored(path, plan, fill, header=header, upto=upto, inputs=inputs)
 
 

@@ -31,6 +31,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         help="header 0.2.5 with this seen (a state_dict keeps"
         " no header; default: the export's header, else seen=0)",
     )
+    options.writes(p, ("out",), ("source", "cfg"))
     p.set_defaults(func=run)
 
 
