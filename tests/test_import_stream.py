@@ -68,6 +68,34 @@ def test_a_pt_state_dict_comes_back_byte_for_byte(
     assert back.read_bytes() == weights.read_bytes()
 
 
+@pytest.mark.parametrize("form", ["legacy-format", "non-contiguous", "float64"])
+def test_pt_files_torch_cannot_map_or_that_need_converting_come_back(
+    tmp_path: Path, form: str
+) -> None:
+    """A legacy-format .pt (torch reads it whole), tensors saved as non-contiguous views (read
+    through torch's map) and float64 tensors (converted piece by piece)."""
+    torch = pytest.importorskip("torch")
+    from dwf.tools.export import to_state_dict
+
+    weights, cfg = write_model(tmp_path)
+    with dwf.open(weights, cfg) as f:
+        state = to_state_dict(f, copy=True)
+        header = f.header
+    pt = tmp_path / "s.pt"
+    if form == "legacy-format":
+        torch.save(state, pt, _use_new_zipfile_serialization=False)
+    elif form == "non-contiguous":
+        views = {k: v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) if v.ndim == 4 else v
+                 for k, v in state.items()}
+        assert not all(v.is_contiguous() for v in views.values())
+        torch.save(views, pt)
+    else:
+        torch.save({k: v.double() for k, v in state.items()}, pt)
+    back = tmp_path / "back.weights"
+    dwf.import_weights(pt, back, cfg=cfg, header=header)
+    assert back.read_bytes() == weights.read_bytes()
+
+
 def _npz_of(arrays: dict[str, Any], path: Path, meta: dict[str, bytes], compress: bool) -> None:
     entries = dict(arrays)
     for k, v in meta.items():
