@@ -197,23 +197,30 @@ def _read_exact(fd: int, n: int, offset: int, path: str, what: str) -> bytes:
 
 
 class _Crc:
-    """A zip CRC-32 computed beside the copy: each piece is checksummed in one worker thread
-    (zlib lets go of the GIL) while the main thread writes it, in order."""
+    """A zip CRC-32 computed beside the copy: for a large member each piece is checksummed in
+    one worker thread (zlib lets go of the GIL) while the main thread writes it, in order; a
+    small one is checksummed at once (a thread would cost more than it saves)."""
 
-    def __init__(self, initial: bytes) -> None:
-        from concurrent.futures import ThreadPoolExecutor  # only for stored npz members
-
+    def __init__(self, initial: bytes, size: int) -> None:
         self.value = zlib.crc32(initial)
-        self._pool = ThreadPoolExecutor(1)
+        self._pool = None
+        if size > PIECE:
+            from concurrent.futures import ThreadPoolExecutor  # for large stored members only
 
-    def submit(self, data: memoryview) -> Future[None]:
+            self._pool = ThreadPoolExecutor(1)
+
+    def submit(self, data: memoryview) -> Future[None] | None:
+        if self._pool is None:
+            self._update(data)
+            return None
         return self._pool.submit(self._update, data)
 
     def _update(self, data: memoryview) -> None:
         self.value = zlib.crc32(data, self.value)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _pread_pieces(
@@ -230,8 +237,9 @@ def _pread_pieces(
     try:
         while pos < end:
             k = i % len(bufs)
-            if pending[k] is not None:
-                pending[k].result()  # type: ignore[union-attr]
+            done = pending[k]
+            if done is not None:  # this buffer's checksum is complete before it is reused
+                done.result()
                 pending[k] = None
             view = memoryview(bufs[k])
             n = min(step, end - pos)
@@ -370,7 +378,7 @@ class NpzExport(ExportFile):
         offset = self._data_offset(key)
         skip = self._skip[key]
         # the CRC covers the whole member: the .npy header, the data and anything after it
-        crc = _Crc(_read_exact(self._fd, skip, offset - skip, self.path, key))
+        crc = _Crc(_read_exact(self._fd, skip, offset - skip, self.path, key), e.nbytes)
         try:
             yield from _pread_pieces(self._fd, offset, e, max_items, self.path, crc)
             tail = info.file_size - skip - e.nbytes
