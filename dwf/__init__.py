@@ -40,6 +40,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
+    "graph": ("dwf.interfaces.graph", "graph"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -65,6 +66,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
+    "Graph": ("dwf.interfaces.graph", "Graph"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -106,6 +108,7 @@ __all__ = [
     "Exported",
     "FileChangedError",
     "Finding",
+    "Graph",
     "Header",
     "HeaderError",
     "Identification",
@@ -133,6 +136,7 @@ __all__ = [
     "export",
     "find_cfg",
     "fuse",
+    "graph",
     "identify",
     "import_weights",
     "info",
@@ -154,6 +158,7 @@ for _name, _module, _attribute in (
     ("plot_file", "dwf.interfaces.plot", "plot_file"),
     ("layer_html", "dwf.interfaces.display", "layer_html"),
     ("file_html", "dwf.interfaces.display", "file_html"),
+    ("graph", "dwf.interfaces.graph", "graph"),
 ):
     extensions.provide(_name, _module, _attribute)
 
@@ -207,6 +212,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.known import CfgFit, Identification, Match
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.graph import Graph, graph
     from dwf.interfaces.plot import plot_diff
     from dwf.io.cfgfile import plan
     from dwf.io.opening import find_cfg

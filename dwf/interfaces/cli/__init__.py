@@ -1,6 +1,6 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
-Subcommands: ``info``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
+Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
 ``import-weights`` (alias ``import``), ``fuse``, ``demo`` — one module each, exposing
 ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
 report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # The commands, in the order `dwf --help` lists them: command word → its module in this package.
 COMMANDS = {
     "info": "info",
+    "graph": "graph",
     "stats": "stats",
     "diff": "diff",
     "check": "check",
@@ -157,7 +158,8 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser(words).parse_args(words)
     try:
         options.check_writes(args)  # inputs identified before the command loads anything
-        code = int(args.func(args))
+        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
+            code = int(args.func(args))
         render.flush()
         return code
     except BrokenPipeError:
