@@ -262,7 +262,8 @@ def test_many_files_in_a_bucket_by_glob(s3: S3Server, tmp_path: Path) -> None:
         fs.put_file(cfg, f"runs/{run}/yolo.cfg")
     fs.pipe_file("runs/run-2/yolo_last.weights", b"truncated")
     options = s3.storage_options
-    rows = list(dwf.check(["s3://runs/run-*/yolo_*.weights"], jobs=2, storage_options=options))
+    pattern = "s3://runs/run-*/yolo_*.weights"
+    rows = list(dwf.each(dwf.check, [pattern], jobs=2, storage_options=options))
     assert [r.path for r in rows] == [
         f"s3://runs/{run}/yolo_{i}.weights"
         for run in ("run-1", "run-2")
@@ -275,7 +276,7 @@ def test_many_files_in_a_bucket_by_glob(s3: S3Server, tmp_path: Path) -> None:
     series = dwf.drift(["s3://runs/run-1/"], storage_options=options)
     assert [(r.seen_a, r.seen_b) for r in series] == [(1000, 2000), (2000, 10000)]
     ident = list(
-        dwf.identify(["s3://runs/run-1/yolo_1000.weights"], jobs=1, storage_options=options)
+        dwf.each(dwf.identify, ["s3://runs/run-1/yolo_1000.weights"], storage_options=options)
     )
     assert ident[0].ok
 

@@ -17,7 +17,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from dwf.errors import (
     ArrayError,
     ArrayNotFoundError,
     ClosedFileError,
+    DwfError,
     FileChangedError,
     LayerNotFoundError,
     LayerNotInFileError,
@@ -202,6 +203,9 @@ class Layer:
         arrays = ", ".join(f"{a.name}{list(a.shape)}" for a in self.plan.arrays) or "no arrays"
         where = "" if self.in_file else ", not in file"
         return f"<dwf.Layer {self.index} {self.name} {self.type} out {c}×{h}×{w}: {arrays}{where}>"
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise _stays(self.file.path, f"layer {self.name} of an open file", self.name)
 
 
 class WeightsFile(StreamingReads):
@@ -548,6 +552,10 @@ class WeightsFile(StreamingReads):
             f" {len(self.plan.layers)} layers, {_fmt(self.plan.total_floats)} floats ({state})>"
         )
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # what pickle, copy.copy and copy.deepcopy call: a clear refusal, not a lock's TypeError
+        raise _stays(self.path, "an open file")
+
     # -- internals -----------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -662,6 +670,17 @@ class WeightsFile(StreamingReads):
         shifted = replace_offset(spec, 0)
         legacy = self.header.connected_transposed
         return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
+
+
+def _stays(path: str, what: str, layer: str | None = None) -> DwfError:
+    """Why an open file (or one of its layers) cannot be pickled or copied."""
+    then = f', then f["{layer}"]' if layer else ""
+    return DwfError(
+        f"{what} cannot be pickled or copied: it holds the file's descriptor and map, which"
+        f" stay in this process; send its path and plan and open it there (dwf.open(f.path,"
+        f" cfg=f.plan){then})",
+        path=path,
+    )
 
 
 def _flatten(replace: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -9,11 +9,10 @@ outputs; those findings are *errors*. Everything else is a warning or informatio
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, overload
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -23,7 +22,6 @@ from dwf.format.records import ArraySpec, LayerPlan
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
-from dwf.tools.batch import Many, Row
 from dwf.tools.stats import (
     CHUNK,
     ArrayScan,
@@ -210,7 +208,7 @@ def _record(
     found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
 
 
-@overload
+@batch.one_file
 def check(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -220,70 +218,20 @@ def check(
     extreme: float = 1e6,
     chunk: int = CHUNK,
     progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
-) -> CheckReport: ...
-
-
-@overload
-def check(
-    src: Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    extreme: float = 1e6,
-    chunk: int = CHUNK,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> Iterator[Row[CheckReport]]: ...
-
-
-def check(
-    src: str | os.PathLike[str] | WeightsFile | Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    extreme: float = 1e6,
-    chunk: int = CHUNK,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> CheckReport | Iterator[Row[CheckReport]]:
+) -> CheckReport:
     """Scan every array the file holds, layer by layer, in bounded memory (``dwf check``).
 
+    Many files: ``dwf.each(dwf.check, files, jobs=...)`` (docs/remote.md).
+
     Args:
-        src: the weights file, open, by path or by URL; or a list of files, folders and globs
-            (``["runs/*/yolov4_*.weights"]``, ``s3://`` globs too): then the result is an
-            iterator of :class:`dwf.Row` s, one per file in order, streamed as they finish
-            (docs/remote.md).
+        src: the weights file, open, by path or by URL.
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
-        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array
-            (one file only).
-        executor: for a list: any :class:`concurrent.futures.Executor` (a Dask cluster's
-            ``client.get_executor()`` …); default a process pool of ``jobs`` workers.
-        jobs: for a list without ``executor``: workers (default the CPU count; 1: this process).
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
         storage_options: for URLs: options passed to fsspec.
     """
-    if isinstance(src, (list, tuple)):
-        one = functools.partial(
-            check,
-            cfg=cfg,
-            dialect=dialect,
-            strict=strict,
-            extreme=extreme,
-            chunk=chunk,
-            storage_options=storage_options,
-        )
-        paths = batch.expand(src, storage_options=storage_options)
-        return batch.each(one, paths, executor=executor, jobs=jobs)
     with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
         return _check(f, extreme, chunk, progress)
 

@@ -1,7 +1,7 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
 Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
-``import-weights`` (alias ``import``), ``fuse``, ``demo`` — one module each, exposing
+``import-weights`` (alias ``import``), ``fuse``, ``demo``, ``watch`` — one module each, exposing
 ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
 report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
 Tables fit the terminal, or 100 columns when piped (``--wide`` lifts that).
@@ -42,6 +42,7 @@ COMMANDS = {
     "import-weights": "import_weights",
     "fuse": "fuse",
     "demo": "demo",
+    "watch": "watch",
 }
 # Other words for a command, as its module also registers them with argparse (`aliases=`): a
 # word missing here still works, through the parser of every command, only slower.

@@ -10,6 +10,7 @@ from typing import Any
 
 from dwf.format.known import Identification
 from dwf.interfaces.cli import options, render
+from dwf.tools.batch import each
 from dwf.tools.identify import identify
 
 
@@ -34,7 +35,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
-        results = identify(list(args.weights), jobs=args.jobs)
+        results = each(identify, args.weights, jobs=args.jobs)
         named: list[Identification] = []
 
         def kept() -> Iterator[Any]:
