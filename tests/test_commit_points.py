@@ -328,19 +328,49 @@ def _interrupt(argv: list[str], when: Any, timeout: float = 60) -> subprocess.Co
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="watches /proc")
+@pytest.mark.parametrize("delay_ms", [0, 5, 20, 60])
 def test_ctrl_c_during_start_up_is_exit_130_and_one_line(
-    demo: tuple[Path, Path], tmp_path: Path
+    demo: tuple[Path, Path], tmp_path: Path, delay_ms: int
 ) -> None:
     """Failed before: a ``KeyboardInterrupt`` traceback (the imports and argument parsing ran
-    outside the command line's handler). Interrupted while numpy is being loaded."""
+    outside the command line's handler). Interrupted while numpy is being loaded, and a little
+    later. (It also found numpy turning a Ctrl-C during its import into an ``ImportError``.)"""
     weights, cfg = demo
     npz = tmp_path / "e.npz"
     dwf.export(weights, npz, cfg=cfg)
-    r = _interrupt(["import-weights", str(npz), str(tmp_path / "o.weights")],
-                   lambda pid: "numpy" in _maps(pid))
+    out = tmp_path / "o.weights"
+
+    def when(pid: int) -> bool:
+        if "numpy" not in _maps(pid):
+            return False
+        time.sleep(delay_ms / 1000)
+        return True
+
+    r = _interrupt(["import-weights", str(npz), str(out)], when)
+    if r.returncode == 0:  # it had finished before the signal came: fine, and complete
+        assert r.stderr == "" and out.stat().st_size == weights.stat().st_size
+        return
     assert r.returncode == 130, r.stderr
     assert r.stderr == "dwf: interrupted\n", r.stderr
-    assert not (tmp_path / "o.weights").exists()
+    assert not out.exists()
+
+
+def test_an_import_error_caused_by_ctrl_c_is_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy reports a Ctrl-C during the import of its C extension as an ``ImportError`` whose
+    cause is the ``KeyboardInterrupt``: that is an interrupt too, not a traceback."""
+    import dwf.interfaces.cli as command_line
+
+    def interrupted_import(command: str) -> Any:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("Importing the numpy C-extensions failed") from e
+
+    monkeypatch.setattr(command_line, "_module", interrupted_import)
+    assert cli(["info", "x.weights"]) == 130
+    assert capsys.readouterr().err == "dwf: interrupted\n"
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from dwf.version import __version__
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import ModuleType
 
 # The commands, in the order `dwf --help` lists them: command word → its module in this package.
@@ -138,17 +138,73 @@ def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 findings, 2 error, 130 interrupted)."""
+    restore = _note_interrupts()
     try:
         return _run(argv)
     except KeyboardInterrupt:
-        # From start-up on (the command's imports, parsing, the work): one line, exit 130.
-        # Whatever was being written was left as it was by the writer.
-        try:
-            sys.stderr.write("dwf: interrupted\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        return 130
+        return _interrupted()
+    except Exception as e:
+        if _by_interrupt(e):  # numpy turns Ctrl-C during its import into an ImportError
+            return _interrupted()
+        raise
+    finally:
+        restore()
+
+
+_SIGINT_SEEN: list[bool] = [False]
+
+
+def _note_interrupts() -> Callable[[], None]:
+    """Note every SIGINT (then raise ``KeyboardInterrupt`` as Python does), so that a Ctrl-C
+    that a C extension's import turned into another error (numpy's "could not import module
+    datetime") is still known for one; returns what puts the previous handler back."""
+    import signal
+
+    _SIGINT_SEEN[0] = False
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return lambda: None  # someone else's handler (or not the main thread): keep it
+
+        def noted(signum: int, frame: object) -> None:
+            _SIGINT_SEEN[0] = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, noted)
+    except (ValueError, OSError):  # not the main thread
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
+
+
+def _interrupted() -> int:
+    """Ctrl-C from start-up on (the command's imports, parsing, the work): one line, exit 130.
+    Whatever was being written was left as it was by the writer."""
+    try:
+        sys.stderr.write("dwf: interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return 130
+
+
+def _by_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` was raised because of a Ctrl-C: a C extension interrupted while it was
+    being imported reports an ``ImportError`` (whose cause is the ``KeyboardInterrupt``, or
+    not: then the noted SIGINT tells)."""
+    if _SIGINT_SEEN[0]:
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -173,6 +229,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except DwfError as e:
         return _fail(str(e), args)
     except Exception as e:
+        if _by_interrupt(e):
+            raise KeyboardInterrupt from None
         # one line, whatever the exception says: a bug report starts from it
         what = " ".join(str(e).splitlines())
         return _fail(f"{type(e).__name__}: {what} ({BUG})", args)
