@@ -525,13 +525,13 @@ def write_stored(
     header: Header,
     upto: int | None = None,
     inputs: Iterable[Source] = (),
-    before_publish: Callable[[], None] | None = None,
+    reading: contextlib.AbstractContextManager[Any] | None = None,
 ) -> str:
     """:func:`write_body` into ``path``, atomically, never over one of ``inputs`` (see
     :func:`atomic_write`). A filler that streams its array in bounded pieces keeps the memory
-    used independent of the file's size. ``before_publish`` runs after the last array, before
-    the file is put in place (a check that the sources did not change meanwhile); if it raises,
-    nothing is published.
+    used independent of the file's size. ``reading`` (the source's consistency check) is
+    entered around the fills and left before the file is put in place: if the source changed
+    meanwhile, it raises and nothing is published.
 
     Raises:
         ArrayError: a filler wrote another number of bytes than its array holds (nothing is
@@ -539,10 +539,9 @@ def write_stored(
     """
     check_header(header, plan.dialect)
     check_upto(plan, upto)
-    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
+    guard = reading if reading is not None else contextlib.nullcontext()
+    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh, guard:
         write_body(fh, plan, fill, header=header, upto=upto)
-        if before_publish is not None:
-            before_publish()
     return os.fspath(path)
 
 
@@ -554,13 +553,18 @@ def write_arrays(
     header: Header,
     upto: int | None = None,
     inputs: Iterable[Source] = (),
+    reading: contextlib.AbstractContextManager[Any] | None = None,
 ) -> str:
     """Write ``header`` and, for every array of layers ``0..upto-1``, ``get(layer, array)``, laid
     out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
     arrays are fetched one at a time, as they are written, so the memory used does not grow with
-    the file. Callers validate before calling."""
+    the file. ``reading`` (the source file's :meth:`~dwf.WeightsFile.consistent`) is entered
+    around the fetches and left before the file is published, so a source that changed meanwhile
+    leaves the destination as it was. Callers validate before calling."""
     fill = array_filler(get, header)
-    return write_stored(path, plan, fill, header=header, upto=upto, inputs=inputs)
+    return write_stored(
+        path, plan, fill, header=header, upto=upto, inputs=inputs, reading=reading
+    )
 
 
 def save(
@@ -604,6 +608,7 @@ def save(
             for a in lp.arrays:
                 as_array(lp, a, _lookup(arrays, lp.name, a.name))
     sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
+    consistent = getattr(arrays, "consistent", None)  # an open file: one version of it
     return write_arrays(
         path,
         plan,
@@ -611,4 +616,5 @@ def save(
         header=header,
         upto=upto,
         inputs=(*sources, *inputs),
+        reading=consistent() if consistent is not None else None,
     )

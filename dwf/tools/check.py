@@ -43,7 +43,11 @@ class Finding:
         array: the array's name.
         kind: ``nan``, ``inf``, ``negative-variance``, ``small-negative-variance``,
             ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
-            ``dead-bn-channels``, ``extreme``, ``denormals``.
+            ``dead-bn-channels``, ``extreme``, ``denormals``; about the whole file (``index``
+            -1, ``layer`` and ``array`` empty): ``cut-short``
+            (:attr:`dwf.WeightsFile.cut_short`), ``header-width`` (negative variances in a file
+            read with the header width its version does not imply: a sign it is read one
+            float off).
         severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
         count: how many elements (or filters/channels) are affected.
         message: a readable sentence.
@@ -122,7 +126,8 @@ class CheckReport:
                 " artifacts of the mismatch"
             )
         for f in self.findings:
-            lines.append(f"  {f.severity:7} {f.layer}.{f.array}: {f.message}")
+            where = f"{f.layer}.{f.array}" if f.layer else "file"
+            lines.append(f"  {f.severity:7} {where}: {f.message}")
         for w in self.cfg_warnings:
             lines.append(f"  cfg     {w}")
         return "\n".join(lines)
@@ -232,7 +237,10 @@ def check(
         progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
         storage_options: for URLs: options passed to fsspec.
     """
-    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
+    with (
+        opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f,
+        f.consistent(),  # the report is of one version of the file, or FileChangedError
+    ):
         return _check(f, extreme, chunk, progress)
 
 
@@ -240,6 +248,9 @@ def _check(
     f: WeightsFile, extreme: float, chunk: int, progress: Callable[[int, int, str], None] | None
 ) -> CheckReport:
     found: list[Finding] = []
+    if f.cut_short:
+        # the layers it holds may be fine, but the network the cfg describes is not there
+        found.append(Finding(-1, "", "", "", "cut-short", "error", 1, f.cut_short))
     arrays = floats = 0
     total = sum(lp.count for lp in f.stored)
     for lp in f.plan.layers:
@@ -292,4 +303,22 @@ def _check(
                     )
             if progress is not None:
                 progress(floats, total, lp.name)
+    bad = sum(x.count for x in found if x.kind == "negative-variance")
+    h = f.header
+    if bad and h.size != h.width_for(f.plan.dialect):
+        # what reading a file one float off looks like (docs/format.md §1.5)
+        found.append(
+            Finding(
+                -1,
+                "",
+                "",
+                "",
+                "header-width",
+                "warning",
+                bad,
+                f"the file was read with a {h.size}-byte header although version {h.version}"
+                f" implies {h.width_for(f.plan.dialect)}: {bad:,} negative batch-norm variances"
+                " are what a file read one float off shows; try the other header width",
+            )
+        )
     return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch, f.plan.warnings)

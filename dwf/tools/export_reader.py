@@ -172,6 +172,14 @@ class ExportFile:
                 now=now[:2],
             )
 
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Check the export unchanged before and after what the block reads (the writers enter
+        it around their work and leave it before they publish)."""
+        self.check_unchanged()
+        yield
+        self.check_unchanged()
+
     def close(self) -> None:
         self._fh.close()
 

@@ -263,8 +263,7 @@ def import_weights(
             _copy_entry(ef, names[f"{lp.name}.{a.name}"], lp, a, hdr, out)
 
         write_stored(
-            dst, plan, fill, header=hdr, upto=upto, inputs=inputs,
-            before_publish=ef.check_unchanged,
+            dst, plan, fill, header=hdr, upto=upto, inputs=inputs, reading=ef.consistent()
         )
     return os.fspath(dst)
 

@@ -213,10 +213,18 @@ def _run(argv: Sequence[str] | None) -> int:
 
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
+    from dwf.io.source import reporting_transfers
+
+    # a whole-file download (a server that ignores byte ranges) shows its own bar
+    download = render.Progress("download", unit=1, always=True)
     try:
         options.check_writes(args)  # inputs identified before the command loads anything
-        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
-            code = int(args.func(args))
+        markdown = getattr(args, "markdown", False) and not getattr(args, "json", False)
+        try:
+            with reporting_transfers(download), render.markdown(markdown):
+                code = int(args.func(args))
+        finally:
+            download.close()
         render.flush()
         return code
     except BrokenPipeError:

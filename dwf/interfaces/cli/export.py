@@ -7,6 +7,7 @@ import argparse
 import os
 
 from dwf.interfaces.cli import options, render
+from dwf.io.opening import opened
 from dwf.tools.export import export, format_for
 
 
@@ -44,15 +45,24 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
-    out = export(
+    with opened(
         args.weights,
-        args.out,
-        format=fmt,
-        cfg=args.cfg,
+        args.cfg,
         dialect=args.dialect,
-        compress=args.compress,
-        embed=args.embed,
-        data=args.data,
-    )
+        storage_options=options.storage_options(args),
+    ) as f:
+        out = export(
+            f,
+            args.out,
+            format=fmt,
+            compress=args.compress,
+            embed=args.embed,
+            data=args.data,
+        )
+        warnings = f.plan.warnings
+    # Darknet's own warnings about the cfg (an unknown activation is relu …): what was written
+    # follows them, so they are shown, one line each; a failed export shows its one error line.
+    for w in warnings:
+        render.warn(w)
     render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes)")
     return 0

@@ -25,6 +25,13 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace) -> int:
-    out, cfg_out = fuse(args.weights, args.out, args.cfg_out, cfg=args.cfg, dialect=args.dialect)
+    out, cfg_out = fuse(
+        args.weights,
+        args.out,
+        args.cfg_out,
+        cfg=args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    )
     render.echo(f"wrote {out} and {cfg_out} (batch norm folded into conv/connected layers)")
     return 0

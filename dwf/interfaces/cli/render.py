@@ -118,7 +118,8 @@ def note(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """A one-line ``dwf: warning:`` on standard error: the result stands, but may mislead."""
+    """A one-line ``dwf: warning:`` on standard error: the result stands, but may mislead (a
+    plan's warning, with its cfg line; seen going backwards in a diff)."""
     with contextlib.suppress(OSError):
         sys.stderr.write(printable(f"dwf: warning: {one_line(message)}", sys.stderr) + "\n")
 
