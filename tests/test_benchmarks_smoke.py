@@ -82,8 +82,10 @@ def test_bench_memory_quick_runs_and_writes_json(tmp_path: Path) -> None:
     doc, _ = run_quick("bench_memory.py", tmp_path, "--repeats", "2")
     assert doc["quick"] is True
     commands = {row["what"] for row in doc["memory"]}
-    for name in ("fuse", "npz", "safetensors", "cut", "stats", "check", "diff"):
+    for name in ("fuse", "npz", "safetensors", "cut", "stats", "check", "diff",
+                 "import-weights (npz)", "import-weights (safetensors)"):
         assert any(name in c for c in commands), name
+    assert doc["writers"]["times"]["import_npz_api"]["min"] > 0
     # every command ran to completion (exit 0 or 1 = findings) and was measured
     assert all(row["rc"] in (0, 1) and row["peak_rss_mib"] > 0 for row in doc["memory"]), doc
     assert doc["scan"]["check_ratio"] > 0 and doc["diff"]["ratio"] > 0

@@ -425,9 +425,10 @@ FAILURES = [RuntimeError("injected"), OSError(errno.ENOSPC, "No space left on de
 
 
 def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
-    """``atomic_write`` whose file fails on its k-th ``write`` (whatever writes to it: a header,
-    an array, a chunk of one), for every writer that goes through it."""
-    real = dwf.io.writer.atomic_write
+    """``atomic_writes`` (which ``atomic_write`` calls too) whose files fail on their k-th
+    ``write`` in all (whatever writes to them: a header, an array, a chunk of one, a cfg), for
+    every writer that goes through it."""
+    real = dwf.io.writer.atomic_writes
     calls = 0
 
     class Flaky:
@@ -446,8 +447,8 @@ def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
 
     @contextlib.contextmanager
     def flaky(*args: Any, **kwargs: Any) -> Any:
-        with real(*args, **kwargs) as fh:
-            yield Flaky(fh)
+        with real(*args, **kwargs) as fhs:
+            yield tuple(Flaky(fh) for fh in fhs)
 
     return flaky
 
@@ -469,8 +470,8 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
     flaky = _failing_writes(4, exc)  # the fourth write: the header and more are written
-    monkeypatch.setattr(dwf.io.writer, "atomic_write", flaky)
-    monkeypatch.setattr(dwf.tools.fuse, "atomic_write", flaky)
+    monkeypatch.setattr(dwf.io.writer, "atomic_writes", flaky)
+    monkeypatch.setattr(dwf.tools.fuse, "atomic_writes", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
         if how == "dwf.save":

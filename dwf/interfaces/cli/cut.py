@@ -20,6 +20,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     options.add_source(p)
     p.add_argument("out", help="the file to write")
     p.add_argument("upto", type=int, help="number of layers to keep (N)")
+    options.writes(p, ("out",))
     p.set_defaults(func=run)
 
 

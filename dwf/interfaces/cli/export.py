@@ -39,6 +39,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         "--data", metavar="FILE", help="ONNX: write the weights to FILE, beside the model"
     )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
+    options.writes(p, ("out", "data"))
     p.set_defaults(func=run)
 
 
