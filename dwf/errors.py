@@ -225,9 +225,9 @@ class ArrayError(DwfError):
 class FileChangedError(DwfError):
     """The file changed on disk (size or modification time) since it was opened.
 
-    Darknet rewrites ``*_last.weights`` in place during training; touching a map of a file that
-    shrank would kill the process with SIGBUS, so dwf checks before handing out data. Reopen the
-    file to see its new content, or open with ``backend="pread"``, which never faults.
+    Darknet rewrites ``*_last.weights`` in place during training: the file is no longer the
+    checkpoint that was opened, so dwf hands out no new view of it; views handed out before keep
+    their values (docs/robustness.md). Reopen the file to see its new content.
 
     Attributes:
         opened: ``(size, mtime_ns)`` when the file was opened.

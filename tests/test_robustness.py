@@ -11,7 +11,6 @@ import contextlib
 import errno
 import gc
 import hashlib
-import mmap
 import multiprocessing
 import os
 import random
@@ -125,7 +124,10 @@ def test_truncated_while_open_raises_file_changed_not_sigbus(
 DEMONSTRATE_SIGBUS = """
 import sys, numpy as np, dwf
 f = dwf.open(sys.argv[1], sys.argv[2])
-view = f[sys.argv[3]].weights      # handed out while the file was intact: the check passed
+spec = f[sys.argv[3]].plan.array("weights")
+# a plain read-only map of the same bytes, as numpy.memmap (or mmap.mmap) makes it
+view = np.memmap(sys.argv[1], dtype="<f4", mode="r", offset=f.header.size + 4 * spec.offset,
+                 shape=(spec.count,))
 print("ready", flush=True)
 sys.stdin.readline()               # meanwhile the parent truncates the file
 print("sum", float(np.sum(view, dtype=np.float64)), flush=True)  # touches the vanished pages
@@ -134,16 +136,15 @@ sys.exit(0)
 
 
 @posix_only
-def test_DEMONSTRATION_a_view_of_a_truncated_map_dies_with_sigbus(
+def test_DEMONSTRATION_a_plain_map_of_a_truncated_file_dies_with_sigbus(
     model: tuple[Path, Path],
 ) -> None:
-    """DEMONSTRATION of why dwf checks the file before handing out a view.
+    """DEMONSTRATION of why dwf guards its maps (tests/test_live.py shows that it does).
 
-    Here the view is taken *before* the truncation, so no check can intervene: touching its
-    pages, which the truncation removed, kills the process with SIGBUS — no exception, no
-    cleanup, a dead notebook kernel. dwf's check before each view (previous test) turns that
-    into a FileChangedError; a view already in hand stays exposed, which is what
-    ``backend="pread"`` is for (next tests).
+    A plain memory map of the file, taken while the file was intact: touching its pages after
+    another process truncated the file kills the process with SIGBUS — no exception, no
+    cleanup, a dead notebook kernel. This is what a view of dwf's map did before the map was
+    guarded by a lease (issue 20).
     """
     weights, cfg = model
     proc = _child(DEMONSTRATE_SIGBUS, str(weights), str(cfg), BIG_LAYER)
@@ -220,7 +221,12 @@ def test_copy_true_is_the_pread_backend(model: tuple[Path, Path]) -> None:
         assert isinstance(root, np.ndarray) and root.flags.owndata
     with dwf.open(weights, cfg) as f:
         root = _root(f[BIG_LAYER].weights)
-        assert isinstance(root, memoryview) and isinstance(root.obj, mmap.mmap)
+        if f.view_mode.startswith("zero-copy"):  # the guarded map (Linux, a local file)
+            from dwf.io.guard import GuardedMap
+
+            assert isinstance(root, GuardedMap)
+        else:  # owned copies (another platform, a network file system)
+            assert isinstance(root, np.ndarray) and root.flags.owndata, f.view_mode
 
 
 def _root(a: Any) -> Any:

@@ -185,7 +185,9 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
     (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
     With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
-    file: nothing is copied until a tensor is written, and writes never reach the file. With
+    file: nothing is copied until a tensor is written, and writes never reach the file; the map
+    is guarded like views are (a tensor keeps its values when another process rewrites the
+    file; docs/robustness.md), and where it cannot be, the tensors own their memory. With
     ``copy=True``, or from a file opened with ``backend="pread"``, every tensor owns its memory,
     read with ``pread`` (nothing mapped: a later truncation of the file cannot fault).
     """
