@@ -232,6 +232,29 @@ def test_command_line(
     assert code == 2 and "cut point" in err
 
 
+def test_never_written_over_the_file_a_diff_highlight_reads(
+    demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Failed before: ``dwf graph A --highlight diff:B -o B`` replaced B by the picture (exit
+    0), and so did saving a graph highlighted with a diff over its second file."""
+    cfg, weights = demo
+    other = tmp_path / "other.weights"
+    with dwf.open(weights) as f:
+        f.save(other, replace={"conv_13.weights": np.array(f["conv_13"].weights) + 1})
+    before = other.read_bytes()
+    code, out, err = _call(capsys, "graph", weights, "--highlight", f"diff:{other}", "-o", other)
+    assert code == 2 and err.startswith("dwf: error:") and "inputs" in err, err
+    assert out == "" and other.read_bytes() == before
+    # refused by the command line before anything is opened (the weights need not exist)
+    missing = tmp_path / "missing.weights"
+    code, out, err = _call(capsys, "graph", missing, "--highlight", f"diff:{other}", "-o", other)
+    assert code == 2 and "inputs" in err and "not found" not in err, err
+    picture = dwf.graph(weights, highlight=dwf.diff(weights, other, cfg=cfg))
+    with pytest.raises(dwf.DwfError, match="inputs"):
+        picture.save(other)
+    assert other.read_bytes() == before
+
+
 @pytest.mark.slow  # starts a Jupyter kernel (~4 s)
 def test_graph_displays_inline_in_a_notebook(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -151,8 +151,8 @@ class Graph:
         nodes: one per layer, in Darknet's order.
         edges: one per input of each layer, in layer order.
         cut: the layer a cut starts at (layers from it on are drawn faded), or ``None``.
-        sources: the files it was drawn from (weights, cfg), which :meth:`save` never
-            replaces.
+        sources: the files it was drawn from (weights, cfg, those of a highlighted report),
+            which :meth:`save` never replaces.
     """
 
     title: str
@@ -249,6 +249,20 @@ def _flags(plan: Plan, highlight: Highlight | None, f: WeightsFile | None) -> di
     return {i: "; ".join(whys) for i, whys in out.items()}
 
 
+def _read(highlight: Highlight | None) -> list[str]:
+    """The files a highlight's report was made of: :meth:`Graph.save` never writes over them."""
+    if highlight is None:
+        return []
+    from dwf.tools.check import CheckReport  # only to highlight, as in _flags
+    from dwf.tools.diff import DiffReport
+
+    if isinstance(highlight, DiffReport):
+        return [highlight.a, highlight.b]
+    if isinstance(highlight, CheckReport):
+        return [highlight.path]
+    return []
+
+
 def _index(plan: Plan, key: int | str) -> int:
     return plan.layer(int(key) if isinstance(key, str) and key.strip().isdigit() else key).index
 
@@ -332,14 +346,14 @@ def graph(
     ``.dot``, ``.mmd``).
     """
     if isinstance(src, Plan):
-        return build(src, flags=_flags(src, highlight, None), cut=cut)
+        return build(src, flags=_flags(src, highlight, None), cut=cut, sources=_read(highlight))
     if isinstance(src, WeightsFile):
         return build(
             src.plan,
             title=os.path.basename(src.path),
             flags=_flags(src.plan, highlight, src),
             cut=cut,
-            sources=[src.path],
+            sources=[src.path, *_read(highlight)],
         )
     path = os.fspath(src)
     if path.lower().endswith(".cfg") and cfg is None:

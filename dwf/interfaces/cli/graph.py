@@ -49,6 +49,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     p.add_argument(
         "--highlight",
         metavar="WHAT",
+        action=_HighlightAction,
         help="mark layers: 'check' (what dwf check finds), 'diff:OTHER.weights' (the layers"
         " that changed from the file to OTHER, read with the same cfg), or layers such as"
         " 10-20,conv_30",
@@ -59,15 +60,31 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         metavar="N",
         help="mark where 'dwf cut WEIGHTS OUT N' would end the file (layers N.. faded)",
     )
-    options.writes(p, ("output",))
-    p.set_defaults(func=run)
+    # diff:OTHER reads OTHER: an input like the weights and the cfg, checked before anything
+    options.writes(p, ("output",), inputs=("weights", "cfg", "diff_other"))
+    p.set_defaults(func=run, diff_other=None)
+
+
+class _HighlightAction(argparse.Action):
+    """``--highlight``, and the file ``diff:OTHER`` names as ``args.diff_other``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        what = str(values)
+        setattr(namespace, self.dest, what)
+        namespace.diff_other = what[len("diff:") :] if what.startswith("diff:") else None
 
 
 def _highlight(args: argparse.Namespace, f: WeightsFile | None) -> Highlight | None:
     what: str | None = args.highlight
-    if what is None or not what.startswith("diff:"):
+    other: str | None = args.diff_other
+    if what is None or other is None:
         return what
-    other = what[len("diff:") :]
     if f is None:
         raise DwfError("--highlight diff:OTHER compares two weights files; give a .weights file")
     from dwf.io.opening import open_weights
