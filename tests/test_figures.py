@@ -226,6 +226,16 @@ def test_xnor_divides_by_32_in_alexeyab_only() -> None:
     full = 2.0 * (3 * 32 * 9) * 64 * 64 / 1e9
     assert _plan(body).layers[0].bflops == f32(f32(full) / 32)
     assert _plan(body, "pjreddie").layers[0].bflops == pytest.approx(full, rel=1e-12)
+    # the recurrent convolutions pass their xnor= to each sub-convolution
+    for body in (
+        "[crnn]\noutput=4\nhidden=6\nsize=3\npad=1\nxnor=1\n",
+        "[conv_lstm]\noutput=4\nsize=3\npad=1\nxnor=1\npeephole=1\n",
+    ):
+        lp = _plan(body).layers[0]
+        opts = dict(line.split("=") for line in body.split("\n")[1:] if line)
+        layer = {"type": lp.type, "out_h": 64, "out_w": 64, "out_c": 4, "outputs": lp.outputs}
+        assert lp.bflops == ab_reference(opts, layer, 3), body
+        assert lp.bflops < ab_reference({**opts, "xnor": "0"}, layer, 3) / 8, body
 
 
 def test_pjreddie_divides_channels_by_groups_exactly() -> None:

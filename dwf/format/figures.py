@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import attrs
 import numpy as np
 
-from dwf.format.cfg import atoi
 from dwf.format.dialects import Dialect
 from dwf.format.records import LayerPlan
 
@@ -97,11 +96,12 @@ def _sum32(values: list[float]) -> float:
     return float(acc)
 
 
-def bflops(lp: LayerPlan, d: Dialect, xnor: bool = False) -> float:
+def bflops(lp: LayerPlan, d: Dialect) -> float:
     """The layer's BFLOPs as its dialect's loader computes (AlexeyAB: ``l.bflops``) or prints
-    (pjreddie) them; 0 for layers without a figure. ``xnor`` is the section's ``xnor=``."""
+    (pjreddie) them; 0 for layers without a figure."""
     t, p = lp.type, lp.params
     kept = d.keeps_bflops
+    xnor = bool(p.get("xnor"))  # AlexeyAB counts a binary convolution as 1/32
     out_hw = lp.out_h * lp.out_w
     if t == "convolutional":
         return _conv(lp.in_c, p["groups"], p["filters"], p["size"], out_hw, xnor, kept)
@@ -216,14 +216,9 @@ def geometry(lp: LayerPlan, d: Dialect, ins: list[tuple[Pair, Pair]]) -> tuple[P
 def compute(plan: Plan) -> tuple[LayerFigures, ...]:
     """Every layer's figures, in one pass over the plan."""
     d = plan.rules
-    doc = plan.document
     figures: list[LayerFigures] = []
     start: tuple[Pair, Pair] = ((1, 1), (1, 1))  # an input pixel
     for lp in plan.layers:
-        xnor = False
-        if d.keeps_bflops and doc is not None and lp.type in ("convolutional", "crnn", "conv_lstm"):
-            value = doc.sections[lp.index + 1].values.get("xnor")
-            xnor = bool(value and atoi(value))
         ins = [
             start if i < 0 else (figures[i].receptive_field, figures[i].stride)
             for i in inputs(lp)
@@ -232,7 +227,7 @@ def compute(plan: Plan) -> tuple[LayerFigures, ...]:
         rf, jump = geometry(lp, d, ins)
         figures.append(
             LayerFigures(
-                bflops(lp, d, xnor) if lp.known else 0.0,
+                bflops(lp, d) if lp.known else 0.0,
                 (_whole(rf[0]), _whole(rf[1])),
                 (_whole(jump[0]), _whole(jump[1])),
             )

@@ -966,10 +966,12 @@ def crnn(x: LayerInput) -> Built:
     out = x.count(out_key, 1)
     hidden = x.count(hidden_key, 1)
     bn = bool(x.num("batch_normalize", 0))
+    xnor = 0
     if x.dialect.crnn_fixed_geometry:
-        size, stride, padding, groups = 3, 1, 1, 1
+        size, stride, padding, groups = 3, 1, 1, 1  # pjreddie's crnn reads no xnor= either
     else:
         size, stride, padding, groups = _recurrent_conv_geometry(x)
+        xnor = x.num("xnor", 0)
     out_h, out_w = _conv_out(x, size, stride, stride, padding)
     if empty_ok:
         out_h, out_w = 0, 0
@@ -988,6 +990,7 @@ def crnn(x: LayerInput) -> Built:
         "padding": padding,
         "groups": groups,
         "batch_normalize": int(bn),
+        "xnor": xnor,
         "activation": x.activation("logistic"),
     }
     return Built(out, out_h, out_w, out * out_h * out_w, tuple(arrays), params)
@@ -1021,6 +1024,7 @@ def conv_lstm(x: LayerInput) -> Built:
         "batch_normalize": int(bn),
         "peephole": peephole,
         "bottleneck": bottleneck,
+        "xnor": x.num("xnor", 0),
         "activation": x.activation("linear"),
         "lstm_activation": x.activation("tanh", "lstm_activation"),
     }

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dwf.format.activations import ACTIVATIONS
+from dwf.format.figures import inputs
 from dwf.format.ops import GraphBuilder, Weight
 from dwf.format.planner import Plan
 from dwf.format.records import LayerPlan
@@ -73,15 +74,19 @@ class Lowering:
         self.refused: set[int] = set()
         self.blurred: set[int] = set()
         self.weights: dict[str, Weight] = {}
-        self.reads: list[int] = []
         self.read_weights: list[str] = []
         self.first = "input"
 
     # -- what a lowering asks ---------------------------------------------------------------------
     def use(self, lp: LayerPlan, index: int, what: str) -> str:
-        """The output of layer ``index`` as ``lp`` reads it (its ``what``: input, reference)."""
+        """The output of layer ``index`` as ``lp`` reads it (its ``what``: input, reference):
+        one of the layers :func:`dwf.format.figures.inputs` says ``lp`` reads."""
+        if index not in inputs(lp):
+            raise RuntimeError(
+                f"dwf bug: the lowering of layer {lp.index} ({lp.type}) reads layer {index},"
+                " which dwf.format.figures.inputs does not list"
+            )
         if index < 0:
-            self.reads.append(-1)
             return self.first
         ref = self.plan.layers[index]
         if index >= lp.index:
@@ -94,7 +99,6 @@ class Lowering:
             raise Refused(f"its {what} is layer {index} ({ref.name}): {self.blocked[index]}")
         if index in self.refused:
             raise Refused(f"its {what} is layer {index} ({ref.name}), which is refused itself")
-        self.reads.append(index)
         return self.values[index]
 
     def prev(self, lp: LayerPlan) -> str:

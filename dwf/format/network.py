@@ -40,6 +40,7 @@ import numpy as np
 
 from dwf.errors import UnsupportedLayerError
 from dwf.format.cfg import atoi
+from dwf.format.figures import inputs
 from dwf.format.header import Header
 from dwf.format.lowering import LOWERINGS, REFUSED, Lowering, Refused
 from dwf.format.ops import Node, Shape, Weight
@@ -153,7 +154,8 @@ class LayerNode:
         attrs: its resolved options (``LayerPlan.params``), read-only.
         activation: the activation it applies (resolved: an unknown name is ``"relu"``), or
             ``None``.
-        inputs: the layers whose outputs it reads, ``-1`` for the network input.
+        inputs: the layers whose outputs it reads, ``-1`` for the network input
+            (:func:`dwf.format.figures.inputs`, the one answer; the lowering reads no other).
         weights: the names of the :class:`Weight` values it reads.
         output: the value holding its output (named after the layer), or ``None``.
         shape: that value's shape (``()`` when there is none).
@@ -387,7 +389,7 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
 def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
     g = x.g
     g.layer, g.base = lp.index, lp.name
-    x.reads, x.read_weights = [], []
+    x.read_weights = []
     act = lp.params.get("activation")
     base = LayerNode(
         lp.index,
@@ -396,6 +398,7 @@ def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
         lp.line,
         lp.params,
         activation=None if act is None else str(act),
+        inputs=inputs(lp),
     )
     if not lp.known:
         x.blocked[lp.index] = "an unknown section, which Darknet leaves empty"
@@ -415,7 +418,6 @@ def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
             )
             return attrs.evolve(
                 base,
-                inputs=(lp.index - 1,),
                 shape=g.shape(value),
                 blocked=x.blocked[lp.index],
                 detection=_detection(x, lp, value),
@@ -430,14 +432,13 @@ def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
         for name in list(x.weights)[known_weights:]:
             del x.weights[name]
         x.refused.add(lp.index)
-        return attrs.evolve(base, inputs=tuple(dict.fromkeys(x.reads)), refusal=e.reason)
+        return attrs.evolve(base, refusal=e.reason)
     if y != lp.name:
         y = g.op("identity", y, out=lp.name)
     x.values[lp.index] = y
     ops = tuple(g.nodes[mark[0] :])
     return attrs.evolve(
         base,
-        inputs=tuple(dict.fromkeys(x.reads)),
         weights=tuple(dict.fromkeys(x.read_weights)),
         output=y,
         shape=g.shape(y),
