@@ -16,6 +16,11 @@ then read in pieces of at most :data:`PIECE` bytes:
 
 So the memory an import uses does not grow with the export. The file is held open from the
 first piece to the last and checked unchanged after the last (:meth:`ExportFile.check_unchanged`).
+
+The module is longer than the ~600 lines a module here usually has, on purpose: its three
+readers (npz, safetensors, PyTorch) are one job — the :class:`ExportFile` interface the import
+is written against — and share the piece machinery above them (``pread`` in pieces, the CRC
+beside the copy, the map released piece by piece), so they stand side by side.
 """
 
 from __future__ import annotations
