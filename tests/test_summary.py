@@ -107,6 +107,21 @@ def test_summary_command(demo: tuple[Path, Path], capsys: pytest.CaptureFixture[
         assert code == 2 and says in err and err.count("\n") == 1, err
 
 
+def test_summary_shows_the_files_warnings(
+    demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Failed before: ``dwf info --summary`` of a file cut short at a layer boundary (seen
+    kept) said nothing of it, though ``dwf info`` warns; the summary warns the same way."""
+    cfg, weights = demo
+    short = tmp_path / "short.weights"
+    with dwf.open(weights) as f:
+        boundary = f.plan.layers[5].byte_span(f.header.size)[1]
+    short.write_bytes(weights.read_bytes()[:boundary])
+    code, out, err = _call(capsys, "info", short, "--cfg", cfg, "--summary", "--wide")
+    assert (code, err) == (0, "")
+    assert "warning: the file ends at a layer boundary" in out and "cut short" in out
+
+
 def test_info_table_columns_fit(
     demo: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

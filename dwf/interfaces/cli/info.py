@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 render.dump(report.to_dict())
             else:
                 show_summary(report, render.width(args))
+                show_warnings(f.warnings, render.width(args))
             return 0
         layers = options.selected(f, args)
         if args.json:
@@ -171,13 +172,18 @@ def show(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None
     render.print_table(
         headers, rows, right=(0, *range(4, 9)), width=width, drop=(6, 8, 7)
     )
-    for w in f.warnings:
+    show_warnings(f.warnings, width)
+
+
+def show_warnings(warnings: Sequence[str], width: int | None) -> None:
+    """The file's warnings (:attr:`dwf.WeightsFile.warnings`), one ``warning:`` line each."""
+    for w in warnings:
         # Warnings naming a stock build's crash are long: wrapped like the table is cut.
         lines = [f"warning: {w}"] if width is None else textwrap.wrap(
             f"warning: {w}", width, subsequent_indent="  ", break_on_hyphens=False
         )
         for line in lines:
-            echo(line)
+            render.echo(line)
 
 
 def _row(r: Ranked, total: float) -> tuple[str, ...]:
