@@ -158,6 +158,7 @@ def test_demo_publishes_both_files_or_neither_on_a_full_disk(tmp_path: Path) -> 
     assert outcomes == {"written", "refused"}
 
 
+@pytest.mark.slow  # a child importing torch (seconds); the quick loop has the in-process twin
 @posix_only
 @small_disk
 def test_a_pt_export_on_a_full_disk_is_one_error_line(
