@@ -30,3 +30,15 @@ def conformance_dir() -> Path:
 @pytest.fixture
 def realweights_dir() -> Path:
     return shared_path("realweights")
+
+
+def call_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run the command line in this process: ``(exit code, stdout, stderr)``."""
+    from dwf.interfaces.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code if isinstance(e.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err

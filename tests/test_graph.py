@@ -15,32 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, shared_path
+from conftest import SHARED, call_cli, shared_path
+from fuzz.strategies import KNOWN_SECTIONS  # the sections each dialect knows (spec §3)
 
 import dwf
-from dwf.interfaces.cli import main
 from dwf.tools.demo import write_demo
 
 SVG = "{http://www.w3.org/2000/svg}"
 _CFG_DIR = SHARED / "conformance" / "cfg"
 CFGS = sorted(str(p.relative_to(_CFG_DIR)) for p in _CFG_DIR.glob("*/*.cfg")) or ["__absent__"]
 HEADS = {"[yolo]", "[region]", "[detection]", "[Gaussian_yolo]"}
-# Sections each dialect knows (a section it does not know reads nothing).
-_COMMON = {
-    "[conv]", "[convolutional]", "[conn]", "[connected]", "[local]", "[batchnorm]", "[rnn]",
-    "[gru]", "[lstm]", "[crnn]", "[shortcut]", "[route]", "[max]", "[maxpool]", "[avg]",
-    "[avgpool]", "[reorg]", "[upsample]", "[dropout]", "[activation]", "[lrn]",
-    "[normalization]", "[soft]", "[softmax]", "[cost]", "[crop]", "[detection]", "[region]",
-    "[yolo]",
-}  # fmt: skip
-KNOWN = {
-    "alexeyab": _COMMON | {
-        "[conv_lstm]", "[history]", "[implicit]", "[scale_channels]", "[sam]", "[local_avg]",
-        "[local_avgpool]", "[reorg3d]", "[Gaussian_yolo]", "[contrastive]", "[empty]",
-        "[silence]",
-    },
-    "pjreddie": _COMMON | {"[deconv]", "[deconvolutional]", "[iseg]", "[logistic]", "[l2norm]"},
-}  # fmt: skip
 
 
 def sections(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -60,7 +44,7 @@ def expected_inputs(text: str, dialect: str) -> int:
     """How many inputs the layers of a cfg read, counted from its text."""
     n = 0
     for header, opts in sections(text)[1:]:
-        if header not in KNOWN[dialect] or header == "[implicit]":
+        if header not in KNOWN_SECTIONS[dialect] or header == "[implicit]":
             continue
         if header == "[route]":
             n += opts["layers"].count(",") + 1
@@ -192,27 +176,18 @@ def test_hostile_names_stay_valid_xml() -> None:
     dwf.graph(plan).mermaid()
 
 
-def _call(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_command_line(
     demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, weights = demo
     out_svg = tmp_path / "net.svg"
-    code, out, err = _call(capsys, "graph", weights, "-o", out_svg)
+    code, out, err = call_cli(capsys, "graph", weights, "-o", out_svg)
     assert (code, err) == (0, "")
     assert out == f"wrote {out_svg} (svg): 22 layers, 25 edges\n"
     assert len(boxes(parse(out_svg.read_text(encoding="utf-8")))) == 22
-    code, out, _ = _call(capsys, "graph", cfg, "--format", "dot")
+    code, out, _ = call_cli(capsys, "graph", cfg, "--format", "dot")
     assert code == 0 and out.startswith("digraph dwf {")
-    code, out, _ = _call(
+    code, out, _ = call_cli(
         capsys, "graph", weights, "-o", tmp_path / "net.mmd", "--highlight", "conv_2"
     )
     assert code == 0 and "1 highlighted (conv_2)" in out
@@ -220,15 +195,15 @@ def test_command_line(
     later = tmp_path / "later.weights"
     with dwf.open(weights) as f:
         f.save(later, replace={"conv_13.weights": np.array(f["conv_13"].weights) + 1})
-    code, out, _ = _call(capsys, "graph", weights, "--highlight", f"diff:{later}", "-o", out_svg)
+    code, out, _ = call_cli(capsys, "graph", weights, "--highlight", f"diff:{later}", "-o", out_svg)
     assert code == 0 and "1 highlighted (conv_13)" in out
     # never over an input; refusals are one error line
     before = weights.read_bytes()
-    code, out, err = _call(capsys, "graph", weights, "-o", weights)
+    code, out, err = call_cli(capsys, "graph", weights, "-o", weights)
     assert code == 2 and err.startswith("dwf: error:") and weights.read_bytes() == before
-    code, out, err = _call(capsys, "graph", cfg, "--highlight", "check")
+    code, out, err = call_cli(capsys, "graph", cfg, "--highlight", "check")
     assert code == 2 and "give a .weights file" in err
-    code, out, err = _call(capsys, "graph", weights, "--cut", "99")
+    code, out, err = call_cli(capsys, "graph", weights, "--cut", "99")
     assert code == 2 and "cut point" in err
 
 
@@ -242,12 +217,12 @@ def test_never_written_over_the_file_a_diff_highlight_reads(
     with dwf.open(weights) as f:
         f.save(other, replace={"conv_13.weights": np.array(f["conv_13"].weights) + 1})
     before = other.read_bytes()
-    code, out, err = _call(capsys, "graph", weights, "--highlight", f"diff:{other}", "-o", other)
+    code, out, err = call_cli(capsys, "graph", weights, "--highlight", f"diff:{other}", "-o", other)
     assert code == 2 and err.startswith("dwf: error:") and "inputs" in err, err
     assert out == "" and other.read_bytes() == before
     # refused by the command line before anything is opened (the weights need not exist)
     missing = tmp_path / "missing.weights"
-    code, out, err = _call(capsys, "graph", missing, "--highlight", f"diff:{other}", "-o", other)
+    code, out, err = call_cli(capsys, "graph", missing, "--highlight", f"diff:{other}", "-o", other)
     assert code == 2 and "inputs" in err and "not found" not in err, err
     picture = dwf.graph(weights, highlight=dwf.diff(weights, other, cfg=cfg))
     with pytest.raises(dwf.DwfError, match="inputs"):

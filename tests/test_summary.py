@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import call_cli
 
 import dwf
-from dwf.interfaces.cli import main, render
+from dwf.interfaces.cli import render
 from dwf.tools.demo import write_demo
 from dwf.tools.info import summarize
 
@@ -21,15 +22,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("demo")
     cfg, weights = write_demo(folder)
     return Path(cfg), Path(weights)
-
-
-def _call(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _resized(cfg: Path, width: int, height: int) -> dwf.Plan:
@@ -90,11 +82,12 @@ def test_summary_refusals(demo: tuple[Path, Path]) -> None:
 
 def test_summary_command(demo: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, weights = demo
-    code, out, err = _call(capsys, "info", weights, "--summary", "--batch", "4", "--size", "128x96")
+    argv = ("info", weights, "--summary", "--batch", "4", "--size", "128x96")
+    code, out, err = call_cli(capsys, *argv)
     assert (code, err) == (0, "")
     assert "input: 128×96×3 (re-planned at this size, as Darknet would), 22 layers" in out
     assert "for a batch of 4" in out and "heaviest layers:" in out
-    code, out, _ = _call(capsys, "info", weights, "--summary", "--json", "--size", "128")
+    code, out, _ = call_cli(capsys, "info", weights, "--summary", "--json", "--size", "128")
     doc = json.loads(out)
     assert (doc["width"], doc["height"], doc["batch"]) == (128, 128, 1)
     assert doc["bflops"] == _resized(Path(str(weights)[:-8] + ".cfg"), 128, 128).total_bflops
@@ -103,7 +96,7 @@ def test_summary_command(demo: tuple[Path, Path], capsys: pytest.CaptureFixture[
         (["--batch", "2"], "--batch and --size go with --summary"),
         (["--summary", "--size", "2x2"], "cannot build"),
     ):
-        code, out, err = _call(capsys, "info", weights, *bad)
+        code, out, err = call_cli(capsys, "info", weights, *bad)
         assert code == 2 and says in err and err.count("\n") == 1, err
 
 
@@ -117,7 +110,7 @@ def test_summary_shows_the_files_warnings(
     with dwf.open(weights) as f:
         boundary = f.plan.layers[5].byte_span(f.header.size)[1]
     short.write_bytes(weights.read_bytes()[:boundary])
-    code, out, err = _call(capsys, "info", short, "--cfg", cfg, "--summary", "--wide")
+    code, out, err = call_cli(capsys, "info", short, "--cfg", cfg, "--summary", "--wide")
     assert (code, err) == (0, "")
     assert "warning: the file ends at a layer boundary" in out and "cut short" in out
 
@@ -126,13 +119,13 @@ def test_info_table_columns_fit(
     demo: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, weights = demo
-    code, out, _ = _call(capsys, "info", weights)  # not a terminal: 100 columns
+    code, out, _ = call_cli(capsys, "info", weights)  # not a terminal: 100 columns
     header = next(ln for ln in out.splitlines() if ln.lstrip().startswith("#"))
     assert header.split() == ["#", "name", "type", "output", "c×h×w", "params", "BFLOPs", "RF",
                               "bytes", "arrays"]  # fmt: skip
     assert all(len(ln) <= 100 for ln in out.splitlines() if not ln.startswith("warning"))
     assert "compute: 0.016 BFLOPs, 26,770 trainable parameters" in out
-    code, out, _ = _call(capsys, "info", weights, "--wide")
+    code, out, _ = call_cli(capsys, "info", weights, "--wide")
     assert code == 0
     header = next(ln for ln in out.splitlines() if ln.lstrip().startswith("#"))
     assert {"memory", "RF", "stride"} <= set(header.split())
@@ -168,13 +161,13 @@ def test_markdown_tables(
     demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, weights = demo
-    code, out, _ = _call(capsys, "info", weights, "--markdown")
+    code, out, _ = call_cli(capsys, "info", weights, "--markdown")
     (table,) = _tables(out)
     assert table[0][:4] == ["#", "name", "type", "output c×h×w"] and len(table) == 2 + 22
     assert "\n\nheader: version 0.2.5" in out  # text lines are paragraphs
-    code, out, _ = _call(capsys, "info", weights, "--summary", "--markdown")
+    code, out, _ = call_cli(capsys, "info", weights, "--summary", "--markdown")
     assert len(_tables(out)) == 1
-    code, out, _ = _call(capsys, "stats", weights, "--markdown", "--layers", "0-2")
+    code, out, _ = call_cli(capsys, "stats", weights, "--markdown", "--layers", "0-2")
     (table,) = _tables(out)
     assert table[0][:2] == ["layer", "array"]
     later = tmp_path / "later.weights"
@@ -184,19 +177,19 @@ def test_markdown_tables(
         f.save(later, replace={"conv_4.weights": w * 1.5})
         w[0, 0, 0, 0] = np.nan
         f.save(bad, replace={"conv_4.weights": w})
-    code, out, _ = _call(capsys, "diff", weights, later, "--cfg", cfg, "--markdown")
+    code, out, _ = call_cli(capsys, "diff", weights, later, "--cfg", cfg, "--markdown")
     (table,) = _tables(out)
     assert [r[0] for r in table[2:]] == ["conv_4"]
-    code, out, _ = _call(capsys, "diff", weights, later, weights, "--cfg", cfg, "--markdown")
+    code, out, _ = call_cli(capsys, "diff", weights, later, weights, "--cfg", cfg, "--markdown")
     (table,) = _tables(out)
     assert table[0] == ["layer", "0→1", "1→2"]  # the drift table, without its spacer column
-    code, out, _ = _call(capsys, "check", bad, "--cfg", cfg, "--markdown")
+    code, out, _ = call_cli(capsys, "check", bad, "--cfg", cfg, "--markdown")
     assert code == 1
     (table,) = _tables(out)
     assert table[0] == ["severity", "layer", "array", "kind", "count", "what"]
     assert ["error", "conv_4", "weights", "nan", "1", "1 NaN values"] in table
     # --json wins over --markdown
-    code, out, _ = _call(capsys, "check", bad, "--cfg", cfg, "--markdown", "--json")
+    code, out, _ = call_cli(capsys, "check", bad, "--cfg", cfg, "--markdown", "--json")
     json.loads(out)
 
 
