@@ -695,7 +695,7 @@ ERRORS = [
     (["import", "{cfg}", "{out}"], "unknown export format"),
     (["import", "{missing}", "{out}"], "missing.weights"),
     (["fuse", "{missing}", "{out}", "{nodir}"], "weights file not found"),
-    (["identify", "{missing}"], "cannot read"),
+    (["identify", "{missing}"], "weights file not found"),
     # `identify {dir}` identifies the files in it (tests/test_cli_many.py)
 ]
 

@@ -203,8 +203,13 @@ def test_not_weights_is_a_problem_not_a_match(
 
 
 def test_unreadable_path_is_a_dwf_error(tmp_path: Path) -> None:
-    with pytest.raises(dwf.DwfError, match="cannot read"):
+    """Failed before: a plain DwfError ("cannot read: No such file or directory") where
+    dwf.open and every other verb raise WeightsNotFoundError, a FileNotFoundError too."""
+    with pytest.raises(dwf.WeightsNotFoundError, match="weights file not found") as info:
         identify(tmp_path / "missing.weights")
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(dwf.DwfError, match="is a directory, not a weights file"):
+        identify(tmp_path)
 
 
 def test_open_without_cfg_names_the_identified_model(tmp_path: Path) -> None:

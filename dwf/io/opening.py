@@ -100,7 +100,7 @@ def _resolve_plan(
             )
         cfg = found
     scfg = os.fspath(cfg)
-    if "://" in scfg and _is_url(scfg):  # a local cfg never imports the remote backend
+    if "://" in scfg and is_url(scfg):  # a local cfg never imports the remote backend
         from dwf.io import remote
 
         text, name = remote.read_cfg_text(scfg, storage_options=storage_options)
@@ -177,21 +177,16 @@ def open_weights(
         SizeMismatchError: the file does not fit the cfg (``strict=True``).
     """
     spath = os.fspath(path)
-    # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
-    source: ByteSource
-    if backend == "remote" or ("://" in spath and _is_url(spath)):
-        from dwf.io import remote
-
+    if backend != "remote" and is_url(spath):
         backend = "remote"
-        source = remote.RemoteSource(spath, storage_options=storage_options)
-    else:
+    elif backend != "remote":
         if copy:
             backend = "pread"
         if backend not in ("mmap", "pread"):
             raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
-        # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
-        # non-weights path is reported as such rather than as "no cfg found beside it".
-        source = LocalSource.open(spath)
+    # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
+    # non-weights path is reported as such rather than as "no cfg found beside it".
+    source = open_source(spath, storage_options=storage_options, remote=backend == "remote")
     d = get_dialect(dialect)
     try:
         head = source.read_at(512, 0)
@@ -333,7 +328,36 @@ def opened(
 
 
 # -- backend="remote" ---------------------------------------------------------------------------
-def _is_url(path: str) -> bool:
+def is_url(path: str) -> bool:
+    """Whether ``path`` is a URL (``scheme://…``) rather than a local path."""
+    # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
+    if "://" not in path:
+        return False
     from dwf.io import remote
 
     return remote.is_url(path)
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    block_size: int | None = None,
+    remote: bool | None = None,
+) -> ByteSource:
+    """Where a weights file's bytes come from, decided in one place: a URL (or ``remote=True``)
+    is a :class:`dwf.io.remote.RemoteSource` (fsspec, ``storage_options``; ``block_size`` its
+    read-ahead), a local path the regular file itself (:class:`dwf.io.source.LocalSource`).
+
+    Raises:
+        WeightsNotFoundError: there is no such file.
+        DwfError: a directory, a special file, no permission; a URL that cannot be opened.
+    """
+    spath = os.fspath(path)
+    if remote or (remote is None and is_url(spath)):
+        from dwf.io.remote import RemoteSource
+
+        if block_size is None:
+            return RemoteSource(spath, storage_options=storage_options)
+        return RemoteSource(spath, storage_options=storage_options, block_size=block_size)
+    return LocalSource.open(spath)

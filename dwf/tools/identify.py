@@ -9,17 +9,14 @@ suspected CRLF translation on the whole file, and looks for cfg files beside it 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from dwf.errors import DwfError
 from dwf.format.known import CfgFit, Identification, identify_head
-from dwf.io import remote
 from dwf.io.cfg_search import crlf_counts, search_fits
-from dwf.io.views import pread_all
+from dwf.io.opening import open_source
 from dwf.tools import batch
 
 
@@ -40,30 +37,16 @@ def identify(
         DwfError: the file cannot be read.
     """
     spath = os.fspath(path)
-    if remote.is_url(spath):  # the size, then one range request for the head
-        source = remote.RemoteSource(spath, storage_options=storage_options, block_size=512)
-        try:
-            return identify_head(spath, source.read_at(512, 0), source.size)
-        finally:
-            source.close()
+    # the size, then the head (for a URL one range request of 512 bytes)
+    source = open_source(spath, storage_options=storage_options, block_size=512)
     try:
-        _regular(spath, os.stat(spath))
-        # Non-blocking: a FIFO swapped in after the check above must not block the open.
-        fd = os.open(spath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        try:
-            st = os.fstat(fd)
-            _regular(spath, st)
-            head = os.read(fd, 512)
-            local = fd
-            crlf = crlf_counts(lambda n, offset: pread_all(local, n, offset), st.st_size, head)
-        finally:
-            os.close(fd)
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        if isinstance(e, DwfError):
-            raise
-        why = getattr(e, "strerror", None) or e
-        raise DwfError(f"cannot read: {why}", path=spath) from None
-    return _judge(spath, head, st.st_size, crlf, nearby)
+        head, size = source.read_at(512, 0), source.size
+        if source.local_path is None:  # a URL: no CRLF count, no folder to search
+            return identify_head(spath, head, size)
+        crlf = crlf_counts(source.read_at, size, head)
+    finally:
+        source.close()
+    return _judge(spath, head, size, crlf, nearby)
 
 
 def _judge(
@@ -88,14 +71,3 @@ def _judge(
         if near:
             ident = attrs.evolve(ident, fits=tuple(near))
     return ident
-
-
-def _regular(path: str, st: os.stat_result) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise DwfError("cannot read: it is a directory, not a weights file", path=path)
-    if not stat.S_ISREG(st.st_mode):
-        raise DwfError(
-            "cannot read: not a regular file (a FIFO, a device or a socket); weights are"
-            " read only from regular files",
-            path=path,
-        )

@@ -21,7 +21,7 @@ from typing import Any
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header, sniff
 from dwf.io import remote
-from dwf.io.views import pread_all
+from dwf.io.opening import open_source
 
 _GLOB = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"(\d+)")
@@ -255,30 +255,15 @@ def read_seen(
 ) -> tuple[int | None, int]:
     """``(seen, mtime_ns)`` from a weights file's header (``seen`` is ``None`` when the header
     cannot be read; ``mtime_ns`` is 0 for a URL)."""
-    if remote.is_url(path):
+    try:
+        source = open_source(path, storage_options=storage_options, block_size=512)
         try:
-            source = remote.RemoteSource(path, storage_options=storage_options, block_size=512)
-            try:
-                head = source.read_at(20, 0)
-            finally:
-                source.close()
-        except Exception:  # unreadable: the verb that reads it will say why
-            return None, 0
-        return _seen(head, dialect), 0
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (OSError, ValueError):
+            head, mtime_ns = source.read_at(20, 0), source.identity.mtime_ns  # 0 for a URL
+        finally:
+            source.close()
+    except Exception:  # unreadable: the verb that reads it will say why
         return None, 0
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, 0
-        head = pread_all(fd, 20, 0)
-    except OSError:
-        return None, 0
-    finally:
-        os.close(fd)
-    return _seen(head, dialect), st.st_mtime_ns
+    return _seen(head, dialect), mtime_ns
 
 
 def _seen(head: bytes, dialect: str | Dialect) -> int | None:
