@@ -233,3 +233,19 @@ def test_layer_definitions_reach_other_layers_only_through_ref() -> None:
             fn.name for n in ast.walk(fn) if isinstance(n, ast.Attribute) and n.attr == "_built"
         ]
     assert not offenders, offenders
+
+
+# -- long modules say why -------------------------------------------------------------------------
+LONG = 650  # "~600 lines": a module past this says at its top why it is one module
+
+
+def test_a_long_module_says_why_at_its_top() -> None:
+    """Failed before: dwf/tools/export_reader.py (753 lines) did not."""
+    silent = []
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > LONG:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "longer than" not in doc:
+                silent.append(str(path.relative_to(ROOT)))
+    assert silent == [], f"modules over {LONG} lines that do not say why: {silent}"
