@@ -14,7 +14,7 @@
     python benchmarks/bench_remote.py            # 3 repeats (--repeats N)
     python benchmarks/bench_remote.py --quick    # 1 repeat, 40 checkpoints, no full scan
 
-Needs ``pip install 'dwf[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
+Needs ``pip install 'dwf-darknet[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
 The server runs in this process (a thread), on 127.0.0.1: the network cost is the loopback's,
 so the times are a lower bound; the byte counts are what any server would send.
 """
@@ -144,7 +144,7 @@ def many_rows(folder: Path, n: int, repeats: int, big: bool = False) -> list[dic
     try:
         import distributed
     except ImportError:
-        print("(dask not installed: pip install 'dwf[dask]')")
+        print("(dask not installed: pip install 'dwf-darknet[dask]')")
         return rows
     t0 = time.perf_counter()
     cluster = distributed.LocalCluster(

@@ -416,5 +416,5 @@ def test_plots_without_matplotlib_name_the_extra(
             f.plot()
         else:
             dwf.plot_diff(f, f)
-    assert "pip install 'dwf[plot]'" in str(info.value)
+    assert "pip install 'dwf-darknet[plot]'" in str(info.value)
     assert "matplotlib" in str(info.value)

@@ -19,7 +19,8 @@ way (s3fs does it); for other stores, or servers without an ETag, the store's me
 ETag/version/modification time) is asked again after each fetch and compared with what it was
 when the file was opened.
 
-fsspec (and ``aiohttp`` for HTTP, ``s3fs`` for S3 …) are optional: ``pip install 'dwf[remote]'``.
+fsspec (and ``aiohttp`` for HTTP, ``s3fs`` for S3 …) are optional:
+``pip install 'dwf-darknet[remote]'``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _filesystem(url: str, storage_options: Mapping[str, Any] | None, timeout: fl
     except ImportError as e:  # the protocol's own package (s3fs, gcsfs, huggingface_hub …)
         raise DwfError(
             f"fsspec needs an extra package for {protocol}:// ({e}); for S3:"
-            " pip install 'dwf[s3]'",
+            " pip install 'dwf-darknet[s3]'",
             path=url,
         ) from None
     except ValueError as e:  # unknown protocol

@@ -265,10 +265,10 @@ def export(
     Args:
         src: the weights file, open or by path.
         dst: the file to write; its extension gives the format unless ``format`` is given:
-            ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
+            ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf-darknet[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
-            ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
-            ``dwf[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+            ``dwf-darknet[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
+            ``dwf-darknet[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
         format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
             extension.
         cfg, dialect: how to open ``src`` when it is a path.

@@ -16,12 +16,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         parents=[common],
         help="write the arrays as .npz, .safetensors or PyTorch, or the network as ONNX",
         description="Export every array: npz (numpy, no pickle), safetensors"
-        " (written by dwf itself; reading it back needs dwf[safetensors]) or a PyTorch"
-        " state_dict saved with"
-        " torch.save (needs dwf[torch]); or the network as an ONNX model that computes what"
-        " Darknet computes (needs dwf[onnx]), whose weights stay in the .weights file when OUT"
-        " is written beside it. The format comes from OUT's extension"
-        " (.npz, .safetensors, .pt/.pth, .onnx) unless --format names it; the two must agree.",
+        " (written by dwf itself; reading it back needs dwf-darknet[safetensors]) or a"
+        " PyTorch state_dict saved with torch.save (needs dwf-darknet[torch]); or the network"
+        " as an ONNX model that computes what Darknet computes (needs dwf-darknet[onnx]), whose"
+        " weights stay in the .weights file when OUT is written beside it. The format comes"
+        " from OUT's extension (.npz, .safetensors, .pt/.pth, .onnx) unless --format names it;"
+        " the two must agree.",
     )
     options.add_source(p)
     p.add_argument(
