@@ -496,7 +496,7 @@ def test_missing_safetensors_names_the_extra(
     with dwf.open(src, cfg) as f:
         export.to_safetensors(f, out)
     assert out.exists()
-    with pytest.raises(dwf.DwfError, match=r"dwf\[safetensors\]"):
+    with pytest.raises(dwf.DwfError, match=r"dwf-darknet\[safetensors\]"):
         dwf.import_weights(out_in, tmp_path / "back.weights")
     assert not (tmp_path / "back.weights").exists()
 
@@ -506,7 +506,7 @@ def test_missing_torch_names_the_extra(
 ) -> None:
     cfg, src, _ = write_case(tmp_path, CASES[0], 72)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with dwf.open(src, cfg) as f, pytest.raises(dwf.DwfError, match=r"dwf\[torch\]"):
+    with dwf.open(src, cfg) as f, pytest.raises(dwf.DwfError, match=r"dwf-darknet\[torch\]"):
         export.to_state_dict(f)
     out = tmp_path / "e.pt"
     code = cli.main(["export", str(src), "--cfg", str(cfg), "--format", "torch", str(out)])

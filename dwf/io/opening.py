@@ -97,7 +97,7 @@ def _resolve_plan(
 
                 fits = search_fits(path, header, size, dialect=dialect.name)
                 if fits:
-                    hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
+                    hint = "; " + _fits_hint(path, fits) + hint
             from dwf.format.known import identify_head  # the table: only to explain
 
             ident = identify_head(path, head, size)
@@ -111,6 +111,22 @@ def _resolve_plan(
             )
         cfg = found
     return plan_cfg(cfg, dialect=dialect)
+
+
+def _fits_hint(path: str, fits: list[CfgFit]) -> str:
+    """What to pass for a file without its cfg, from the cfgs beside it that it fits: every one
+    that fits as well as the best; for a fit with another class count, the command that
+    writes that cfg (the cfg as it is would not read the file)."""
+    best = [f for f in fits if f.how == fits[0].how]
+    said = "; ".join(f.describe() for f in best)
+    if fits[0].how != "classes":
+        cfgs = " or ".join(f"cfg={f.cfg!r}" for f in best)
+        return f"this file {said}: pass {cfgs} (dwf: --cfg)"
+    out = os.path.splitext(path)[0] + ".cfg"
+    return (
+        f"this file {said}, not as written: write that cfg with the file's class count"
+        f" (dwf identify {path} --write-cfg {out}), then it is found beside the weights"
+    )
 
 
 def open_weights(

@@ -30,6 +30,7 @@ from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.io.views import logical_view
 from dwf.io.writer import atomic_write
+from dwf.tools.cut import first_layers
 
 Array = np.ndarray[Any, Any]
 _META = "__dwf__."
@@ -259,6 +260,7 @@ def export(
     compress: bool = False,
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
+    upto: int | None = None,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -276,21 +278,43 @@ def export(
         embed: ONNX only: write the weights inside the model rather than pointing at the
             ``.weights`` file.
         data: ONNX only: write the weights to this file beside the model.
+        upto: export layers ``0..upto-1`` only, as the network they make up (the cfg cut
+            after layer ``upto - 1``, planned again: see :func:`dwf.tools.cut.first_layers`).
+            A partial file (``yolov4.conv.137``) exports to ONNX as the layers it holds
+            without being told.
     """
     if (embed or data is not None) and format_for(dst, format) != "onnx":
         raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
     fmt = format_for(dst, format)
     with opened(src, cfg, dialect=dialect) as f:
-        if fmt == "npz":
-            return to_npz(f, dst, compress=compress)
-        if fmt == "safetensors":
-            return to_safetensors(f, dst)
-        if fmt == "onnx":
-            from dwf.tools.onnx_export import to_onnx
+        if upto is None and fmt == "onnx" and f.partial:
+            upto = f.last_layer + 1  # a model of what the file holds
+        if upto is not None:
+            with first_layers(f, upto) as part:
+                return _export(part, dst, fmt, compress=compress, embed=embed, data=data)
+        return _export(f, dst, fmt, compress=compress, embed=embed, data=data)
 
-            return to_onnx(f, dst, embed=embed, data=data)
-        torch = require("torch", "torch")
-        state = to_state_dict(f, copy=True)
-        with atomic_write(dst, inputs=f.sources) as fh:
-            torch.save(state, fh)
-        return os.fspath(dst)
+
+def _export(
+    f: WeightsFile,
+    dst: str | os.PathLike[str],
+    fmt: str,
+    *,
+    compress: bool,
+    embed: bool,
+    data: str | os.PathLike[str] | None,
+) -> str:
+    """Write the open file ``f`` in the format ``fmt``."""
+    if fmt == "npz":
+        return to_npz(f, dst, compress=compress)
+    if fmt == "safetensors":
+        return to_safetensors(f, dst)
+    if fmt == "onnx":
+        from dwf.tools.onnx_export import to_onnx
+
+        return to_onnx(f, dst, embed=embed, data=data)
+    torch = require("torch", "torch")
+    state = to_state_dict(f, copy=True)
+    with atomic_write(dst, inputs=f.sources) as fh:
+        torch.save(state, fh)
+    return os.fspath(dst)

@@ -297,10 +297,20 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
         return _from_safetensors(path)
     if path.endswith(".npz"):
         return _from_npz(path)
+    reads = (
+        "dwf reads back its .npz and .safetensors exports (which carry the cfg and header) and"
+        " PyTorch .pt/.pth state dicts (with a cfg; through the command line, or as a mapping)"
+    )
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".onnx":
+        raise DwfError(
+            f"an ONNX model is not read back: {reads}; for a round trip, export the .weights"
+            " file to .npz (dwf export W out.npz)",
+            path=path,
+        )
     raise DwfError(
-        "unknown export format: dwf reads back .npz and .safetensors exports by their"
-        " extension (a .pt/.pth state dict through the command line, or as a mapping); rename"
-        " the file",
+        f"unknown export format {ext or '(no extension)'}: {reads}, told apart by their"
+        " extension (an export under another name: rename it)",
         path=path,
     )
 

@@ -37,21 +37,30 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     where.add_argument(
         "--data", metavar="FILE", help="ONNX: write the weights to FILE, beside the model"
     )
+    p.add_argument(
+        "--upto",
+        type=int,
+        metavar="N",
+        help="export layers 0..N-1 only, as the network they make up (a partial file exports"
+        " to ONNX as the layers it holds without it)",
+    )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
-    out = export(
-        args.weights,
-        args.out,
-        format=fmt,
-        cfg=args.cfg,
-        dialect=args.dialect,
-        compress=args.compress,
-        embed=args.embed,
-        data=args.data,
-    )
-    render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes)")
+    with options.open_file(args) as f:
+        out = export(
+            f,
+            args.out,
+            format=fmt,
+            compress=args.compress,
+            embed=args.embed,
+            data=args.data,
+            upto=args.upto,
+        )
+        held = args.upto if args.upto is not None else f.last_layer + 1 if f.partial else None
+    what = "" if held is None else f": layers 0..{held - 1}"
+    render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes){what}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dwf.interfaces.cli import options, render
-from dwf.tools.fuse import fuse
+from dwf.tools.fuse import FOLDABLE, fuse
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -24,6 +24,18 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace) -> int:
+    with options.open_file(args) as f:
+        folded = [lp for lp in f.plan.layers if lp.type in FOLDABLE and lp.array("scales")]
     out, cfg_out = fuse(args.weights, args.out, args.cfg_out, cfg=args.cfg, dialect=args.dialect)
-    render.echo(f"wrote {out} and {cfg_out} (batch norm folded into conv/connected layers)")
+    if folded:
+        n = len(folded)
+        render.echo(
+            f"wrote {out} and {cfg_out}: batch norm folded into {n} layer{'s' * (n != 1)}"
+            " (conv/connected)"
+        )
+    else:
+        render.echo(
+            f"wrote {out} and {cfg_out}: nothing was folded, {args.weights} has no batch norm"
+            " (the weights are as they were)"
+        )
     return 0

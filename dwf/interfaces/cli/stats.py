@@ -9,7 +9,7 @@ import io
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
-from dwf.tools.stats import StatsReport, stats
+from dwf.tools.stats import MISMATCH_CAUTION, StatsReport, stats
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -82,7 +82,16 @@ def show(report: StatsReport, width: int | None) -> None:
         )
         for e in report.arrays
     ]
-    render.echo(f"{report.path}: {len(report.arrays)} arrays")
+    n = len(report.arrays)
+    render.echo(f"{report.path}: {n} array{'s' * (n != 1)}")
+    if report.mismatch:
+        caution = "  " + MISMATCH_CAUTION.format(what="statistics")
+        if width is None:
+            render.echo(caution)
+        else:  # wrapped, as the table is cut: every line fits the terminal
+            import textwrap
+
+            render.echo(textwrap.fill(caution, width, subsequent_indent="  "))
     render.print_table(
         ("layer", "array", "min", "max", "mean", "std", "absmax", "zeros", "nan", "inf"),
         rows,
