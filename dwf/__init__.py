@@ -65,6 +65,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
+    "Rows": ("dwf.tools.batch", "Rows"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -119,6 +120,7 @@ __all__ = [
     "Plan",
     "RemoteError",
     "Row",
+    "Rows",
     "SizeMismatchError",
     "StatsReport",
     "UnsupportedLayerError",
@@ -154,6 +156,8 @@ for _name, _module, _attribute in (
     ("plot_file", "dwf.interfaces.plot", "plot_file"),
     ("layer_html", "dwf.interfaces.display", "layer_html"),
     ("file_html", "dwf.interfaces.display", "file_html"),
+    ("report_text", "dwf.interfaces.reports", "text"),
+    ("report_html", "dwf.interfaces.reports", "html"),
 ):
     extensions.provide(_name, _module, _attribute)
 
@@ -213,7 +217,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
-    from dwf.tools.batch import Row
+    from dwf.tools.batch import Row, Rows
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from dwf.errors import DwfError
-from dwf.io import remote
+from dwf.io import extensions, remote
 
 R = TypeVar("R")
 #: What the many-file form of a verb takes: a list (or tuple) of files, folders and globs.
@@ -51,6 +51,15 @@ class Row(Generic[R]):
         """Whether the file was read."""
         return self.error is None
 
+    def __str__(self) -> str:
+        """The report as the command line prints it, or ``path: error: …``."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (one line of ``--json`` output): the report's fields, or the error."""
         if self.result is None:
@@ -58,6 +67,21 @@ class Row(Generic[R]):
         to_dict = getattr(self.result, "to_dict", None)
         body = to_dict() if callable(to_dict) else {"result": self.result}
         return {**body, "path": self.path, "error": None}
+
+
+class Rows(list[Any]):
+    """The rows of a many-file run, collected: ``dwf.Rows(dwf.check(["runs/"]))`` (or any
+    reports, such as a :func:`dwf.drift` series). A list that prints as one line per file —
+    the file and its report in a few words, or why it could not be read — and displays as that
+    table in a notebook."""
+
+    def __str__(self) -> str:
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
 
 def is_many(src: object) -> bool:

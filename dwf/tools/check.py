@@ -20,6 +20,7 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec, LayerPlan
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
@@ -115,6 +116,14 @@ class CheckReport:
     def count(self, severity: str) -> int:
         """Number of findings of a severity."""
         return sum(1 for f in self.findings if f.severity == severity)
+
+    def __str__(self) -> str:
+        """:meth:`explain`: what ``dwf check`` prints."""
+        return self.explain()
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
     def explain(self) -> str:
         """A readable report."""

@@ -23,6 +23,7 @@ import numpy as np
 from dwf.errors import DwfError
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
@@ -94,6 +95,15 @@ class DiffReport:
             "shape_mismatch": list(self.shape_mismatch),
             "arrays": [d.to_dict() for d in self.arrays],
         }
+
+    def __str__(self) -> str:
+        """What ``dwf diff A B`` prints: the files, the counts, a row per changed array."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
     @property
     def identical(self) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import Layer, WeightsFile
 from dwf.tools import batch
@@ -142,6 +143,15 @@ class StatsReport:
             if f"{e.layer}.{e.array}" == name:
                 return e.stats
         raise KeyError(name)
+
+    def __str__(self) -> str:
+        """What ``dwf stats`` prints: the file, then one table row per array."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf stats --json``)."""

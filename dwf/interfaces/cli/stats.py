@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 
 from dwf.errors import DwfError
+from dwf.interfaces import reports
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
-from dwf.tools.stats import MISMATCH_CAUTION, StatsReport, stats
+from dwf.tools.stats import StatsReport, stats
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -58,43 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
 def text(report: StatsReport, width: int | None) -> str:
     """What :func:`show` prints, as text."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        show(report, width)
-    return buffer.getvalue().rstrip("\n")
+    return "\n".join(reports.stats_lines(report, width))
 
 
 def show(report: StatsReport, width: int | None) -> None:
     """One line naming the file, then one table row per array."""
-    g = render.g
-    rows = [
-        (
-            e.layer,
-            e.array,
-            g(e.stats.min),
-            g(e.stats.max),
-            g(e.stats.mean),
-            g(e.stats.std),
-            g(e.stats.absmax),
-            f"{e.stats.zero_fraction:.1%}",
-            str(e.stats.nan),
-            str(e.stats.inf),
-        )
-        for e in report.arrays
-    ]
-    n = len(report.arrays)
-    render.echo(f"{report.path}: {n} array{'s' * (n != 1)}")
-    if report.mismatch:
-        caution = "  " + MISMATCH_CAUTION.format(what="statistics")
-        if width is None:
-            render.echo(caution)
-        else:  # wrapped, as the table is cut: every line fits the terminal
-            import textwrap
-
-            render.echo(textwrap.fill(caution, width, subsequent_indent="  "))
-    render.print_table(
-        ("layer", "array", "min", "max", "mean", "std", "absmax", "zeros", "nan", "inf"),
-        rows,
-        right=range(2, 10),
-        width=width,
-    )
+    for line in reports.stats_lines(report, width):
+        render.echo(line)
