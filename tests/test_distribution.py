@@ -9,7 +9,9 @@ package" message names that distribution, or the checkout (``pip install '.[plot
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,3 +69,22 @@ def test_a_missing_optional_package_names_the_distribution_and_the_checkout(
 def test_the_readme_says_under_which_name_dwf_is_published() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"pip install {DISTRIBUTION}" in readme or f"pip install '{DISTRIBUTION}" in readme
+
+
+@pytest.mark.slow  # a pytest run in a subprocess (~5 s)
+def test_a_fresh_clone_sees_its_skips_grouped_by_reason(tmp_path: Path) -> None:
+    """Without ../shared, every test that reads it is skipped: one line says so, with a count,
+    instead of one line per test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DWF_")}
+    env["DWF_SHARED"] = str(tmp_path / "no-shared")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "tests/test_realweights.py", "tests/test_conformance.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "skipped, by reason" in out
+    lines = [ln for ln in out.splitlines() if "no-shared" in ln]
+    assert len(lines) == 1 and "which is not present" in lines[0], out
+    assert "SKIPPED [" not in out  # pytest's own line per skip location is not printed
