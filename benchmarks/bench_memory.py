@@ -8,9 +8,11 @@ Measured in one run, under the same conditions for dwf and the alternative it is
   itself at exit (``ru_maxrss`` would include this script's memory, inherited through fork).
   Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
   imported, and ``safetensors.numpy.save_file`` of the same arrays.
-* **Scan ratio**: ``dwf.check`` and ``dwf.stats`` time ÷ one float32 ``np.sum`` pass over the
-  same arrays (views of a freshly opened map, as a user would sum them), on a file of random
-  weights in the page cache. Goal: ≤ 2.
+* **Scan ratio**: ``dwf.check`` and ``dwf.stats`` time ÷ one raw pass over the file's bytes: the
+  body of a read-only map as one float32 array (``np.frombuffer``), summed in 4 Mi-float blocks
+  — the limit any scan of the file stands against — on a file of random weights in the page
+  cache. Goal: ≤ 2. Also reported, as "per-array access": one ``np.sum`` of every view a user
+  gets from ``dwf.open`` (about 400 checked views; the baseline of earlier rounds).
 * **cut vs dd**: ``dwf cut`` (command line, fresh process; and the Python call) against ``dd``
   of the same bytes with ``conv=fsync``, ratio dd time ÷ dwf time. Goal: ≥ 0.9. The exports
   (npz, safetensors, Python calls) against ``dd`` of the whole file: goal ≥ 0.5.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import platform
 import shutil
@@ -232,6 +235,15 @@ def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
 def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
     read_all(weights)
 
+    def raw_pass() -> None:
+        # the floor: every byte of the body read once, no per-array work at all
+        with open(weights, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            body = np.frombuffer(m, dtype="<f4", offset=header, count=(len(m) - header) // 4)
+            block = 1 << 22
+            for i in range(0, body.size, block):
+                np.sum(body[i : i + block])
+            del body
+
     def sum_pass() -> None:
         with dwf.open(weights, cfg) as f:
             for _, v in f.arrays():
@@ -243,10 +255,13 @@ def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
     def stats() -> None:
         dwf.stats(weights, cfg=cfg)
 
-    runs: dict[str, list[float]] = {"sum": [], "check": [], "stats": []}
-    for fn in (sum_pass, check, stats):  # warm-up: imports, plan cache
+    with dwf.open(weights, cfg) as f:
+        header = f.header.size
+    runs: dict[str, list[float]] = {"raw": [], "sum": [], "check": [], "stats": []}
+    for fn in (raw_pass, sum_pass, check, stats):  # warm-up: imports, plan cache
         fn()
     for _ in range(repeats):  # interleaved: the machine's load hits all alike
+        runs["raw"].append(timed(raw_pass))
         runs["sum"].append(timed(sum_pass))
         runs["check"].append(timed(check))
         runs["stats"].append(timed(stats))
@@ -254,8 +269,10 @@ def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
     return {
         "file_mib": weights.stat().st_size / MiB,
         "times": s,
-        "check_ratio": s["check"]["median"] / s["sum"]["median"],
-        "stats_ratio": s["stats"]["median"] / s["sum"]["median"],
+        "check_ratio": s["check"]["median"] / s["raw"]["median"],
+        "stats_ratio": s["stats"]["median"] / s["raw"]["median"],
+        "check_ratio_per_array": s["check"]["median"] / s["sum"]["median"],
+        "stats_ratio_per_array": s["stats"]["median"] / s["sum"]["median"],
     }
 
 
@@ -401,8 +418,12 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     if "scan" in doc:
         st = doc["scan"]["times"]
-        add("f.check() ≤ 2× one float32 sum pass", _ratio(st, "check", "sum"), lambda r: r <= 2)
-        add("dwf.stats ≤ 2× one float32 sum pass", _ratio(st, "stats", "sum"), lambda r: r <= 2)
+        add("f.check() ≤ 2× one raw pass over the mapped body", _ratio(st, "check", "raw"),
+            lambda r: r <= 2)
+        add("dwf.stats ≤ 2× one raw pass over the mapped body", _ratio(st, "stats", "raw"),
+            lambda r: r <= 2)
+        add("f.check() vs per-array access (np.sum of every view)", _ratio(st, "check", "sum"),
+            lambda r: r <= 2)
     wt = doc["writers"]["times"] if "writers" in doc else {}
     if "dd_cut" in wt:
         add("dwf cut (command, fresh process) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_cli"),

@@ -40,6 +40,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
+    "graph": ("dwf.interfaces.graph", "graph"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -66,6 +67,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
     "Rows": ("dwf.tools.batch", "Rows"),
+    "Graph": ("dwf.interfaces.graph", "Graph"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -107,6 +109,7 @@ __all__ = [
     "Exported",
     "FileChangedError",
     "Finding",
+    "Graph",
     "Header",
     "HeaderError",
     "Identification",
@@ -135,6 +138,7 @@ __all__ = [
     "export",
     "find_cfg",
     "fuse",
+    "graph",
     "identify",
     "import_weights",
     "info",
@@ -158,6 +162,7 @@ for _name, _module, _attribute in (
     ("file_html", "dwf.interfaces.display", "file_html"),
     ("report_text", "dwf.interfaces.reports", "text"),
     ("report_html", "dwf.interfaces.reports", "html"),
+    ("graph", "dwf.interfaces.graph", "graph"),
 ):
     extensions.provide(_name, _module, _attribute)
 
@@ -211,6 +216,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.known import CfgFit, Identification, Match
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.graph import Graph, graph
     from dwf.interfaces.plot import plot_diff
     from dwf.io.cfgfile import plan
     from dwf.io.opening import find_cfg

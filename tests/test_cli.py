@@ -39,6 +39,7 @@ CLI_MD = ROOT / "docs" / "cli.md"
 REAL = SHARED / "realweights"
 SUBCOMMANDS = [
     "info",
+    "graph",
     "stats",
     "diff",
     "check",
@@ -52,6 +53,10 @@ SUBCOMMANDS = [
 
 # -- the --json schemas (docs/cli.md documents every key) -----------------------------------------
 INFO_KEYS = {
+    "total_params",
+    "total_trainable",
+    "total_bflops",
+    "total_output_bytes",
     "path",
     "cfg",
     "dialect",
@@ -69,6 +74,7 @@ INFO_KEYS = {
 HEADER_KEYS = {"major", "minor", "revision", "version", "seen", "size", "note"}
 HEADER_KEYS |= {"connected_transposed"}
 LAYER_KEYS = {"index", "name", "type", "out_shape", "outputs", "span", "in_file", "arrays"}
+LAYER_KEYS |= {"n_params", "n_trainable", "bflops", "output_bytes", "receptive_field", "stride"}
 LAYER_ARRAY_KEYS = {"name", "shape", "count", "span"}
 STATS_KEYS = {"path", "arrays", "mismatch"}
 STATS_ARRAY_KEYS = {"index", "layer", "type", "array", "shape", "count", "min", "max", "mean"}

@@ -66,6 +66,7 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert "conv_10" in data("f = dwf.open(weights)", "text/html")
     assert "conv_2</b> (convolutional, layer 2)" in data('layer = f["conv_2"]', "text/html")
+    assert "<svg" in data("f.graph(", "image/svg+xml") and "conv_4" in data("f.graph(", "text/html")
     for start in ("layer.plot()", "f.plot()", "dwf.plot_diff(f, later)"):
         assert len(data(start, "image/png")) > 1_000  # base64 PNG
     text = "".join(o.get("text", "") for o in outputs("report = f.check()"))

@@ -1,4 +1,4 @@
-"""Darknet cfg tokenising, exactly as Darknet's ``read_cfg`` does it (spec §2.1).
+"""Darknet cfg tokenising, exactly as Darknet's ``read_cfg`` does it (docs/format.md §2.1).
 
 Darknet deletes every whitespace character anywhere in a line (so ``filters = 3 2`` is
 ``filters=32``), ignores lines starting with ``#`` or ``;`` once stripped, never strips inline
@@ -20,7 +20,7 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
 # C isspace() also covers \v and \f, which atoi skips before the number; strip() does not remove
-# them (spec §2.1), so they can survive into a value.
+# them (docs/format.md §2.1), so they can survive into a value.
 # ASCII digits only: C's atoi/atof do not read other scripts' digits (Python's \d would).
 # Strings, not compiled patterns: re compiles (and caches) them on first use, so importing the
 # tokeniser costs nothing for the cfgs (nearly all) whose numbers are plain digits.

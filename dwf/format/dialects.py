@@ -1,4 +1,4 @@
-"""The two Darknet dialects, as a handful of switches (spec §3 and §10).
+"""The two Darknet dialects, as a handful of switches (docs/format.md §3).
 
 Everything that differs between AlexeyAB's fork (also what hank-ai writes) and pjreddie's
 original code is one field here; layer definitions read these fields and never test a dialect's
@@ -101,6 +101,10 @@ class Dialect:
             assert AlexeyAB's Makefile build keeps and its release builds compile out).
         needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
             (AlexeyAB's statistics): a network without one crashes it.
+        keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
+            integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
+            prints their total (AlexeyAB); else only convolutions print a figure, in double,
+            and no total (pjreddie). See :mod:`dwf.format.figures`.
     """
 
     name: str
@@ -125,6 +129,7 @@ class Dialect:
     crnn_any_input: bool = False
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
+    keeps_bflops: bool = False
 
 
 ALEXEYAB = Dialect(
@@ -165,6 +170,7 @@ ALEXEYAB = Dialect(
     reorg_extra=False,
     shortcut_size_assert=True,
     needs_2d_layer=True,
+    keeps_bflops=True,
 )
 
 PJREDDIE = Dialect(

@@ -1,10 +1,10 @@
 """The weights-file header: ``major, minor, revision`` (int32) then ``seen`` (4 or 8 bytes).
 
-Darknet decides the width of ``seen`` from the version (spec §1.2): 8 bytes when
+Darknet decides the width of ``seen`` from the version (docs/format.md §1.2): 8 bytes when
 ``major*10 + minor >= 2``, else 4. Files from before December 2015 start with three float32
 (learning rate, momentum, decay) instead of a version; read as int32 those are huge, which is how
 Darknet recognises them (:attr:`Header.connected_transposed`: their connected weights are stored
-transposed, spec §1.3).
+transposed, docs/format.md §1.3).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _VERSION = struct.Struct("<iii")
 
 
 def seen_width(major: int, minor: int, dialect: str | Dialect = "alexeyab") -> int:
-    """Bytes of ``seen`` Darknet reads after this version (4 or 8), by spec §1.4's rule."""
+    """Bytes of ``seen`` Darknet reads after this version (4 or 8): docs/format.md §1.2."""
     d = get_dialect(dialect)
     if major > 1000 or minor > 1000:
         return 4
@@ -40,7 +40,7 @@ class Header:
         seen: images seen in training.
         size: header length in bytes, 16 (4-byte ``seen``) or 20 (8-byte ``seen``).
         note: set when the width was not the one the version implies but the one the file size
-            requires (a known Darknet writer bug, spec §1.5), or was forced by the caller.
+            requires (a known Darknet writer bug, docs/format.md §1.5), or was forced by the caller.
     """
 
     major: int = 0
@@ -67,7 +67,7 @@ class Header:
     @property
     def connected_transposed(self) -> bool:
         """A legacy (pre-2015) header, in whose files connected weights are stored transposed,
-        ``(inputs, outputs)`` (spec §1.3)."""
+        ``(inputs, outputs)`` (docs/format.md §1.3)."""
         return self.major > 1000 or self.minor > 1000
 
     @property
@@ -168,7 +168,7 @@ class Header:
 
 def other_width(size: int) -> int:
     """The other header width: 20 for 16, 16 for 20. Darknet writers have produced files whose
-    header is not as wide as their version says (spec §1.5), so readers try both."""
+    header is not as wide as their version says (docs/format.md §1.5), so readers try both."""
     return 36 - size
 
 

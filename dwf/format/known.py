@@ -446,7 +446,7 @@ def identify_head(path: str, head: bytes, size: int) -> Identification:
         if h == header.size:
             floats = body // 4
         matches += lookup(body // 4, h, path)
-    # The version's own width first, then the other (a known writer bug, spec §1.5).
+    # The version's own width first, then the other (a known writer bug, docs/format.md §1.5).
     matches.sort(key=lambda m: (_RANKS[m.variant], m.header_size != header.size))
     near: tuple[str, ...] = ()
     if not matches and floats is not None:

@@ -2,7 +2,7 @@
 
 Each definition receives a :class:`LayerInput` (the section's options, what the previous layer
 produced, the layers built so far, the dialect) and returns a :class:`Built`. Offsets are not a
-concern here: the planner lays the arrays out one after another. Rules come from spec §4 and §6;
+concern here: the planner lays the arrays out one after another. Rules: docs/format.md §4 and §6;
 dialect differences are read from :class:`dwf.format.dialects.Dialect` switches.
 
 This module is longer than the ~500 lines a module here usually has, on purpose: it is the layer

@@ -3,9 +3,9 @@ file (a cfg file is read by :mod:`dwf.io.cfgfile`).
 
 Darknet's ``.weights`` body is the concatenation of every layer's arrays in layer order, with
 nothing in between. What each layer stores depends on its options and on the shape it receives,
-so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does (spec §6.1),
-asks each layer definition in :mod:`dwf.format.layers` for its output shape and its arrays, and
-lays the arrays out one after another (spec §10).
+so the planner walks the network exactly as Darknet's ``parse_network_cfg`` does
+(docs/format.md §6), asks each layer definition in :mod:`dwf.format.layers` for its output
+shape and its arrays, and lays the arrays out one after another (docs/format.md §4.1).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -22,6 +23,7 @@ import attrs
 from dwf.errors import CfgError, DwfError, LayerNotFoundError
 from dwf.format.cfg import CfgDocument, Section, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
+from dwf.format.figures import LayerFigures, compute, total_bflops
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
 from dwf.format.records import Arr, ArraySpec, LayerPlan
 
@@ -71,9 +73,26 @@ class Plan:
     text: str = attrs.field(default="", repr=False)
     document: CfgDocument | None = attrs.field(default=None, repr=False)
     _by_name: dict[str, LayerPlan] = attrs.field(init=False, repr=False)
+    # Every layer's figures (BFLOPs, receptive field, stride), made when first asked for.
+    _figures: tuple[LayerFigures, ...] | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_by_name", {lp.name: lp for lp in self.layers})
+        by_name = {}
+        # Where each layer's figures come from. A weak reference: a strong one would make every
+        # plan a reference cycle, left for the garbage collector instead of freed at once.
+        me = weakref.ref(self)
+        for lp in self.layers:
+            by_name[lp.name] = lp
+            object.__setattr__(lp, "_plan", me)
+        object.__setattr__(self, "_by_name", by_name)
+
+    def _layer_figures(self) -> tuple[LayerFigures, ...]:
+        made = self._figures
+        if made is None:
+            made = compute(self)
+            # Computing it twice (two threads) gives equal records: no lock needed.
+            object.__setattr__(self, "_figures", made)
+        return made
 
     @property
     def rules(self) -> Dialect:
@@ -141,6 +160,31 @@ class Plan:
     def total_floats(self) -> int:
         """Float32 elements in a complete file's body."""
         return self.layers[-1].stop if self.layers else 0
+
+    @property
+    def total_params(self) -> int:
+        """Parameters of the whole network: every layer's :attr:`~dwf.LayerPlan.n_params` (the
+        same number as :attr:`total_floats`)."""
+        return self.total_floats
+
+    @property
+    def total_trainable(self) -> int:
+        """The parameters training updates (:attr:`dwf.LayerPlan.n_trainable`, summed)."""
+        return sum(lp.n_trainable for lp in self.layers)
+
+    @property
+    def total_bflops(self) -> float:
+        """The network's BFLOPs as Darknet prints them while loading it: AlexeyAB's ``Total
+        BFLOPS`` line (the layers' float32 figures summed in float32; compare at its printed
+        precision, ``f"{plan.total_bflops:.3f}"``); pjreddie prints no total, so this is the
+        sum of the figures it prints."""
+        return total_bflops([f.bflops for f in self._layer_figures()], self.rules)
+
+    @property
+    def total_output_bytes(self) -> int:
+        """Bytes of every layer's output at batch 1, in float32, added up
+        (:attr:`dwf.LayerPlan.output_bytes`): the activations of one image."""
+        return sum(4 * lp.outputs for lp in self.layers)
 
     def expected_size(self, header_size: int = 20) -> int:
         """Bytes of a complete file with a ``header_size``-byte header."""

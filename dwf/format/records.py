@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import attrs
 import numpy as np
+
+from dwf.errors import DwfError
+
+if TYPE_CHECKING:
+    from dwf.format.figures import LayerFigures
+    from dwf.format.planner import Plan
 
 # Darknet stores little-endian float32, whatever the machine.
 F32 = np.dtype("<f4")
 
 Storage = Literal["plain", "transposed", "transposed-if-legacy"]
+
+# Arrays training does not update (batch norm's running statistics), by their name's last part.
+_NOT_TRAINED = ("rolling_mean", "rolling_variance")
 
 
 @attrs.frozen
@@ -107,6 +117,10 @@ class LayerPlan:
         params: the resolved options that define the layer (filters, size, strides, groups,
             batch_normalize, activation, referenced layers …), read-only.
         known: ``False`` for a section the dialect does not know (it holds nothing).
+
+    What the layer costs and sees — :attr:`n_params`, :attr:`n_trainable`, :attr:`bflops`,
+    :attr:`output_bytes`, :attr:`receptive_field`, :attr:`stride` — are properties, computed
+    for the whole plan on first use (:mod:`dwf.format.figures`).
     """
 
     index: int
@@ -128,6 +142,11 @@ class LayerPlan:
     # The ArraySpec records, made when first asked for (opening a file looks at one or two
     # layers). Not compared, copied or exported.
     _arrays: tuple[ArraySpec, ...] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False, hash=False
+    )
+    # The plan the layer belongs to (weakly), set by the plan: the figures need the layers
+    # before it.
+    _plan: weakref.ref[Plan] | None = attrs.field(
         default=None, init=False, eq=False, repr=False, hash=False
     )
 
@@ -162,6 +181,57 @@ class LayerPlan:
         """One past the layer's last element (float32 elements after the header)."""
         return self.offset + self.count
 
+    # -- figures ------------------------------------------------------------------------------
+    # ``params`` is the layer's options: the parameter count is ``n_params``.
+    @property
+    def n_params(self) -> int:
+        """Parameters: the floats the layer's arrays hold (the same number as :attr:`count`),
+        batch norm's running statistics included."""
+        return self.count
+
+    @property
+    def n_trainable(self) -> int:
+        """The parameters training updates: all but batch norm's running statistics
+        (``rolling_mean``, ``rolling_variance``)."""
+        return sum(a.count for a in self.layout if not a.name.endswith(_NOT_TRAINED))
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of the layer's output at batch 1, in float32 (``4 × outputs``)."""
+        return 4 * self.outputs
+
+    @property
+    def bflops(self) -> float:
+        """Billions of floating-point operations, exactly as Darknet figures them: AlexeyAB's
+        ``l.bflops`` (the ``BF`` column it prints while loading; 0 for the layer types it gives
+        none) or, in the pjreddie dialect, the ``BFLOPs`` pjreddie prints (convolutions only).
+        See :attr:`dwf.Plan.total_bflops`."""
+        return self._figures().bflops
+
+    @property
+    def receptive_field(self) -> tuple[float, float]:
+        """``(height, width)``: how many input pixels one output position depends on (the
+        largest over a route's or shortcut's inputs); ``(0, 0)`` for a layer that reads no
+        input. An antialiased layer's is after its blur (what the next layer reads)."""
+        return self._figures().receptive_field
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """``(height, width)``: input pixels between two neighbouring output positions (32 for
+        a YOLO head on a 1/32 grid; below 1 after upsampling past the input's size)."""
+        return self._figures().stride
+
+    def _figures(self) -> LayerFigures:
+        ref = self._plan
+        plan = None if ref is None else ref()
+        if plan is None:
+            raise DwfError(
+                f"layer {self.index} ({self.name}) is not part of a plan any more (a copy of one"
+                " layer, or its plan is gone): its BFLOPs, receptive field and stride need the"
+                " plan, so keep the plan and ask its layers"
+            )
+        return plan._layer_figures()[self.index]
+
     @property
     def out_shape(self) -> tuple[int, int, int]:
         """``(out_c, out_h, out_w)``."""
@@ -180,6 +250,12 @@ class LayerPlan:
             "out_shape": [self.out_c, self.out_h, self.out_w],
             "outputs": self.outputs,
             "span": list(self.byte_span(header_size)),
+            "n_params": self.n_params,
+            "n_trainable": self.n_trainable,
+            "bflops": self.bflops,
+            "output_bytes": self.output_bytes,
+            "receptive_field": list(self.receptive_field),
+            "stride": list(self.stride),
             "arrays": [a.to_dict(header_size) for a in self.arrays],
         }
 

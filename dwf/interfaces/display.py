@@ -34,6 +34,11 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _pair(p: tuple[float, float]) -> str:
+    h, w = (str(v) if isinstance(v, int) else f"{v:g}" for v in p)
+    return h if h == w else f"{h}×{w}"
+
+
 def _arrays(lp: LayerPlan) -> str:
     return ", ".join(f"{a.name} {'×'.join(map(str, a.shape))}" for a in lp.arrays)
 
@@ -54,7 +59,9 @@ def file_html(f: WeightsFile) -> str:
         rows.append(
             f"<tr{cls}><td class='n'>{lp.index}</td><td>{_e(lp.name)}</td><td>{_e(lp.type)}</td>"
             f"<td>{lp.out_c}×{lp.out_h}×{lp.out_w}</td><td class='n'>{lp.count:,}</td>"
-            f"<td>{_e(_arrays(lp))}</td></tr>"
+            f"<td class='n'>{f'{lp.bflops:.3f}' if lp.bflops else ''}</td>"
+            f"<td class='n'>{_size(lp.output_bytes)}</td><td class='n'>{_pair(lp.receptive_field)}"
+            f"</td><td class='n'>{_pair(lp.stride)}</td><td>{_e(_arrays(lp))}</td></tr>"
         )
     note = f"<br><b>note:</b> {_e(h.note)}" if h.note else ""
     return (
@@ -63,9 +70,11 @@ def file_html(f: WeightsFile) -> str:
         f" {h.size}-byte header{', legacy (transposed)' if h.connected_transposed else ''};"
         f" {state}<br>"
         f"{len(f.plan.layers)} layers, {len(f.plan.stored)} with arrays, {params:,} parameters,"
-        f" {_size(f.size)}{note}"
+        f" {_size(f.size)}; {f.plan.total_bflops:.3f} BFLOPs,"
+        f" {_size(f.plan.total_output_bytes)} of outputs per image{note}"
         "<div class='scroll'><table><tr><th>#</th><th>name</th><th>type</th><th>output</th>"
-        "<th>params</th><th>arrays</th></tr>" + "".join(rows) + "</table></div></div>"
+        "<th>params</th><th>BFLOPs</th><th>memory</th><th>RF</th><th>stride</th><th>arrays</th>"
+        "</tr>" + "".join(rows) + "</table></div></div>"
     )
 
 

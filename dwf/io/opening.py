@@ -249,7 +249,7 @@ def _fit(
     strict: bool,
     fd: int | None = None,
 ) -> tuple[Header, bool, str | None]:
-    """Validate the header width against the file size (spec §1.6). With ``fd`` (a local
+    """Validate the header width against the file size (docs/format.md §1.6). With ``fd`` (a local
     file), a mismatch also looks for the cfgs beside the file that it fits, and for a CRLF
     translation."""
     n = plan.total_floats

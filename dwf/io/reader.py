@@ -37,6 +37,7 @@ from dwf.io.streaming import StreamingReads
 from dwf.io.views import logical_view, pread_all
 
 if TYPE_CHECKING:
+    from dwf.interfaces.graph import Graph, Highlight
     from dwf.io import remote
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
@@ -470,6 +471,12 @@ class WeightsFile(StreamingReads):
         Needs the ``plot`` extra."""
         return extensions.call("plot_file", self)
 
+    def graph(self, *, highlight: Highlight | None = None, cut: int | None = None) -> Graph:
+        """A picture of the network (layers as boxes, routes and shortcuts as edges) that
+        displays inline in a notebook; the same as :func:`dwf.graph`."""
+        picture: Graph = extensions.call("graph", self, highlight=highlight, cut=cut)
+        return picture
+
     def _repr_html_(self) -> str:
         html: str = extensions.call("file_html", self)
         return html
@@ -486,6 +493,10 @@ class WeightsFile(StreamingReads):
             "size": self.size,
             "expected_size": self.plan.expected_size(h.size),
             "total_floats": self.plan.total_floats,
+            "total_params": self.plan.total_params,
+            "total_trainable": self.plan.total_trainable,
+            "total_bflops": self.plan.total_bflops,
+            "total_output_bytes": self.plan.total_output_bytes,
             "complete": self.complete,
             "partial": self.partial,
             "last_layer": self.last_layer,

@@ -1,6 +1,6 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
-Subcommands: ``info``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
+Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
 ``import-weights`` (alias ``import``), ``fuse``, ``demo`` — one module each, exposing
 ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
 report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
@@ -33,6 +33,7 @@ from dwf.version import __version__
 # The commands, in the order `dwf --help` lists them: command word → its module in this package.
 COMMANDS = {
     "info": "info",
+    "graph": "graph",
     "stats": "stats",
     "diff": "diff",
     "check": "check",
@@ -198,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), argparse.Namespace())
     args = parser.parse_args(words)
     try:
-        code = int(args.func(args))
+        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
+            code = int(args.func(args))
         render.flush()
         return code
     except BrokenPipeError:

@@ -6,7 +6,7 @@ import argparse
 
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
-from dwf.tools.check import check
+from dwf.tools.check import CheckReport, check
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         "--extreme", type=float, default=1e6, help="report |x| above this as extreme (default 1e6)"
     )
     options.add_lenient(p, "scan the complete layers of a file whose size does not match")
-    options.add_output(p, wide=False)
+    options.add_output(p, wide=False, markdown=True)
     p.set_defaults(func=run)
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             extreme=args.extreme,
             jobs=args.jobs,
         )
-        return render.rows("check", results, args.json, lambda r: r.explain(), lambda r: r.serious)
+        return render.rows("check", results, args.json, text, lambda r: r.serious)
     bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
     try:
         report = check(
@@ -56,5 +56,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         render.dump(report.to_dict())
     else:
-        render.echo(report.explain())
+        render.echo(text(report))
     return 1 if report.serious else 0
+
+
+def text(report: CheckReport) -> str:
+    """The readable report; with ``--markdown``, its findings as a table."""
+    if not render.markdown_on():
+        return report.explain()
+    # the head line (and the caution of a mismatched file), then the findings as a table
+    lines = report.explain().splitlines()[: 2 if report.mismatch else 1]
+    rows = [
+        (f.severity, f.layer, f.array, f.kind, f"{f.count:,}", f.message) for f in report.findings
+    ]
+    if rows:
+        headers = ("severity", "layer", "array", "kind", "count", "what")
+        lines += render.markdown_table(headers, rows, right=(4,))
+    lines += [f"cfg: {w}" for w in report.cfg_warnings]
+    return "\n".join(lines)

@@ -36,7 +36,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         action="store_true",
         help="exit 1 when the files differ (like git diff --exit-code)",
     )
-    options.add_output(p)
+    options.add_output(p, markdown=True)
     p.set_defaults(func=run)
 
 

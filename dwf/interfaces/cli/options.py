@@ -78,12 +78,18 @@ def add_select(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_output(p: argparse.ArgumentParser, *, wide: bool = True) -> None:
-    """``--json`` and (for tables) ``--wide``."""
+def add_output(p: argparse.ArgumentParser, *, wide: bool = True, markdown: bool = False) -> None:
+    """``--json``, (for tables) ``--wide`` and (with ``markdown``) ``--markdown``."""
     p.add_argument("--json", action="store_true", help="machine-readable output")
     if wide:
         p.add_argument(
             "--wide", action="store_true", help="do not cut tables to the terminal (or 100 columns)"
+        )
+    if markdown:
+        p.add_argument(
+            "--markdown",
+            action="store_true",
+            help="tables as Markdown, to paste into an issue or a pull request",
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import json
 import math
 import sys
@@ -24,6 +25,28 @@ BIG_FILE = 1 << 30  # long work: show progress on a terminal beyond this many by
 
 class OutputError(DwfError):
     """Standard output cannot be written (``ENOSPC``, ``> /dev/full``, a closed terminal)."""
+
+
+# ``--markdown``: tables as Markdown tables, text lines as paragraphs (for an issue or a PR).
+# Off: None; on: whether anything was printed yet (blocks after the first get a blank line).
+_MARKDOWN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "markdown", default=None
+)
+
+
+def markdown_on() -> bool:
+    """Whether the command runs with ``--markdown``."""
+    return _MARKDOWN.get() is not None
+
+
+@contextlib.contextmanager
+def markdown(on: bool) -> Iterator[None]:
+    """Within the block, :func:`echo` and :func:`print_table` write Markdown (when ``on``)."""
+    token = _MARKDOWN.set([False] if on else None)
+    try:
+        yield
+    finally:
+        _MARKDOWN.reset(token)
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -42,7 +65,12 @@ def printable(text: str, stream: TextIO) -> str:
 
 
 def echo(text: str = "") -> None:
-    """Print one line (or several) on standard output."""
+    """Print one line (or several) on standard output (with ``--markdown``:
+    :func:`as_markdown`)."""
+    md = _MARKDOWN.get()
+    if md is not None and text:
+        text = ("\n" if md[0] else "") + as_markdown(text)
+        md[0] = True
     out = sys.stdout
     try:
         out.write(printable(text, out) + "\n")
@@ -50,6 +78,26 @@ def echo(text: str = "") -> None:
         raise
     except OSError as e:
         raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def as_markdown(text: str) -> str:
+    """Text lines as Markdown: each line its own paragraph (so that none runs into the next),
+    except the lines of a Markdown table (starting with ``|``), which stay together."""
+    blocks: list[str] = []
+    rows: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("|"):
+            rows.append(line)
+            continue
+        if rows:
+            blocks.append("\n".join(rows))
+            rows = []
+        if line:
+            blocks.append(line)
+    if rows:
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
 
 
 def flush() -> None:
@@ -142,6 +190,22 @@ def g(x: float) -> str:
     return f"{x:.4g}"
 
 
+def size(n: int) -> str:
+    """A byte count in binary units: ``512 B``, ``1.5 KiB``, ``660.3 MiB``."""
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(x) < 1024 or unit == "GiB":
+            return f"{n:,} B" if unit == "B" else f"{x:,.1f} {unit}"
+        x /= 1024
+    return f"{x:,.1f} GiB"  # pragma: no cover
+
+
+def pair(p: Sequence[float]) -> str:
+    """A (height, width) figure: ``32`` when both are equal, else ``16×32``."""
+    h, w = (str(v) if isinstance(v, int) else f"{v:g}" for v in p)
+    return h if h == w else f"{h}×{w}"
+
+
 def shape(dims: Sequence[int]) -> str:
     """A shape as ``8×3×3×3`` (``scalar`` for none)."""
     return "×".join(str(n) for n in dims) if dims else "scalar"
@@ -149,9 +213,9 @@ def shape(dims: Sequence[int]) -> str:
 
 # -- tables -------------------------------------------------------------------------------------
 def width(args: argparse.Namespace) -> int | None:
-    """The width tables are cut to: None with ``--wide``; the terminal's width when standard
-    output is a terminal; else :data:`TABLE_WIDTH`."""
-    if getattr(args, "wide", False):
+    """The width tables are cut to: None with ``--wide`` or ``--markdown``; the terminal's width
+    when standard output is a terminal; else :data:`TABLE_WIDTH`."""
+    if getattr(args, "wide", False) or getattr(args, "markdown", False):
         return None
     try:
         tty = sys.stdout.isatty()
@@ -170,11 +234,31 @@ def table(
     *,
     right: Sequence[int] = (),
     width: int | None = TABLE_WIDTH,
+    drop: Sequence[int] = (),
+    last: int = 16,
 ) -> list[str]:
-    """Aligned text table; the last column is cut with ``…`` to fit ``width`` (None: no cut)."""
+    """Aligned text table; the last column is cut with ``…`` to fit ``width`` (None: no cut).
+
+    ``drop`` lists columns that may be left out, first to go first, while the table would not
+    fit ``width`` with at least ``last`` characters of its last column.
+    """
     all_rows = [list(headers), *[list(r) for r in rows]]
     n = len(headers)
     widths = [max(len(r[i]) for r in all_rows) for i in range(n - 1)]
+    if width is not None and drop:
+        keep = list(range(n))
+        tail = min(last, max(len(r[n - 1]) for r in all_rows))
+        for col in drop:
+            if sum(widths[i] + 2 for i in keep[:-1]) + tail <= width:
+                break
+            if col != n - 1 and col in keep:  # the last column is cut, never left out
+                keep.remove(col)
+        if len(keep) < n:
+            moved = {old: new for new, old in enumerate(keep)}
+            right = [moved[i] for i in right if i in moved]
+            all_rows = [[r[i] for i in keep] for r in all_rows]
+            n = len(keep)
+            widths = [widths[i] for i in keep[:-1]]
     lines = []
     for r in all_rows:
         cells = [
@@ -187,15 +271,35 @@ def table(
     return lines
 
 
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
+) -> list[str]:
+    """A Markdown (GitHub) table: every column whole, ``|`` escaped, ``right`` columns
+    right-aligned; a last column that is empty throughout (a spacer) is left out."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    if len(headers) > 1 and not any(r[-1] for r in all_rows):
+        all_rows = [r[:-1] for r in all_rows]
+
+    def cells(r: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"
+
+    rule = ["--:" if i in right else "---" for i in range(len(all_rows[0]))]
+    return [cells(all_rows[0]), "|" + "|".join(rule) + "|", *(cells(r) for r in all_rows[1:])]
+
+
 def print_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
     *,
     right: Sequence[int] = (),
     width: int | None = TABLE_WIDTH,
+    drop: Sequence[int] = (),
 ) -> None:
-    """:func:`table`, printed."""
-    for line in table(headers, rows, right=right, width=width):
+    """:func:`table`, printed (with ``--markdown``, :func:`markdown_table`, whole)."""
+    if markdown_on():
+        echo("\n".join(markdown_table(headers, rows, right=right)))
+        return
+    for line in table(headers, rows, right=right, width=width, drop=drop):
         echo(line)
 
 

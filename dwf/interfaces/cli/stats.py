@@ -24,7 +24,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     options.add_source(p, many=True)
     options.add_lenient(p, "read the complete layers of a file whose size does not match")
     options.add_select(p)
-    options.add_output(p)
+    options.add_output(p, markdown=True)
     p.set_defaults(func=run)
 
 
