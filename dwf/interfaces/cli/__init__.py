@@ -148,6 +148,8 @@ def darknet_order(parser: argparse.ArgumentParser, words: Sequence[str]) -> list
     if first is None or first.dest != "weights" or "--cfg" not in chosen._option_string_actions:
         return words  # a command whose first argument is not the weights (import-weights)
     cfg = words[at[0]]
+    if len(at) == 1 and "CFG" in str(first.metavar or ""):
+        return words  # the command reads a cfg alone (dwf graph WEIGHTS_OR_CFG)
     if len(at) == 1:
         weights = _weights_beside(cfg) or "WEIGHTS"
         raise DwfError(
