@@ -49,7 +49,7 @@ def skip_reason(report: pytest.TestReport) -> str:
     if str(SHARED) in why:
         return f"needs {SHARED} (the conformance corpus and real files), which is not present"
     if why.startswith("could not import "):
-        return why.split(":", 1)[0] + " (an optional package: pip install '.[test]')"
+        return why.split(":", 1)[0] + " (an optional package, not installed)"
     return why
 
 

@@ -133,11 +133,17 @@ def _caution(what: str, width: int | None) -> list[str]:
     return textwrap.wrap(line, width, initial_indent="", subsequent_indent="  ")
 
 
+def stats_intro(report: StatsReport, width: int | None = None) -> list[str]:
+    """The lines before the table of ``dwf stats``: the file, and a caution for a file that
+    does not fit its cfg."""
+    return [stats_head(report), *(_caution("statistics", width) if report.mismatch else [])]
+
+
 def stats_lines(report: StatsReport, width: int | None = None) -> list[str]:
     """What ``dwf stats`` prints: one line naming the file, then one table row per array."""
     headers, rows, right = stats_table(report)
-    caution = _caution("statistics", width) if report.mismatch else []
-    return [stats_head(report), *caution, *render.table(headers, rows, right=right, width=width)]
+    table = render.table(headers, rows, right=right, width=width)
+    return [*stats_intro(report, width), *table]
 
 
 def diff_lines(

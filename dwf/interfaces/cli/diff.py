@@ -87,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
 def show(r: DiffReport, *, show_all: bool, width: int | None) -> None:
     """Two files: the change in seen, counts, then a row per changed (or every) array."""
-    for line in reports.diff_lines(r, show_all=show_all, width=width):
+    for line in reports.diff_head(r):
         render.echo(line)
+    headers, rows, right = reports.diff_table(r, show_all=show_all)
+    if rows:
+        render.print_table(headers, rows, right=right, width=width)
 
 
 def show_drift(reports: Sequence[DiffReport]) -> None:

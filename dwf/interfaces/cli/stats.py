@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 
 from dwf.errors import DwfError
 from dwf.interfaces import reports
@@ -57,10 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
 def text(report: StatsReport, width: int | None) -> str:
     """What :func:`show` prints, as text."""
-    return "\n".join(reports.stats_lines(report, width))
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        show(report, width)
+    return buffer.getvalue().rstrip("\n")
 
 
 def show(report: StatsReport, width: int | None) -> None:
-    """One line naming the file, then one table row per array."""
-    for line in reports.stats_lines(report, width):
+    """One line naming the file, then one table row per array (``dwf/interfaces/reports.py``
+    says what is in them, for print() and notebooks too)."""
+    for line in reports.stats_intro(report, width):
         render.echo(line)
+    headers, rows, right = reports.stats_table(report)
+    render.print_table(headers, rows, right=right, width=width)
