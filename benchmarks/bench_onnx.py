@@ -16,6 +16,12 @@ folder, then measures in this process (imports done first, outside the timings):
 
     python benchmarks/bench_onnx.py            # 5 repeats
     python benchmarks/bench_onnx.py --quick    # 1 repeat
+    python benchmarks/bench_onnx.py --rss [--against CHECKOUT]
+
+``--rss`` runs each of the three dwf exports in a fresh process instead and reports its time
+and peak resident memory (VmHWM, reset after the imports; Linux): the memory an export needs
+beyond the interpreter, onnx and numpy. ``--against`` runs the same children with another
+checkout of dwf (e.g. the previous release) first, in the same run, for a before/after table.
 
 Prints a table; docs/onnx.md records a run. No figure here is asserted by a test.
 """
@@ -23,8 +29,10 @@ Prints a table; docs/onnx.md records a run. No figure here is asserted by a test
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +45,8 @@ if str(ROOT) not in sys.path:  # benchmark the checkout this script belongs to
 
 import dwf  # noqa: E402
 
-CFG = ROOT.parent / "shared" / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
+SHARED = Path(os.environ.get("DWF_SHARED", ROOT.parent / "shared"))
+CFG = SHARED / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
 
 
 def sparse_weights(folder: Path) -> Path:
@@ -64,13 +73,84 @@ def written(*paths: Path) -> int:
     return sum(p.stat().st_size for p in paths if p.exists())
 
 
+# One export in a fresh process: time and peak RSS growth (VmHWM after the imports reset it).
+_CHILD = r"""
+import json, sys, time
+import numpy, onnx
+import dwf
+weights, out, mode = sys.argv[1:]
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith(key + ":"))
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = status("VmRSS")
+kw = {"embed": {"embed": True}, "data": {"data": out[:-5] + ".bin"}}.get(mode, {})
+t = time.perf_counter()
+dwf.export(weights, out, **kw)
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "peak_kib": status("VmHWM") - base, "base_kib": base}))
+"""
+
+MODES = (
+    ("default", "external data into the .weights"),
+    ("embed", "--embed"),
+    ("data", "--data dat.bin"),
+)
+
+
+def child_export(checkout: Path, weights: Path, out: Path, mode: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(  # not in a checkout: "python -c" puts the current folder first
+        [sys.executable, "-c", _CHILD, str(weights), str(out), mode],
+        env=env,
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        raise SystemExit(f"the {mode} export with {checkout} failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def rss_table(repeats: int, against: Path | None) -> int:
+    checkouts = [("before", against)] if against is not None else []
+    checkouts.append(("this checkout", ROOT))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dwf-bench-onnx-") as tmp:
+        folder = Path(tmp)
+        weights = sparse_weights(folder)
+        size = weights.stat().st_size
+        for mode, label in MODES:
+            for who, checkout in checkouts:
+                assert checkout is not None
+                runs = [
+                    child_export(checkout, weights, folder / f"m-{mode}.onnx", mode)
+                    for _ in range(repeats)
+                ]
+                seconds = statistics.median(r["seconds"] for r in runs)
+                peak = statistics.median(r["peak_kib"] for r in runs) / 1024
+                rows.append((f"{label} ({who})", seconds, peak))
+    print(f"yolov4.cfg, {size:,} B weights file; {repeats} run(s) each")
+    print(f"{'export':52s} {'median s':>9s} {'peak RSS growth MiB':>20s}")
+    for label, seconds, peak in rows:
+        print(f"{label:52s} {seconds:9.3f} {peak:20.1f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repeat")
+    ap.add_argument("--rss", action="store_true", help="time and peak RSS, one process each")
+    ap.add_argument("--against", type=Path, help="with --rss: another dwf checkout, run first")
     args = ap.parse_args()
     if not CFG.exists():
         print(f"{CFG} not found: the benchmark needs ../shared", file=sys.stderr)
         return 2
+    if args.rss:
+        return rss_table(1 if args.quick else 3, args.against)
     import onnx
     import onnxruntime as ort
 

@@ -37,9 +37,12 @@ _LAZY: dict[str, tuple[str, str]] = {
     "check": ("dwf.tools.check", "check"),
     "stats": ("dwf.tools.stats", "stats"),
     "identify": ("dwf.tools.identify", "identify"),
+    "each": ("dwf.tools.batch", "each"),
+    "watch": ("dwf.tools.watch", "watch"),
     "demo": ("dwf.tools.demo", "write_demo"),
     "find_cfg": ("dwf.io.opening", "find_cfg"),
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
+    "live_table": ("dwf.interfaces.live", "live_table"),
     "graph": ("dwf.interfaces.graph", "graph"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
@@ -67,6 +70,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
     "Rows": ("dwf.tools.batch", "Rows"),
+    "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
+    "LayerChange": ("dwf.tools.watch", "LayerChange"),
     "Graph": ("dwf.interfaces.graph", "Graph"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
@@ -101,6 +106,7 @@ __all__ = [
     "CfgFit",
     "CfgNotFoundError",
     "CheckReport",
+    "Checkpoint",
     "ClosedFileError",
     "Diagnosis",
     "Dialect",
@@ -115,6 +121,7 @@ __all__ = [
     "Identification",
     "Layer",
     "LayerArrayStats",
+    "LayerChange",
     "LayerNotFoundError",
     "LayerNotInFileError",
     "LayerPlan",
@@ -135,6 +142,7 @@ __all__ = [
     "demo",
     "diff",
     "drift",
+    "each",
     "export",
     "find_cfg",
     "fuse",
@@ -142,11 +150,13 @@ __all__ = [
     "identify",
     "import_weights",
     "info",
+    "live_table",
     "open",
     "plan",
     "plot_diff",
     "save",
     "stats",
+    "watch",
 ]
 
 # The reader's convenience methods (f.check(), layer.plot(), notebook display …) are
@@ -217,13 +227,14 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
     from dwf.interfaces.graph import Graph, graph
+    from dwf.interfaces.live import live_table
     from dwf.interfaces.plot import plot_diff
     from dwf.io.cfgfile import plan
     from dwf.io.opening import find_cfg
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
-    from dwf.tools.batch import Row, Rows
+    from dwf.tools.batch import Row, Rows, each
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
@@ -234,3 +245,4 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.import_weights import Exported, import_weights
     from dwf.tools.info import info
     from dwf.tools.stats import ArrayStats, LayerArrayStats, StatsReport, stats
+    from dwf.tools.watch import Checkpoint, LayerChange, watch

@@ -8,7 +8,36 @@ survive pickling (they cross ``multiprocessing`` boundaries intact).
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for the annotation only: errors.py imports nothing of dwf at run time
+    from dwf.format.diagnosis import Diagnosis
+
+# A URL in a message: scheme, optional user information, the rest up to a space or a quote.
+_URL_IN_TEXT = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]+://)(?P<user>[^\s/@'\"<>]*@)?(?P<rest>[^\s'\"<>]*)"
+)
+# A query value: up to the next parameter, fragment, space, quote or sentence punctuation.
+_QUERY_VALUE = re.compile(r"=[^&#\s'\"<>:,;)]*")
+
+
+def _redact_one(m: re.Match[str]) -> str:
+    rest = m["rest"]
+    path, q, query = rest.partition("?")
+    if q:
+        query, hash_, fragment = query.partition("#")
+        query = _QUERY_VALUE.sub("=***", query) + hash_ + fragment
+    return m["scheme"] + ("***@" if m["user"] else "") + path + q + query
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden: user information
+    (``https://user:password@host``, a token as user name) and the values of query parameters
+    (signed URLs: ``?X-Amz-Signature=…``, ``?sig=…``, ``?token=…``) become ``***``."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(_redact_one, text)
 
 
 def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
@@ -33,6 +62,9 @@ class DwfError(ValueError):
     """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
+        # Messages name URLs, and URLs can carry credentials: never in a message (or a log).
+        message = redact(message)
+        path = None if path is None else redact(path)
         reason = message
         if path is not None:
             prefix = f"{path}: "
@@ -70,8 +102,8 @@ class CfgError(DwfError):
         where = path or "<cfg text>"
         prefix = f"{where}:{line}: " if line is not None else f"{where}: "
         super().__init__(prefix + message)
-        self.path = path
-        self.reason = message
+        self.path = None if path is None else redact(path)
+        self.reason = redact(message)
         self.line = line
 
 
@@ -89,7 +121,8 @@ class SizeMismatchError(DwfError):
         first_unfilled: ``(layer index, layer name, layer type, array name, start byte,
             stop byte)`` of the first array the file cannot fill, or ``None`` if the file is
             larger than expected.
-        diagnosis: structured explanation (filled in by the diagnostics module when available).
+        diagnosis: the structured explanation (a :class:`dwf.Diagnosis`: the causes, ranked),
+            or ``None`` when the error was raised without one.
     """
 
     def __init__(
@@ -101,7 +134,7 @@ class SizeMismatchError(DwfError):
         actual_size: int = 0,
         header_size: int = 20,
         first_unfilled: tuple[int, str, str, str, int, int] | None = None,
-        diagnosis: Any = None,
+        diagnosis: Diagnosis | None = None,
     ) -> None:
         super().__init__(message, path=path)
         self.expected_size = expected_size
@@ -219,10 +252,14 @@ class UnsupportedLayerError(DwfError):
     """A layer the requested operation cannot handle (an ONNX or PyTorch export of a recurrent
     layer, a fold of a layer without batch norm …); the message names the layer and why.
 
+    With ``line=``, the message starts ``"{cfg}:{line}: "`` as a :class:`CfgError`'s does
+    (``path`` is then the cfg, or ``None`` for cfg text).
+
     Attributes:
         index: the layer's Darknet index, when there is one.
         layer: the layer's name (``"rnn_3"``), when there is one.
         type: the layer's type, when there is one.
+        line: the cfg line of the layer's section, when given.
     """
 
     def __init__(
@@ -233,11 +270,18 @@ class UnsupportedLayerError(DwfError):
         index: int | None = None,
         layer: str | None = None,
         type: str | None = None,
+        line: int | None = None,
     ) -> None:
-        super().__init__(message, path=path)
+        if line is not None:
+            super().__init__(f"{path or '<cfg text>'}:{line}: {message}")
+            self.path = path
+            self.reason = message
+        else:
+            super().__init__(message, path=path)
         self.index = index
         self.layer = layer
         self.type = type
+        self.line = line
 
 
 class RemoteError(DwfError, OSError):

@@ -1,6 +1,6 @@
-"""Many files: check, stats, identify and the drift series over lists, folders and globs, on a
-process pool, a thread pool, a Dask cluster (started here on 127.0.0.1) and a plain loop; all
-give the same rows, in order, with one error row per unreadable file."""
+"""Many files: dwf.each(check/stats/identify) and the drift series over lists, folders and globs,
+on a process pool, a thread pool, a Dask cluster (started here on 127.0.0.1) and a plain loop;
+all give the same rows, in order, with one error row per unreadable file."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_folder_and_glob_expand_in_natural_order(run: Path) -> None:
 
 
 def test_check_many_gives_one_row_per_file_in_order(run: Path) -> None:
-    rows = list(dwf.check([run], jobs=1))
+    rows = list(dwf.each(dwf.check, [run], jobs=1))
     assert [Path(r.path).name for r in rows] == [Path(p).name for p in expand([run])]
     broken = [r for r in rows if not r.ok]
     assert [Path(r.path).name for r in broken] == ["run_last.weights"]
@@ -55,18 +55,18 @@ def test_check_many_gives_one_row_per_file_in_order(run: Path) -> None:
 
 
 def test_process_pool_thread_pool_and_loop_agree(run: Path) -> None:
-    loop = list(dwf.check([run], jobs=1))
-    pool = list(dwf.check([run], jobs=2))
+    loop = list(dwf.each(dwf.check, [run], jobs=1))
+    pool = list(dwf.each(dwf.check, [run], jobs=2))
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        threads = list(dwf.check([str(run / "*.weights")], executor=ex))
+        threads = list(dwf.each(dwf.check, [str(run / "*.weights")], executor=ex))
     assert pool == loop == threads
 
 
 def test_stats_and_identify_many(run: Path) -> None:
-    rows = list(dwf.stats([run / "run_1000.weights", run / "run_last.weights"], jobs=1))
+    rows = list(dwf.each(dwf.stats, [run / "run_1000.weights", run / "run_last.weights"], jobs=1))
     assert rows[0].result == dwf.stats(run / "run_1000.weights")
     assert rows[1].error is not None and rows[1].result is None
-    ids = list(dwf.identify([run], jobs=2))
+    ids = list(dwf.each(dwf.identify, [run], jobs=2))
     assert len(ids) == 13 and ids[0].result == dwf.identify(run / "run_1000.weights")
 
 
@@ -84,7 +84,7 @@ def test_drift_over_a_glob(run: Path) -> None:
 
 def test_bad_jobs_is_a_dwf_error(run: Path) -> None:
     with pytest.raises(dwf.DwfError, match="jobs"):
-        list(dwf.check([run], jobs=0))
+        list(dwf.each(dwf.check, [run], jobs=0))
 
 
 def test_dask_cluster_gives_the_same_rows_as_a_pool_and_a_loop(tmp_path: Path) -> None:
@@ -93,8 +93,8 @@ def test_dask_cluster_gives_the_same_rows_as_a_pool_and_a_loop(tmp_path: Path) -
     for i in range(1, 51):
         small_checkpoint(folder, f"net_{i}", seed=i, nan=i % 17 == 0)
     (folder / "net_broken.weights").write_bytes(b"\x00" * 7)
-    loop = list(dwf.check([folder], jobs=1))
-    pool = list(dwf.check([folder], jobs=2))
+    loop = list(dwf.each(dwf.check, [folder], jobs=1))
+    pool = list(dwf.each(dwf.check, [folder], jobs=2))
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -105,7 +105,7 @@ def test_dask_cluster_gives_the_same_rows_as_a_pool_and_a_loop(tmp_path: Path) -
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        on_dask = list(dwf.check([folder], executor=client.get_executor()))
+        on_dask = list(dwf.each(dwf.check, [folder], executor=client.get_executor()))
     assert len(loop) == 51
     assert on_dask == pool == loop
     assert sum(not r.ok for r in loop) == 1

@@ -111,7 +111,11 @@ def test_key_without_equals_is_absent_and_shadows_later_duplicates() -> None:
     p = plan(NET + "[conv]\nfilters\nfilters=7\nstride\n")
     assert p[0].params["filters"] == 1
     assert p[0].params["stride_x"] == 1
-    assert not p.warnings
+    # Darknet says nothing about the lines without "=" (the lookups find them), and "Unused
+    # field" about the second filters; dwf says all three (tests/test_options.py)
+    assert [w.split(": ", 2)[0] for w in p.warnings] == ["line 6", "line 7", "line 8"]
+    assert "'filters' has no '=value'" in p.warnings[0]
+    assert "filters is given again (first on line 6)" in p.warnings[1]
 
 
 def test_key_with_empty_value_is_skipped_with_a_warning() -> None:

@@ -49,6 +49,7 @@ SUBCOMMANDS = [
     "import-weights",
     "fuse",
     "demo",
+    "watch",
 ]
 
 # -- the --json schemas (docs/cli.md documents every key) -----------------------------------------
@@ -81,7 +82,7 @@ STATS_ARRAY_KEYS = {"index", "layer", "type", "array", "shape", "count", "min", 
 STATS_ARRAY_KEYS |= {"std", "absmax", "zero_fraction", "nan", "inf", "denormals", "zeros"}
 STATS_ARRAY_KEYS |= {"negatives", "extreme"}
 DIFF_KEYS = {"a", "b", "seen_a", "seen_b", "identical", "only_a", "only_b", "shape_mismatch"}
-DIFF_KEYS |= {"arrays"}
+DIFF_KEYS |= {"arrays", "warnings"}
 DIFF_ARRAY_KEYS = {"index", "layer", "type", "array", "count", "identical", "max_abs", "rel_l2"}
 DIFF_ARRAY_KEYS |= {"cosine"}
 CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings", "cfg_warnings"}
@@ -889,7 +890,7 @@ def test_progress_bar_only_on_a_terminal(
     monkeypatch.setattr(sys, "stderr", stream)
     assert main(["stats", str(demo.weights)]) == 0
     assert main(["check", str(demo.weights)]) == 0
-    assert main(["diff", str(demo.weights), str(demo.later), str(demo.weights)]) == 0
+    assert main(["diff", str(demo.weights), str(demo.weights), str(demo.later)]) == 0
     bars = stream.getvalue()
     if tty:
         for what in ("stats", "check", "diff"):

@@ -444,7 +444,7 @@ def test_reports_and_rows_display_as_tables(f: dwf.WeightsFile, tmp_path: Path) 
     assert html.count("<tr>") == 6 and "rolling_variance" in html  # a header and 5 arrays
     assert "0 errors, 0 warnings, 0 notes" in dwf.check(f)._repr_html_()
     assert "identical everywhere" in dwf.diff(f, f)._repr_html_()
-    rows = dwf.Rows(dwf.check([f.path, str(tmp_path / "gone.weights")], jobs=1))
+    rows = dwf.Rows(dwf.each(dwf.check, [f.path, str(tmp_path / "gone.weights")], jobs=1))
     assert isinstance(rows, list) and len(rows) == 2
     html = rows._repr_html_()
     assert html.count("<tr>") == 3 and "gone.weights" in html and "not found" in html

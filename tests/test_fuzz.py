@@ -275,14 +275,16 @@ def test_diagnosis_replans_a_bounded_number_of_times(
     path = tmp_path / "short.weights"
     path.write_bytes(Header().encode() + b"\0" * (4 * (plan.total_floats - 6)))
     calls = 0
-    real = dwf.format.diagnosis.replan
+    real = dwf.format.retrain.replan
 
     def counting(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dwf.format.diagnosis, "replan", counting)
+    # the checkers that edit the cfg, and the class model they measure (dwf/format/retrain.py)
+    monkeypatch.setattr(dwf.format.cfg_causes, "replan", counting)
+    monkeypatch.setattr(dwf.format.retrain, "replan", counting)
     with pytest.raises(dwf.SizeMismatchError):
         dwf.open(path, plan)
     assert calls <= 12, f"{calls} re-plans of a {n}-layer cfg"

@@ -177,10 +177,16 @@ activation=linear
 
 
 def _arrays(plan: Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    """Values like a trained file's: batch-norm variances positive (what decides a header width
+    the size cannot: docs/format.md §1.5)."""
     rng = np.random.default_rng(seed)
-    return {
-        f"{lp.name}.{a.name}": rng.standard_normal(a.shape).astype("<f4") for lp, a in plan.arrays()
-    }
+    out = {}
+    for lp, a in plan.arrays():
+        values = rng.standard_normal(a.shape)
+        if a.name == "rolling_variance":
+            values = np.abs(values) + 0.1
+        out[f"{lp.name}.{a.name}"] = values.astype("<f4")
+    return out
 
 
 def _plain_body(plan: Plan, arrays: dict[str, np.ndarray[Any, Any]]) -> bytes:
@@ -218,6 +224,9 @@ def test_v010_file_with_8_byte_seen(tmp_path: Path) -> None:
     """AlexeyAB Oct 2017 wrote 0.1.0 with an 8-byte seen: the size says 20, not 16."""
     plan = Plan.from_text(SMALL_CFG)
     arrays = _arrays(plan, seed=1)
+    # What tells it from a 16-byte file with 4 stray bytes (docs/format.md §1.5): read with 16
+    # bytes, this running mean would be the first batch-norm variance, and it is negative.
+    arrays["conv_0.rolling_mean"][-1] = -0.5
     path = tmp_path / "odd.weights"
     path.write_bytes(struct.pack("<iiiQ", 0, 1, 0, BIG_SEEN) + _plain_body(plan, arrays))
     with dwf.open(path, plan) as f:

@@ -154,7 +154,7 @@ def test_identify_many_files_and_a_folder(tmp_path: Path) -> None:
     sparse(tmp_path / "b.weights", row["floats"] + row["per_class"] * (7 - row["classes"]))
     sparse(tmp_path / "c.weights", 12_345)
     (tmp_path / "notes.txt").write_text("not weights")
-    rows = list(dwf.identify([tmp_path], jobs=1))  # many files: one row per file, in order
+    rows = list(dwf.each(dwf.identify, [tmp_path], jobs=1))  # one row per file, in order
     assert [Path(r.path).name for r in rows] == ["a.weights", "b.weights", "c.weights"]
     results = [r.result for r in rows]
     assert all(r is not None for r in results)

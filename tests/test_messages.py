@@ -143,7 +143,7 @@ def test_onnx_export_of_a_partial_file_points_at_upto(
     demo: tuple[Path, Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("onnx")
-    from dwf.tools.onnx_export import to_onnx
+    from dwf.tools.emit_onnx import to_onnx
 
     cfg, weights = demo
     part = tmp_path / "demo.conv.10"

@@ -89,7 +89,7 @@ PLAIN_CELLS = [
     "dwf.check(f)",
     "dwf.stats(f, layers=[0, 2])",
     "dwf.diff(f, f)",
-    "dwf.Rows(dwf.check([weights, 'missing.weights'], jobs=1))",
+    "dwf.Rows(dwf.each(dwf.check, [weights, 'missing.weights'], jobs=1))",
     "print(dwf.check(f))",
     "print(dwf.stats(f, layers=[0]))",
     "fig = f.plot()\nprint(type(fig).__mro__[1].__name__, len(fig.axes))",

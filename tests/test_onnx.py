@@ -779,7 +779,7 @@ def test_reading_a_detection_layer_is_refused(tmp_path: Path) -> None:
 
 
 def test_partial_file_and_own_source_are_refused(tmp_path: Path) -> None:
-    from dwf.tools.onnx_export import to_onnx
+    from dwf.tools.emit_onnx import to_onnx
 
     weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
     part = tmp_path / "part.weights"

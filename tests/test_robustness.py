@@ -34,6 +34,7 @@ import dwf.tools.fuse
 from dwf.format.header import Header
 from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
+from dwf.io.source import LocalSource
 from dwf.tools.demo import demo_cfg_text
 
 BIG_LAYER = "connected_4"  # its data lies hundreds of KiB into the file, far past the first page
@@ -205,7 +206,7 @@ def test_pread_short_read_raises_file_changed(
     f = dwf.open(weights, cfg, backend="pread")
     layer = f[BIG_LAYER]
     os.truncate(weights, 4096)
-    monkeypatch.setattr(WeightsFile, "_check_unchanged", lambda self: None)  # lose the race
+    monkeypatch.setattr(LocalSource, "_check_unchanged", lambda self: None)  # lose the race
     with pytest.raises(dwf.FileChangedError, match="short read"):
         layer.weights  # noqa: B018
     f.close()
@@ -215,7 +216,8 @@ def test_copy_true_is_the_pread_backend(model: tuple[Path, Path]) -> None:
     weights, cfg = model
     with dwf.open(weights, cfg, copy=True) as f:
         assert f.backend == "pread"
-        assert isinstance(_root(f[BIG_LAYER].weights), bytes)  # owned bytes, not the map
+        root = _root(f[BIG_LAYER].weights)  # memory of its own, not the map
+        assert isinstance(root, np.ndarray) and root.flags.owndata
     with dwf.open(weights, cfg) as f:
         root = _root(f[BIG_LAYER].weights)
         assert isinstance(root, memoryview) and isinstance(root.obj, mmap.mmap)
@@ -282,28 +284,30 @@ def test_file_shrinking_while_being_opened(model: tuple[Path, Path], backend: st
     """Regression: a file that shrank between the size check and the map raised ValueError
     from numpy, and the descriptor's finalizer was already registered, so the caller's close
     and the finalizer would both close it (maybe someone else's by then). With pread nothing is
-    mapped: only the size check catches it there."""
+    mapped: only the size check catches it there. The descriptor belongs to the source from the
+    start, and is closed once, however often the source is closed or collected."""
     weights, cfg = model
     plan = dwf.plan(cfg)
-    size = weights.stat().st_size
-    fd = os.open(weights, os.O_RDONLY)
+    source = LocalSource.open(str(weights))
+    os.truncate(weights, 4096)
+    with pytest.raises(dwf.FileChangedError, match="changed while it was being opened"):
+        WeightsFile(
+            plan,
+            Header(),
+            source,
+            partial=False,
+            mismatch=None,
+            backend=backend,  # type: ignore[arg-type]
+        )
+    source.close()
+    source.close()
+    other = os.open(weights, os.O_RDONLY)  # the number just freed, most likely
     try:
-        os.truncate(weights, 4096)
-        with pytest.raises(dwf.FileChangedError, match="changed while it was being opened"):
-            WeightsFile(
-                str(weights),
-                plan,
-                Header(),
-                size,
-                partial=False,
-                mismatch=None,
-                fd=fd,
-                backend=backend,  # type: ignore[arg-type]
-            )
+        del source
         gc.collect()
-        os.fstat(fd)  # still open: only its owner (here, this test) closes it
+        os.fstat(other)  # not closed a second time under its old owner's name
     finally:
-        os.close(fd)
+        os.close(other)
 
 
 # -- views are read-only ---------------------------------------------------------------------------

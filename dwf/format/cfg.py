@@ -25,9 +25,11 @@ INT32_MAX = 2**31 - 1
 # Strings, not compiled patterns: re compiles (and caches) them on first use, so importing the
 # tokeniser costs nothing for the cfgs (nearly all) whose numbers are plain digits.
 _ATOI = r"[ \t\n\r\v\f]*([+-]?[0-9]+)"
+# C's atof is strtod: decimal, hexadecimal ("0x1.8p3") and inf/infinity/nan, any case.
 _ATOF = (
-    r"(?i)[ \t\n\r\v\f]*"
-    r"([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan))"
+    r"(?i)[ \t\n\r\v\f]*([+-]?)(?:"
+    r"0x((?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?)"
+    r"|((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf(?:inity)?|nan))"
 )
 # More significant digits than any C int has: out of range without converting (int() of
 # thousands of digits is slow, and refused past 4300 digits).
@@ -145,6 +147,13 @@ class Section:
     def skipped(self) -> list[tuple[int, str]]:
         """``(line, text)`` of the ``key=`` lines without a value, which Darknet skips."""
         return [(self.line + offset, text) for offset, text in self._parsed().no_value]
+
+    @property
+    def lines(self) -> tuple[tuple[str, str | None, int], ...]:
+        """Every option line as ``(key, value, offset)``, in file order (duplicates included;
+        ``value`` ``None`` for a line without ``=``), ``offset`` counted from the header line:
+        the same for every section with this text (shared, nothing built per call)."""
+        return self._parsed().raw
 
     @property
     def options(self) -> tuple[Option, ...]:
@@ -342,11 +351,27 @@ def _c_int(negative: bool, digits: str) -> int | None:
 
 
 def atof(value: str) -> float:
-    """C ``atof``: the leading floating-point number of ``value``; 0.0 when there is none."""
+    """C ``atof`` (``strtod``): the leading floating-point number of ``value`` (``"1.05#tuned"``
+    → 1.05, ``"0x1p-2"`` → 0.25, ``"1e999"`` → inf); 0.0 when there is none. Darknet reads
+    every real-valued option with it (``scale_x_y``, ``alpha``, ``anchors`` …)."""
+    # Plain decimals ("0.5", "1.05", ".0001") without a regex: float() reads them exactly as
+    # strtod does. Anything else (signs, exponents, junk, "1_0", which float() would accept)
+    # goes through the pattern.
+    if value.isascii() and value.replace(".", "", 1).isdigit():
+        return float(value)
     m = re.match(_ATOF, value)
     if m is None:
         return 0.0
-    return float(m.group(1))
+    sign, hexa, dec = m.groups()
+    x = float.fromhex(hexa) if hexa is not None else float(dec)
+    return -x if sign == "-" else x
+
+
+def has_number(value: str, *, floating: bool = False) -> bool:
+    """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
+    ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
+    has one."""
+    return re.match(_ATOF if floating else _ATOI, value) is not None
 
 
 def int_list(value: str) -> list[int | None]:
@@ -356,3 +381,19 @@ def int_list(value: str) -> list[int | None]:
     = 0 (absolute layer 0), exactly as Darknet does.
     """
     return [atoi(part) for part in value.split(",")]
+
+
+def list_count(value: str, *, stop_at_hash: bool = False) -> int:
+    """How many items Darknet reads from a comma-separated list option: the commas plus one,
+    counting only those before the first ``#`` when ``stop_at_hash`` (AlexeyAB's ``mask=`` and
+    ``[yolo]`` ``anchors=``; a :class:`dwf.format.dialects.Dialect` switch)."""
+    if stop_at_hash:
+        value = value.split("#", 1)[0]
+    return value.count(",") + 1
+
+
+def float_list(value: str, *, stop_at_hash: bool = False) -> list[float]:
+    """A list option of reals (``anchors=``) as Darknet reads it: :func:`list_count` items,
+    each ``atof`` of the text after the previous comma (so ``"1,2#x"`` is ``[1.0, 2.0]``)."""
+    parts = value.split(",")
+    return [atof(part) for part in parts[: list_count(value, stop_at_hash=stop_at_hash)]]

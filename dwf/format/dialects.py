@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from dwf.format.options import ALEXEYAB_READS, PJREDDIE_READS, OptionTable
+
 # Section names both forks know, mapped to the canonical type name dwf reports.
 _COMMON_SECTIONS: dict[str, str] = {
     "[conv]": "convolutional",
@@ -70,6 +72,20 @@ _PJREDDIE_SECTIONS = {
 }
 
 
+# The names each fork's get_activation knows (any other name is relu there, with a printed
+# warning); what each computes is in dwf/format/activations.py.
+_PJREDDIE_ACTIVATIONS = frozenset(
+    {
+        "logistic", "loggy", "relu", "elu", "selu", "relie", "plse", "hardtan", "lhtan",
+        "linear", "ramp", "leaky", "tanh", "stair",
+    }
+)  # fmt: skip
+_ALEXEYAB_ACTIVATIONS = _PJREDDIE_ACTIVATIONS | {
+    "swish", "mish", "hard_mish", "relu6", "gelu", "revleaky", "normalize_channels",
+    "normalize_channels_softmax", "normalize_channels_softmax_maxval",
+}  # fmt: skip
+
+
 @attrs.frozen
 class Dialect:
     """What one Darknet code base does differently from the other.
@@ -84,7 +100,9 @@ class Dialect:
         conv_extras: conv/maxpool understand ``stride_x``/``stride_y``, ``antialiasing``,
             ``share_index``; maxpool understands ``maxpool_depth``.
         route_groups: ``[route]`` understands ``groups``/``group_id``.
-        shortcut_weights: ``[shortcut]`` takes a ``from`` list and ``weights_type``.
+        shortcut_weights: ``[shortcut]`` takes a ``from`` list and ``weights_type`` and adds
+            flat buffers (AlexeyAB); otherwise one ``from``, ``alpha``/``beta`` and pjreddie's
+            strided add.
         batchnorm_biases: ``[batchnorm]`` stores ``biases`` before the three BN arrays.
         rnn_hidden: ``[rnn]`` has a ``hidden`` size (else hidden = output).
         recurrent_dims: rnn/lstm record a 1×1×output shape (pjreddie leaves 0×0×0).
@@ -95,16 +113,27 @@ class Dialect:
         yolo_mask_stops_at_hash: ``mask=`` counting stops at ``#``.
         numload: conv ``numload=k`` reads only k filters.
         dontsave: ``dontsave=1`` layers are not written.
-        reorg_extra: ``[reorg]`` understands ``extra``.
+        reorg_extra: ``[reorg]`` understands ``extra`` and ``flatten``.
         crnn_any_input: ``[crnn]`` is built on any input shape, even 0×0×0 (pjreddie).
         shortcut_size_assert: the stock build's ``[shortcut]`` asserts equal width/height (an
             assert AlexeyAB's Makefile build keeps and its release builds compile out).
         needs_2d_layer: the stock loader divides by the number of layers wider and taller than 1
             (AlexeyAB's statistics): a network without one crashes it.
+        activations: the activation names ``get_activation`` knows; any other is relu, with a
+            warning.
+        bn_epsilon: batch norm's epsilon in ``normalize_cpu``.
+        bn_epsilon_outside_sqrt: batch norm divides by ``sqrt(var) + eps`` (pjreddie) rather
+            than ``sqrt(var + eps)`` (AlexeyAB).
+        detection_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
+            ``beta_nms``, and ``[net]`` reads ``letter_box`` (AlexeyAB).
+        region_background: ``[region]`` reads ``background=`` (AlexeyAB never sets it: 0).
         keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
             integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
             prints their total (AlexeyAB); else only convolutions print a figure, in double,
             and no total (pjreddie). See :mod:`dwf.format.figures`.
+        reads: the options its parser reads per section type (canonical type, ``"net"`` for
+            ``[net]``) and how (:mod:`dwf.format.options`): what Darknet does not read it
+            reports as "Unused field".
     """
 
     name: str
@@ -129,7 +158,13 @@ class Dialect:
     crnn_any_input: bool = False
     shortcut_size_assert: bool = False
     needs_2d_layer: bool = False
+    activations: frozenset[str] = _ALEXEYAB_ACTIVATIONS
+    bn_epsilon: float = 1e-5
+    bn_epsilon_outside_sqrt: bool = False
+    detection_extras: bool = True
+    region_background: bool = False
     keeps_bflops: bool = False
+    reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
 
 ALEXEYAB = Dialect(
@@ -170,7 +205,9 @@ ALEXEYAB = Dialect(
     reorg_extra=False,
     shortcut_size_assert=True,
     needs_2d_layer=True,
+    activations=_ALEXEYAB_ACTIVATIONS,
     keeps_bflops=True,
+    reads=ALEXEYAB_READS,
 )
 
 PJREDDIE = Dialect(
@@ -210,6 +247,12 @@ PJREDDIE = Dialect(
     dontsave=True,
     reorg_extra=True,
     crnn_any_input=True,
+    activations=_PJREDDIE_ACTIVATIONS,
+    bn_epsilon=1e-6,
+    bn_epsilon_outside_sqrt=True,
+    detection_extras=False,
+    region_background=True,
+    reads=PJREDDIE_READS,
 )
 
 DIALECTS: dict[str, Dialect] = {"alexeyab": ALEXEYAB, "pjreddie": PJREDDIE}

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from dwf.errors import CfgError
-from dwf.format.cfg import ATOI_SEEN, Section, atoi, int_list, shorten
+from dwf.format.cfg import ATOI_SEEN, Section, atof, atoi, float_list, int_list, list_count, shorten
 from dwf.format.dialects import Dialect
 from dwf.format.records import Arr, LayerPlan
 
@@ -168,9 +168,29 @@ class LayerInput:
             raise self.fail(f"{key}={n} must be ≥ 1 (Darknet divides by it)", key)
         return n
 
+    def real(self, key: str, default: float) -> float:
+        """A real-valued option as Darknet's ``atof`` reads it (``1.05#tuned`` is 1.05), or
+        ``default`` when absent."""
+        value = self.options.get(key)
+        return default if value is None else atof(value)
+
     def text(self, key: str, default: str) -> str:
         value = self.options.get(key)
         return default if value is None else value
+
+    def activation(self, default: str, key: str = "activation") -> str:
+        """The activation Darknet's ``get_activation`` makes of the option: a name the dialect
+        knows, else relu — with Darknet's warning, at the option's line (the whole value is
+        compared: ``leaky#comment`` is not ``leaky``)."""
+        name = self.text(key, default)
+        if name in self.dialect.activations:
+            return name
+        self.warn(
+            f"couldn't find activation function {shorten(name)!r}, going with ReLU (Darknet"
+            " says so too, and computes relu)",
+            key,
+        )
+        return "relu"
 
     def has(self, key: str) -> bool:
         return self.options.get(key) is not None
@@ -364,9 +384,11 @@ def convolutional(x: LayerInput) -> Built:
         "groups": groups,
         "dilation": 1 if size == 1 else dilation,
         "batch_normalize": bn,
-        "activation": x.text("activation", "logistic"),
+        "activation": x.activation("logistic"),
         "flipped": int(flipped),
         "antialiasing": aa,
+        "xnor": x.num("xnor", 0),
+        "binary": x.num("binary", 0),
     }
     host_sy, host_sx = (1, 1) if aa else (sy, sx)
     out_h, out_w = _conv_out(x, size, host_sy, host_sx, padding)
@@ -438,7 +460,7 @@ def deconvolutional(x: LayerInput) -> Built:
         "stride_y": stride,
         "padding": padding,
         "batch_normalize": bn,
-        "activation": x.text("activation", "logistic"),
+        "activation": x.activation("logistic"),
     }
     return Built(n, out_h, out_w, n * out_h * out_w, tuple(arrays), params)
 
@@ -448,7 +470,7 @@ def connected(x: LayerInput) -> Built:
     bn = x.num("batch_normalize", 0)
     keep_bn = not (x.loading and x.num("dontloadscales", 0) and bn)
     arrays = connected_block("", x.inputs, out, bool(bn), keep_bn=keep_bn)
-    params = {"output": out, "batch_normalize": bn, "activation": x.text("activation", "logistic")}
+    params = {"output": out, "batch_normalize": bn, "activation": x.activation("logistic")}
     if not keep_bn:
         params["dontloadscales"] = 1
     return Built(out, 1, 1, out, tuple(arrays), params)
@@ -473,7 +495,7 @@ def local(x: LayerInput) -> Built:
         "size": size,
         "stride": stride,
         "pad": pad,
-        "activation": x.text("activation", "logistic"),
+        "activation": x.activation("logistic"),
     }
     return Built(n, out_h, out_w, n * loc, arrays, params)
 
@@ -566,7 +588,7 @@ def shortcut(x: LayerInput) -> Built:
     refs = x.ref_list("from", first_only=not d.shortcut_weights)
     params: dict[str, Any] = {
         "from": tuple(r.index for r in refs),
-        "activation": x.text("activation", "linear"),
+        "activation": x.activation("linear"),
     }
     dims = (x.c, x.h, x.w, x.h * x.w * x.c)
     if d.shortcut_size_assert:
@@ -581,6 +603,7 @@ def shortcut(x: LayerInput) -> Built:
                     "from",
                 )
     if not d.shortcut_weights:
+        params.update(alpha=x.real("alpha", 1.0), beta=x.real("beta", 1.0))
         return Built(*dims, params=params)
     wtype = x.text("weights_type", "none")
     norm = x.text("weights_normalization", "none")
@@ -613,15 +636,19 @@ def shortcut(x: LayerInput) -> Built:
     return Built(*dims, arrays, params)
 
 
-def _from_layer(x: LayerInput) -> Built:
+def _from_layer(x: LayerInput, params: dict[str, Any]) -> Built:
     src = x.ref_list("from", first_only=True)[0]
-    return Built(
-        src.out_c,
-        src.out_h,
-        src.out_w,
-        src.out_c * src.out_h * src.out_w,
-        params={"from": (src.index,)},
-    )
+    params["from"] = (src.index,)
+    params["activation"] = x.activation("linear")
+    return Built(src.out_c, src.out_h, src.out_w, src.out_c * src.out_h * src.out_w, params=params)
+
+
+def scale_channels(x: LayerInput) -> Built:
+    return _from_layer(x, {"scale_wh": x.num("scale_wh", 0)})
+
+
+def sam(x: LayerInput) -> Built:
+    return _from_layer(x, {})
 
 
 def upsample(x: LayerInput) -> Built:
@@ -633,7 +660,8 @@ def upsample(x: LayerInput) -> Built:
         out_h, out_w = x.h // s, x.w // s
     else:
         out_h, out_w = x.h * stride, x.w * stride
-    return Built(x.c, out_h, out_w, x.c * out_h * out_w, params={"stride": stride})
+    params = {"stride": stride, "scale": x.real("scale", 1.0)}
+    return Built(x.c, out_h, out_w, x.c * out_h * out_w, params=params)
 
 
 def _reorg(x: LayerInput, *, extra_ok: bool) -> Built:
@@ -646,6 +674,7 @@ def _reorg(x: LayerInput, *, extra_ok: bool) -> Built:
         out_h, out_w, out_c = x.h // s, x.w // s, x.c * s * s
     params: dict[str, Any] = {"stride": s, "reverse": reverse}
     if extra_ok:
+        params["flatten"] = x.num("flatten", 0)
         extra = x.num("extra", 0)
         if extra:
             params["extra"] = extra
@@ -661,20 +690,53 @@ def reorg3d(x: LayerInput) -> Built:
     return _reorg(x, extra_ok=False)
 
 
-def _mask_count(x: LayerInput) -> int | None:
+def _mask(x: LayerInput) -> tuple[int, ...] | None:
+    """``mask=`` as ``parse_yolo_mask`` reads it (``None`` when absent): ``atoi`` of each item,
+    as many items as :func:`dwf.format.cfg.list_count` counts (AlexeyAB stops at ``#``)."""
     value = x.options.get("mask")
     if value is None:
         return None
-    if x.dialect.yolo_mask_stops_at_hash:
-        value = value.split("#", 1)[0]
-    return value.count(",") + 1
+    n = list_count(value, stop_at_hash=x.dialect.yolo_mask_stops_at_hash)
+    mask = []
+    for part in value.split(",")[:n]:
+        v = atoi(part)
+        if v is None:
+            raise x.fail(f"mask={shorten(value)} holds a number that does not fit an int", "mask")
+        mask.append(v)
+    return tuple(mask)
+
+
+def _anchors(x: LayerInput, room: int, *, stop_at_hash: bool) -> tuple[float, ...]:
+    """Darknet's ``l.biases`` of a detection layer: ``room`` values (a width and a height per
+    anchor), ``0.5`` where ``anchors=`` gives none, each read with ``atof``."""
+    values = [0.5] * room
+    text = x.options.get("anchors")
+    if text is not None:
+        given = float_list(text, stop_at_hash=stop_at_hash)
+        if len(given) > room:
+            x.warn(
+                f"anchors= gives {len(given)} values, but the layer holds {room} (a width and a"
+                f" height for each of num={room // 2} anchors); Darknet uses the first {room}"
+                " (some builds write the others past the end of the array)",
+                "anchors",
+            )
+        values[: len(given)] = given[:room]
+    return tuple(values)
+
+
+# The nms_kind names each layer type's parser knows; any other name is the default NMS.
+_NMS_KINDS = {
+    "yolo": ("default", "greedynms", "diounms"),
+    "Gaussian_yolo": ("default", "greedynms", "diounms", "cornersnms"),
+}
 
 
 def _detector(x: LayerInput, per_anchor_extra: int) -> Built:
+    d = x.dialect
     classes = x.num("classes", 20)
     total = x.num("num", 1)
-    nmask = _mask_count(x)
-    n = total if nmask is None else nmask
+    mask = _mask(x)
+    n = total if mask is None else len(mask)
     out_c = n * (classes + per_anchor_extra)
     outputs = x.h * x.w * out_c
     if outputs != x.inputs:
@@ -683,7 +745,45 @@ def _detector(x: LayerInput, per_anchor_extra: int) -> Built:
             f" + {per_anchor_extra}) needs {out_c} channels: set filters={out_c} in the"
             " [convolutional] before it, or fix classes=/mask=",
         )
-    return Built(out_c, x.h, x.w, outputs, params={"classes": classes, "anchors": n, "num": total})
+    if mask is not None and any(not 0 <= m < total for m in mask):
+        x.warn(
+            f"mask= names anchor {next(m for m in mask if not 0 <= m < total)}, but num={total}"
+            f" gives anchors 0..{total - 1}; Darknet reads past its anchors there",
+            "mask",
+        )
+    gaussian = x.type == "Gaussian_yolo"
+    params: dict[str, Any] = {
+        "classes": classes,
+        "anchors": n,  # how many this layer predicts (len(mask))
+        "num": total,
+        "mask": tuple(range(total)) if mask is None else mask,
+        # [Gaussian_yolo] counts every comma of anchors=, [yolo] stops where mask= does
+        "anchor_sizes": _anchors(
+            x, 2 * total, stop_at_hash=d.yolo_mask_stops_at_hash and not gaussian
+        ),
+        "scale_x_y": 1.0,
+        "new_coords": 0,
+        "nms_kind": "default",
+        "beta_nms": 0.6,
+    }
+    if d.detection_extras:
+        params["scale_x_y"] = x.real("scale_x_y", 1.0)
+        if not gaussian:
+            params["new_coords"] = x.num("new_coords", 0)
+        kind = x.text("nms_kind", "default")
+        if kind not in _NMS_KINDS[x.type]:
+            x.warn(
+                f"nms_kind={shorten(kind)} is not one of {', '.join(_NMS_KINDS[x.type])};"
+                " Darknet uses the default NMS",
+                "nms_kind",
+            )
+            kind = "default"
+        params["nms_kind"] = kind
+        params["beta_nms"] = x.real("beta_nms", 0.6)
+    if gaussian:
+        point = x.text("yolo_point", "center")
+        params["yolo_point"] = point if point in ("left_top", "right_bottom") else "center"
+    return Built(out_c, x.h, x.w, outputs, params=params)
 
 
 def yolo(x: LayerInput) -> Built:
@@ -706,9 +806,17 @@ def region(x: LayerInput) -> Built:
             f" + coords={coords} + 1) needs {out_c} channels: set filters={out_c} in the"
             " [convolutional] before it, or fix classes=/num=",
         )
-    return Built(
-        out_c, x.h, x.w, outputs, params={"classes": classes, "num": num, "coords": coords}
-    )
+    params = {
+        "classes": classes,
+        "num": num,
+        "coords": coords,
+        "anchor_sizes": _anchors(x, 2 * num, stop_at_hash=False),
+        "softmax": x.num("softmax", 0),
+        "background": x.num("background", 0) if x.dialect.region_background else 0,
+        "bias_match": x.num("bias_match", 0),
+        "tree": x.options.get("tree"),  # a hierarchical softmax file (9000 classes), or None
+    }
+    return Built(out_c, x.h, x.w, outputs, params=params)
 
 
 def detection(x: LayerInput) -> Built:
@@ -722,7 +830,15 @@ def detection(x: LayerInput) -> Built:
             f"side={side}² × ((1 + coords={coords}) × num={num} + classes={classes}) = {need},"
             f" but the layer before it outputs {x.inputs} values; Darknet asserts they match"
         )
-    return Built(0, 0, 0, x.inputs, params={"classes": classes, "side": side, "num": num})
+    params = {
+        "classes": classes,
+        "side": side,
+        "num": num,
+        "coords": coords,
+        "softmax": x.num("softmax", 0),
+        "sqrt": x.num("sqrt", 0),
+    }
+    return Built(0, 0, 0, x.inputs, params=params)
 
 
 def iseg(x: LayerInput) -> Built:
@@ -733,25 +849,45 @@ def iseg(x: LayerInput) -> Built:
 
 
 def passthrough(x: LayerInput) -> Built:
-    """Layers whose output is their input (dropout, activation, empty, l2norm, logistic)."""
+    """Layers whose output is their input (dropout, empty, l2norm, logistic)."""
     return Built(x.c, x.h, x.w, x.inputs)
 
 
-def same_image(x: LayerInput) -> Built:
-    """Layers that rebuild the h×w×c output from the input dims (normalization)."""
-    return Built(x.c, x.h, x.w, x.h * x.w * x.c)
+def activation(x: LayerInput) -> Built:
+    return Built(x.c, x.h, x.w, x.inputs, params={"activation": x.activation("linear")})
+
+
+def normalization(x: LayerInput) -> Built:
+    """[lrn]: it rebuilds the h×w×c output from the input dims."""
+    params = {
+        "size": x.num("size", 5),
+        "alpha": x.real("alpha", 0.0001),
+        "beta": x.real("beta", 0.75),
+        "kappa": x.real("kappa", 1.0),
+    }
+    return Built(x.c, x.h, x.w, x.h * x.w * x.c, params=params)
 
 
 def flat(x: LayerInput) -> Built:
-    """softmax, cost, contrastive: Darknet never sets their output dims."""
+    """cost, contrastive: Darknet never sets their output dims."""
     return Built(0, 0, 0, x.inputs)
+
+
+def softmax(x: LayerInput) -> Built:
+    """Darknet never sets its output dims either."""
+    params = {
+        "groups": x.num("groups", 1),
+        "temperature": x.real("temperature", 1.0),
+        "tree": x.options.get("tree"),  # a hierarchical softmax file, or None
+    }
+    return Built(0, 0, 0, x.inputs, params=params)
 
 
 def crop(x: LayerInput) -> Built:
     x.need_image()
     ch = x.count("crop_height", 1)
     cw = x.count("crop_width", 1)
-    return Built(x.c, ch, cw, x.c * ch * cw)
+    return Built(x.c, ch, cw, x.c * ch * cw, params={"noadjust": x.num("noadjust", 0)})
 
 
 def history(x: LayerInput) -> Built:
@@ -778,9 +914,13 @@ def rnn(x: LayerInput) -> Built:
         + connected_block("output_layer.", hidden, out, bn)
     )
     dims = (out, 1, 1) if d.recurrent_dims else (0, 0, 0)
-    return Built(
-        *dims, out, tuple(arrays), {"output": out, "hidden": hidden, "batch_normalize": int(bn)}
-    )
+    params = {
+        "output": out,
+        "hidden": hidden,
+        "batch_normalize": int(bn),
+        "activation": x.activation("logistic"),
+    }
+    return Built(*dims, out, tuple(arrays), params)
 
 
 def _gated(x: LayerInput, blocks: tuple[tuple[str, bool], ...], dims: bool) -> Built:
@@ -848,6 +988,7 @@ def crnn(x: LayerInput) -> Built:
         "padding": padding,
         "groups": groups,
         "batch_normalize": int(bn),
+        "activation": x.activation("logistic"),
     }
     return Built(out, out_h, out_w, out * out_h * out_w, tuple(arrays), params)
 
@@ -880,6 +1021,8 @@ def conv_lstm(x: LayerInput) -> Built:
         "batch_normalize": int(bn),
         "peephole": peephole,
         "bottleneck": bottleneck,
+        "activation": x.activation("linear"),
+        "lstm_activation": x.activation("tanh", "lstm_activation"),
     }
     return Built(f, out_h, out_w, f * out_h * out_w, tuple(arrays), params)
 
@@ -898,8 +1041,8 @@ LAYER_TYPES: dict[str, Callable[[LayerInput], Built]] = {
     "history": history,
     "implicit": implicit,
     "shortcut": shortcut,
-    "scale_channels": _from_layer,
-    "sam": _from_layer,
+    "scale_channels": scale_channels,
+    "sam": sam,
     "route": route,
     "maxpool": maxpool,
     "local_avgpool": local_avgpool,
@@ -908,12 +1051,12 @@ LAYER_TYPES: dict[str, Callable[[LayerInput], Built]] = {
     "reorg3d": reorg3d,
     "upsample": upsample,
     "dropout": passthrough,
-    "activation": passthrough,
+    "activation": activation,
     "empty": passthrough,
     "l2norm": passthrough,
     "logistic": passthrough,
-    "normalization": same_image,
-    "softmax": flat,
+    "normalization": normalization,
+    "softmax": softmax,
     "cost": flat,
     "contrastive": flat,
     "crop": crop,

@@ -25,6 +25,7 @@ from dwf.format.cfg import CfgDocument, Section, atoi, shorten, tokenize
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.figures import LayerFigures, compute, total_bflops
 from dwf.format.layers import KIND_NAMES, LAYER_TYPES, Built, LayerInput
+from dwf.format.options import text_issues
 from dwf.format.records import Arr, ArraySpec, LayerPlan
 
 # Which side of Darknet a plan describes: what its loader reads or what its saver writes.
@@ -404,6 +405,11 @@ _NOTHING = _Result(0, 0, 0, 0, (), _UNKNOWN.params, 0, (0, 0, 0, 0))
 def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
     net = _net_input(doc)
     warnings = [f"line {line}: {msg}" for line, msg in doc.warnings]
+    # What Darknet's parser would not read (or reads as 0), found once per section text (a
+    # repeated block is looked at once); each section warns with its own lines.
+    net_section = doc.sections[0]
+    for offset, _, _, message, _ in text_issues(net_section, "net", d):
+        warnings.append(f"line {net_section.line + offset}: [net]: {message}")
     sections = doc.sections[1:]
     loading = side == "load"
     dims = (net.height, net.width, net.channels, net.inputs)
@@ -477,6 +483,11 @@ def _plan_document(doc: CfgDocument, d: Dialect, side: Side, text: str) -> Plan:
                     reuse[key] = r
             else:
                 r = found
+            for offset, _, _, message, _ in text_issues(sec, type_name, d):
+                warnings.append(
+                    f"line {sec.line + offset}: layer {index} ({kind}_{index}, {type_name}):"
+                    f" {message}"
+                )
         built.append(
             LayerPlan(  # positional: keywords cost a tenth of a layer's planning
                 index,

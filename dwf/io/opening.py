@@ -8,8 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +17,16 @@ from dwf.errors import (
     DwfError,
     HeaderError,
     SizeMismatchError,
-    WeightsNotFoundError,
 )
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.planner import Plan, cfg_text
+from dwf.format.planner import Plan
 from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.reader import Backend, WeightsFile
-from dwf.io.views import pread_all
+from dwf.io.source import ByteSource, LocalSource
 
 if TYPE_CHECKING:
+    from dwf.format.header_width import WidthJudgement
     from dwf.format.known import CfgFit
 
 # A string, not a compiled pattern: re compiles it on the first use (find_cfg), not at import.
@@ -74,43 +73,64 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
 
 
 def _resolve_plan(
-    path: str,
+    source: ByteSource,
     head: bytes,
-    size: int,
     cfg: str | os.PathLike[str] | Plan | None,
     dialect: Dialect,
-    header: Header | None = None,
+    header: Header,
+    storage_options: Mapping[str, Any] | None,
 ) -> Plan:
+    """The plan of the file ``source`` reads: ``cfg`` a Plan, a path or a URL; or, when
+    ``None``, the cfg beside the file (on disk or on the server), by the names
+    :func:`find_cfg` looks for."""
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
-        found, looked = find_cfg(path)
+        # the names a cfg beside it may have (a URL's query, which signs this file only, aside)
+        _, looked = find_cfg(source.local_path or source.name.split("?", 1)[0])
+        names = [Path(c).name for c in looked]
+        found = next((loc for loc in map(source.beside, names) if loc is not None), None)
         if found is None:
-            folder = Path(path).parent
-            try:
-                others = sorted(x.name for x in folder.glob("*.cfg"))[:8]
-            except OSError:
-                others = []
-            hint = f"; cfg files there: {', '.join(others)}" if others else ""
-            if header is not None and others:
-                from dwf.io.cfg_search import search_fits  # only to explain
-
-                fits = search_fits(path, header, size, dialect=dialect.name)
-                if fits:
-                    hint = "; " + _fits_hint(path, fits) + hint
-            from dwf.format.known import identify_head  # the table: only to explain
-
-            ident = identify_head(path, head, size)
-            if ident.matches:
-                hint += "; by its size " + ident.explain().split("; ", 1)[1]
             raise CfgNotFoundError(
-                "no cfg given and none found beside the weights (looked for "
-                + ", ".join(Path(c).name for c in looked)
-                + f"); pass cfg=... (dwf: --cfg){hint}",
-                path=path,
+                "no cfg given and none found beside the weights"
+                + ("" if source.local_path is not None else " on the server")
+                + f" (looked for {', '.join(names)}); pass cfg=... (dwf: --cfg)"
+                + _no_cfg_hint(source, head, header, dialect),
+                path=source.name,
             )
         cfg = found
-    return plan_cfg(cfg, dialect=dialect)
+    scfg = os.fspath(cfg)
+    if "://" in scfg and _is_url(scfg):  # a local cfg never imports the remote backend
+        from dwf.io import remote
+
+        text, name = remote.read_cfg_text(scfg, storage_options=storage_options)
+        return Plan.from_text(text, dialect=dialect, path=name)
+    return plan_cfg(scfg, dialect=dialect)
+
+
+def _no_cfg_hint(source: ByteSource, head: bytes, header: Header, dialect: Dialect) -> str:
+    """What may help when no cfg was found: the cfgs in the folder and those the file fits
+    (on disk), and the known networks of this size."""
+    hint = ""
+    local = source.local_path
+    if local is not None:
+        try:
+            others = sorted(x.name for x in Path(local).parent.glob("*.cfg"))[:8]
+        except OSError:
+            others = []
+        hint = f"; cfg files there: {', '.join(others)}" if others else ""
+        if others:
+            from dwf.io.cfg_search import search_fits  # only to explain
+
+            fits = search_fits(local, header, source.size, dialect=dialect.name)
+            if fits:
+                hint = "; " + _fits_hint(local, fits) + hint
+    from dwf.format.known import identify_head  # the table: only to explain
+
+    ident = identify_head(source.name, head, source.size)
+    if ident.matches:
+        hint += "; by its size " + ident.explain().split("; ", 1)[1]
+    return hint
 
 
 def _fits_hint(path: str, fits: list[CfgFit]) -> str:
@@ -171,56 +191,45 @@ def open_weights(
     """
     spath = os.fspath(path)
     # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
+    source: ByteSource
     if backend == "remote" or ("://" in spath and _is_url(spath)):
-        return _open_remote(spath, cfg, get_dialect(dialect), strict, header_size, storage_options)
-    if copy:
-        backend = "pread"
-    if backend not in ("mmap", "pread"):
-        raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
+        from dwf.io import remote
+
+        backend = "remote"
+        source = remote.RemoteSource(spath, storage_options=storage_options)
+    else:
+        if copy:
+            backend = "pread"
+        if backend not in ("mmap", "pread"):
+            raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
+        # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
+        # non-weights path is reported as such rather than as "no cfg found beside it".
+        source = LocalSource.open(spath)
     d = get_dialect(dialect)
-    # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
-    # non-weights path is reported as such rather than as "no cfg found beside it".
-    fd = _open_fd(spath)
     try:
-        size = os.fstat(fd).st_size
-        head = pread_all(fd, 512, 0)
-        header = _decode_header(spath, head, d, header_size)
-        plan = _resolve_plan(spath, head, size, cfg, d, header)
+        head = source.read_at(512, 0)
+        header = _decode_header(source.name, head, d, header_size)
+        plan = _resolve_plan(source, head, cfg, d, header, storage_options)
         header, partial, mismatch = _fit(
-            spath, head, header, size, plan, d, header_size, strict, fd
+            source.name,
+            head,
+            header,
+            source.size,
+            plan,
+            d,
+            header_size,
+            strict,
+            source.read_at,
+            nearby=source.local_path is not None,
         )
+        # The header is part of what every whole-file read hands on: checked at its end too.
+        source.watch(0, head[: header.size])
         return WeightsFile(
-            spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
+            plan, header, source, partial=partial, mismatch=mismatch, backend=backend
         )
     except BaseException:
-        os.close(fd)
+        source.close()
         raise
-
-
-def _open_fd(path: str) -> int:
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise DwfError("is a directory, not a weights file", path=path)
-        if not stat.S_ISREG(st.st_mode):
-            raise DwfError("not a regular file", path=path)
-        # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(path, flags)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise DwfError("not a regular file", path=path)
-        return fd
-    except DwfError:  # a ValueError itself: must not be re-worded by the clause below
-        raise
-    except FileNotFoundError:
-        raise WeightsNotFoundError("weights file not found", path=path) from None
-    except PermissionError:
-        raise DwfError("permission denied", path=path) from None
-    except OSError as e:
-        raise DwfError(f"cannot open: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path
-        raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
 
 
 def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:
@@ -247,39 +256,45 @@ def _fit(
     d: Dialect,
     forced: int | None,
     strict: bool,
-    fd: int | None = None,
+    read_at: Callable[[int, int], bytes] | None = None,
+    nearby: bool = False,
 ) -> tuple[Header, bool, str | None]:
-    """Validate the header width against the file size (docs/format.md §1.6). With ``fd`` (a local
-    file), a mismatch also looks for the cfgs beside the file that it fits, and for a CRLF
-    translation."""
+    """Validate the header width against the file size (docs/format.md §1.6). ``read_at(n,
+    offset)`` reads the file's bytes: when the size fits the cfg with either header width, the
+    values decide which (docs/format.md §1.5). With ``nearby`` (a local file), a mismatch also
+    looks for the cfgs beside the file that it fits, and for a CRLF translation."""
     n = plan.total_floats
     if size == header.size + 4 * n:
         return header, False, None
     other = other_width(header.size)
-    if forced is None and size == other + 4 * n and len(head) >= other:
-        note = (
-            f"the version {header.version} implies a {header.size}-byte header, but the file"
-            f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug);"
-            f" read with {other} bytes"
-        )
-        return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
+    judged = None
+    fits_other = (size - other) // 4 if size >= other and (size - other) % 4 == 0 else -1
+    if forced is None and len(head) >= 20 and 0 < fits_other <= n:
+        if fits_other == n or fits_other in plan.boundaries():
+            judged = _judge_width(head, header.size, size, fits_other, plan, read_at)
+        if judged is not None and judged.chosen == other and fits_other == n:
+            note = (
+                f"the version {header.version} implies a {header.size}-byte header, but the file"
+                f" fits the cfg exactly with a {other}-byte one (a known Darknet writer bug) and"
+                f" its values agree: read with {other} bytes"
+            )
+            return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
     body = size - header.size
     if 0 <= body < 4 * n and body % 4 == 0:
         floats = body // 4
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
             return header, True, None
-    from dwf.format.diagnosis import diagnose  # only when the size does not match
+    from dwf.format.diagnosis import Context, diagnose  # only when the size does not match
 
     fits: list[CfgFit] = []
     crlf = None
-    if fd is not None:
+    if nearby and read_at is not None:
         from dwf.io import cfg_search
 
         fits = cfg_search.search_fits(path, header, size, given=plan.cfg_path, dialect=plan.dialect)
-        local = fd
-        crlf = cfg_search.crlf_counts(lambda n, offset: pread_all(local, n, offset), size, head)
-    diagnosis = diagnose(path, head, header, size, plan, fits=fits, crlf=crlf)
+        crlf = cfg_search.crlf_counts(read_at, size, head)
+    diagnosis = diagnose(Context(path, head, header, size, plan, tuple(fits), crlf, judged))
     message = diagnosis.explain()
     if strict:
         raise SizeMismatchError(
@@ -292,6 +307,26 @@ def _fit(
             diagnosis=diagnosis,
         )
     return header, False, message
+
+
+def _judge_width(
+    head: bytes,
+    rule: int,
+    size: int,
+    floats: int,
+    plan: Plan,
+    read_at: Callable[[int, int], bytes] | None,
+) -> WidthJudgement:
+    """Both readings of a file that fits the cfg (or ends on a layer boundary) with the header
+    width its version does not imply, weighed by its values (a bounded number of batch-norm
+    variance arrays, one read each)."""
+    from dwf.format import header_width  # only for a size that fits both widths
+
+    samples = []
+    if read_at is not None:
+        for probe in header_width.probes(plan, size):
+            samples.append((probe, read_at(probe.nbytes, probe.offset)))
+    return header_width.judge(head, rule, size, floats, samples)
 
 
 @contextlib.contextmanager
@@ -315,74 +350,3 @@ def _is_url(path: str) -> bool:
     from dwf.io import remote
 
     return remote.is_url(path)
-
-
-def _remote_plan(
-    url: str,
-    head: bytes,
-    size: int,
-    cfg: str | os.PathLike[str] | Plan | None,
-    d: Dialect,
-    storage_options: Mapping[str, Any] | None,
-) -> Plan:
-    """The plan of a remote file: ``cfg`` a Plan, a local path or a URL; or, when ``None``,
-    the cfg beside it on the server, found by the same names as :func:`find_cfg`."""
-    from dwf.format.known import identify_head
-    from dwf.io import remote
-
-    if isinstance(cfg, Plan):
-        return cfg
-    if cfg is None:
-        base, _, name = url.rpartition("/")
-        _, looked = find_cfg(name)
-        candidates = [f"{base}/{c}" for c in looked]
-        cfg = next(
-            (c for c in candidates if remote.exists(c, storage_options=storage_options)), None
-        )
-        if cfg is None:
-            ident = identify_head(url, head, size)
-            hint = "; by its size " + ident.explain().split("; ", 1)[1] if ident.matches else ""
-            raise CfgNotFoundError(
-                "no cfg given and none found beside the weights on the server (looked for "
-                + ", ".join(looked)
-                + f"); pass cfg=... (dwf: --cfg){hint}",
-                path=url,
-            )
-    scfg = os.fspath(cfg)
-    if not remote.is_url(scfg):
-        return plan_cfg(scfg, dialect=d)
-    data = remote.read_bytes(scfg, storage_options=storage_options)
-    return Plan.from_text(cfg_text(data, scfg), dialect=d, path=scfg)
-
-
-def _open_remote(
-    url: str,
-    cfg: str | os.PathLike[str] | Plan | None,
-    d: Dialect,
-    strict: bool,
-    header_size: int | None,
-    storage_options: Mapping[str, Any] | None,
-) -> WeightsFile:
-    from dwf.io import remote
-
-    source = remote.RemoteSource(url, storage_options=storage_options)
-    try:
-        head = source.pread(512, 0)
-        header = _decode_header(url, head, d, header_size)
-        plan = _remote_plan(url, head, source.size, cfg, d, storage_options)
-        header, partial, mismatch = _fit(
-            url, head, header, source.size, plan, d, header_size, strict
-        )
-        return WeightsFile(
-            url,
-            plan,
-            header,
-            source.size,
-            partial=partial,
-            mismatch=mismatch,
-            fd=-1,
-            source=source,
-        )
-    except BaseException:
-        source.close()
-        raise

@@ -467,14 +467,18 @@ def write_arrays(
     header: Header,
     upto: int | None = None,
     inputs: Iterable[Source] = (),
+    reading: contextlib.AbstractContextManager[Any] | None = None,
 ) -> str:
     """Write ``header`` and, for every array of layers ``0..upto-1``, ``get(layer, array)``, laid
     out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
     arrays are fetched one at a time, as they are written, so the memory used does not grow with
-    the file. Callers validate before calling."""
+    the file. ``reading`` (the source file's :meth:`~dwf.WeightsFile.consistent`) is entered
+    around the fetches and left before the file is published, so a source that changed meanwhile
+    leaves the destination as it was. Callers validate before calling."""
     check_header(header, plan.dialect)
     layers = plan.layers[: check_upto(plan, upto)]
-    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
+    guard = reading if reading is not None else contextlib.nullcontext()
+    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh, guard:
         fh.write(header.encode())
         for lp in layers:
             for a in lp.arrays:
@@ -523,6 +527,7 @@ def save(
             for a in lp.arrays:
                 as_array(lp, a, _lookup(arrays, lp.name, a.name))
     sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
+    consistent = getattr(arrays, "consistent", None)  # an open file: one version of it
     return write_arrays(
         path,
         plan,
@@ -530,4 +535,5 @@ def save(
         header=header,
         upto=upto,
         inputs=(*sources, *inputs),
+        reading=consistent() if consistent is not None else None,
     )

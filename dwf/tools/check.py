@@ -9,11 +9,10 @@ outputs; those findings are *errors*. Everything else is a warning or informatio
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, overload
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -24,7 +23,6 @@ from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
-from dwf.tools.batch import Many, Row
 from dwf.tools.stats import (
     CHUNK,
     MISMATCH_CAUTION,
@@ -47,7 +45,11 @@ class Finding:
         array: the array's name.
         kind: ``nan``, ``inf``, ``negative-variance``, ``small-negative-variance``,
             ``denormal-negative-variance``, ``zero-variance``, ``zero-filters``,
-            ``dead-bn-channels``, ``extreme``, ``denormals``.
+            ``dead-bn-channels``, ``extreme``, ``denormals``; about the whole file (``index``
+            -1, ``layer`` and ``array`` empty): ``cut-short``
+            (:attr:`dwf.WeightsFile.cut_short`), ``header-width`` (negative variances in a file
+            read with the header width its version does not imply: a sign it is read one
+            float off).
         severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
         count: how many elements (or filters/channels) are affected.
         message: a readable sentence.
@@ -136,7 +138,8 @@ class CheckReport:
         if self.mismatch:
             lines.append("  " + MISMATCH_CAUTION.format(what="findings"))
         for f in self.findings:
-            lines.append(f"  {f.severity:7} {f.layer}.{f.array}: {f.message}")
+            where = f"{f.layer}.{f.array}" if f.layer else "file"
+            lines.append(f"  {f.severity:7} {where}: {f.message}")
         for w in self.cfg_warnings:
             lines.append(f"  cfg     {w}")
         return "\n".join(lines)
@@ -261,7 +264,7 @@ def _record(
     )
 
 
-@overload
+@batch.one_file
 def check(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -271,71 +274,24 @@ def check(
     extreme: float = 1e6,
     chunk: int = CHUNK,
     progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
-) -> CheckReport: ...
-
-
-@overload
-def check(
-    src: Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    extreme: float = 1e6,
-    chunk: int = CHUNK,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> Iterator[Row[CheckReport]]: ...
-
-
-def check(
-    src: str | os.PathLike[str] | WeightsFile | Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    extreme: float = 1e6,
-    chunk: int = CHUNK,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> CheckReport | Iterator[Row[CheckReport]]:
+) -> CheckReport:
     """Scan every array the file holds, layer by layer, in bounded memory (``dwf check``).
 
+    Many files: ``dwf.each(dwf.check, files, jobs=...)`` (docs/remote.md).
+
     Args:
-        src: the weights file, open, by path or by URL; or a list of files, folders and globs
-            (``["runs/*/yolov4_*.weights"]``, ``s3://`` globs too): then the result is an
-            iterator of :class:`dwf.Row` s, one per file in order, streamed as they finish
-            (docs/remote.md).
+        src: the weights file, open, by path or by URL.
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         extreme: magnitude above which values are reported as extreme.
         chunk: floats read per step (bounds memory).
-        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array
-            (one file only).
-        executor: for a list: any :class:`concurrent.futures.Executor` (a Dask cluster's
-            ``client.get_executor()`` …); default a process pool of ``jobs`` workers.
-        jobs: for a list without ``executor``: workers (default the CPU count; 1: this process).
+        progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
         storage_options: for URLs: options passed to fsspec.
     """
-    if isinstance(src, (list, tuple)):
-        one = functools.partial(
-            check,
-            cfg=cfg,
-            dialect=dialect,
-            strict=strict,
-            extreme=extreme,
-            chunk=chunk,
-            storage_options=storage_options,
-        )
-        paths = batch.expand(src, storage_options=storage_options)
-        return batch.each(one, paths, executor=executor, jobs=jobs)
-    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
+    with (
+        opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f,
+        f.consistent(),  # the report is of one version of the file, or FileChangedError
+    ):
         return _check(f, extreme, chunk, progress)
 
 
@@ -343,6 +299,9 @@ def _check(
     f: WeightsFile, extreme: float, chunk: int, progress: Callable[[int, int, str], None] | None
 ) -> CheckReport:
     found: list[Finding] = []
+    if f.cut_short:
+        # the layers it holds may be fine, but the network the cfg describes is not there
+        found.append(Finding(-1, "", "", "", "cut-short", "error", 1, f.cut_short))
     arrays = floats = 0
     total = sum(lp.count for lp in f.stored)
     for lp in f.plan.layers:
@@ -403,4 +362,22 @@ def _check(
                     )
             if progress is not None:
                 progress(floats, total, lp.name)
+    bad = sum(x.count for x in found if x.kind == "negative-variance")
+    h = f.header
+    if bad and h.size != h.width_for(f.plan.dialect):
+        # what reading a file one float off looks like (docs/format.md §1.5)
+        found.append(
+            Finding(
+                -1,
+                "",
+                "",
+                "",
+                "header-width",
+                "warning",
+                bad,
+                f"the file was read with a {h.size}-byte header although version {h.version}"
+                f" implies {h.width_for(f.plan.dialect)}: {bad:,} negative batch-norm variances"
+                " are what a file read one float off shows; try the other header width",
+            )
+        )
     return CheckReport(f.path, tuple(found), arrays, floats, f.mismatch, f.plan.warnings)

@@ -6,12 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from dwf.errors import FileChangedError
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.retrain import cut_text
 from dwf.io.opening import open_weights
 from dwf.io.reader import WeightsFile
+from dwf.io.source import LocalSource
 from dwf.io.writer import (
     as_array,
     atomic_writes,
@@ -67,11 +69,11 @@ def cut(
         targets = [os.fspath(dst)] + ([os.fspath(cfg_out)] if cfg_out is not None else [])
         for lp in kept:
             if lp.arrays:
-                f._require(lp)  # LayerNotInFileError past a partial end, before writing
+                f.require(lp)  # LayerNotInFileError past a partial end, before writing
+        stop_floats = kept[-1].stop if kept else 0
         check_header(new_header, f.plan.dialect)
         encoded = new_header.encode()
-        stop_floats = kept[-1].stop if kept else 0
-        with atomic_writes(targets, inputs=f.sources) as handles:
+        with atomic_writes(targets, inputs=f.sources) as handles, f.consistent():
             fh = handles[0]
             if cfg_out is not None:
                 handles[1].write(cut_text(f.plan, n).encode("utf-8"))
@@ -79,7 +81,6 @@ def cut(
             if relayout or f.backend == "remote":
                 for lp in kept:
                     for a in lp.arrays:
-                        # pread, not the map: a file truncated meanwhile raises
                         fh.write(stored_bytes(a, as_array(lp, a, f.read_array(a)), new_header))
             else:
                 fh.flush()
@@ -100,24 +101,32 @@ def first_layers(f: WeightsFile, upto: int) -> WeightsFile:
     Raises:
         DwfError: ``upto`` is not a layer count of the network.
         LayerNotInFileError: ``f`` does not hold all of those layers.
+        FileChangedError: the file changed since ``f`` opened it.
     """
     n = check_upto(f.plan, upto)
     for lp in f.plan.layers[:n]:
         if lp.arrays:
-            f._require(lp)
+            f.require(lp)
     plan = Plan.from_text(
         cut_text(f.plan, n), dialect=f.plan.dialect, side=f.plan.side, path=f.plan.cfg_path
     )
-    if f.backend == "remote":
+    local = f.source.local_path
+    if local is None:  # a URL: opened again, with the cut plan (it may hold more than that)
         return open_weights(
             f.path, plan, dialect=f.plan.dialect, strict=False, header_size=f.header.size
         )
-    f.check_unchanged()  # the descriptor shared below is still that of the file f opened
-    fd = os.dup(f._fd)
+    source = LocalSource.open(local)
     try:
+        if source.identity != f.source.identity:  # not the file f read: refuse
+            raise FileChangedError(
+                "the file changed since it was opened; open it again",
+                path=f.path,
+                opened=f.source.identity.pair,
+                now=source.identity.pair,
+            )
         return WeightsFile(
-            f.path, plan, f.header, f.size, partial=False, mismatch=None, fd=fd, backend=f.backend
+            plan, f.header, source, partial=False, mismatch=None, backend=f.backend
         )
     except BaseException:
-        os.close(fd)
+        source.close()
         raise

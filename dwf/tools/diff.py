@@ -22,11 +22,11 @@ import numpy as np
 
 from dwf.errors import DwfError
 from dwf.format.planner import Plan
-from dwf.format.records import ArraySpec
+from dwf.format.records import ArraySpec, LayerPlan
 from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
-from dwf.tools import batch
+from dwf.tools import batch, walk
 from dwf.tools.stats import CHUNK, blas_dot, finite_or_none
 
 Progress = Callable[[int, int, str], None]
@@ -69,8 +69,13 @@ class DiffReport:
         a, b: the two files' paths.
         seen_a, seen_b: their headers' ``seen`` (images seen in training).
         arrays: per-array differences, in file order.
-        only_a, only_b: layer names held by only one of the files (partial files).
-        shape_mismatch: ``layer.array`` names whose shapes differ (different cfgs).
+        only_a, only_b: layer names held by only one of the files (partial files, or
+            different networks).
+        shape_mismatch: ``layer.array`` names held by both that were not compared: their
+            shapes differ, or (different networks) their layer differs.
+        warnings: what the numbers do not say: ``seen`` goes backwards from ``a`` to ``b``;
+            the two files are different networks (then only the layers whose arrays have the
+            same names and shapes are compared).
     """
 
     a: str
@@ -81,6 +86,7 @@ class DiffReport:
     only_a: tuple[str, ...] = ()
     only_b: tuple[str, ...] = ()
     shape_mismatch: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf diff --json``)."""
@@ -93,6 +99,7 @@ class DiffReport:
             "only_a": list(self.only_a),
             "only_b": list(self.only_b),
             "shape_mismatch": list(self.shape_mismatch),
+            "warnings": list(self.warnings),
             "arrays": [d.to_dict() for d in self.arrays],
         }
 
@@ -249,19 +256,43 @@ def diff(
         storage_options: for URLs: options passed to fsspec.
     """
     options: dict[str, Any] = {"dialect": dialect, "storage_options": storage_options}
-    with opened(a, cfg, **options) as fa, opened(b, cfg, **options) as fb:
+    with (
+        opened(a, cfg, **options) as fa,
+        opened(b, cfg, **options) as fb,
+        fa.consistent(),  # one version of each file, or FileChangedError
+        fb.consistent(),
+    ):
         return _diff(fa, fb, chunk, progress)
+
+
+def _layout(lp: LayerPlan) -> tuple[Any, ...]:
+    return (lp.type, tuple((spec.name, spec.shape) for spec in lp.arrays))
+
+
+def _different_networks(a: Plan, b: Plan) -> bool:
+    """Whether two plans describe different networks: a layer both have differs in name,
+    type or arrays. A cfg cut short (a backbone's) is the same network as the whole one."""
+    return any(
+        x.name != y.name or _layout(x) != _layout(y)
+        for x, y in zip(a.layers, b.layers, strict=False)
+    )
 
 
 def _diff(a: WeightsFile, b: WeightsFile, chunk: int, progress: Progress | None) -> DiffReport:
     held_a = {lp.name for lp in a.stored}
     held_b = {lp.name for lp in b.stored}
     by_name_b = {lp.name: lp for lp in b.plan.layers}
+    different = _different_networks(a.plan, b.plan)
     pairs = [lp for lp in a.plan.layers if lp.name in held_a and lp.name in held_b]
+    if different:  # a layer is compared whole, or not at all
+        skipped = [lp for lp in pairs if _layout(lp) != _layout(by_name_b[lp.name])]
+        pairs = [lp for lp in pairs if lp not in skipped]
+    else:
+        skipped = []
     total = sum(lp.count for lp in pairs)
     done = 0
     out: list[ArrayDiff] = []
-    mismatch: list[str] = []
+    mismatch = [f"{lp.name}.{spec.name}" for lp in skipped for spec in lp.arrays]
     for lp in pairs:
         specs_b = {s.name: s for s in by_name_b[lp.name].arrays}
         for spec in lp.arrays:
@@ -279,20 +310,48 @@ def _diff(a: WeightsFile, b: WeightsFile, chunk: int, progress: Progress | None)
             if progress is not None:
                 progress(done, total, lp.name)
     order = [lp.name for lp in a.plan.layers]
+    warnings: list[str] = []
+    seen_a, seen_b = a.header.seen, b.header.seen
+    if 0 < seen_b < seen_a:  # seen 0: not a checkpoint (darknet partial, dwf cut write 0)
+        warnings.append(
+            f"seen goes backwards: {a.path} has seen {seen_a:,}, {b.path} after it {seen_b:,};"
+            " a later checkpoint compared with an earlier one (a folder is ordered by seen)"
+        )
+    if different:
+        warnings.append(_networks_warning(a, b, [lp.name for lp in pairs]))
     return DiffReport(
         a.path,
         b.path,
-        a.header.seen,
-        b.header.seen,
+        seen_a,
+        seen_b,
         tuple(out),
         tuple(n for n in order if n in held_a and n not in held_b),
         tuple(lp.name for lp in b.plan.layers if lp.name in held_b and lp.name not in held_a),
         tuple(mismatch),
+        tuple(warnings),
+    )
+
+
+def _networks_warning(a: WeightsFile, b: WeightsFile, compared: Sequence[str]) -> str:
+    def what(f: WeightsFile) -> str:
+        cfg = os.path.basename(f.plan.cfg_path) if f.plan.cfg_path else "its plan"
+        return f"{cfg}: {len(f.plan.layers)} layers, {f.plan.total_floats:,} floats"
+
+    shown = ", ".join(compared[:6]) + (" …" if len(compared) > 6 else "")
+    which = (
+        f"compared only the {len(compared)} layers whose arrays have the same names and"
+        f" shapes ({shown})"
+        if compared
+        else "no layer has arrays of the same names and shapes: nothing was compared"
+    )
+    return (
+        f"{a.path} and {b.path} are different networks ({what(a)}; {what(b)}): {which};"
+        " their differences say little"
     )
 
 
 def drift(
-    files: Sequence[str | os.PathLike[str] | WeightsFile],
+    series: str | os.PathLike[str] | Sequence[str | os.PathLike[str] | WeightsFile],
     *,
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str = "alexeyab",
@@ -302,55 +361,51 @@ def drift(
     jobs: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> list[DiffReport]:
-    """Differences between consecutive checkpoints: ``files[0]→files[1]``, ``[1]→[2]``, …
-    (``dwf diff A B C …``).
+    """Differences between consecutive checkpoints of one series: ``[0]→[1]``, ``[1]→[2]``, …
+    (``dwf diff A B C …``, ``dwf diff backup/``).
 
-    ``files`` may name folders and globs, local or remote (``s3://run-1/yolov4_*.weights``):
-    they are expanded and sorted naturally (``_2000`` before ``_10000``). With an ``executor``
-    (or ``jobs`` > 1: a process pool) each pair is one task, streamed back in order. A file
-    that cannot be read raises (a series with a gap would be misleading).
+    ``series`` is one run's checkpoints: a folder or a glob (local or remote:
+    ``s3://run-1/yolov4_*.weights``), or a list of files (open or by path), folders and
+    globs. The files of a folder or a glob are put in training order — by the ``seen`` in
+    their headers, then the iteration in their names, then their modification times — and
+    files named one by one keep the order given (a pair whose ``seen`` goes backwards carries
+    a warning). Each pair is compared by :func:`diff`; with an ``executor`` (or ``jobs`` > 1: a
+    process pool) the pairs run in parallel, streamed back in order. A file that cannot be read
+    raises (a series with a gap would be misleading).
     """
+    if isinstance(series, (str, os.PathLike)):
+        series = [series]
+    files: list[Any] = []
+    pending: list[str | os.PathLike[str]] = []
+    for x in list(series):
+        if isinstance(x, WeightsFile):
+            files += walk.checkpoints(pending, dialect=dialect, storage_options=storage_options)
+            pending = []
+            files.append(x)
+        else:
+            pending.append(x)
+    files += walk.checkpoints(pending, dialect=dialect, storage_options=storage_options)
+    options: dict[str, Any] = {
+        "cfg": cfg,
+        "dialect": dialect,
+        "chunk": chunk,
+        "storage_options": storage_options,
+    }
     if executor is None and (jobs is None or jobs == 1):
-        if any(not isinstance(x, WeightsFile) for x in files):
-            files = _expanded(files, storage_options)
-        return [
-            diff(
-                x,
-                y,
-                cfg=cfg,
-                dialect=dialect,
-                chunk=chunk,
-                progress=progress,
-                storage_options=storage_options,
-            )
-            for x, y in itertools.pairwise(files)
-        ]
-    paths = _expanded(files, storage_options)
-    pairs = list(itertools.pairwise(paths))
-    one = functools.partial(
-        _diff_pair, cfg=cfg, dialect=dialect, chunk=chunk, storage_options=storage_options
-    )
-    keys = [f"{a}\n{b}" for a, b in pairs]
+        return [diff(x, y, progress=progress, **options) for x, y in itertools.pairwise(files)]
+    one = functools.partial(_diff_pair, **options)
     out: list[DiffReport] = []
-    for row in batch.each(one, keys, executor=executor, jobs=jobs):
+    pairs = list(itertools.pairwise(files))
+    for row in batch.run(one, pairs, executor=executor, jobs=jobs, key=_pair_name):
         if row.result is None:
             raise DwfError(row.error or f"{row.path}: failed")
         out.append(row.result)
     return out
 
 
-def _expanded(
-    files: Sequence[str | os.PathLike[str] | WeightsFile], storage_options: Mapping[str, Any] | None
-) -> list[Any]:
-    out: list[Any] = []
-    for x in files:
-        if isinstance(x, WeightsFile):
-            out.append(x)
-        else:
-            out.extend(batch.expand([x], storage_options=storage_options))
-    return out
+def _pair_name(pair: tuple[Any, Any]) -> str:
+    return f"{batch.path_of(pair[0])} → {batch.path_of(pair[1])}"
 
 
-def _diff_pair(pair: str, **options: Any) -> DiffReport:
-    a, b = pair.split("\n", 1)
-    return diff(a, b, **options)
+def _diff_pair(pair: tuple[str, str], **options: Any) -> DiffReport:
+    return diff(pair[0], pair[1], **options)

@@ -11,11 +11,10 @@ only when used.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -79,6 +78,7 @@ def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = Fal
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with (
         atomic_write(target, inputs=f.sources) as fh,
+        f.consistent(),  # left before the file is published: one version of the source or none
         zipfile.ZipFile(fh, "w", method, allowZip64=True) as zf,
     ):
         for lp in f.stored:
@@ -128,7 +128,7 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
     raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as the package writes it
     target = os.fspath(path)
-    with atomic_write(target, inputs=f.sources) as fh:
+    with atomic_write(target, inputs=f.sources) as fh, f.consistent():
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
         for _, a in arrays:
@@ -172,17 +172,6 @@ def torch_names(lp: LayerPlan) -> dict[str, str]:
     return out
 
 
-def _private_body(f: WeightsFile) -> Array:
-    """A writable float32 view of the file's body over a private copy-on-write map.
-
-    Writes land in private memory pages, never in the file; the pages are shared with the page
-    cache until written, so nothing is copied up front.
-    """
-    f.check_unchanged()
-    m = mmap.mmap(f._fd, 0, access=mmap.ACCESS_COPY)
-    return np.frombuffer(m, dtype=F32, count=f.available_floats, offset=f.header.size)
-
-
 def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     """A PyTorch ``state_dict`` of every array the file holds (needs the ``torch`` extra).
 
@@ -195,18 +184,19 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     """
     torch = require("torch", "torch")
     # backend="pread" promises memory that can never fault: owned copies then, map or not.
-    body = None if copy or f.backend != "mmap" else _private_body(f)
+    body = None if copy or f.backend != "mmap" else f.private_body()
     out: dict[str, Any] = {}
-    for lp in f.plan.layers:
-        if not lp.arrays or not f.holds(lp):
-            continue
-        names = torch_names(lp)
-        for a in lp.arrays:
-            if body is not None and F32.isnative:
-                view = logical_view(body, a, f.header.connected_transposed)
-                out[names[a.name]] = torch.from_numpy(view)
-            else:
-                out[names[a.name]] = torch.from_numpy(f.read_array(a))
+    with f.consistent():
+        for lp in f.plan.layers:
+            if not lp.arrays or not f.holds(lp):
+                continue
+            names = torch_names(lp)
+            for a in lp.arrays:
+                if body is not None and F32.isnative:
+                    view = logical_view(body, a, f.header.connected_transposed)
+                    out[names[a.name]] = torch.from_numpy(view)
+                else:
+                    out[names[a.name]] = torch.from_numpy(f.read_array(a))
     return out
 
 
@@ -261,6 +251,7 @@ def export(
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
     upto: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -270,7 +261,7 @@ def export(
             ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf-darknet[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
             ``dwf-darknet[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
-            ``dwf-darknet[onnx]``; see :func:`dwf.tools.onnx_export.to_onnx`).
+            ``dwf-darknet[onnx]``; see :func:`dwf.tools.emit_onnx.to_onnx`).
         format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
             extension.
         cfg, dialect: how to open ``src`` when it is a path.
@@ -282,11 +273,12 @@ def export(
             after layer ``upto - 1``, planned again: see :func:`dwf.tools.cut.first_layers`).
             A partial file (``yolov4.conv.137``) exports to ONNX as the layers it holds
             without being told.
+        storage_options: for a URL: options passed to fsspec (docs/remote.md).
     """
     if (embed or data is not None) and format_for(dst, format) != "onnx":
         raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
     fmt = format_for(dst, format)
-    with opened(src, cfg, dialect=dialect) as f:
+    with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
         if upto is None and fmt == "onnx" and f.partial:
             upto = f.last_layer + 1  # a model of what the file holds
         if upto is not None:
@@ -310,11 +302,11 @@ def _export(
     if fmt == "safetensors":
         return to_safetensors(f, dst)
     if fmt == "onnx":
-        from dwf.tools.onnx_export import to_onnx
+        from dwf.tools.emit_onnx import to_onnx
 
         return to_onnx(f, dst, embed=embed, data=data)
     torch = require("torch", "torch")
-    state = to_state_dict(f, copy=True)
+    state = to_state_dict(f, copy=True)  # one version of the file, or FileChangedError
     with atomic_write(dst, inputs=f.sources) as fh:
         torch.save(state, fh)
     return os.fspath(dst)

@@ -1,5 +1,5 @@
-"""Say which known network a weights file is, without its cfg: :func:`identify` (one file, or
-many: files, folders, globs, as :mod:`dwf.tools.batch` expands them).
+"""Say which known network a weights file is, without its cfg: :func:`identify` (one file;
+many with ``dwf.each(dwf.identify, files)``).
 
 The judgement itself is a pure function of the first bytes and the size
 (:func:`dwf.format.known.identify_head`); this module reads those from the file, confirms a
@@ -8,12 +8,10 @@ suspected CRLF translation on the whole file, and looks for cfg files beside it 
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import os
 import stat
-from collections.abc import Iterator, Mapping
-from typing import Any, overload
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -26,47 +24,21 @@ from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.views import pread_all
 from dwf.io.writer import atomic_write
 from dwf.tools import batch
-from dwf.tools.batch import Many, Row
 
 
-@overload
+@batch.one_file
 def identify(
     path: str | os.PathLike[str],
     *,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
     nearby: bool = True,
     write_cfg: str | os.PathLike[str] | None = None,
-) -> Identification: ...
-
-
-@overload
-def identify(
-    path: Many,
-    *,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    nearby: bool = True,
-) -> Iterator[Row[Identification]]: ...
-
-
-def identify(
-    path: str | os.PathLike[str] | Many,
-    *,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    nearby: bool = True,
-    write_cfg: str | os.PathLike[str] | None = None,
-) -> Identification | Iterator[Row[Identification]]:
+) -> Identification:
     """Say which known network a weights file is, from its header and size alone.
 
     ``path`` may be a URL (``https://``, ``s3://`` …; ``storage_options`` go to fsspec): that
-    costs the size and one small range request. A list of files, folders and globs gives an
-    iterator of :class:`dwf.Row` s, one per file in order, run on ``executor`` or a pool of
-    ``jobs`` processes (as :func:`dwf.check`).
+    costs the size and one small range request. ``nearby``: also list the cfg files beside it
+    that it fits. Many files: ``dwf.each(dwf.identify, files, jobs=...)``.
 
     ``write_cfg``: write the cfg the file fits to this path (one file only): the first of the
     cfgs beside it that it fits (:attr:`Identification.fits`), with the class count it was
@@ -78,20 +50,14 @@ def identify(
             identify table knows networks by their float counts, not by their cfg text).
     """
     if write_cfg is not None:
-        if isinstance(path, (list, tuple)):
-            raise DwfError("write_cfg= writes the cfg of one file; give one file")
         ident = identify(path, storage_options=storage_options, nearby=nearby)
         write_fit(ident, write_cfg)
         return ident
-    if isinstance(path, (list, tuple)):
-        one = functools.partial(identify, storage_options=storage_options, nearby=nearby)
-        paths = batch.expand(path, storage_options=storage_options)
-        return batch.each(one, paths, executor=executor, jobs=jobs)
     spath = os.fspath(path)
     if remote.is_url(spath):  # the size, then one range request for the head
         source = remote.RemoteSource(spath, storage_options=storage_options, block_size=512)
         try:
-            return identify_head(spath, source.pread(512, 0), source.size)
+            return identify_head(spath, source.read_at(512, 0), source.size)
         finally:
             source.close()
     try:

@@ -9,13 +9,11 @@ cache.
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -26,7 +24,6 @@ from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import Layer, WeightsFile
 from dwf.tools import batch
-from dwf.tools.batch import Many, Row
 
 # 64 Ki floats = 256 KiB per chunk: each of the few passes over a chunk runs from cache.
 CHUNK = 1 << 16
@@ -568,11 +565,12 @@ def file_rows(
 
 def layer_stats(layer: Layer) -> dict[str, ArrayStats]:
     """Statistics of each array of one layer (``layer.stats()``), streamed with ``pread``."""
-    layer.file._require(layer.plan)
-    return {a.name: file_array_stats(layer.file, a) for a in layer.plan.arrays}
+    layer.file.require(layer.plan)
+    with layer.file.consistent():
+        return {a.name: file_array_stats(layer.file, a) for a in layer.plan.arrays}
 
 
-@overload
+@batch.one_file
 def stats(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -582,65 +580,20 @@ def stats(
     layers: Iterable[int | str] | None = None,
     extreme: float = 1e6,
     progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
-) -> StatsReport: ...
-
-
-@overload
-def stats(
-    src: Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    layers: Iterable[int | str] | None = None,
-    extreme: float = 1e6,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> Iterator[Row[StatsReport]]: ...
-
-
-def stats(
-    src: str | os.PathLike[str] | WeightsFile | Many,
-    *,
-    cfg: str | os.PathLike[str] | Plan | None = None,
-    dialect: str = "alexeyab",
-    strict: bool = True,
-    layers: Iterable[int | str] | None = None,
-    extreme: float = 1e6,
-    progress: Callable[[int, int, str], None] | None = None,
-    executor: concurrent.futures.Executor | None = None,
-    jobs: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> StatsReport | Iterator[Row[StatsReport]]:
+) -> StatsReport:
     """Statistics of every array the file holds (``dwf stats``), streaming in bounded memory.
 
+    Many files: ``dwf.each(dwf.stats, files, jobs=...)``.
+
     Args:
-        src: the weights file, open, by path or by URL; or a list of files, folders and globs:
-            then an iterator of :class:`dwf.Row` s, one per file in order (as :func:`dwf.check`).
+        src: the weights file, open, by path or by URL.
         cfg, dialect, strict: how to open ``src`` when it is a path (see :func:`dwf.open`).
         layers: only these layers (indices or names); default all that hold arrays.
         extreme: magnitude above which values count as extreme.
-        progress: called as ``progress(done_floats, total_floats, layer_name)`` (one file only).
-        executor, jobs: where a list runs (as :func:`dwf.check`).
+        progress: called as ``progress(done_floats, total_floats, layer_name)``.
         storage_options: for URLs: options passed to fsspec.
     """
-    if isinstance(src, (list, tuple)):
-        one = functools.partial(
-            stats,
-            cfg=cfg,
-            dialect=dialect,
-            strict=strict,
-            layers=None if layers is None else list(layers),
-            extreme=extreme,
-            storage_options=storage_options,
-        )
-        paths = batch.expand(src, storage_options=storage_options)
-        return batch.each(one, paths, executor=executor, jobs=jobs)
     with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
         wanted = None if layers is None else {f.plan.layer(k).index for k in layers}
         chosen = [
@@ -651,11 +604,12 @@ def stats(
         total = sum(lp.count for lp in chosen)
         done = 0
         out: list[LayerArrayStats] = []
-        for lp in chosen:
-            for a in lp.arrays:
-                st = file_array_stats(f, a, extreme_threshold=extreme)
-                out.append(LayerArrayStats(lp.index, lp.name, lp.type, a.name, a.shape, st))
-                done += a.count
-                if progress is not None:
-                    progress(done, total, lp.name)
+        with f.consistent():  # the report is of one version of the file, or FileChangedError
+            for lp in chosen:
+                for a in lp.arrays:
+                    st = file_array_stats(f, a, extreme_threshold=extreme)
+                    out.append(LayerArrayStats(lp.index, lp.name, lp.type, a.name, a.shape, st))
+                    done += a.count
+                    if progress is not None:
+                        progress(done, total, lp.name)
         return StatsReport(f.path, tuple(out), f.mismatch)

@@ -394,6 +394,8 @@ class _Builder:
             count = 0  # the loader skips the whole layer (spec §4.12)
         activation = self.draw(st.sampled_from(["leaky", "linear", "mish"]))
         self.opt("activation", activation, numeric=False)
+        if activation == "mish" and not self.ab:
+            self.n_warnings += 1  # pjreddie knows no mish: relu, with Darknet's warning
         aa = 0
         if self.ab and not size1 and min(dims(size, 1, 1)) >= 1 and self.flag(8):
             aa = self.draw(st.integers(1, 2))  # the host conv then runs at stride 1
@@ -1338,6 +1340,13 @@ def check_cfg(case: CfgCase) -> str:
     return "ok"
 
 
+def option_warning(warning: str) -> bool:
+    """A warning about one option line: not read by the fork's parser, given twice, without a
+    value, or not a number."""
+    marks = ("Darknet does not read", "is given again", "has no '=value'", "is not a number")
+    return any(mark in warning for mark in marks)
+
+
 def check_valid_network(net: Net) -> None:
     """A generated valid network plans as the model says: every layer's name, stored floats,
     output shape, ``outputs`` and ``known``, and the number of warnings."""
@@ -1347,7 +1356,11 @@ def check_valid_network(net: Net) -> None:
     for lp, e in zip(plan.layers, net.layers, strict=True):
         got = Layer(lp.name, lp.count, (lp.out_c, lp.out_h, lp.out_w), lp.outputs, lp.known)
         assert got == e, f"layer {lp.index}: dwf plans {got}, the model expects {e}"
-    assert len(plan.warnings) == net.warnings, plan.warnings
+    # The model counts the warnings about layers; which options each fork's parser reads (its
+    # "Unused field" warnings, dwf/format/options.py) is checked against the conformance corpus
+    # and the real cfgs instead (tests/test_options.py), so those are set aside here.
+    about_layers = [w for w in plan.warnings if not option_warning(w)]
+    assert len(about_layers) == net.warnings, plan.warnings
     # plans are immutable and cached by text: the same text gives the same plan back
     assert dwf.Plan.from_text(net.text, dialect=net.dialect) is plan
 

@@ -1,7 +1,7 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
 Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
-``import-weights`` (alias ``import``), ``fuse``, ``demo`` — one module each, exposing
+``import-weights`` (alias ``import``), ``fuse``, ``demo``, ``watch`` — one module each, exposing
 ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
 report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
 Tables fit the terminal, or 100 columns when piped (``--wide`` lifts that).
@@ -43,6 +43,7 @@ COMMANDS = {
     "import-weights": "import_weights",
     "fuse": "fuse",
     "demo": "demo",
+    "watch": "watch",
 }
 # Other words for a command, as its module also registers them with argparse (`aliases=`): a
 # word missing here still works, through the parser of every command, only slower.
@@ -200,9 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DwfError as e:
         return _fail(str(e), argparse.Namespace())
     args = parser.parse_args(words)
+    from dwf.io.source import reporting_transfers
+
+    # a whole-file download (a server that ignores byte ranges) shows its own bar
+    download = render.Progress("download", unit=1, always=True)
     try:
-        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
-            code = int(args.func(args))
+        markdown = getattr(args, "markdown", False) and not getattr(args, "json", False)
+        try:
+            with reporting_transfers(download), render.markdown(markdown):
+                code = int(args.func(args))
+        finally:
+            download.close()
         render.flush()
         return code
     except BrokenPipeError:

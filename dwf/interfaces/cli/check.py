@@ -6,6 +6,7 @@ import argparse
 
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
+from dwf.tools.batch import each
 from dwf.tools.check import CheckReport, check
 
 
@@ -32,13 +33,15 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
-        results = check(
-            list(args.weights),
+        results = each(
+            check,
+            args.weights,
+            jobs=args.jobs,
             cfg=args.cfg,
             dialect=args.dialect,
             strict=not args.lenient,
             extreme=args.extreme,
-            jobs=args.jobs,
+            storage_options=options.storage_options(args),
         )
         return render.rows("check", results, args.json, text, lambda r: r.serious)
     bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.lenient,
             extreme=args.extreme,
             progress=bar,
+            storage_options=options.storage_options(args),
         )
     finally:
         bar.close()

@@ -33,7 +33,13 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     out = cut(
-        args.weights, args.out, args.upto, cfg=args.cfg, dialect=args.dialect, cfg_out=args.cfg_out
+        args.weights,
+        args.out,
+        args.upto,
+        cfg=args.cfg,
+        dialect=args.dialect,
+        cfg_out=args.cfg_out,
+        storage_options=options.storage_options(args),
     )
     size = os.path.getsize(out)
     kept = f"layers 0..{args.upto - 1}" if args.upto > 0 else "the header only (no layers)"

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dwf.errors import DwfError
 from dwf.interfaces import reports
 from dwf.interfaces.cli import options, render
-from dwf.tools.batch import expand
 from dwf.tools.diff import DiffReport, diff
+from dwf.tools.walk import checkpoints
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -21,7 +21,10 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         help="compare checkpoints (two, or a series)",
         description="Per layer and array: max |B-A|, relative L2 change, cosine"
         " similarity and whether identical, plus the change in seen. With more"
-        " than two files, the relative change between consecutive files.",
+        " than two files, the relative change between consecutive files. A folder or"
+        " glob is put in training order (seen, then the iteration in the name, then"
+        " the modification time); a warning on stderr when seen goes backwards or"
+        " the files are different networks.",
     )
     p.add_argument(
         "files",
@@ -49,8 +52,10 @@ def _offset(bar: render.Progress, base: int, total: int) -> Callable[[int, int, 
 
 def compare(args: argparse.Namespace) -> list[DiffReport]:
     """:func:`dwf.tools.diff.diff` of each consecutive pair, every file opened once, first."""
-    # folders and globs (local or remote) stand for their files, in natural order
-    paths = expand(args.files)
+    # folders and globs (local or remote) stand for their files, in training order
+    paths = checkpoints(
+        args.files, dialect=args.dialect, storage_options=options.storage_options(args)
+    )
     if len(paths) < 2:
         raise DwfError("diff needs at least two weights files")
     with contextlib.ExitStack() as stack:
@@ -72,6 +77,9 @@ def compare(args: argparse.Namespace) -> list[DiffReport]:
 
 def run(args: argparse.Namespace) -> int:
     reports = compare(args)
+    for r in reports:
+        for warning in r.warnings:
+            render.warn(warning)
     if args.json:
         if len(reports) == 1:
             render.dump(reports[0].to_dict())

@@ -7,6 +7,7 @@ import argparse
 import os
 
 from dwf.interfaces.cli import options, render
+from dwf.io.opening import opened
 from dwf.tools.export import export, format_for
 
 
@@ -50,7 +51,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
-    with options.open_file(args) as f:
+    with opened(
+        args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    ) as f:
         out = export(
             f,
             args.out,
@@ -61,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
             upto=args.upto,
         )
         held = args.upto if args.upto is not None else f.last_layer + 1 if f.partial else None
+        warnings = f.plan.warnings
+    # Darknet's own warnings about the cfg (an unknown activation is relu …): what was written
+    # follows them, so they are shown, one line each; a failed export shows its one error line.
+    for w in warnings:
+        render.warn(w)
     what = "" if held is None else f": layers 0..{held - 1}"
     render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes){what}")
     return 0

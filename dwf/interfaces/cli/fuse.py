@@ -26,7 +26,14 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 def run(args: argparse.Namespace) -> int:
     with options.open_file(args) as f:
         folded = [lp for lp in f.plan.layers if lp.type in FOLDABLE and lp.array("scales")]
-    out, cfg_out = fuse(args.weights, args.out, args.cfg_out, cfg=args.cfg, dialect=args.dialect)
+    out, cfg_out = fuse(
+        args.weights,
+        args.out,
+        args.cfg_out,
+        cfg=args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    )
     if folded:
         n = len(folded)
         render.echo(

@@ -11,6 +11,7 @@ from typing import Any
 from dwf.errors import DwfError
 from dwf.format.known import Identification
 from dwf.interfaces.cli import options, render
+from dwf.tools.batch import each
 from dwf.tools.identify import identify, write_fit
 
 
@@ -35,6 +36,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         help="write the cfg the file fits to OUT (the first cfg beside it that it fits, with"
         " the class count it was trained for), to read it with --cfg OUT",
     )
+    options.add_storage(p)
     options.add_output(p)
     p.set_defaults(func=run)
 
@@ -43,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
         if args.write_cfg:
             raise DwfError("--write-cfg writes the cfg of one file; give one file")
-        results = identify(list(args.weights), jobs=args.jobs)
+        results = each(
+            identify, args.weights, jobs=args.jobs, storage_options=options.storage_options(args)
+        )
         named: list[Identification] = []
 
         def kept() -> Iterator[Any]:
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json and named:
             _summary(named, render.width(args))
         return code
-    ident = identify(args.weights)
+    ident = identify(args.weights, storage_options=options.storage_options(args))
     fit = None if args.write_cfg is None else write_fit(ident, args.write_cfg)
     if args.json:
         render.dump(ident.to_dict())

@@ -175,7 +175,7 @@ def show(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None
     render.print_table(
         headers, rows, right=(0, *range(4, 9)), width=width, drop=(6, 8, 7)
     )
-    for w in f.plan.warnings:
+    for w in f.warnings:
         # Warnings naming a stock build's crash are long: wrapped like the table is cut.
         lines = [f"warning: {w}"] if width is None else textwrap.wrap(
             f"warning: {w}", width, subsequent_indent="  ", break_on_hyphens=False

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dwf.errors import DwfError
@@ -41,6 +42,61 @@ def add_source(p: argparse.ArgumentParser, *, weights: bool = True, many: bool =
         choices=DIALECTS,
         help="Darknet code base that wrote the file (default alexeyab)",
     )
+    add_storage(p)
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable): what the Python API takes as
+    ``storage_options``."""
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="storage_option",
+        help="for URLs: an fsspec storage option (repeatable); VALUE is read as JSON when it is"
+        " JSON (true, 3, {...}), else as text; KEY a.b sets b inside a (e.g."
+        " client_kwargs.endpoint_url=URL); download_limit=4GB lets dwf download up to that"
+        " from a server that ignores byte ranges",
+    )
+
+
+def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """``--storage-option`` values as the ``storage_options`` dict.
+
+    ``KEY=VALUE``: the value is JSON when it parses as JSON (``true``, ``false``, ``null``,
+    numbers, ``"text"``, ``{...}``, ``[...]``), else the text as it is; a dotted key
+    (``client_kwargs.endpoint_url``) sets a nested option.
+
+    Raises:
+        DwfError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise DwfError(
+                f"--storage-option {item!r}: write KEY=VALUE, e.g. anon=true or"
+                " client_kwargs.endpoint_url=https://s3.example.org"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, leaf = key.split(".")
+        where = out
+        for part in parents:
+            nested = where.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise DwfError(f"--storage-option {item!r}: {part} is already set to a value")
+            where = nested
+        where[leaf] = value
+    return out
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The command's ``--storage-option`` values (``None`` without any)."""
+    return parse_storage_options(getattr(args, "storage_option", None)) or None
 
 
 def add_jobs(p: argparse.ArgumentParser) -> None:
@@ -153,4 +209,5 @@ def open_file(args: argparse.Namespace, path: str | None = None) -> WeightsFile:
         dialect=args.dialect,
         strict=not getattr(args, "lenient", False),
         header_size=getattr(args, "header_size", None),
+        storage_options=storage_options(args),
     )

@@ -117,6 +117,13 @@ def note(message: str) -> None:
         sys.stderr.write(printable(f"dwf: note: {one_line(message)}", sys.stderr) + "\n")
 
 
+def warn(message: str) -> None:
+    """A one-line ``dwf: warning:`` on standard error: the result stands, but may mislead (a
+    plan's warning, with its cfg line; seen going backwards in a diff)."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(printable(f"dwf: warning: {one_line(message)}", sys.stderr) + "\n")
+
+
 def one_line(message: str) -> str:
     """``message`` on one line: its lines stripped and joined with ``; `` (the command line's
     contract is one error line, which scripts and logs can take whole)."""

@@ -10,6 +10,7 @@ from dwf.errors import DwfError
 from dwf.interfaces import reports
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
+from dwf.tools.batch import each
 from dwf.tools.stats import StatsReport, stats
 
 
@@ -34,12 +35,14 @@ def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
         if args.layers or args.type:
             raise DwfError("--layers and --type select layers of one file; give one file")
-        results = stats(
-            list(args.weights),
+        results = each(
+            stats,
+            args.weights,
+            jobs=args.jobs,
             cfg=args.cfg,
             dialect=args.dialect,
             strict=not args.lenient,
-            jobs=args.jobs,
+            storage_options=options.storage_options(args),
         )
         width = render.width(args)
         return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
