@@ -157,8 +157,9 @@ def test_open_reads_only_header_and_cfg_and_layers_touch_their_pages(tmp_path: P
     assert out["small_sum"] == pytest.approx(expect_small, rel=1e-4, abs=1e-3)
     assert out["big_sum"] == pytest.approx(expect_big, rel=1e-3, abs=1e-1)
 
-    # opening reads the cfg and the header through read syscalls, not the body
-    assert opened["rchar"] < 64 * KIB + cfg.stat().st_size
+    # opening reads the cfg and the header through read syscalls, not the body (the modules
+    # opening needs were imported before counting: these are the file's reads, ~1.3 KB here)
+    assert opened["rchar"] < 8 * KIB + cfg.stat().st_size
     # ... and faults in far fewer pages than the file has
     assert opened["minflt"] < 2_000 < file_pages
 
