@@ -2,9 +2,10 @@
 
 Measured in one run, under the same conditions for dwf and the alternative it is compared with:
 
-* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``cut``, ``stats``, ``check``
-  and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it without
-  using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
+* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``import-weights`` (npz,
+  compressed npz, safetensors, PyTorch .pt: the exports of the same file), ``cut``, ``stats``,
+  ``check`` and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it
+  without using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
   itself at exit (``ru_maxrss`` would include this script's memory, inherited through fork).
   Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
   imported, and ``safetensors.numpy.save_file`` of the same arrays.
@@ -17,7 +18,8 @@ Measured in one run, under the same conditions for dwf and the alternative it is
   21, #4), ÷ ``dwf.check``.
 * **cut vs dd**: ``dwf cut`` (command line, fresh process; and the Python call) against ``dd``
   of the same bytes with ``conv=fsync``, ratio dd time ÷ dwf time. Goal: ≥ 0.9. The exports
-  (npz, safetensors, Python calls) against ``dd`` of the whole file: goal ≥ 0.5.
+  (npz, safetensors, Python calls) and the imports of those exports (Python calls) against
+  ``dd`` of the whole file: goal ≥ 0.5.
 * **Remote bounds** (issue 21, #7; issue 25): peak memory of a fresh process reading through an
   HTTP server on 127.0.0.1 (tests/remote_servers.py) that misbehaves — a 206 reply of 200 MB for
   a 64 KiB range; a cfg of 3 GiB whose size the server gives, and one whose size it does not
@@ -199,6 +201,26 @@ def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
         ("dwf check", [*dwf_cli, "check", str(weights), *c]),
         ("dwf diff (vs a second file)", [*dwf_cli, "diff", str(weights), str(other), *c]),
     ]
+    # The imports read exports of the same file, made here (not measured) and kept until the
+    # end; the .pt only where torch is installed.
+    exports = folder / "exports"
+    exports.mkdir(exist_ok=True)
+    kinds = [("npz", "e.npz", False), ("compressed npz", "c.npz", True),
+             ("safetensors", "e.safetensors", False)]
+    try:
+        import torch  # noqa: F401
+
+        kinds.append(("PyTorch .pt", "e.pt", False))
+        jobs.append(("python + numpy + torch + dwf imported (.pt floor)",
+                     [sys.executable, "-c", "import numpy, torch, dwf"]))
+    except ImportError:
+        pass
+    for what, name, compress in kinds:
+        dwf.export(weights, exports / name, cfg=cfg, compress=compress)
+        more = ["--cfg", str(cfg)] if name.endswith(".pt") else []  # a state dict has no cfg
+        jobs.append((f"dwf import-weights ({what})",
+                     [*dwf_cli, "import-weights", str(exports / name), str(out / "i.weights"),
+                      *more]))
     try:
         import safetensors.numpy  # noqa: F401
 
@@ -234,7 +256,7 @@ def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
             + (f"  (exit {r['rc']})" if r["rc"] not in (0, 1) else ""),
             flush=True,
         )
-    for p in (weights, other):
+    for p in (weights, other, *exports.iterdir()):
         p.unlink()
     return rows
 
@@ -312,8 +334,16 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
     out.mkdir(exist_ok=True)
     size = weights.stat().st_size
     runs: dict[str, list[float]] = {
-        k: [] for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api")
+        k: []
+        for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api",
+                  "import_npz_api", "import_safetensors_api")
     }
+    exports = folder / "wx"  # what the imports read, made once (not measured)
+    exports.mkdir(exist_ok=True)
+    dwf.export(weights, exports / "e.npz", cfg=cfg)
+    dwf.export(weights, exports / "e.safetensors", cfg=cfg)
+    read_all(exports / "e.npz")
+    read_all(exports / "e.safetensors")
     have_dd = shutil.which("dd") is not None
 
     def cut_cli(dst: Path) -> float:
@@ -326,6 +356,10 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
         ("cut_api", "a.weights", lambda dst: dwf.cut(weights, dst, upto, cfg=cfg)),
         ("npz_api", "e.npz", lambda dst: dwf.export(weights, dst, cfg=cfg)),
         ("safetensors_api", "e.safetensors", lambda dst: dwf.export(weights, dst, cfg=cfg)),
+        ("import_npz_api", "i.weights",
+         lambda dst: dwf.import_weights(exports / "e.npz", dst)),
+        ("import_safetensors_api", "j.weights",
+         lambda dst: dwf.import_weights(exports / "e.safetensors", dst)),
     ]
     if have_dd:
         steps += [
@@ -345,7 +379,7 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
             t0 = time.perf_counter()
             got = write(dst)
             runs[key].append(got if isinstance(got, float) else time.perf_counter() - t0)
-    for p in out.iterdir():
+    for p in (*out.iterdir(), *exports.iterdir()):
         p.unlink()
     s = {k: summary(v) for k, v in runs.items() if v}
     res: dict[str, Any] = {"file_mib": size / MiB, "cut_mib": kept / MiB, "times": s}
@@ -355,6 +389,8 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
         res["cut_api_vs_dd"] = med["dd_cut"] / med["cut_api"]
         res["npz_vs_dd"] = med["dd_all"] / med["npz_api"]
         res["safetensors_vs_dd"] = med["dd_all"] / med["safetensors_api"]
+        res["import_npz_vs_dd"] = med["dd_all"] / med["import_npz_api"]
+        res["import_safetensors_vs_dd"] = med["dd_all"] / med["import_safetensors_api"]
     return res
 
 
@@ -533,6 +569,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         add("dwf.cut (call) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_api"), lambda r: r >= 0.9)
         add("npz export ≥ 0.5× dd", _ratio(wt, "dd_all", "npz_api"), lambda r: r >= 0.5)
         add("safetensors export ≥ 0.5× dd", _ratio(wt, "dd_all", "safetensors_api"),
+            lambda r: r >= 0.5)
+        add("npz import ≥ 0.5× dd", _ratio(wt, "dd_all", "import_npz_api"), lambda r: r >= 0.5)
+        add("safetensors import ≥ 0.5× dd", _ratio(wt, "dd_all", "import_safetensors_api"),
             lambda r: r >= 0.5)
     if "diff" in doc:
         d = doc["diff"]

@@ -39,6 +39,20 @@ def redact(text: str) -> str:
         return text
     return _URL_IN_TEXT.sub(_redact_one, text)
 
+# A path longer than this is shortened in messages (PATH_MAX is 4,096; a message quoting one
+# twice ran to 12 KB). The attribute ``path`` keeps it whole.
+PATH_CHARS = 200
+
+
+def short_path(path: str) -> str:
+    """``path`` as messages show it: whole up to :data:`PATH_CHARS` characters, else its start
+    and its end (where the file name is) around ``…``. The one rule for every message."""
+    if len(path) <= PATH_CHARS:
+        return path
+    head = PATH_CHARS // 4
+    tail = PATH_CHARS - head - 1
+    return f"{path[:head]}…{path[-tail:]}"
+
 
 def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
     # An error that is also an OSError must be made by OSError's constructor (Python refuses
@@ -70,8 +84,7 @@ class DwfError(ValueError):
             prefix = f"{path}: "
             if message.startswith(prefix):
                 reason = message[len(prefix) :]
-            else:
-                message = prefix + message
+            message = f"{short_path(path)}: {reason}"
         super().__init__(message)
         self.path = path
         self.reason = reason
@@ -99,7 +112,7 @@ class CfgError(DwfError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
-        where = path or "<cfg text>"
+        where = short_path(path) if path else "<cfg text>"
         prefix = f"{where}:{line}: " if line is not None else f"{where}: "
         super().__init__(prefix + message)
         self.path = None if path is None else redact(path)
@@ -212,9 +225,9 @@ class ArrayError(DwfError):
 class FileChangedError(DwfError):
     """The file changed on disk (size or modification time) since it was opened.
 
-    Darknet rewrites ``*_last.weights`` in place during training; touching a map of a file that
-    shrank would kill the process with SIGBUS, so dwf checks before handing out data. Reopen the
-    file to see its new content, or open with ``backend="pread"``, which never faults.
+    Darknet rewrites ``*_last.weights`` in place during training: the file is no longer the
+    checkpoint that was opened, so dwf hands out no new view of it; views handed out before keep
+    their values (docs/robustness.md). Reopen the file to see its new content.
 
     Attributes:
         opened: ``(size, mtime_ns)`` when the file was opened.

@@ -99,6 +99,7 @@ PROBE = textwrap.dedent(
     # Every module opening needs is imported first, by opening the file once: then what the
     # measured open reads is the file's and the cfg's.
     dwf.open(weights, cfg).close()
+    import dwf.io.guard  # loaded with the first view (the lease): before counting too
     c = snap()
     s0 = snap()
     cost = {"rchar": s0["rchar"] - c["rchar"]}  # what reading the counters adds to rchar

@@ -171,9 +171,12 @@ def open_weights(
             with ``False`` the file opens anyway and the layers it holds completely are
             readable.
         header_size: force a 16- or 20-byte header instead of Darknet's version rule.
-        backend: ``"mmap"`` (default): one read-only map, zero-copy views. ``"pread"``: every
-            access reads the array with ``os.pread`` into new (read-only) memory — slower, but
-            it can never fault, even if the file is truncated while open.
+        backend: ``"mmap"`` (default): zero-copy views of one read-only map, made with the
+            first view under a Linux file lease, so that a view held keeps its values whatever
+            another process does to the file; where no lease can be had (the file is being
+            written, a network file system, not Linux …) each view is an owned copy
+            (``f.view_mode`` says which; docs/robustness.md). ``"pread"``: every access reads
+            the array with ``os.pread`` into new (read-only) memory.
         copy: ``True`` is the same as ``backend="pread"``.
         storage_options: for a URL (``https://``, ``s3://`` … any fsspec URL; the ``remote``
             extra): options passed to fsspec, e.g. ``{"key": …, "secret": …,
@@ -182,7 +185,7 @@ def open_weights(
             cache), as owned read-only copies; ``cfg`` may be a URL too (docs/remote.md).
 
     Every view is handed out only after checking that the file did not change on disk since it
-    was opened (:class:`dwf.FileChangedError` otherwise).
+    was opened (:class:`dwf.FileChangedError` otherwise); views handed out keep their values.
 
     Raises:
         CfgError: the cfg cannot be found, read or loaded.

@@ -6,15 +6,15 @@ Where the bytes come from (a local file or a URL, its identity, reads at an offs
 file's :class:`~dwf.io.source.ByteSource`; opening (finding the cfg, the header, fitting the
 size) is :mod:`dwf.io.opening`; bulk reads through bounded buffers are
 :mod:`dwf.io.streaming`; the view itself is made in :mod:`dwf.io.views`. The memory map is made
-in one place, :meth:`WeightsFile._map_body`. This module is longer than the ~500 lines a module
-here usually has: it is the one class users hold, and its small methods (the mapping protocol,
-the facts, the life cycle) read best together.
+in one place, :meth:`WeightsFile._map_body`, under a lease (:mod:`dwf.io.guard`: a view held
+keeps its values whatever another process does to the file). This module is longer than the
+~500 lines a module here usually has: it is the one class users hold, and its small methods
+(the mapping protocol, the facts, the life cycle) read best together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -41,6 +41,7 @@ from dwf.io.views import logical_view
 
 if TYPE_CHECKING:
     from dwf.interfaces.graph import Graph, Highlight
+    from dwf.io.guard import GuardedMap, Refusal
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
@@ -252,8 +253,11 @@ class WeightsFile:
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
-        self._map: mmap.mmap | None = None
-        self._body: np.ndarray[Any, np.dtype[np.float32]] | None = None
+        # The map is made with the first view, under a lease (dwf/io/guard.py); where no lease
+        # can be had, views are owned copies.
+        self._guard: GuardedMap | None = None
+        self._refusal: Refusal | None = None
+        self._guard_lock = threading.Lock()
         try:
             source.check_unchanged()  # since its size was read: then it is not mapped, or read
         except FileChangedError as e:
@@ -264,46 +268,29 @@ class WeightsFile:
                 opened=e.opened,
                 now=e.now,
             ) from None
-        if self.available_floats and backend == "mmap":
-            self._map, self._body = self._map_body()
         self._reads = ArrayReads(source, plan, header, self.available_floats, self.require)
         # Layer objects are made when first asked for: opening a 10,000-layer network to look at
         # one layer makes one.
         self._layers: list[Layer | None] = [None] * len(plan.layers)
 
-    def _map_body(
-        self, *, private: bool = False
-    ) -> tuple[mmap.mmap, np.ndarray[Any, np.dtype[np.float32]]]:
-        """The one place a memory map of the file is made: ``(map, the body's floats in it)``,
-        read-only (the views), or ``private`` (copy-on-write: writes stay in this process).
-        Checks first that the file is still the one opened — a file that changed is never
-        mapped.
+    def _map_body(self, *, private: bool = False) -> GuardedMap | Refusal:
+        """The one place a memory map of the file is made: read-only (the views), or ``private``
+        (copy-on-write: writes stay in this process), always under a lease, so that what is
+        made of it keeps its values whatever another process does to the file
+        (:mod:`dwf.io.guard`); or why that cannot be (then views are owned copies). A file
+        that changed since it was opened is never mapped.
 
         Raises:
-            FileChangedError: the file changed, or cannot be mapped (it shrank just now).
-            DwfError: the file has no descriptor (a URL).
+            FileChangedError: the file changed since it was opened.
         """
+        from dwf.io import guard  # ctypes, fcntl, the watcher: with the first view only
+
         fd = self.source.fileno()
         if fd is None:
-            raise DwfError("a URL cannot be memory-mapped", path=self.path)
-        access = mmap.ACCESS_COPY if private else mmap.ACCESS_READ
-        m: mmap.mmap | None = None
+            return guard.Refusal("a URL is not mapped", True)
         with self.source.in_use():
             self.source.check_unchanged()
-            try:
-                m = mmap.mmap(fd, 0, access=access)
-                body = np.frombuffer(
-                    m, dtype=F32, count=self.available_floats, offset=self.header.size
-                )
-            except (OSError, ValueError) as e:  # shrank just now, or cannot be mapped
-                if m is not None:
-                    m.close()
-                raise FileChangedError(
-                    f"cannot map the file ({e}); it may have changed while it was being"
-                    ' opened: open it again, or with backend="pread"',
-                    path=self.path,
-                ) from None
-        return m, body
+            return guard.GuardedMap.open(fd, self.size, self.source.identity.pair, private=private)
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -543,20 +530,17 @@ class WeightsFile:
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map and the descriptor. Views already handed out stay valid (they keep
-        the map alive). Safe while other threads read: each read either completes with the
-        right values or raises :class:`dwf.ClosedFileError`."""
+        """Release the descriptor. Views already handed out stay valid and keep their values
+        (they keep the map, its lease and its own descriptor alive). Safe while other threads
+        read: each read either completes with the right values or raises
+        :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._body = None
-            m, self._map = self._map, None
+            # Views keep the map, its lease and its own descriptor; the last one releases them.
+            self._guard = None
         self.source.close()  # released now, or by the last read in flight
-        if m is not None:
-            # Views may still reference the map; it is then released when the last one goes.
-            with contextlib.suppress(BufferError):
-                m.close()
 
     @property
     def closed(self) -> bool:
@@ -636,7 +620,22 @@ class WeightsFile:
         Every view handed out is checked first; call this to check explicitly.
         """
         self._check_open()
+        self._check_guard()
         self.source.check_unchanged()
+
+    def _check_guard(self) -> None:
+        """Raise if another process opened the file for writing (or truncated it) since the
+        map was made: the views were moved off the file, which is no longer the one opened,
+        even if its size and time have not moved yet."""
+        guard = self._guard
+        if guard is not None and guard.detached is not None:
+            raise FileChangedError(
+                f"the file changed since it was opened: {guard.detached}. Darknet rewrites"
+                " *_last.weights in place during training; views already made keep their"
+                " values; reopen the file to see the new one",
+                path=self.path,
+                opened=self.source.identity.pair,
+            )
 
     def consistent(self) -> contextlib.AbstractContextManager[None]:
         """A block whose reads all come from one version of the file::
@@ -649,22 +648,29 @@ class WeightsFile:
         modification time cannot be trusted (it was modified seconds before), the bytes read
         are read again and compared — so a file rewritten meanwhile raises
         :class:`dwf.FileChangedError` at the end of the block instead of giving a result made
-        of two versions. Every whole-file verb reads inside one (docs/robustness.md). Views of
-        the map are windows onto the file, not reads: they are not covered.
+        of two versions. Every whole-file verb reads inside one (docs/robustness.md). Views are
+        not reads: a view keeps the values it had when it was made (dwf/io/guard.py).
         """
         return self.source.consistent()
 
-    def private_body(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+    def private_body(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
         """A writable float32 array of the file's body over a private copy-on-write map:
         writes land in this process's memory, never in the file; pages are shared with the
-        page cache until written, so nothing is copied up front. Local files only.
+        page cache until written, so nothing is copied up front. Guarded like the views: when
+        another process is about to change the file, the map is moved to private memory first
+        (writes kept). ``None`` where it cannot be guarded (a URL, a file being written, a
+        network file system, not Linux …): then read owned copies.
 
         Raises:
-            DwfError: the file is a URL.
             FileChangedError: the file changed since it was opened.
         """
+        from dwf.io.guard import GuardedMap
+
         self._check_open()
-        return self._map_body(private=True)[1]
+        got = self._map_body(private=True)
+        if not isinstance(got, GuardedMap):
+            return None
+        return got.floats(self.header.size, self.available_floats)
 
     # -- streaming reads (dwf/io/streaming.py) -------------------------------------------------
     def iter_array_chunks(
@@ -722,20 +728,66 @@ class WeightsFile:
 
     # -- internals -----------------------------------------------------------------------------
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        with self._lock:
-            self._check_open()
-            body = self._body
+        self._check_open()
+        self._check_guard()
         self.source.check_unchanged()
-        if self.backend != "mmap":
+        flat = self._guarded(spec) if self.backend == "mmap" else None
+        if flat is None:
             return self._read_copy(spec)
-        if body is None:
-            body = np.empty(0, dtype=F32)
-        return logical_view(body, spec, self.header.connected_transposed)
+        return logical_view(flat, replace_offset(spec, 0), self.header.connected_transposed)
+
+    def _guarded(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """The zero-copy floats of ``spec`` from the guarded map (made with the first view), or
+        ``None`` where no lease can be had: the view is then an owned copy."""
+        guard = self._guard
+        if guard is None:
+            if self._refusal is not None and self._refusal.lasting:
+                return None
+            from dwf.io.guard import GuardedMap
+
+            with self._guard_lock:
+                if self._guard is None:
+                    got = self._map_body()
+                    if not isinstance(got, GuardedMap):
+                        self._refusal = got
+                        return None
+                    with self._lock:
+                        if not self._closed:  # closed meanwhile: the view alone keeps it
+                            self._guard, self._refusal = got, None
+                    guard = got
+                else:
+                    guard = self._guard
+        flat = guard.floats(self.header.size + 4 * spec.offset, spec.count)
+        if flat is None:
+            self._check_guard()  # detached: the file is being rewritten
+        return flat
+
+    @property
+    def view_mode(self) -> str:
+        """How views are made now: ``"zero-copy (guarded by a file lease)"``, or ``"owned
+        copies: <why>"`` (``backend="pread"``, a file being written, a network file system,
+        another platform …), or, once another process opened the file for writing,
+        ``"none: <why>"`` (views already made keep their values). See docs/robustness.md."""
+        if self.backend != "mmap":
+            return f"owned copies: backend={self.backend!r}"
+        guard, refusal = self._guard, self._refusal
+        if guard is not None:
+            if guard.detached is not None:
+                return f"none: {guard.detached}; views already made keep their values"
+            return "zero-copy (guarded by a file lease)"
+        if refusal is not None:
+            return f"owned copies: {refusal.reason}"
+        from dwf.io import leases
+
+        fd = None if self._closed else self.source.fileno()
+        why = leases.unsupported(fd) if fd is not None else "the file is closed"
+        return f"owned copies: {why}" if why else "zero-copy (guarded by a file lease)"
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
         flat = np.empty(spec.count, dtype=F32)
-        got = self.source.read_into(flat.data.cast("B"), start) if spec.count else 0
+        with self.source.consistent():  # the same file after the read as before it
+            got = self.source.read_into(flat.data.cast("B"), start) if spec.count else 0
         if got != spec.nbytes:
             raise FileChangedError(
                 f"short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"

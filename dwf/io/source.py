@@ -449,8 +449,8 @@ class LocalSource(ByteSource):
         )
         raise FileChangedError(
             f"the file changed since it was opened: {what}. Darknet rewrites"
-            " *_last.weights in place during training; reopen the file, or open it with"
-            ' backend="pread" to read copies that can never fault',
+            " *_last.weights in place during training; views already made keep their"
+            " values; reopen the file to see the new one",
             path=self.name,
             opened=was.pair,
             now=now.pair,

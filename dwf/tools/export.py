@@ -22,6 +22,7 @@ from numpy.lib import format as npformat
 
 from dwf.errors import DwfError
 from dwf.extras import require
+from dwf.format.cfg import shorten
 from dwf.format.dialects import Dialect
 from dwf.format.planner import Plan
 from dwf.format.records import F32, LayerPlan
@@ -39,6 +40,13 @@ def _cfg_text(f: WeightsFile) -> str | None:
     return f.plan.text or None
 
 
+def _cfg_name(f: WeightsFile) -> str:
+    """The cfg's file name as the exports keep it: text, with bytes of a name that is not UTF-8
+    shown as ``\\xff`` escapes (it is a label; it names no file where the export is read)."""
+    name = os.path.basename(f.plan.cfg_path or "")
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 # -- npz ------------------------------------------------------------------------------------------
 def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
     """The ``__dwf__.*`` entries of an ``.npz`` export: header, dialect, cfg and its name."""
@@ -46,7 +54,7 @@ def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
     text = _cfg_text(f)
     if text is not None:
         out["cfg"] = text.encode("utf-8")
-        out["cfg_name"] = os.path.basename(f.plan.cfg_path or "").encode("utf-8")
+        out["cfg_name"] = _cfg_name(f).encode("utf-8")
     return out
 
 
@@ -101,7 +109,7 @@ def safetensors_metadata(f: WeightsFile) -> dict[str, str]:
         "seen": str(h.seen),
         "header_size": str(h.size),
         "dialect": f.plan.dialect,
-        "cfg_name": os.path.basename(f.plan.cfg_path or ""),
+        "cfg_name": _cfg_name(f),
     }
     text = _cfg_text(f)
     if text is not None:
@@ -178,7 +186,9 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
     (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
     With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
-    file: nothing is copied until a tensor is written, and writes never reach the file. With
+    file: nothing is copied until a tensor is written, and writes never reach the file; the map
+    is guarded like views are (a tensor keeps its values when another process rewrites the
+    file; docs/robustness.md), and where it cannot be, the tensors own their memory. With
     ``copy=True``, or from a file opened with ``backend="pread"``, every tensor owns its memory,
     read with ``pread`` (nothing mapped: a later truncation of the file cannot fault).
     """
@@ -305,8 +315,39 @@ def _export(
         from dwf.tools.emit_onnx import to_onnx
 
         return to_onnx(f, dst, embed=embed, data=data)
+    return _to_torch_file(f, dst)
+
+
+class _Recorded:
+    """The output file as ``torch.save`` sees it: a write that fails (a full disk) is kept, as
+    torch reports it only as a ``RuntimeError`` about a position in its zip writer."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            n: int = self._fh.write(data)
+            return n
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def _to_torch_file(f: WeightsFile, dst: str | os.PathLike[str]) -> str:
     torch = require("torch", "torch")
     state = to_state_dict(f, copy=True)  # one version of the file, or FileChangedError
     with atomic_write(dst, inputs=f.sources) as fh:
-        torch.save(state, fh)
+        out = _Recorded(fh)
+        try:
+            torch.save(state, out)
+        except RuntimeError as e:
+            if out.error is not None:  # the real cause: the writer turns it into one line
+                raise out.error from None
+            why = " ".join(str(e).split())
+            raise DwfError(f"torch.save failed: {shorten(why)}", path=os.fspath(dst)) from None
     return os.fspath(dst)

@@ -1,8 +1,8 @@
 """Fold batch norm into the convolutions: :func:`fuse` writes a weights file and its cfg that
 compute the same function without batch norm; :func:`fuse_layer` gives one layer's folded arrays.
 
-Everything streams layer by layer and is written atomically, so a multi-GB file never has to fit
-in memory and the source is never modified.
+Everything streams layer by layer, so a multi-GB file never has to fit in memory, and the two
+files are published together or not at all; the source is never modified.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dwf.format.records import F32, ArraySpec, LayerPlan
 from dwf.io.opening import open_weights
 from dwf.io.reader import WeightsFile
 from dwf.io.streaming import STREAM_FLOATS
-from dwf.io.writer import atomic_write
+from dwf.io.writer import atomic_writes
 
 # AlexeyAB's fuse_conv_batchnorm (and its forward pass) divide by sqrt(variance + 1e-5).
 DARKNET_BN_EPS = 1e-5
@@ -205,11 +205,12 @@ def fuse(
         new_text = unfused_cfg_text(f.plan)
         new_plan = Plan.from_text(new_text, dialect=f.plan.dialect, path=os.fspath(dst_cfg))
         target = os.fspath(dst)
-        # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
-        # before anything is written, and a failed weights write leaves no cfg behind.
+        # One commit point: both files are staged, and published together only when both are
+        # complete and on disk; any failure (a full disk at the last flush, a source that
+        # changed) leaves both as they were. The weights come first: a failed write is
+        # reported against them.
         with (
-            atomic_write(dst_cfg, inputs=f.sources, others=(target,)) as cfg_fh,
-            atomic_write(target, inputs=f.sources, others=(dst_cfg,)) as fh,
+            atomic_writes([target, dst_cfg], inputs=f.sources) as (fh, cfg_fh),
             f.consistent(),  # left before anything is published
         ):
             cfg_fh.write(new_text.encode("utf-8"))

@@ -28,6 +28,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         metavar="CFG",
         help="also write the cfg cut to layers 0..N-1 (both files are written, or neither)",
     )
+    options.writes(p, ("out", "cfg_out"))
     p.set_defaults(func=run)
 
 

@@ -46,6 +46,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         " to ONNX as the layers it holds without it)",
     )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
+    options.writes(p, ("out", "data"))
     p.set_defaults(func=run)
 
 

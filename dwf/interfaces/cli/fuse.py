@@ -20,6 +20,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     options.add_source(p)
     p.add_argument("out", help="the fused .weights file to write")
     p.add_argument("cfg_out", help="the matching cfg to write")
+    options.writes(p, ("out", "cfg_out"))
     p.set_defaults(func=run)
 
 

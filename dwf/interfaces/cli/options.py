@@ -12,7 +12,7 @@ from typing import Any
 from dwf.errors import DwfError
 from dwf.format.records import LayerPlan
 from dwf.interfaces.cli import render
-from dwf.io.opening import open_weights
+from dwf.io.opening import find_cfg, open_weights
 from dwf.io.reader import WeightsFile
 
 DIALECTS = ["alexeyab", "pjreddie"]
@@ -97,6 +97,38 @@ def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
 def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """The command's ``--storage-option`` values (``None`` without any)."""
     return parse_storage_options(getattr(args, "storage_option", None)) or None
+
+
+def writes(
+    p: argparse.ArgumentParser,
+    outputs: tuple[str, ...],
+    inputs: tuple[str, ...] = ("weights", "cfg"),
+) -> None:
+    """Name the arguments a command writes (``outputs``) and reads (``inputs``): before the
+    command runs — before anything is opened or loaded — every output is checked against every
+    input and every other output (:func:`check_writes`)."""
+    p.set_defaults(writes=outputs, reads=inputs)
+
+
+def check_writes(args: argparse.Namespace) -> None:
+    """Refuse an output that is one of the command's inputs (the same path, a symlink or a hard
+    link), another of its outputs, or a special file — before the command loads anything. The
+    cfg found beside the weights when ``--cfg`` is not given counts as an input too. The tools
+    check again when they write (they know every file they opened)."""
+    outputs = [str(v) for k in getattr(args, "writes", ()) if (v := getattr(args, k, None))]
+    if not outputs:
+        return
+    from dwf.io.writer import check_destination
+
+    reads = getattr(args, "reads", ())
+    inputs = [str(v) for k in reads if (v := getattr(args, k, None)) and isinstance(v, str)]
+    weights = getattr(args, "weights", None)
+    if "cfg" in reads and not args.cfg and isinstance(weights, str) and "://" not in weights:
+        beside, _ = find_cfg(weights)
+        if beside is not None:
+            inputs.append(beside)
+    for i, out in enumerate(outputs):
+        check_destination(out, inputs=inputs, others=[*outputs[:i], *outputs[i + 1 :]])
 
 
 def add_jobs(p: argparse.ArgumentParser) -> None:
