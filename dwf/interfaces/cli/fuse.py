@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from dwf.format.records import LayerPlan
 from dwf.interfaces.cli import options, render
+from dwf.io.cfgfile import plan as plan_cfg
+from dwf.io.opening import find_cfg
 from dwf.tools.fuse import FOLDABLE, fuse
 
 
@@ -25,8 +28,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace) -> int:
-    with options.open_file(args) as f:
-        folded = [lp for lp in f.plan.layers if lp.type in FOLDABLE and lp.array("scales")]
+    folded = _folded(args)
     out, cfg_out = fuse(
         args.weights,
         args.out,
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         dialect=args.dialect,
         storage_options=options.storage_options(args),
     )
-    if folded:
+    if folded is None:
+        render.echo(f"wrote {out} and {cfg_out} (batch norm folded into conv/connected layers)")
+    elif folded:
         n = len(folded)
         render.echo(
             f"wrote {out} and {cfg_out}: batch norm folded into {n} layer{'s' * (n != 1)}"
@@ -47,3 +51,13 @@ def run(args: argparse.Namespace) -> int:
             " (the weights are as they were)"
         )
     return 0
+
+
+def _folded(args: argparse.Namespace) -> list[LayerPlan] | None:
+    """The layers whose batch norm fuse folds, from the cfg alone (the weights are read once,
+    by fuse); ``None`` when the cfg is not a local file (a URL: fuse finds it)."""
+    cfg = args.cfg or (None if "://" in args.weights else find_cfg(args.weights)[0])
+    if cfg is None or "://" in cfg:
+        return None
+    plan = plan_cfg(cfg, dialect=args.dialect)
+    return [lp for lp in plan.layers if lp.type in FOLDABLE and lp.array("scales") is not None]
