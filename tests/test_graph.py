@@ -207,6 +207,15 @@ def test_command_line(
     assert code == 2 and "cut point" in err
 
 
+def test_a_backwards_highlight_range_is_an_error(demo: tuple[Path, Path]) -> None:
+    """Failed before: ``--highlight 20-10`` highlighted nothing, silently (``--layers 20-10``
+    is an error)."""
+    cfg, _ = demo
+    with pytest.raises(dwf.DwfError, match="low to high"):
+        dwf.graph(cfg, highlight="20-10")
+    assert [n.index for n in dwf.graph(cfg, highlight="10-12").nodes if n.flag] == [10, 11, 12]
+
+
 def test_never_written_over_the_file_a_diff_highlight_reads(
     demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

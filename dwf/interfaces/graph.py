@@ -273,6 +273,9 @@ def _indices(plan: Plan, key: int | str) -> list[int]:
         m = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", key)
         if m:
             lo, hi = int(m[1]), int(m[2])
+            if lo > hi:  # as --layers: a range written backwards names nothing
+                why = f"a range runs from low to high ({hi}-{lo})"
+                raise DwfError(f"highlight {key.strip()}: {why}")
             return [plan.layer(i).index for i in range(lo, hi + 1)]
     return [_index(plan, key)]
 
