@@ -339,8 +339,8 @@ def _networks_warning(a: WeightsFile, b: WeightsFile, compared: Sequence[str]) -
 
     shown = ", ".join(compared[:6]) + (" …" if len(compared) > 6 else "")
     which = (
-        f"compared only the {len(compared)} layers whose arrays have the same names and"
-        f" shapes ({shown})"
+        f"compared only the {len(compared)} {'layer' if len(compared) == 1 else 'layers'} whose"
+        f" arrays have the same names and shapes ({shown})"
         if compared
         else "no layer has arrays of the same names and shapes: nothing was compared"
     )
