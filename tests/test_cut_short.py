@@ -199,6 +199,26 @@ def test_16_byte_file_whose_values_cannot_tell_is_refused_with_both_readings(
         same_values(f, ref)
 
 
+def test_cannot_tell_is_refused_even_when_the_cut_ends_on_a_layer_boundary(
+    tmp_path: Path,
+) -> None:
+    """Failed before (found by test_roundtrip_property's truncated files): when the last layer
+    holds one float, a 20-byte file cut by 4 bytes also ends on a layer boundary, and it opened
+    as a partial file with 20 bytes although nothing told it from a complete 16-byte file."""
+    cfg = PLAIN_CFG + "[implicit]\nfilters=1\n"
+    weights, cfg_path, data = write(tmp_path, cfg, AB)
+    cut = tmp_path / "cut.weights"
+    cut.write_bytes(data[:-4])
+    with pytest.raises(dwf.SizeMismatchError) as info:
+        dwf.open(cut, cfg_path)
+    message = str(info.value)
+    assert "read with a 16-byte header (seen 64,000), fitting exactly" in message
+    assert "read with a 20-byte header (seen 64,000)" in message
+    with dwf.open(cut, cfg_path, strict=False) as f, dwf.open(weights, cfg_path) as ref:
+        assert f.header.size == 20  # the version's width, what Darknet reads
+        same_values(f, ref)
+
+
 def test_partial_file_4_bytes_short_is_not_called_a_16_byte_partial_file(tmp_path: Path) -> None:
     """Failed before: a partial file cut by 4 bytes was diagnosed as a partial file with a
     16-byte header, and the fix proposed reading it one float off."""

@@ -277,8 +277,12 @@ def _fit(
                 f" its values agree: read with {other} bytes"
             )
             return Header.decode(head, dialect=d, size=other, path=path, note=note), False, None
+    # A complete file with the other width whose values cannot be told from this one is
+    # refused, even when this width ends on a layer boundary (the last layer holds one float):
+    # docs/format.md §1.5, "if nothing tells them apart".
+    undecided = judged is not None and judged.chosen is None and fits_other == n
     body = size - header.size
-    if 0 <= body < 4 * n and body % 4 == 0:
+    if 0 <= body < 4 * n and body % 4 == 0 and not undecided:
         floats = body // 4
         # 0 counts too: `darknet partial cfg weights out 0` writes a header and nothing else.
         if floats in plan.boundaries():
