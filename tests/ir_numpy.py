@@ -149,6 +149,7 @@ OPS: dict[str, Callable[..., Array]] = {
     "avg_pool": _avg_pool,
     "global_avg_pool": lambda n, x: x.mean(axis=(2, 3), keepdims=True),
     "batch_norm": _batch_norm,
+    "dropout": lambda n, x: x,  # inference
     "gemm": lambda n, x, w, b=0.0: x @ (w.T if n.attrs["trans_b"] else w) + b,
     "matmul": lambda n, a, b: a @ b,
     "resize_nearest": lambda n, x: x.repeat(n.attrs["scales"][0], 2).repeat(

@@ -171,7 +171,7 @@ def torch_names(lp: LayerPlan) -> dict[str, str]:
     return out
 
 
-def _private_body(f: WeightsFile) -> Array:
+def private_body(f: WeightsFile) -> Array:
     """A writable float32 view of the file's body over a private copy-on-write map.
 
     Writes land in private memory pages, never in the file; the pages are shared with the page
@@ -194,7 +194,7 @@ def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     """
     torch = require("torch", "torch")
     # backend="pread" promises memory that can never fault: owned copies then, map or not.
-    body = None if copy or f.backend != "mmap" else _private_body(f)
+    body = None if copy or f.backend != "mmap" else private_body(f)
     out: dict[str, Any] = {}
     for lp in f.plan.layers:
         if not lp.arrays or not f.holds(lp):
