@@ -343,7 +343,7 @@ def _link_into_place(fd: int, folder: str, target: str | None) -> str | None:
         os.close(dir_fd)
 
 
-def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
+def _lookup(arrays: Mapping[str, Any] | ArraySource, layer: str, name: str) -> Any:
     if not isinstance(arrays, Mapping):
         source = arrays[layer]
         spec = source.plan.array(name)
@@ -361,7 +361,7 @@ def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
     return None
 
 
-def _check_names(plan: Plan, arrays: ArraysLike) -> None:
+def _check_names(plan: Plan, arrays: Mapping[str, Any] | ArraySource) -> None:
     if not isinstance(arrays, Mapping):
         return
     layer_arrays = {lp.name: {a.name for a in lp.arrays} for lp in plan.layers}

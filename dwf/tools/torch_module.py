@@ -83,11 +83,15 @@ def _batch_norm(
         return F.batch_norm(x, mean, var, scale, bias, False, 0.0, float(a["epsilon"]))
     shape = (-1,) + (1,) * (x.dim() - 2)
     den = (var.sqrt() + a["epsilon"]).view(shape)
-    return (x - mean.view(shape)) / den * scale.view(shape) + bias.view(shape)
+    y: Tensor = (x - mean.view(shape)) / den * scale.view(shape) + bias.view(shape)
+    return y
 
 
 def _dropout(n: Node, m: nn.Module, x: Tensor) -> Tensor:
-    return F.dropout(x, float(n.attrs["probability"]), m.training) if m.training else x
+    if not m.training:
+        return x
+    y: Tensor = F.dropout(x, float(n.attrs["probability"]), True)
+    return y
 
 
 def _reshape(n: Node, m: nn.Module, x: Tensor) -> Tensor:
@@ -163,7 +167,9 @@ OPS: Mapping[str, Op] = {
     "concat": lambda n, m, *xs: torch.cat(xs, n.attrs["axis"]),
     "broadcast_batch": _broadcast_batch,
     "reduce_sum": lambda n, m, x: x.sum(tuple(n.attrs["axes"]), bool(n.attrs["keepdims"])),
-    "reduce_max": lambda n, m, x: torch.amax(x, tuple(n.attrs["axes"]), bool(n.attrs["keepdims"])),
+    "reduce_max": lambda n, m, x: torch.amax(
+        x, tuple(n.attrs["axes"]), bool(n.attrs["keepdims"])
+    ),
     "softmax": lambda n, m, x: torch.softmax(x, n.attrs["axis"]),
     "conv": _conv,
     "max_pool": _max_pool,
@@ -177,14 +183,14 @@ OPS: Mapping[str, Op] = {
 }
 
 
-# -- the module -------------------------------------------------------------------------------------
+# -- the module ---------------------------------------------------------------------------------
 Step = tuple[Op, Node, tuple[str, ...]]
 
 
 def _steps(nodes: Sequence[Node], network_input: str) -> list[Step]:
     out: list[Step] = []
     for n in nodes:
-        ins = n.inputs + (network_input,) if n.op == "broadcast_batch" else n.inputs
+        ins = (*n.inputs, network_input) if n.op == "broadcast_batch" else n.inputs
         out.append((OPS[n.op], n, ins))
     return out
 
@@ -202,7 +208,9 @@ class DarknetLayer(nn.Module):
         reads: the names of the values ``forward`` takes.
     """
 
-    def __init__(self, node: LayerNode, network: Network, constants: Mapping[str, Tensor]) -> None:
+    def __init__(
+        self, node: LayerNode, network: Network, constants: Mapping[str, Tensor]
+    ) -> None:
         super().__init__()
         self.node = node
         self._steps = _steps(node.ops, network.input)
@@ -356,7 +364,7 @@ class DarknetModule(nn.Module):
         assert isinstance(value, Tensor)
         return value
 
-    # -- back to Darknet: the arrays dwf.save writes ------------------------------------------------
+    # -- back to Darknet: the arrays dwf.save writes --------------------------------------------
     def arrays_for(self, plan: Plan) -> Mapping[str, Any]:
         """The module's arrays for writing a file laid out by ``plan`` (:func:`dwf.save` calls
         this): by dwf name, in their logical shapes, each copied to the CPU (when elsewhere)
@@ -408,7 +416,10 @@ class _ModuleArrays(Mapping[str, Any]):
     of a CPU float32 tensor; a copy of one elsewhere or of another type)."""
 
     def __init__(
-        self, state: Mapping[str, Tensor], shapes: Mapping[str, tuple[int, ...]], transposed: set[str]
+        self,
+        state: Mapping[str, Tensor],
+        shapes: Mapping[str, tuple[int, ...]],
+        transposed: set[str],
     ) -> None:
         self._state = state
         self._shapes = shapes
@@ -418,9 +429,9 @@ class _ModuleArrays(Mapping[str, Any]):
         t = self._state[key].detach()
         if t.device.type != "cpu" or t.dtype != torch.float32:
             t = t.to("cpu", torch.float32)
-        arr = t.numpy()
+        arr: np.ndarray[Any, Any] = t.numpy()
         if key in self._transposed:  # stored (rest, rows): the logical matrix is its transpose
-            return arr.T.reshape(self._shapes[key])
+            arr = arr.T.reshape(self._shapes[key])
         return arr
 
     def __iter__(self) -> Iterator[str]:
