@@ -13,7 +13,9 @@ Two tables:
    ``load_weights``; and writing the module back with ``dwf.save``.
 2. **Error against Darknet**: every case of ``../shared/forward`` (AlexeyAB Darknet's own
    outputs of the real networks cut before their first detection layer), run by both modules
-   in eval mode: the largest difference relative to the largest output, or why it fails.
+   in eval mode: the largest difference relative to the largest output, or why it fails; and,
+   where darknet2any runs, yolov4 cut before its first ``[yolo]`` (320×320, the random
+   weights), its output against dwf's.
 
 darknet2any pulls in a CUDA build of torch, TensorRT and tensorflow as dependencies, so it is
 never installed beside dwf: give ``--darknet2any PYTHON``, the interpreter of a separate venv
@@ -132,12 +134,15 @@ def child(python: str, code: str, *args: str, dwf_path: bool = True) -> dict[str
 
 
 def random_weights(folder: Path) -> Path:
-    """yolov4.cfg's arrays, random (variances positive), written by dwf.save."""
+    """yolov4.cfg's arrays, random (weights scaled by their fan-in, variances in 0.5..0.6),
+    written by dwf.save."""
     plan = dwf.plan(CFG)
     rng = np.random.default_rng(0)
     arrays = {}
     for lp, a in plan.arrays():
         v = rng.standard_normal(a.shape, dtype=np.float32) * np.float32(0.05)
+        if a.name == "weights" and len(a.shape) > 1:
+            v *= np.float32(20 / np.sqrt(a.count // a.shape[0]))
         if a.name.endswith("rolling_variance"):
             v = np.abs(v) + np.float32(0.5)
         arrays[f"{lp.name}.{a.name}"] = v
@@ -249,6 +254,37 @@ def error_table(folder: Path, d2a: str | None) -> None:
         print(f"{name:40s}" + "".join(f" {c:>28s}" for c in cells))
 
 
+def agreement_row(folder: Path, weights: Path, d2a: str) -> None:
+    """Where darknet2any runs: yolov4 cut before its first [yolo], at 320×320, with the random
+    weights of the build table — its output against dwf's (no Darknet output exists for it)."""
+    import re
+
+    text = _cut(CFG.read_text())
+    text = re.sub(r"(?m)^(width|height)=\d+", r"\1=320", text)
+    cfg = folder / "yolov4-cut.cfg"
+    cfg.write_text(text)
+    plan = dwf.Plan.from_text(text)
+    cut = folder / "yolov4-cut.weights"
+    with open(weights, "rb") as fh:
+        cut.write_bytes(fh.read(20 + 4 * plan.total_floats))
+    x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    np.save(folder / "x.npy", x)
+    outs = []
+    for python, code in ((sys.executable, _DWF_RUN), (d2a, _D2A_RUN)):
+        out = folder / "y.npy"
+        out.unlink(missing_ok=True)
+        r = child(python, code, str(cfg), str(cut), str(folder / "x.npy"), str(out),
+                  dwf_path=python == sys.executable)  # fmt: skip
+        if "error" in r:
+            print(f"yolov4 cut, 320×320: fails: {r['error']}")
+            return
+        outs.append(np.load(out))
+    err = rel_err(outs[1], outs[0])
+    last = plan.layers[-1].name
+    print(f"\nyolov4 cut before its first [yolo] ({last}), 320×320, random weights:")
+    print(f"darknet2any against dwf: {err:.1e} (largest output {np.abs(outs[0]).max():.3g})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one run per row")
@@ -262,6 +298,8 @@ def main() -> int:
         build_table(Path(tmp), 1 if args.quick else 3, args.darknet2any)
         if not args.no_errors:
             error_table(Path(tmp), args.darknet2any)
+            if args.darknet2any:
+                agreement_row(Path(tmp), Path(tmp) / "yolov4.weights", args.darknet2any)
     return 0
 
 

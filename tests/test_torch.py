@@ -590,3 +590,25 @@ def _small_weights(folder: Path, text: str, plan: dwf.Plan, seed: int) -> Path:
         arrays[f"{lp.name}.{a.name}"] = v
     (folder / "net.cfg").write_text(text)
     return Path(dwf.save(folder / "net.weights", plan, arrays))
+
+
+def test_a_deep_copy_and_a_pickled_module_work(tmp_path: Path) -> None:
+    """An EMA of the weights deep-copies the module; torch.save pickles it whole."""
+    import copy
+    import io
+
+    weights, _, _ = write_net(tmp_path, LAYER_CASES["share-index"], 8)
+    module = dwf.to_torch(weights, cfg=tmp_path / "net.cfg")
+    twin = copy.deepcopy(module)
+    assert twin.network is module.network  # the description is shared, the tensors are not
+    assert twin.conv_0.weights.data_ptr() != module.conv_0.weights.data_ptr()
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    x = torch.rand(2, 2, 5, 5)
+    with torch.no_grad():
+        for other in (twin, loaded):
+            assert torch.equal(other(x)[0], module(x)[0])
+    dwf.save(tmp_path / "back.weights", loaded.plan, loaded)
+    assert (tmp_path / "back.weights").read_bytes() == weights.read_bytes()

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dwf.errors import ArrayError, DwfError
 from dwf.format.header import Header
-from dwf.format.network import LayerNode, Network
+from dwf.format.network import LayerNode, Network, describe
 from dwf.format.ops import Node
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
@@ -195,6 +195,26 @@ def _steps(nodes: Sequence[Node], network_input: str) -> list[Step]:
     return out
 
 
+class _Description:
+    """What a module runs and was made from — the plan, the header, the network description and
+    each layer's operations — which never changes: copies of a module (``copy.deepcopy``, as an
+    EMA of the weights makes) share it, and unpickling describes the plan again."""
+
+    def __init__(self, plan: Plan, header: Header, network: Network | None = None) -> None:
+        self.plan = plan
+        self.header = header
+        self.network = network if network is not None else describe(plan, header)
+        net = self.network
+        self.input_steps = _steps(net.input_ops, net.input)
+        self.steps = {lay.index: _steps(lay.ops, net.input) for lay in net.layers}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Description:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Description, (self.plan, self.header))
+
+
 class DarknetLayer(nn.Module):
     """One Darknet layer: its operations, and the arrays the file stores for it (parameters;
     the batch-norm statistics and what Darknet does not train, buffers).
@@ -209,13 +229,14 @@ class DarknetLayer(nn.Module):
     """
 
     def __init__(
-        self, node: LayerNode, network: Network, constants: Mapping[str, Tensor]
+        self, description: _Description, index: int, constants: Mapping[str, Tensor]
     ) -> None:
         super().__init__()
-        self.node = node
-        self._steps = _steps(node.ops, network.input)
+        self._description = description
+        self.index = index
+        node = self.node
         made = {n.output for n in node.ops}
-        used = [i for _, _, ins in self._steps for i in ins if i not in made]
+        used = [i for _, _, ins in description.steps[index] for i in ins if i not in made]
         self._constants: dict[str, str] = {}
         for name in dict.fromkeys(u for u in used if u in constants):
             attr = f"constant_{len(self._constants)}"
@@ -234,6 +255,11 @@ class DarknetLayer(nn.Module):
             self.register_buffer(attr, value)
         self._own[f"{self.node.name}.{spec.name}"] = attr
 
+    @property
+    def node(self) -> LayerNode:
+        """The layer in the description."""
+        return self._description.network.layers[self.index]
+
     def finish(self) -> None:
         """Fix what ``forward`` takes, once every array is added."""
         self.reads = tuple(u for u in self._used if u not in self._own)
@@ -244,7 +270,7 @@ class DarknetLayer(nn.Module):
             env[name] = getattr(self, attr)
         for name, attr in self._constants.items():
             env[name] = getattr(self, attr)
-        for op, n, ins in self._steps:
+        for op, n, ins in self._description.steps[self.index]:
             env[n.output] = op(n, self, *[env[i] for i in ins])
         out = self.node.output
         assert out is not None
@@ -289,18 +315,15 @@ class DarknetModule(nn.Module):
         sources: tuple[str | None, ...] = (),
     ) -> None:
         super().__init__()
-        self.plan = plan
-        self.header = header
-        self.network = network
+        self._description = description = _Description(plan, header, network)
         self.output_names: tuple[str, ...] = network.outputs
         self.input_shape = network.input_shape
         self.sources = sources
         constants = {k: torch.from_numpy(np.array(v)) for k, v in network.constants.items()}
-        self._input_steps = _steps(network.input_ops, network.input)
         layers: dict[int, DarknetLayer] = {}
         for lay in network.layers:
             if lay.ops or plan.layers[lay.index].arrays:
-                layers[lay.index] = DarknetLayer(lay, network, constants)
+                layers[lay.index] = DarknetLayer(description, lay.index, constants)
                 self.add_module(lay.name, layers[lay.index])
         # every array the file stores, in the stored layout; what the description does not
         # read (none today) is kept as a buffer, so it writes back too
@@ -345,7 +368,7 @@ class DarknetModule(nn.Module):
                 path=self.plan.cfg_path,
             )
         env: dict[str, Tensor] = {self.network.input: x}
-        for op, n, ins in self._input_steps:
+        for op, n, ins in self._description.input_steps:
             env[n.output] = op(n, self, *[env[i] for i in ins])
         modules = self._modules
         for name, reads, out, free in self._order:
@@ -356,6 +379,21 @@ class DarknetModule(nn.Module):
             for r in free:
                 del env[r]
         return tuple(env[o] for o in self.output_names)
+
+    @property
+    def plan(self) -> Plan:
+        """The plan the module was built from."""
+        return self._description.plan
+
+    @property
+    def header(self) -> Header:
+        """The header of the file it was read from (what :func:`dwf.save` writes by default)."""
+        return self._description.header
+
+    @property
+    def network(self) -> Network:
+        """The network description it runs."""
+        return self._description.network
 
     def _array(self, key: str) -> Tensor:
         """An array of another layer (``share_index``), by its dwf name."""
