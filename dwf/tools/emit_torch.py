@@ -28,7 +28,6 @@ from dwf.format.planner import Plan
 from dwf.format.records import F32
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
-from dwf.tools.export import private_body
 
 if TYPE_CHECKING:
     from dwf.tools.torch_module import DarknetModule
@@ -74,10 +73,13 @@ def _copies(f: WeightsFile, network: Network) -> dict[str, Array]:
     return out
 
 
-def _shared(f: WeightsFile, network: Network) -> dict[str, Array]:
+def _shared(f: WeightsFile, network: Network) -> dict[str, Array] | None:
     """Every array as a view of a private copy-on-write map of the file: nothing is read until
-    used, and a write lands in private memory, never in the file."""
-    body = private_body(f)
+    used, and a write lands in private memory, never in the file. ``None`` where the map cannot
+    be guarded against a change of the file (:meth:`dwf.WeightsFile.private_body`)."""
+    body = f.private_body()
+    if body is None:
+        return None
     out: dict[str, Array] = {}
     for lp in f.plan.layers:
         for spec in lp.arrays:
@@ -111,9 +113,10 @@ def to_torch(
             tensors are views of a private copy-on-write map of the file, so nothing is read
             up front and the memory is the page cache's; parameters do not require gradients
             (a write, by an optimizer or ``train()``'s statistics, copies the page it touches,
-            never reaching the file). A file read with ``backend="pread"`` or from a URL, or
-            on a big-endian machine, is copied anyway. Keep the file as it is while the module
-            lives: a truncated file makes the map fault.
+            never reaching the file). The map is guarded as dwf's views are: before another
+            process changes the file, it is moved to private memory. Where it cannot be
+            guarded (a URL, ``backend="pread"``, a network file system, not Linux) or on a
+            big-endian machine, the arrays are copied anyway.
 
     Raises:
         UnsupportedLayerError: a layer the description cannot compute (the ONNX export's
@@ -128,9 +131,14 @@ def to_torch(
         _check_held(f)
         network = describe(f.plan, f.header)
         network.require("PyTorch")
-        share = not copy and f.backend == "mmap" and F32.isnative
-        arrays = _shared(f, network) if share else _copies(f, network)
-        f.check_unchanged()  # the same file after the last array as before the first
+        shared = None
+        if not copy and f.backend == "mmap" and F32.isnative:
+            shared = _shared(f, network)
+        if shared is not None:
+            arrays = shared
+        else:
+            with f.consistent():  # every array from one version of the file
+                arrays = _copies(f, network)
         import torch
 
         tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
