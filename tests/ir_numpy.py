@@ -1,7 +1,8 @@
 """A second emitter of the network description, in numpy, written against the emitter contract
 only (``dwf.format.ops.OPS`` and ``dwf.format.network``'s docstring): it knows nothing of
 Darknet. The tests run it beside the ONNX export to show that the description carries
-everything an emitter needs (the PyTorch module is to be written the same way).
+everything an emitter needs (the PyTorch module, ``dwf.tools.torch_module``, is written the
+same way).
 
 ``run(network, arrays, x)`` returns every value of the description, by name.
 """

@@ -1,6 +1,7 @@
 """The operations a network description is made of: the contract between the description of
 what a Darknet network computes (:mod:`dwf.format.network`) and the emitters that turn it into
-something that runs (ONNX in :mod:`dwf.tools.emit_onnx`; PyTorch next).
+something that runs (ONNX in :mod:`dwf.tools.emit_onnx`, PyTorch in
+:mod:`dwf.tools.torch_module`).
 
 Darknet's semantics are decided once, when a layer is lowered to these operations (its
 batch-norm formula, its maxpool padding, its reorg memory order, its flat shortcut arithmetic,
@@ -148,7 +149,8 @@ OPS: Mapping[str, OpSpec] = MappingProxyType(
                 "x",
                 "probability",
                 "x. In training, each element is 0 with the given probability and x/(1 -"
-                " probability) otherwise, drawn independently (Darknet's dropout layer).",
+                " probability) otherwise, drawn independently (Darknet's dropout layer; its"
+                " GPU build's DropBlock, AlexeyAB's dropblock=1, is not described).",
             ),
             _spec(
                 "gemm",
