@@ -352,8 +352,8 @@ TRAIN_CASES = {
     "[convolutional]\nfilters=8\nsize=1\nactivation=logistic\n[sam]\nfrom=-2\n"
     "[local_avgpool]\nsize=2\nstride=2\n[upsample]\nstride=2\n[maxpool]\nsize=2\nstride=2\n"
     "[reorg3d]\nstride=2\n[activation]\nactivation=gelu\n[normalization]\nsize=3\n"
-    "[crop]\ncrop_height=2\ncrop_width=2\n[connected]\noutput=6\nactivation=leaky\n"
-    "[softmax]\n",
+    "[empty]\n[crop]\ncrop_height=2\ncrop_width=2\n[connected]\noutput=6\nactivation=leaky\n"
+    "[softmax]\n[cost]\n",
 }
 PJ_TRAIN_CASES = {**PJREDDIE_CASES, "connected-bn": CONNECTED_BN}
 
@@ -403,6 +403,18 @@ def trains_and_reads_back(folder: Path, text: str, dialect: str = "alexeyab") ->
     again = dwf.to_torch(folder / "trained.weights", cfg=folder / "net.cfg", dialect=dialect)
     for k, v in again.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+
+def test_the_training_cases_cover_every_layer_type_the_description_computes() -> None:
+    from dwf.format.lowering import LOWERINGS
+
+    types = {
+        lp.type
+        for cases, dialect in ((TRAIN_CASES, "alexeyab"), (PJ_TRAIN_CASES, "pjreddie"))
+        for text in cases.values()
+        for lp in dwf.Plan.from_text(text, dialect=dialect).layers
+    }
+    assert set(LOWERINGS) <= types, set(LOWERINGS) - types
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_CASES))
