@@ -70,6 +70,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
+    "Rows": ("dwf.tools.batch", "Rows"),
     "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
     "LayerChange": ("dwf.tools.watch", "LayerChange"),
     "Graph": ("dwf.interfaces.graph", "Graph"),
@@ -130,6 +131,7 @@ __all__ = [
     "Plan",
     "RemoteError",
     "Row",
+    "Rows",
     "SizeMismatchError",
     "StatsReport",
     "UnsupportedLayerError",
@@ -170,6 +172,8 @@ for _name, _module, _attribute in (
     ("plot_file", "dwf.interfaces.plot", "plot_file"),
     ("layer_html", "dwf.interfaces.display", "layer_html"),
     ("file_html", "dwf.interfaces.display", "file_html"),
+    ("report_text", "dwf.interfaces.reports", "text"),
+    ("report_html", "dwf.interfaces.reports", "html"),
     ("graph", "dwf.interfaces.graph", "graph"),
 ):
     extensions.provide(_name, _module, _attribute)
@@ -232,7 +236,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
-    from dwf.tools.batch import Row, each
+    from dwf.tools.batch import Row, Rows, each
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo

@@ -14,12 +14,12 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
-from dwf.errors import ArrayError, DwfError, HeaderError, short_path
+from dwf.errors import ArrayError, DwfError, HeaderError, LayerNotFoundError, short_path
 from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
@@ -382,8 +382,33 @@ def _check_names(plan: Plan, arrays: Mapping[str, Any] | ArraySource) -> None:
         raise ArrayError(
             f"arrays not in the plan: {', '.join(unknown[:5])}"
             + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            + did_you_mean(plan, unknown)
             + "; names are '<layer>.<array>' such as 'conv_0.weights'"
         )
+
+
+def did_you_mean(plan: Plan, unknown: Sequence[str]) -> str:
+    """`` (did you mean conv_2.weights?)`` for array names (``<layer>.<array>``) that are not
+    in ``plan`` but close to names that are: the layer by name or index as
+    :meth:`dwf.Plan.layer` suggests layers, the array by spelling; ``""`` when none is."""
+    import difflib  # only when suggesting names
+
+    found: list[str] = []
+    for key in unknown[:5]:
+        layer, _, name = str(key).partition(".")
+        try:
+            candidates = [plan.layer(layer)]
+        except LayerNotFoundError as e:
+            candidates = [plan.layer(s) for s in e.suggestions]
+        for lp in candidates:
+            names = [a.name for a in lp.arrays]
+            close = [name] if name in names else difflib.get_close_matches(name, names, n=1)
+            if close:
+                if f"{lp.name}.{close[0]}" != key:  # a real name, only not written (upto)
+                    found.append(f"{lp.name}.{close[0]}")
+                break
+    found = list(dict.fromkeys(found))
+    return f" (did you mean {', '.join(found)}?)" if found else ""
 
 
 def as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any]:

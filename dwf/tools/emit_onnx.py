@@ -238,8 +238,9 @@ def _check_held(f: WeightsFile) -> None:
         if lp.arrays and not f.holds(lp):
             raise DwfError(
                 f"layer {lp.index} ({lp.name}, {lp.type}) is not in the file (it ends"
-                f" at byte {f.size:,}); an ONNX model needs every layer's weights — cut the cfg"
-                " to the layers the file holds (dwf cut) first",
+                f" at byte {f.size:,}); an ONNX model needs every layer's weights: export the"
+                f" layers it holds with dwf.export(..., upto={lp.index}) (dwf export --upto"
+                f" {lp.index})",
                 path=f.path,
             )
 

@@ -96,7 +96,7 @@ def to_torch(
     dialect: str | Dialect = "alexeyab",
     copy: bool = True,
 ) -> DarknetModule:
-    """The network of ``src`` as a ``torch.nn.Module`` with its weights (needs ``dwf[torch]``).
+    """The network of ``src`` as a ``torch.nn.Module`` with its weights (needs the ``torch`` extra).
 
     ``module(x)`` takes ``(N, c, h, w)`` float32 and returns a tuple of tensors named by
     ``module.output_names``: the tensors entering each detection layer, then the last layer's
