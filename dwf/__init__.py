@@ -44,6 +44,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     "live_table": ("dwf.interfaces.live", "live_table"),
     "graph": ("dwf.interfaces.graph", "graph"),
+    "to_torch": ("dwf.tools.emit_torch", "to_torch"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -156,6 +157,7 @@ __all__ = [
     "plot_diff",
     "save",
     "stats",
+    "to_torch",
     "watch",
 ]
 
@@ -239,6 +241,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
+    from dwf.tools.emit_torch import to_torch
     from dwf.tools.export import export
     from dwf.tools.fuse import fuse
     from dwf.tools.identify import identify

@@ -225,6 +225,7 @@ _OPS: dict[str, _Emit] = {
     "avg_pool": _pool("AveragePool", count_include_pad=0),
     "global_avg_pool": _same("GlobalAveragePool"),
     "batch_norm": _batch_norm,
+    "dropout": _same("Identity"),  # an inference graph
     "gemm": _gemm,
     "matmul": _same("MatMul"),
     "resize_nearest": _resize,
