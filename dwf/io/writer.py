@@ -5,6 +5,11 @@ in place of the target only when complete, so a failure leaves the destination a
 temporary file behind, and a reader holding a map of the old file keeps seeing the old bytes.
 A destination that is one of the command's inputs, or that is not a regular file, is refused
 before anything is written.
+
+The module is longer than the ~600 lines a module here usually has, on purpose: the commit point
+(destinations checked, files staged, published together) and the weights writers built on it
+are one job — every file dwf writes goes through here — and the writers' header and layout
+rules sit beside the staging they rely on.
 """
 
 from __future__ import annotations
