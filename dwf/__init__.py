@@ -44,6 +44,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     "live_table": ("dwf.interfaces.live", "live_table"),
     "graph": ("dwf.interfaces.graph", "graph"),
+    "detect": ("dwf.tools.detect", "detect"),
+    "nms": ("dwf.format.nms", "nms"),
+    "draw": ("dwf.interfaces.draw", "draw"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -72,6 +75,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
     "LayerChange": ("dwf.tools.watch", "LayerChange"),
     "Graph": ("dwf.interfaces.graph", "Graph"),
+    "Detected": ("dwf.tools.detect", "Detected"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -107,6 +111,7 @@ __all__ = [
     "CheckReport",
     "Checkpoint",
     "ClosedFileError",
+    "Detected",
     "Diagnosis",
     "Dialect",
     "DiffReport",
@@ -138,7 +143,9 @@ __all__ = [
     "check",
     "cut",
     "demo",
+    "detect",
     "diff",
+    "draw",
     "drift",
     "each",
     "export",
@@ -149,6 +156,7 @@ __all__ = [
     "import_weights",
     "info",
     "live_table",
+    "nms",
     "open",
     "plan",
     "plot_diff",
@@ -220,8 +228,10 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.dialects import ALEXEYAB, PJREDDIE, Dialect
     from dwf.format.header import Header
     from dwf.format.known import CfgFit, Identification, Match
+    from dwf.format.nms import nms
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.draw import draw
     from dwf.interfaces.graph import Graph, graph
     from dwf.interfaces.live import live_table
     from dwf.interfaces.plot import plot_diff
@@ -234,6 +244,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
+    from dwf.tools.detect import Detected, detect
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
     from dwf.tools.export import export
     from dwf.tools.fuse import fuse

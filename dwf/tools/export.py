@@ -259,6 +259,8 @@ def export(
     compress: bool = False,
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
+    decode: bool = False,
+    letterbox: bool = False,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -276,9 +278,17 @@ def export(
         embed: ONNX only: write the weights inside the model rather than pointing at the
             ``.weights`` file.
         data: ONNX only: write the weights to this file beside the model.
+        decode: ONNX only: the model also outputs Darknet's decoded detections (``boxes``,
+            ``objectness``, ``probs``), before threshold and NMS (docs/onnx.md).
+        letterbox: ONNX with ``decode`` only: the boxes are corrected for a letterboxed input,
+            from a second input ``image_size`` (each image's width and height).
     """
     if (embed or data is not None) and format_for(dst, format) != "onnx":
         raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
+    if (decode or letterbox) and format_for(dst, format) != "onnx":
+        raise DwfError(
+            "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)"
+        )
     fmt = format_for(dst, format)
     with opened(src, cfg, dialect=dialect) as f:
         if fmt == "npz":
@@ -288,7 +298,7 @@ def export(
         if fmt == "onnx":
             from dwf.tools.emit_onnx import to_onnx
 
-            return to_onnx(f, dst, embed=embed, data=data)
+            return to_onnx(f, dst, embed=embed, data=data, decode=decode, letterbox=letterbox)
         torch = require("torch", "torch")
         state = to_state_dict(f, copy=True)
         with atomic_write(dst, inputs=f.sources) as fh:

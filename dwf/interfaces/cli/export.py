@@ -38,6 +38,18 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     where.add_argument(
         "--data", metavar="FILE", help="ONNX: write the weights to FILE, beside the model"
     )
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="ONNX: also output Darknet's decoded detections (boxes, objectness, probs), before"
+        " threshold and NMS",
+    )
+    p.add_argument(
+        "--letterbox",
+        action="store_true",
+        help="ONNX with --decode: correct the boxes for a letterboxed input (a second input,"
+        " image_size, gives each image's width and height)",
+    )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
     p.set_defaults(func=run)
 
@@ -52,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             compress=args.compress,
             embed=args.embed,
             data=args.data,
+            decode=args.decode,
+            letterbox=args.letterbox,
         )
         warnings = f.plan.warnings
     # Darknet's own warnings about the cfg (an unknown activation is relu …): what was written
