@@ -442,10 +442,10 @@ def _decode(
     :meth:`Network.require` names it)."""
     ready: list[tuple[LayerPlan, Detection, str]] = []
     for lay in layers:
-        det = lay.detection
-        if det is None:
+        if lay.type not in DETECTION_TYPES:
             continue
-        if lay.refusal is not None or lay.output is None:
+        det = lay.detection
+        if lay.refusal is not None or lay.output is None or det is None:
             return None, ()
         if det.classes != ready[0][1].classes if ready else False:
             raise DwfError(

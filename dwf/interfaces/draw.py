@@ -58,6 +58,7 @@ def draw(image: ImageSource, detections: Sequence[Detected]) -> Any:
         canvas = pil.fromarray(np.round(rgb.transpose(1, 2, 0) * 255).astype(np.uint8))
     width, height = canvas.size
     pen = draw_.Draw(canvas)
+    pen.fontmode = "1"  # no anti-aliasing: the label's pixels are its colour or black
     thick = max(1, int(height * 0.002))
     boxes: dict[tuple[float, ...], list[Detected]] = {}
     for d in detections:  # one box, its classes in Darknet's order (best first)

@@ -8,7 +8,8 @@ output pixel ``c`` to input position ``c·(in - 1)/(out - 1)`` and interpolates 
 along rows, then columns; Pillow's affine transform with bilinear filtering of float images
 (mode ``F``) computes the same interpolation, in double rather than Darknet's float positions.
 How close the two are is measured in the tests against a numpy copy of Darknet's loops
-(docs/detect.md says the figures). Pillow's own ``resize`` is not used: it averages over the
+(docs/detect.md says the figures). Darknet's last row, which its float arithmetic can leave
+nearly black, is reproduced. Pillow's own ``resize`` is not used: it averages over the
 whole footprint when shrinking, which Darknet does not.
 """
 
@@ -99,6 +100,16 @@ def resize(image: Array, w: int, h: int) -> Array:
         plane = pil.fromarray(np.ascontiguousarray(image[k], np.float32))
         done = plane.transform((w, h), pil.Transform.AFFINE, data, resample=pil.Resampling.BILINEAR)
         out[k] = np.asarray(done, np.float32)
+    if h > 1 and ih > 1:
+        # Darknet's last row: its float position (h-1)·((ih-1)/(h-1)) can round below the
+        # image's last row (480 → 240 does); Darknet then keeps (1 - dy) of the row above and
+        # skips the rest (the last row is never completed), a nearly black row. So does dwf.
+        step = np.float32(ih - 1) / np.float32(h - 1)
+        sy = np.float32(np.float32(h - 1) * step)
+        iy = int(sy)
+        if iy < ih - 1:
+            row = resize(image[:, iy : iy + 1, :], w, 1)[:, 0, :]
+            out[:, h - 1, :] = (np.float32(1) - np.float32(sy - np.float32(iy))) * row
     return out
 
 

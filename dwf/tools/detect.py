@@ -158,6 +158,7 @@ def _onnxruntime(f: WeightsFile, network: Network) -> Runner:
     from dwf.tools.emit_onnx import in_memory
 
     ort = require("onnxruntime", "detect")
+    require("onnx", "detect")  # builds the model the session runs
     model, arrays = in_memory(f, network)
     options = ort.SessionOptions()
     values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays.values()]
