@@ -2,9 +2,10 @@
 
 Measured in one run, under the same conditions for dwf and the alternative it is compared with:
 
-* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``cut``, ``stats``, ``check``
-  and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it without
-  using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
+* **Peak memory** of ``dwf fuse``, ``export`` (npz, safetensors), ``import-weights`` (npz,
+  compressed npz, safetensors, PyTorch .pt: the exports of the same file), ``cut``, ``stats``,
+  ``check`` and ``diff`` on a sparse weights file (1 GiB by default; ``os.truncate`` makes it
+  without using the disk), each in a fresh process; peak RSS is the child's VmHWM, which it reports
   itself at exit (``ru_maxrss`` would include this script's memory, inherited through fork).
   Goal: ≤ 300 MiB whatever the file's size. For scale: the bare interpreter with numpy and dwf
   imported, and ``safetensors.numpy.save_file`` of the same arrays.
@@ -12,10 +13,19 @@ Measured in one run, under the same conditions for dwf and the alternative it is
   body of a read-only map as one float32 array (``np.frombuffer``), summed in 4 Mi-float blocks
   — the limit any scan of the file stands against — on a file of random weights in the page
   cache. Goal: ≤ 2. Also reported, as "per-array access": one ``np.sum`` of every view a user
-  gets from ``dwf.open`` (about 400 checked views; the baseline of earlier rounds).
+  gets from ``dwf.open`` (about 400 checked views; the baseline of earlier rounds). And
+  ``dwf.check`` of the same file modified just before (its bytes are then checked again: issue
+  21, #4), ÷ ``dwf.check``.
 * **cut vs dd**: ``dwf cut`` (command line, fresh process; and the Python call) against ``dd``
   of the same bytes with ``conv=fsync``, ratio dd time ÷ dwf time. Goal: ≥ 0.9. The exports
-  (npz, safetensors, Python calls) against ``dd`` of the whole file: goal ≥ 0.5.
+  (npz, safetensors, Python calls) and the imports of those exports (Python calls) against
+  ``dd`` of the whole file: goal ≥ 0.5.
+* **Remote bounds** (issue 21, #7; issue 25): peak memory of a fresh process reading through an
+  HTTP server on 127.0.0.1 (tests/remote_servers.py) that misbehaves — a 206 reply of 200 MB for
+  a 64 KiB range; a cfg of 3 GiB whose size the server gives, and one whose size it does not
+  give (no Content-Length: the body ends when the connection closes); and ``dwf check`` of a file
+  on ``python -m http.server``, which ignores ranges (the file is read once into a temporary
+  file). Goal: the same ≤ 300 MiB, whatever the server sends.
 * **diff under a busy CPU**: ``dwf.diff`` of two different random files (fresh process), idle,
   then with a busy-loop process on the machine; ratio busy ÷ idle. Goal: ≤ 1.5. And the same
   with ``OPENBLAS_NUM_THREADS=1``: busy dwf ÷ busy single-thread ≈ 1 shows that no
@@ -191,6 +201,26 @@ def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
         ("dwf check", [*dwf_cli, "check", str(weights), *c]),
         ("dwf diff (vs a second file)", [*dwf_cli, "diff", str(weights), str(other), *c]),
     ]
+    # The imports read exports of the same file, made here (not measured) and kept until the
+    # end; the .pt only where torch is installed.
+    exports = folder / "exports"
+    exports.mkdir(exist_ok=True)
+    kinds = [("npz", "e.npz", False), ("compressed npz", "c.npz", True),
+             ("safetensors", "e.safetensors", False)]
+    try:
+        import torch  # noqa: F401
+
+        kinds.append(("PyTorch .pt", "e.pt", False))
+        jobs.append(("python + numpy + torch + dwf imported (.pt floor)",
+                     [sys.executable, "-c", "import numpy, torch, dwf"]))
+    except ImportError:
+        pass
+    for what, name, compress in kinds:
+        dwf.export(weights, exports / name, cfg=cfg, compress=compress)
+        more = ["--cfg", str(cfg)] if name.endswith(".pt") else []  # a state dict has no cfg
+        jobs.append((f"dwf import-weights ({what})",
+                     [*dwf_cli, "import-weights", str(exports / name), str(out / "i.weights"),
+                      *more]))
     try:
         import safetensors.numpy  # noqa: F401
 
@@ -226,7 +256,7 @@ def memory_rows(folder: Path, mib: int) -> list[dict[str, Any]]:
             + (f"  (exit {r['rc']})" if r["rc"] not in (0, 1) else ""),
             flush=True,
         )
-    for p in (weights, other):
+    for p in (weights, other, *exports.iterdir()):
         p.unlink()
     return rows
 
@@ -255,9 +285,17 @@ def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
     def stats() -> None:
         dwf.stats(weights, cfg=cfg)
 
+    def check_fresh() -> None:
+        # A file modified just before its read (as one being written): its modification time
+        # cannot tell a rewrite, so the bytes read are summed and read again (dwf/io/source.py).
+        os.utime(weights)
+        dwf.check(weights, cfg=cfg)
+
     with dwf.open(weights, cfg) as f:
         header = f.header.size
-    runs: dict[str, list[float]] = {"raw": [], "sum": [], "check": [], "stats": []}
+    runs: dict[str, list[float]] = {
+        "raw": [], "sum": [], "check": [], "stats": [], "check_fresh": []
+    }
     for fn in (raw_pass, sum_pass, check, stats):  # warm-up: imports, plan cache
         fn()
     for _ in range(repeats):  # interleaved: the machine's load hits all alike
@@ -265,6 +303,8 @@ def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
         runs["sum"].append(timed(sum_pass))
         runs["check"].append(timed(check))
         runs["stats"].append(timed(stats))
+        runs["check_fresh"].append(timed(check_fresh))
+    time.sleep(0.2)  # the file at rest again for what follows
     s = {k: summary(v) for k, v in runs.items()}
     return {
         "file_mib": weights.stat().st_size / MiB,
@@ -273,6 +313,7 @@ def scan_ratio(weights: Path, cfg: Path, repeats: int) -> dict[str, Any]:
         "stats_ratio": s["stats"]["median"] / s["raw"]["median"],
         "check_ratio_per_array": s["check"]["median"] / s["sum"]["median"],
         "stats_ratio_per_array": s["stats"]["median"] / s["sum"]["median"],
+        "check_fresh_ratio": s["check_fresh"]["median"] / s["check"]["median"],
     }
 
 
@@ -293,8 +334,16 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
     out.mkdir(exist_ok=True)
     size = weights.stat().st_size
     runs: dict[str, list[float]] = {
-        k: [] for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api")
+        k: []
+        for k in ("dd_cut", "cut_cli", "cut_api", "dd_all", "npz_api", "safetensors_api",
+                  "import_npz_api", "import_safetensors_api")
     }
+    exports = folder / "wx"  # what the imports read, made once (not measured)
+    exports.mkdir(exist_ok=True)
+    dwf.export(weights, exports / "e.npz", cfg=cfg)
+    dwf.export(weights, exports / "e.safetensors", cfg=cfg)
+    read_all(exports / "e.npz")
+    read_all(exports / "e.safetensors")
     have_dd = shutil.which("dd") is not None
 
     def cut_cli(dst: Path) -> float:
@@ -307,6 +356,10 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
         ("cut_api", "a.weights", lambda dst: dwf.cut(weights, dst, upto, cfg=cfg)),
         ("npz_api", "e.npz", lambda dst: dwf.export(weights, dst, cfg=cfg)),
         ("safetensors_api", "e.safetensors", lambda dst: dwf.export(weights, dst, cfg=cfg)),
+        ("import_npz_api", "i.weights",
+         lambda dst: dwf.import_weights(exports / "e.npz", dst)),
+        ("import_safetensors_api", "j.weights",
+         lambda dst: dwf.import_weights(exports / "e.safetensors", dst)),
     ]
     if have_dd:
         steps += [
@@ -326,7 +379,7 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
             t0 = time.perf_counter()
             got = write(dst)
             runs[key].append(got if isinstance(got, float) else time.perf_counter() - t0)
-    for p in out.iterdir():
+    for p in (*out.iterdir(), *exports.iterdir()):
         p.unlink()
     s = {k: summary(v) for k, v in runs.items() if v}
     res: dict[str, Any] = {"file_mib": size / MiB, "cut_mib": kept / MiB, "times": s}
@@ -336,6 +389,8 @@ def writers(weights: Path, cfg: Path, folder: Path, repeats: int) -> dict[str, A
         res["cut_api_vs_dd"] = med["dd_cut"] / med["cut_api"]
         res["npz_vs_dd"] = med["dd_all"] / med["npz_api"]
         res["safetensors_vs_dd"] = med["dd_all"] / med["safetensors_api"]
+        res["import_npz_vs_dd"] = med["dd_all"] / med["import_npz_api"]
+        res["import_safetensors_vs_dd"] = med["dd_all"] / med["import_safetensors_api"]
     return res
 
 
@@ -394,7 +449,83 @@ def _ratio(times: dict[str, Any], num: str, den: str) -> tuple[float, float]:
     )
 
 
-PARTS = ("memory", "scan", "writers", "diff")
+# -- remote bounds ------------------------------------------------------------------------------
+REMOTE_OPEN = (
+    "import sys, dwf\n"
+    "with dwf.open(sys.argv[1], cfg=sys.argv[2]) as f:\n"
+    "    print(float(f['conv_0'].weights.sum()), float(f[-1].weights.sum()))\n"
+)
+
+
+def remote_rows(folder: Path, cfg_mib: int, served_mib: int) -> list[dict[str, Any]]:
+    """Peak memory of reads from misbehaving servers (see the module's docstring)."""
+    try:
+        import aiohttp  # noqa: F401
+        import fsspec  # noqa: F401
+    except ImportError:
+        print("  (skipped: pip install 'dwf[remote]')")
+        return []
+    tests = ROOT / "tests"
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))
+    from remote_servers import StaticServer, VersionedServer
+    from small_net import write_model
+
+    weights, cfg = write_model(folder)
+    big_w, big_cfg = make_sparse(folder, served_mib, "served")
+    server = VersionedServer().start()
+    static = StaticServer(folder).start()
+    rows = []
+    try:
+        w_url = server.put("net.weights", weights.read_bytes())
+        c_url = server.put("net.cfg", cfg.read_bytes())
+        pattern = b"[net]\n# a cfg that goes on and on\n"
+        said = server.put_huge("said.cfg", cfg_mib << 20, pattern)
+        unsaid = server.put_huge("unsaid.cfg", cfg_mib << 20, pattern)
+        server.hide_length = {"unsaid.cfg"}
+        floor = "import numpy, dwf, dwf.io.remote, fsspec, aiohttp, fsspec.implementations.http"
+        dwf_cli = [sys.executable, "-m", "dwf"]
+        # (label, command, bytes the server adds to every 206 reply)
+        jobs: list[tuple[str, list[str], int]] = [
+            ("python + numpy + dwf + fsspec + aiohttp (floor)",
+             [sys.executable, "-c", floor], 0),
+            ("206 reply of 200 MB for a 64 KiB range: open + 2 layers",
+             [sys.executable, "-c", REMOTE_OPEN, w_url, c_url], 200_000_000),
+            (f"remote cfg of {cfg_mib:,} MiB, size given: dwf info",
+             [*dwf_cli, "info", w_url, "--cfg", said], 0),
+            (f"remote cfg of {cfg_mib:,} MiB, no size given: dwf info",
+             [*dwf_cli, "info", w_url, "--cfg", unsaid], 0),
+            (f"server ignoring ranges, {big_w.stat().st_size / MiB:,.0f} MiB file: dwf check",
+             [*dwf_cli, "check", f"{static.url}/{big_w.name}", "--cfg", str(big_cfg),
+              "--storage-option", "download_limit=8GB"], 0),
+        ]
+        for label, argv, oversize in jobs:
+            server.oversize = oversize
+            server.log.clear()
+            r = child(argv)
+            # (python -m http.server keeps no log: its row shows 0)
+            sent = sum(x.body_bytes for x in server.log if x.method == "GET")
+            rows.append({
+                "what": label,
+                "seconds": r["seconds"],
+                "peak_rss_mib": r["peak_rss_mib"],
+                "server_sent_mib": sent / MiB,
+                "rc": r["rc"],
+                "error": r["err"].strip()[-300:] if r["rc"] not in (0, 1) else "",
+            })
+            print(
+                f"  {label:<58} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mib']:7.1f} MiB"
+                f"  (exit {r['rc']}; server sent {sent / MiB:,.1f} MiB)",
+                flush=True,
+            )
+    finally:
+        server.stop()
+        static.stop()
+        big_w.unlink()
+    return rows
+
+
+PARTS = ("memory", "scan", "writers", "diff", "remote")
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -416,6 +547,13 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": f"{ratio[0]:.2f}× (minima: {ratio[1]:.2f}×)",
                     "met": ok(ratio[0])})
 
+    if doc.get("remote"):
+        worst = max(doc["remote"], key=lambda r: r["peak_rss_mib"])
+        out.append({
+            "target": f"peak RSS of reads from misbehaving servers ≤ {RSS_GOAL_MIB} MiB",
+            "measured": f"{worst['peak_rss_mib']:.0f} MiB ({worst['what']})",
+            "met": worst["peak_rss_mib"] <= RSS_GOAL_MIB,
+        })
     if "scan" in doc:
         st = doc["scan"]["times"]
         add("f.check() ≤ 2× one raw pass over the mapped body", _ratio(st, "check", "raw"),
@@ -431,6 +569,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         add("dwf.cut (call) ≥ 0.9× dd", _ratio(wt, "dd_cut", "cut_api"), lambda r: r >= 0.9)
         add("npz export ≥ 0.5× dd", _ratio(wt, "dd_all", "npz_api"), lambda r: r >= 0.5)
         add("safetensors export ≥ 0.5× dd", _ratio(wt, "dd_all", "safetensors_api"),
+            lambda r: r >= 0.5)
+        add("npz import ≥ 0.5× dd", _ratio(wt, "dd_all", "import_npz_api"), lambda r: r >= 0.5)
+        add("safetensors import ≥ 0.5× dd", _ratio(wt, "dd_all", "import_safetensors_api"),
             lambda r: r >= 0.5)
     if "diff" in doc:
         d = doc["diff"]
@@ -448,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sparse-mib", type=int, help="size of the sparse file (default 1024)")
     ap.add_argument("--random-mib", type=int, help="size of the random files (default 256)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--remote-cfg-mib", type=int,
+                    help="size of the remote cfgs of the remote part (default 3072)")
     ap.add_argument("--only", choices=PARTS, action="append",
                     help="run only this part (repeatable; default: all)")
     args = ap.parse_args(argv)
@@ -464,6 +607,10 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in parts:
             print(f"peak memory, each command in a fresh process, {sparse_mib} MiB sparse file:")
             doc["memory"] = memory_rows(folder, sparse_mib)
+        if "remote" in parts:
+            cfg_mib = args.remote_cfg_mib or (256 if args.quick else 3072)
+            print("peak memory of reads from misbehaving HTTP servers on 127.0.0.1:")
+            doc["remote"] = remote_rows(folder, cfg_mib, 32 if args.quick else 256)
         if parts & {"scan", "writers", "diff"}:
             a, cfg = make_random(folder, random_mib, "rand_a", 1)
         if "scan" in parts:

@@ -13,6 +13,10 @@
 
     python benchmarks/bench_remote.py            # 3 repeats (--repeats N)
     python benchmarks/bench_remote.py --quick    # 1 repeat, 40 checkpoints, no full scan
+    python benchmarks/bench_remote.py --only remote   # part 1 only (--only many: part 2)
+
+Part 1 also reads the file from ``python -m http.server``, which ignores ranges: ``dwf.check``
+then reads the whole response once into a temporary file (bytes: the body dwf received).
 
 Needs ``pip install 'dwf[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
 The server runs in this process (a thread), on 127.0.0.1: the network cost is the loopback's,
@@ -38,11 +42,12 @@ for p in (ROOT, ROOT / "tests"):  # the checkout's dwf, and the test servers and
         sys.path.insert(0, str(p))
 
 from remote_helpers import small_checkpoint, sparse_yolov4  # noqa: E402
-from remote_servers import HttpServer  # noqa: E402
+from remote_servers import HttpServer, StaticServer  # noqa: E402
 
 import dwf  # noqa: E402
 
-CFG = ROOT.parent / "shared" / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
+SHARED = Path(os.environ.get("DWF_SHARED", ROOT.parent / "shared"))  # as tests/conftest.py
+CFG = SHARED / "conformance" / "cfg" / "alexeyab" / "yolov4.cfg"
 
 
 def timed(fn: Callable[[], Any], server: HttpServer | None, repeats: int) -> dict[str, Any]:
@@ -114,9 +119,38 @@ def remote_rows(folder: Path, repeats: int, quick: bool) -> list[dict[str, Any]]
                 f" {row['seconds'] * 1000:>9.1f} ms",
                 flush=True,
             )
+        if not quick:
+            rows.append(no_ranges_row(folder, size, cfg_bytes, repeats))
     finally:
         server.stop()
     return rows
+
+
+def no_ranges_row(folder: Path, size: int, cfg_bytes: int, repeats: int) -> dict[str, Any]:
+    """``dwf.check`` of the file served by ``python -m http.server`` (no ranges): the whole
+    response is read once into a temporary file, then checked from there."""
+    static = StaticServer(folder).start()
+    url, cfg = f"{static.url}/yolov4.weights", f"{static.url}/yolov4.cfg"
+    received: list[int] = []
+
+    def run() -> None:
+        with dwf.open(url, cfg=cfg) as f:
+            dwf.check(f)
+            received.append(getattr(f.source, "transferred", 0))
+
+    case = "http.server (no ranges): dwf.check(url)"
+    try:
+        row = {"case": case, "file_bytes": size, "cfg_bytes": cfg_bytes,
+               **timed(run, None, repeats)}
+    except dwf.DwfError as e:  # (before dwf read such servers: "does not answer ranges")
+        print(f"{case:34} failed: {e}")
+        return {"case": case, "error": str(e)}
+    finally:
+        static.stop()
+    row["bytes"] = received[-1] + cfg_bytes
+    print(f"{row['case']:34} {row['bytes']:>13,} B {'':>9} {row['seconds'] * 1000:>9.1f} ms",
+          flush=True)
+    return row
 
 
 def many_rows(folder: Path, n: int, repeats: int, big: bool = False) -> list[dict[str, Any]]:
@@ -171,20 +205,26 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 repeat, 40 files, no full scan")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (default 3)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bench_remote.json"))
+    ap.add_argument("--only", choices=("remote", "many"), action="append",
+                    help="run only this part (repeatable; default: both)")
     args = ap.parse_args()
+    parts = set(args.only or ("remote", "many"))
     repeats = 1 if args.quick else args.repeats
     doc: dict[str, Any] = {"quick": args.quick, "repeats": repeats, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        if CFG.exists():
+        if "remote" not in parts:
+            pass
+        elif CFG.exists():
             print("-- a yolov4-sized file over HTTP (127.0.0.1)")
             doc["remote"] = remote_rows(Path(tmp) / "http", repeats, args.quick)
         else:
             print(f"({CFG} not found: the HTTP rows need ../shared)")
             doc["remote"] = []
-        print("-- check over many small checkpoints")
         n = 40 if args.quick else 200
-        doc["many"] = many_rows(Path(tmp) / "many", n, repeats)
-        if not args.quick:
+        if "many" in parts:
+            print("-- check over many small checkpoints")
+            doc["many"] = many_rows(Path(tmp) / "many", n, repeats)
+        if "many" in parts and not args.quick:
             print("-- the same with larger checkpoints")
             doc["many_large"] = many_rows(Path(tmp) / "large", n, repeats, big=True)
     out = Path(args.out)

@@ -8,10 +8,50 @@ survive pickling (they cross ``multiprocessing`` boundaries intact).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for the annotation only: errors.py imports nothing of dwf at run time
     from dwf.format.diagnosis import Diagnosis
+
+# A URL in a message: scheme, optional user information, the rest up to a space or a quote.
+_URL_IN_TEXT = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]+://)(?P<user>[^\s/@'\"<>]*@)?(?P<rest>[^\s'\"<>]*)"
+)
+# A query value: up to the next parameter, fragment, space, quote or sentence punctuation.
+_QUERY_VALUE = re.compile(r"=[^&#\s'\"<>:,;)]*")
+
+
+def _redact_one(m: re.Match[str]) -> str:
+    rest = m["rest"]
+    path, q, query = rest.partition("?")
+    if q:
+        query, hash_, fragment = query.partition("#")
+        query = _QUERY_VALUE.sub("=***", query) + hash_ + fragment
+    return m["scheme"] + ("***@" if m["user"] else "") + path + q + query
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden: user information
+    (``https://user:password@host``, a token as user name) and the values of query parameters
+    (signed URLs: ``?X-Amz-Signature=…``, ``?sig=…``, ``?token=…``) become ``***``."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(_redact_one, text)
+
+# A path longer than this is shortened in messages (PATH_MAX is 4,096; a message quoting one
+# twice ran to 12 KB). The attribute ``path`` keeps it whole.
+PATH_CHARS = 200
+
+
+def short_path(path: str) -> str:
+    """``path`` as messages show it: whole up to :data:`PATH_CHARS` characters, else its start
+    and its end (where the file name is) around ``…``. The one rule for every message."""
+    if len(path) <= PATH_CHARS:
+        return path
+    head = PATH_CHARS // 4
+    tail = PATH_CHARS - head - 1
+    return f"{path[:head]}…{path[-tail:]}"
 
 
 def _restore(cls: type[DwfError], message: str, state: dict[str, Any]) -> DwfError:
@@ -36,13 +76,15 @@ class DwfError(ValueError):
     """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
+        # Messages name URLs, and URLs can carry credentials: never in a message (or a log).
+        message = redact(message)
+        path = None if path is None else redact(path)
         reason = message
         if path is not None:
             prefix = f"{path}: "
             if message.startswith(prefix):
                 reason = message[len(prefix) :]
-            else:
-                message = prefix + message
+            message = f"{short_path(path)}: {reason}"
         super().__init__(message)
         self.path = path
         self.reason = reason
@@ -70,11 +112,11 @@ class CfgError(DwfError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
-        where = path or "<cfg text>"
+        where = short_path(path) if path else "<cfg text>"
         prefix = f"{where}:{line}: " if line is not None else f"{where}: "
         super().__init__(prefix + message)
-        self.path = path
-        self.reason = message
+        self.path = None if path is None else redact(path)
+        self.reason = redact(message)
         self.line = line
 
 
@@ -183,9 +225,9 @@ class ArrayError(DwfError):
 class FileChangedError(DwfError):
     """The file changed on disk (size or modification time) since it was opened.
 
-    Darknet rewrites ``*_last.weights`` in place during training; touching a map of a file that
-    shrank would kill the process with SIGBUS, so dwf checks before handing out data. Reopen the
-    file to see its new content, or open with ``backend="pread"``, which never faults.
+    Darknet rewrites ``*_last.weights`` in place during training: the file is no longer the
+    checkpoint that was opened, so dwf hands out no new view of it; views handed out before keep
+    their values (docs/robustness.md). Reopen the file to see its new content.
 
     Attributes:
         opened: ``(size, mtime_ns)`` when the file was opened.

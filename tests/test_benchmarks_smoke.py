@@ -82,10 +82,24 @@ def test_bench_memory_quick_runs_and_writes_json(tmp_path: Path) -> None:
     doc, _ = run_quick("bench_memory.py", tmp_path, "--repeats", "2")
     assert doc["quick"] is True
     commands = {row["what"] for row in doc["memory"]}
-    for name in ("fuse", "npz", "safetensors", "cut", "stats", "check", "diff"):
+    for name in ("fuse", "npz", "safetensors", "cut", "stats", "check", "diff",
+                 "import-weights (npz)", "import-weights (safetensors)"):
         assert any(name in c for c in commands), name
+    assert doc["writers"]["times"]["import_npz_api"]["min"] > 0
     # every command ran to completion (exit 0 or 1 = findings) and was measured
     assert all(row["rc"] in (0, 1) and row["peak_rss_mib"] > 0 for row in doc["memory"]), doc
     assert doc["scan"]["check_ratio"] > 0 and doc["diff"]["ratio"] > 0
     assert all(isinstance(t["met"], bool) for t in doc["targets"])
     assert not list(tmp_path.glob("tmp*/*")), "the benchmark left files behind"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file leases are Linux's")
+def test_bench_live_quick_measures_the_guard(tmp_path: Path) -> None:
+    doc, stdout = run_quick("bench_live.py", tmp_path, "--repeats", "1")
+    assert "first view" in doc["open"] and "open + view (per file)" in doc["open"]
+    rows = {(r["held"], r["cold"]): r for r in doc["detach"]}
+    assert set(rows) == {(h, c) for h in ("writer alone", "tiny", "big", "all") for c in (0, 1)}
+    assert all(r["kept"] for r in doc["detach"])  # every held view kept its values
+    everything = rows["all", False]["median"]
+    assert everything["held_bytes"] > 16 * 2**20 and everything["swap_s"] > 0
+    assert "views kept" in stdout

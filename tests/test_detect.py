@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import darknet_detect_reference as ref
 import numpy as np
 import pytest
 from conftest import shared_path
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import darknet_detect_reference as ref
 import dwf
 from dwf.format import nms as dnms
 from dwf.format.network import describe
@@ -314,7 +314,7 @@ def test_detect_on_images_with_darknets_resize(
         for d, (box, _, prob) in zip(found, want, strict=True):
             np.testing.assert_allclose(d.box, box, rtol=2e-5, atol=2e-6)
             assert abs(d.prob - prob) < 1e-5
-            left, top, w, h = d.box_pixels
+            left, _, _, h = d.box_pixels
             assert abs(left - (box[0] - box[2] / 2) * frame[0]) < 1e-3
             assert abs(h - box[3] * frame[1]) < 1e-3
 
@@ -534,7 +534,7 @@ def test_images_decode_like_darknet(tmp_path: Path) -> None:
         images.load(np.zeros((4, 4, 5), np.uint8))
 
 
-# -- the real networks as a user runs them ----------------------------------------------------------
+# -- the real networks as a user runs them -------------------------------------------------------
 def _real() -> tuple[Path, Any]:
     folder = shared_path("realweights", "yolo-fastest-1.1")
     z = np.load(shared_path("detect", "yolo-fastest-1.1--horses.npz"))
@@ -676,7 +676,7 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(dwf.UnsupportedLayerError, match=r"\[detection\] \(YOLOv1\)"):
         net.require("ONNX")
     tree = "[net]\nwidth=4\nheight=4\nchannels=7\n[region]\nclasses=2\nnum=1\ntree=x.tree\n"
-    with pytest.raises(dwf.UnsupportedLayerError, match="tree=x.tree"):
+    with pytest.raises(dwf.UnsupportedLayerError, match=r"tree=x\.tree"):
         describe(dwf.Plan.from_text(tree), decode=True).require("ONNX")
     with pytest.raises(dwf.DwfError, match="no \\[yolo\\]"):
         describe(
@@ -691,6 +691,6 @@ def test_refusals(tmp_path: Path) -> None:
         dwf.detect(weights, np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(dwf.DwfError, match="unknown runtime"):
         dwf.detect(weights, np.zeros((1, 3, 320, 320), np.float32), runtime="tvm")
-    with pytest.raises(dwf.DwfError, match="missing.png"):
+    with pytest.raises(dwf.DwfError, match=r"missing\.png"):
         dwf.detect(weights, tmp_path / "missing.png")
     assert not os.path.exists(tmp_path / "a.onnx")

@@ -95,6 +95,7 @@ PROBE = textwrap.dedent(
 
     weights, cfg, small, big = sys.argv[1:5]
     dwf.WeightsFile  # noqa: B018 - import the reader (lazily loaded) before counting bytes
+    import dwf.io.guard  # loaded with the first view (the lease): before counting too
     c = snap()
     s0 = snap()
     cost = {"rchar": s0["rchar"] - c["rchar"]}  # what reading the counters adds to rchar

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import gc
 import hashlib
-import mmap
 import multiprocessing
 import os
 import random
@@ -34,6 +33,7 @@ import dwf.tools.fuse
 from dwf.format.header import Header
 from dwf.interfaces.cli import main as cli
 from dwf.io.reader import WeightsFile
+from dwf.io.source import LocalSource
 from dwf.tools.demo import demo_cfg_text
 
 BIG_LAYER = "connected_4"  # its data lies hundreds of KiB into the file, far past the first page
@@ -124,7 +124,10 @@ def test_truncated_while_open_raises_file_changed_not_sigbus(
 DEMONSTRATE_SIGBUS = """
 import sys, numpy as np, dwf
 f = dwf.open(sys.argv[1], sys.argv[2])
-view = f[sys.argv[3]].weights      # handed out while the file was intact: the check passed
+spec = f[sys.argv[3]].plan.array("weights")
+# a plain read-only map of the same bytes, as numpy.memmap (or mmap.mmap) makes it
+view = np.memmap(sys.argv[1], dtype="<f4", mode="r", offset=f.header.size + 4 * spec.offset,
+                 shape=(spec.count,))
 print("ready", flush=True)
 sys.stdin.readline()               # meanwhile the parent truncates the file
 print("sum", float(np.sum(view, dtype=np.float64)), flush=True)  # touches the vanished pages
@@ -133,16 +136,15 @@ sys.exit(0)
 
 
 @posix_only
-def test_DEMONSTRATION_a_view_of_a_truncated_map_dies_with_sigbus(
+def test_DEMONSTRATION_a_plain_map_of_a_truncated_file_dies_with_sigbus(
     model: tuple[Path, Path],
 ) -> None:
-    """DEMONSTRATION of why dwf checks the file before handing out a view.
+    """DEMONSTRATION of why dwf guards its maps (tests/test_live.py shows that it does).
 
-    Here the view is taken *before* the truncation, so no check can intervene: touching its
-    pages, which the truncation removed, kills the process with SIGBUS — no exception, no
-    cleanup, a dead notebook kernel. dwf's check before each view (previous test) turns that
-    into a FileChangedError; a view already in hand stays exposed, which is what
-    ``backend="pread"`` is for (next tests).
+    A plain memory map of the file, taken while the file was intact: touching its pages after
+    another process truncated the file kills the process with SIGBUS — no exception, no
+    cleanup, a dead notebook kernel. This is what a view of dwf's map did before the map was
+    guarded by a lease (issue 20).
     """
     weights, cfg = model
     proc = _child(DEMONSTRATE_SIGBUS, str(weights), str(cfg), BIG_LAYER)
@@ -205,7 +207,7 @@ def test_pread_short_read_raises_file_changed(
     f = dwf.open(weights, cfg, backend="pread")
     layer = f[BIG_LAYER]
     os.truncate(weights, 4096)
-    monkeypatch.setattr(WeightsFile, "_check_unchanged", lambda self: None)  # lose the race
+    monkeypatch.setattr(LocalSource, "_check_unchanged", lambda self: None)  # lose the race
     with pytest.raises(dwf.FileChangedError, match="short read"):
         layer.weights  # noqa: B018
     f.close()
@@ -215,10 +217,16 @@ def test_copy_true_is_the_pread_backend(model: tuple[Path, Path]) -> None:
     weights, cfg = model
     with dwf.open(weights, cfg, copy=True) as f:
         assert f.backend == "pread"
-        assert isinstance(_root(f[BIG_LAYER].weights), bytes)  # owned bytes, not the map
+        root = _root(f[BIG_LAYER].weights)  # memory of its own, not the map
+        assert isinstance(root, np.ndarray) and root.flags.owndata
     with dwf.open(weights, cfg) as f:
         root = _root(f[BIG_LAYER].weights)
-        assert isinstance(root, memoryview) and isinstance(root.obj, mmap.mmap)
+        if f.view_mode.startswith("zero-copy"):  # the guarded map (Linux, a local file)
+            from dwf.io.guard import GuardedMap
+
+            assert isinstance(root, GuardedMap)
+        else:  # owned copies (another platform, a network file system)
+            assert isinstance(root, np.ndarray) and root.flags.owndata, f.view_mode
 
 
 def _root(a: Any) -> Any:
@@ -282,28 +290,30 @@ def test_file_shrinking_while_being_opened(model: tuple[Path, Path], backend: st
     """Regression: a file that shrank between the size check and the map raised ValueError
     from numpy, and the descriptor's finalizer was already registered, so the caller's close
     and the finalizer would both close it (maybe someone else's by then). With pread nothing is
-    mapped: only the size check catches it there."""
+    mapped: only the size check catches it there. The descriptor belongs to the source from the
+    start, and is closed once, however often the source is closed or collected."""
     weights, cfg = model
     plan = dwf.plan(cfg)
-    size = weights.stat().st_size
-    fd = os.open(weights, os.O_RDONLY)
+    source = LocalSource.open(str(weights))
+    os.truncate(weights, 4096)
+    with pytest.raises(dwf.FileChangedError, match="changed while it was being opened"):
+        WeightsFile(
+            plan,
+            Header(),
+            source,
+            partial=False,
+            mismatch=None,
+            backend=backend,  # type: ignore[arg-type]
+        )
+    source.close()
+    source.close()
+    other = os.open(weights, os.O_RDONLY)  # the number just freed, most likely
     try:
-        os.truncate(weights, 4096)
-        with pytest.raises(dwf.FileChangedError, match="changed while it was being opened"):
-            WeightsFile(
-                str(weights),
-                plan,
-                Header(),
-                size,
-                partial=False,
-                mismatch=None,
-                fd=fd,
-                backend=backend,  # type: ignore[arg-type]
-            )
+        del source
         gc.collect()
-        os.fstat(fd)  # still open: only its owner (here, this test) closes it
+        os.fstat(other)  # not closed a second time under its old owner's name
     finally:
-        os.close(fd)
+        os.close(other)
 
 
 # -- views are read-only ---------------------------------------------------------------------------
@@ -415,9 +425,10 @@ FAILURES = [RuntimeError("injected"), OSError(errno.ENOSPC, "No space left on de
 
 
 def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
-    """``atomic_write`` whose file fails on its k-th ``write`` (whatever writes to it: a header,
-    an array, a chunk of one), for every writer that goes through it."""
-    real = dwf.io.writer.atomic_write
+    """``atomic_writes`` (which ``atomic_write`` calls too) whose files fail on their k-th
+    ``write`` in all (whatever writes to them: a header, an array, a chunk of one, a cfg), for
+    every writer that goes through it."""
+    real = dwf.io.writer.atomic_writes
     calls = 0
 
     class Flaky:
@@ -436,8 +447,8 @@ def _failing_writes(k: int, exc: BaseException) -> Callable[..., Any]:
 
     @contextlib.contextmanager
     def flaky(*args: Any, **kwargs: Any) -> Any:
-        with real(*args, **kwargs) as fh:
-            yield Flaky(fh)
+        with real(*args, **kwargs) as fhs:
+            yield tuple(Flaky(fh) for fh in fhs)
 
     return flaky
 
@@ -459,8 +470,8 @@ def test_failure_mid_write_leaves_destination_and_no_temp_file(
     dst_cfg = out / "dst.cfg"
     dst_cfg.write_text("the old cfg")
     flaky = _failing_writes(4, exc)  # the fourth write: the header and more are written
-    monkeypatch.setattr(dwf.io.writer, "atomic_write", flaky)
-    monkeypatch.setattr(dwf.tools.fuse, "atomic_write", flaky)
+    monkeypatch.setattr(dwf.io.writer, "atomic_writes", flaky)
+    monkeypatch.setattr(dwf.tools.fuse, "atomic_writes", flaky)
     expected = dwf.DwfError if isinstance(exc, OSError) else RuntimeError
     with pytest.raises(expected) as info:
         if how == "dwf.save":

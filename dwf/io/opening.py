@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +17,13 @@ from dwf.errors import (
     DwfError,
     HeaderError,
     SizeMismatchError,
-    WeightsNotFoundError,
 )
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
-from dwf.format.planner import Plan, cfg_text
+from dwf.format.planner import Plan
 from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.reader import Backend, WeightsFile
-from dwf.io.views import pread_all
+from dwf.io.source import ByteSource, LocalSource
 
 if TYPE_CHECKING:
     from dwf.format.header_width import WidthJudgement
@@ -75,43 +73,64 @@ def find_cfg(weights: str) -> tuple[str | None, list[str]]:
 
 
 def _resolve_plan(
-    path: str,
+    source: ByteSource,
     head: bytes,
-    size: int,
     cfg: str | os.PathLike[str] | Plan | None,
     dialect: Dialect,
-    header: Header | None = None,
+    header: Header,
+    storage_options: Mapping[str, Any] | None,
 ) -> Plan:
+    """The plan of the file ``source`` reads: ``cfg`` a Plan, a path or a URL; or, when
+    ``None``, the cfg beside the file (on disk or on the server), by the names
+    :func:`find_cfg` looks for."""
     if isinstance(cfg, Plan):
         return cfg
     if cfg is None:
-        found, looked = find_cfg(path)
+        # the names a cfg beside it may have (a URL's query, which signs this file only, aside)
+        _, looked = find_cfg(source.local_path or source.name.split("?", 1)[0])
+        names = [Path(c).name for c in looked]
+        found = next((loc for loc in map(source.beside, names) if loc is not None), None)
         if found is None:
-            folder = Path(path).parent
-            try:
-                others = sorted(x.name for x in folder.glob("*.cfg"))[:8]
-            except OSError:
-                others = []
-            hint = f"; cfg files there: {', '.join(others)}" if others else ""
-            if header is not None and others:
-                from dwf.io.cfg_search import search_fits  # only to explain
-
-                fits = search_fits(path, header, size, dialect=dialect.name)
-                if fits:
-                    hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
-            from dwf.format.known import identify_head  # the table: only to explain
-
-            ident = identify_head(path, head, size)
-            if ident.matches:
-                hint += "; by its size " + ident.explain().split("; ", 1)[1]
             raise CfgNotFoundError(
-                "no cfg given and none found beside the weights (looked for "
-                + ", ".join(Path(c).name for c in looked)
-                + f"); pass cfg=... (dwf: --cfg){hint}",
-                path=path,
+                "no cfg given and none found beside the weights"
+                + ("" if source.local_path is not None else " on the server")
+                + f" (looked for {', '.join(names)}); pass cfg=... (dwf: --cfg)"
+                + _no_cfg_hint(source, head, header, dialect),
+                path=source.name,
             )
         cfg = found
-    return plan_cfg(cfg, dialect=dialect)
+    scfg = os.fspath(cfg)
+    if "://" in scfg and _is_url(scfg):  # a local cfg never imports the remote backend
+        from dwf.io import remote
+
+        text, name = remote.read_cfg_text(scfg, storage_options=storage_options)
+        return Plan.from_text(text, dialect=dialect, path=name)
+    return plan_cfg(scfg, dialect=dialect)
+
+
+def _no_cfg_hint(source: ByteSource, head: bytes, header: Header, dialect: Dialect) -> str:
+    """What may help when no cfg was found: the cfgs in the folder and those the file fits
+    (on disk), and the known networks of this size."""
+    hint = ""
+    local = source.local_path
+    if local is not None:
+        try:
+            others = sorted(x.name for x in Path(local).parent.glob("*.cfg"))[:8]
+        except OSError:
+            others = []
+        hint = f"; cfg files there: {', '.join(others)}" if others else ""
+        if others:
+            from dwf.io.cfg_search import search_fits  # only to explain
+
+            fits = search_fits(local, header, source.size, dialect=dialect.name)
+            if fits:
+                hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
+    from dwf.format.known import identify_head  # the table: only to explain
+
+    ident = identify_head(source.name, head, source.size)
+    if ident.matches:
+        hint += "; by its size " + ident.explain().split("; ", 1)[1]
+    return hint
 
 
 def open_weights(
@@ -136,9 +155,12 @@ def open_weights(
             with ``False`` the file opens anyway and the layers it holds completely are
             readable.
         header_size: force a 16- or 20-byte header instead of Darknet's version rule.
-        backend: ``"mmap"`` (default): one read-only map, zero-copy views. ``"pread"``: every
-            access reads the array with ``os.pread`` into new (read-only) memory — slower, but
-            it can never fault, even if the file is truncated while open.
+        backend: ``"mmap"`` (default): zero-copy views of one read-only map, made with the
+            first view under a Linux file lease, so that a view held keeps its values whatever
+            another process does to the file; where no lease can be had (the file is being
+            written, a network file system, not Linux …) each view is an owned copy
+            (``f.view_mode`` says which; docs/robustness.md). ``"pread"``: every access reads
+            the array with ``os.pread`` into new (read-only) memory.
         copy: ``True`` is the same as ``backend="pread"``.
         storage_options: for a URL (``https://``, ``s3://`` … any fsspec URL; the ``remote``
             extra): options passed to fsspec, e.g. ``{"key": …, "secret": …,
@@ -147,7 +169,7 @@ def open_weights(
             cache), as owned read-only copies; ``cfg`` may be a URL too (docs/remote.md).
 
     Every view is handed out only after checking that the file did not change on disk since it
-    was opened (:class:`dwf.FileChangedError` otherwise).
+    was opened (:class:`dwf.FileChangedError` otherwise); views handed out keep their values.
 
     Raises:
         CfgError: the cfg cannot be found, read or loaded.
@@ -156,65 +178,45 @@ def open_weights(
     """
     spath = os.fspath(path)
     # "://" first: a local path never pays for importing the remote backend (regexes, fsspec)
+    source: ByteSource
     if backend == "remote" or ("://" in spath and _is_url(spath)):
-        return _open_remote(spath, cfg, get_dialect(dialect), strict, header_size, storage_options)
-    if copy:
-        backend = "pread"
-    if backend not in ("mmap", "pread"):
-        raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
+        from dwf.io import remote
+
+        backend = "remote"
+        source = remote.RemoteSource(spath, storage_options=storage_options)
+    else:
+        if copy:
+            backend = "pread"
+        if backend not in ("mmap", "pread"):
+            raise DwfError(f"backend must be 'mmap' or 'pread', not {backend!r}")
+        # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
+        # non-weights path is reported as such rather than as "no cfg found beside it".
+        source = LocalSource.open(spath)
     d = get_dialect(dialect)
-    # The weights file is checked before the cfg is looked for, so a mistyped, unreadable or
-    # non-weights path is reported as such rather than as "no cfg found beside it".
-    fd = _open_fd(spath)
     try:
-        size = os.fstat(fd).st_size
-        head = pread_all(fd, 512, 0)
-        header = _decode_header(spath, head, d, header_size)
-        plan = _resolve_plan(spath, head, size, cfg, d, header)
+        head = source.read_at(512, 0)
+        header = _decode_header(source.name, head, d, header_size)
+        plan = _resolve_plan(source, head, cfg, d, header, storage_options)
         header, partial, mismatch = _fit(
-            spath,
+            source.name,
             head,
             header,
-            size,
+            source.size,
             plan,
             d,
             header_size,
             strict,
-            lambda n, offset: pread_all(fd, n, offset),
-            nearby=True,
+            source.read_at,
+            nearby=source.local_path is not None,
         )
+        # The header is part of what every whole-file read hands on: checked at its end too.
+        source.watch(0, head[: header.size])
         return WeightsFile(
-            spath, plan, header, size, partial=partial, mismatch=mismatch, fd=fd, backend=backend
+            plan, header, source, partial=partial, mismatch=mismatch, backend=backend
         )
     except BaseException:
-        os.close(fd)
+        source.close()
         raise
-
-
-def _open_fd(path: str) -> int:
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise DwfError("is a directory, not a weights file", path=path)
-        if not stat.S_ISREG(st.st_mode):
-            raise DwfError("not a regular file", path=path)
-        # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(path, flags)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise DwfError("not a regular file", path=path)
-        return fd
-    except DwfError:  # a ValueError itself: must not be re-worded by the clause below
-        raise
-    except FileNotFoundError:
-        raise WeightsNotFoundError("weights file not found", path=path) from None
-    except PermissionError:
-        raise DwfError("permission denied", path=path) from None
-    except OSError as e:
-        raise DwfError(f"cannot open: {e.strerror or e}", path=path) from None
-    except ValueError as e:  # a NUL byte in the path
-        raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
 
 
 def _decode_header(path: str, head: bytes, d: Dialect, header_size: int | None) -> Header:
@@ -335,74 +337,3 @@ def _is_url(path: str) -> bool:
     from dwf.io import remote
 
     return remote.is_url(path)
-
-
-def _remote_plan(
-    url: str,
-    head: bytes,
-    size: int,
-    cfg: str | os.PathLike[str] | Plan | None,
-    d: Dialect,
-    storage_options: Mapping[str, Any] | None,
-) -> Plan:
-    """The plan of a remote file: ``cfg`` a Plan, a local path or a URL; or, when ``None``,
-    the cfg beside it on the server, found by the same names as :func:`find_cfg`."""
-    from dwf.format.known import identify_head
-    from dwf.io import remote
-
-    if isinstance(cfg, Plan):
-        return cfg
-    if cfg is None:
-        base, _, name = url.rpartition("/")
-        _, looked = find_cfg(name)
-        candidates = [f"{base}/{c}" for c in looked]
-        cfg = next(
-            (c for c in candidates if remote.exists(c, storage_options=storage_options)), None
-        )
-        if cfg is None:
-            ident = identify_head(url, head, size)
-            hint = "; by its size " + ident.explain().split("; ", 1)[1] if ident.matches else ""
-            raise CfgNotFoundError(
-                "no cfg given and none found beside the weights on the server (looked for "
-                + ", ".join(looked)
-                + f"); pass cfg=... (dwf: --cfg){hint}",
-                path=url,
-            )
-    scfg = os.fspath(cfg)
-    if not remote.is_url(scfg):
-        return plan_cfg(scfg, dialect=d)
-    data = remote.read_bytes(scfg, storage_options=storage_options)
-    return Plan.from_text(cfg_text(data, scfg), dialect=d, path=scfg)
-
-
-def _open_remote(
-    url: str,
-    cfg: str | os.PathLike[str] | Plan | None,
-    d: Dialect,
-    strict: bool,
-    header_size: int | None,
-    storage_options: Mapping[str, Any] | None,
-) -> WeightsFile:
-    from dwf.io import remote
-
-    source = remote.RemoteSource(url, storage_options=storage_options)
-    try:
-        head = source.pread(512, 0)
-        header = _decode_header(url, head, d, header_size)
-        plan = _remote_plan(url, head, source.size, cfg, d, storage_options)
-        header, partial, mismatch = _fit(
-            url, head, header, source.size, plan, d, header_size, strict, source.pread
-        )
-        return WeightsFile(
-            url,
-            plan,
-            header,
-            source.size,
-            partial=partial,
-            mismatch=mismatch,
-            fd=-1,
-            source=source,
-        )
-    except BaseException:
-        source.close()
-        raise

@@ -2,20 +2,21 @@
 map, zero-copy views handed out on demand, change detection, and close() that is safe while
 other threads read.
 
-Opening (finding the cfg, the header, fitting the size) is :mod:`dwf.io.opening`; bulk reads
-through bounded buffers are :mod:`dwf.io.streaming`; the view itself is made in
-:mod:`dwf.io.views`. This module is longer than the ~500 lines a module here usually has: it is
-the one class users hold, and its small methods (the mapping protocol, the facts, the life
-cycle) read best together.
+Where the bytes come from (a local file or a URL, its identity, reads at an offset) is the
+file's :class:`~dwf.io.source.ByteSource`; opening (finding the cfg, the header, fitting the
+size) is :mod:`dwf.io.opening`; bulk reads through bounded buffers are
+:mod:`dwf.io.streaming`; the view itself is made in :mod:`dwf.io.views`. The memory map is made
+in one place, :meth:`WeightsFile._map_body`, under a lease (:mod:`dwf.io.guard`: a view held
+keeps its values whatever another process does to the file). This module is longer than the
+~500 lines a module here usually has: it is the one class users hold, and its small methods
+(the mapping protocol, the facts, the life cycle) read best together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import threading
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex
 
@@ -34,12 +35,13 @@ from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan, replace_offset
 from dwf.io import extensions
-from dwf.io.streaming import StreamingReads
-from dwf.io.views import logical_view, pread_all
+from dwf.io.source import ByteSource
+from dwf.io.streaming import STREAM_FLOATS, ArrayReads
+from dwf.io.views import logical_view
 
 if TYPE_CHECKING:
     from dwf.interfaces.graph import Graph, Highlight
-    from dwf.io import remote
+    from dwf.io.guard import GuardedMap, Refusal
     from dwf.tools.check import CheckReport
     from dwf.tools.stats import ArrayStats
 
@@ -119,7 +121,7 @@ class Layer:
         Raises:
             LayerNotInFileError: the file ends before this layer's data.
         """
-        self.file._require(self.plan)
+        self.file.require(self.plan)
         return {a.name: self.file._view(a) for a in self.plan.arrays}
 
     def array(self, name: str) -> np.ndarray[Any, np.dtype[np.float32]] | None:
@@ -127,7 +129,7 @@ class Layer:
         spec = self.plan.array(name)
         if spec is None:
             return None
-        self.file._require(self.plan)
+        self.file.require(self.plan)
         return self.file._view(spec)
 
     @property
@@ -208,14 +210,14 @@ class Layer:
         raise _stays(self.file.path, f"layer {self.name} of an open file", self.name)
 
 
-class WeightsFile(StreamingReads):
+class WeightsFile:
     """An open ``.weights`` file: its header, its plan and lazy views of its arrays.
 
     Use :func:`dwf.open` to create one. Iterating gives the names of the layers that hold
     arrays in this file, in file order.
 
     Attributes:
-        path: the weights file.
+        path: the weights file (a URL with its credentials redacted).
         header: the decoded :class:`dwf.Header`.
         plan: the :class:`dwf.Plan` the file was read with.
         size: the file's size in bytes.
@@ -224,25 +226,25 @@ class WeightsFile(StreamingReads):
             (as ``darknet partial`` writes).
         mismatch: the file's size does not match the cfg (only with ``strict=False``).
         trailing_bytes: bytes after the last layer (only with ``strict=False``).
+        source: where its bytes come from (:class:`dwf.io.source.ByteSource`: a local file or
+            a URL).
     """
 
     def __init__(
         self,
-        path: str,
         plan: Plan,
         header: Header,
-        size: int,
+        source: ByteSource,
         *,
         partial: bool,
         mismatch: str | None,
-        fd: int,
         backend: Backend = "mmap",
-        source: remote.RemoteSource | None = None,
     ) -> None:
-        self.path = path
+        self.source = source
+        self.path = source.name
         self.plan = plan
         self.header = header
-        self.size = size
+        self.size = size = source.size
         body_floats = max(size - header.size, 0) // 4
         self.available_floats = min(body_floats, plan.total_floats)
         self.trailing_bytes = max(size - plan.expected_size(header.size), 0)
@@ -251,48 +253,44 @@ class WeightsFile(StreamingReads):
         self.backend = backend
         self._lock = threading.Lock()
         self._closed = False
-        # Reads in flight on the descriptor: close() leaves the descriptor to the last of them,
-        # so no thread can ever read through a number the system has since given another file.
-        self._users = 0
-        self._source = source
-        if source is not None:
-            self._init_remote(source)
-            return
-        # The descriptor stays open: fstat on it tells whether *the file we mapped* changed
-        # (a rename over the path leaves our inode, and our map, intact).
-        st = os.fstat(fd)
-        if st.st_size != size:  # it changed since its size was checked: do not map it
+        # The map is made with the first view, under a lease (dwf/io/guard.py); where no lease
+        # can be had, views are owned copies.
+        self._guard: GuardedMap | None = None
+        self._refusal: Refusal | None = None
+        self._guard_lock = threading.Lock()
+        try:
+            source.check_unchanged()  # since its size was read: then it is not mapped, or read
+        except FileChangedError as e:
             raise FileChangedError(
                 f"the file changed while it was being opened (its size went from"
-                f" {_fmt(size)} to {_fmt(st.st_size)} bytes); open it again",
-                path=path,
-                opened=(size, st.st_mtime_ns),
-                now=(st.st_size, st.st_mtime_ns),
-            )
-        self._map: mmap.mmap | None = None
-        self._body: np.ndarray[Any, np.dtype[np.float32]] | None = None
-        if self.available_floats and backend == "mmap":
-            try:
-                self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                self._body = np.frombuffer(
-                    self._map, dtype=F32, count=self.available_floats, offset=header.size
-                )
-            except (OSError, ValueError) as e:  # shrank just now, or cannot be mapped
-                if self._map is not None:
-                    self._map.close()
-                raise FileChangedError(
-                    f"cannot map the file ({e}); it may have changed while it was being"
-                    ' opened: open it again, or with backend="pread"',
-                    path=path,
-                ) from None
-        # Only now does this object own the descriptor (on an error above, open_weights closes
-        # it; a finalizer registered earlier would close it a second time, maybe someone else's).
-        self._fd = fd
-        self._release_fd = weakref.finalize(self, os.close, fd)
-        self._opened = (st.st_size, st.st_mtime_ns)
+                f" {_fmt(e.opened[0])} to {_fmt(e.now[0])} bytes); open it again",
+                path=self.path,
+                opened=e.opened,
+                now=e.now,
+            ) from None
+        self._reads = ArrayReads(source, plan, header, self.available_floats, self.require)
         # Layer objects are made when first asked for: opening a 10,000-layer network to look at
         # one layer makes one.
         self._layers: list[Layer | None] = [None] * len(plan.layers)
+
+    def _map_body(self, *, private: bool = False) -> GuardedMap | Refusal:
+        """The one place a memory map of the file is made: read-only (the views), or ``private``
+        (copy-on-write: writes stay in this process), always under a lease, so that what is
+        made of it keeps its values whatever another process does to the file
+        (:mod:`dwf.io.guard`); or why that cannot be (then views are owned copies). A file
+        that changed since it was opened is never mapped.
+
+        Raises:
+            FileChangedError: the file changed since it was opened.
+        """
+        from dwf.io import guard  # ctypes, fcntl, the watcher: with the first view only
+
+        fd = self.source.fileno()
+        if fd is None:
+            return guard.Refusal("a URL is not mapped", True)
+        with self.source.in_use():
+            self.source.check_unchanged()
+            return guard.GuardedMap.open(fd, self.size, self.source.identity.pair, private=private)
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -304,17 +302,6 @@ class WeightsFile(StreamingReads):
         if layer is None:
             layer = self._layers[index] = Layer(self, self.plan.layers[index])
         return layer
-
-    def _init_remote(self, source: remote.RemoteSource) -> None:
-        """backend="remote": no descriptor and no map; the source checks the file's identity on
-        every fetch (dwf/io/remote.py), and closing the file closes the source."""
-        self.backend = "remote"
-        self._fd = -1
-        self._map = None
-        self._body = None
-        self._release_fd = weakref.finalize(self, source.close)  # type: ignore[call-arg,arg-type]
-        self._opened = (self.size, 0)
-        self._layers = [None] * len(self.plan.layers)
 
     # -- mapping protocol over the layers the file holds ----------------------------------------
     def keys(self) -> list[str]:
@@ -350,7 +337,7 @@ class WeightsFile(StreamingReads):
             raise LayerNotFoundError(
                 e.reason, key=e.key, suggestions=e.suggestions, path=self.path
             ) from None
-        self._require(lp)
+        self.require(lp)
         return self._layer(lp.index)
 
     def items(self) -> Iterator[tuple[str, Layer]]:
@@ -457,25 +444,34 @@ class WeightsFile(StreamingReads):
         checked = {k: writer.as_array(*known[k], v) for k, v in wanted.items()}
         for lp in layers:
             if lp.arrays and not any(f"{lp.name}.{a.name}" in checked for a in lp.arrays):
-                self._require(lp)  # fail before writing anything if the source lacks a layer
+                self.require(lp)  # fail before writing anything if the source lacks a layer
 
         def get(lp: LayerPlan, a: ArraySpec) -> Any:
             key = f"{lp.name}.{a.name}"
             if key in checked:
                 return checked[key]
-            self._require(lp)
+            self.require(lp)
             # pread, not the map: a file truncated meanwhile raises instead of faulting
             return self.read_array(a)
 
-        return writer.write_arrays(dst, self.plan, get, header=header, upto=n, inputs=self.sources)
+        return writer.write_arrays(
+            dst,
+            self.plan,
+            get,
+            header=header,
+            upto=n,
+            inputs=self.sources,
+            reading=self.consistent(),
+        )
 
     @property
     def sources(self) -> tuple[str | int | None, ...]:
         """What a write made from this file must never replace: the open file (its descriptor,
         so the same inode under any name), its path and its cfg's path."""
-        if self._closed:
-            return (self.path, self.plan.cfg_path)
-        return (self._fd, self.path, self.plan.cfg_path)
+        local = self.source.local_path
+        if self._closed or local is None:
+            return (local, self.plan.cfg_path)
+        return (self.source.fileno(), local, self.plan.cfg_path)
 
     def fused(self, eps: float | None = None) -> dict[str, np.ndarray[Any, np.dtype[np.float32]]]:
         """``{"conv_0.weights": …, "conv_0.biases": …}`` with batch norm folded into every
@@ -533,21 +529,17 @@ class WeightsFile(StreamingReads):
 
     # -- life cycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the map and the descriptor. Views already handed out stay valid (they keep
-        the map alive). Safe while other threads read: each read either completes with the
-        right values or raises :class:`dwf.ClosedFileError`."""
+        """Release the descriptor. Views already handed out stay valid and keep their values
+        (they keep the map, its lease and its own descriptor alive). Safe while other threads
+        read: each read either completes with the right values or raises
+        :class:`dwf.ClosedFileError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._body = None
-            m, self._map = self._map, None
-            if self._users == 0:
-                self._release_fd()
-        if m is not None:
-            # Views may still reference the map; it is then released when the last one goes.
-            with contextlib.suppress(BufferError):
-                m.close()
+            # Views keep the map, its lease and its own descriptor; the last one releases them.
+            self._guard = None
+        self.source.close()  # released now, or by the last read in flight
 
     @property
     def closed(self) -> bool:
@@ -591,8 +583,16 @@ class WeightsFile(StreamingReads):
         """The layers that store arrays *and* that this file holds, in file order."""
         return tuple(lp for lp in self.plan.stored if self.holds(lp))
 
-    def _require(self, lp: LayerPlan) -> None:
+    def require(self, layer: LayerPlan | Layer) -> None:
+        """Raise unless the file can give all of the layer's arrays.
+
+        Raises:
+            ClosedFileError: the file was closed.
+            LayerNotInFileError: the layer's data lie past the end of this (partial or short)
+                file.
+        """
         self._check_open()
+        lp = layer.plan if isinstance(layer, Layer) else layer
         if self.holds(lp):
             return
         start, stop = lp.byte_span(self.header.size)
@@ -611,85 +611,193 @@ class WeightsFile(StreamingReads):
             path=self.path,
         )
 
-    @contextlib.contextmanager
-    def _using_fd(self) -> Iterator[np.ndarray[Any, np.dtype[np.float32]] | None]:
-        """Hold the descriptor open for one read (yields the mapped body, if any).
-
-        Raises:
-            ClosedFileError: the file was closed (now or before).
-        """
-        with self._lock:
-            self._check_open()
-            self._users += 1
-            body = self._body
-        try:
-            yield body
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._closed and self._users == 0:
-                    self._release_fd()
-
     def check_unchanged(self) -> None:
-        """Raise :class:`dwf.FileChangedError` if the file's size or mtime changed since open.
+        """Raise :class:`dwf.FileChangedError` if the file changed since it was opened: for a
+        local file, its size, modification time or inode; a URL's every response is checked
+        as it arrives.
 
         Every view handed out is checked first; call this to check explicitly.
         """
-        if self._source is not None:  # checked by the source on each fetch
-            self._check_open()
-            return
-        with self._using_fd():
-            self._check_unchanged()
+        self._check_open()
+        self._check_guard()
+        self.source.check_unchanged()
 
-    def _check_unchanged(self) -> None:
-        try:
-            st = os.fstat(self._fd)
-        except OSError as e:
+    def _check_guard(self) -> None:
+        """Raise if another process opened the file for writing (or truncated it) since the
+        map was made: the views were moved off the file, which is no longer the one opened,
+        even if its size and time have not moved yet."""
+        guard = self._guard
+        if guard is not None and guard.detached is not None:
             raise FileChangedError(
-                f"cannot stat the open file: {e.strerror or e}", path=self.path
-            ) from None
-        now = (st.st_size, st.st_mtime_ns)
-        if now != self._opened:
-            what = (
-                f"its size went from {_fmt(self._opened[0])} to {_fmt(now[0])} bytes"
-                if now[0] != self._opened[0]
-                else "it was rewritten (modification time changed)"
-            )
-            raise FileChangedError(
-                f"the file changed since it was opened: {what}. Darknet rewrites"
-                " *_last.weights in place during training; reopen the file, or open it with"
-                ' backend="pread" to read copies that can never fault',
+                f"the file changed since it was opened: {guard.detached}. Darknet rewrites"
+                " *_last.weights in place during training; views already made keep their"
+                " values; reopen the file to see the new one",
                 path=self.path,
-                opened=self._opened,
-                now=now,
+                opened=self.source.identity.pair,
             )
 
+    def consistent(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose reads all come from one version of the file::
+
+            with f.consistent():
+                for spec in ...:
+                    f.iter_array_chunks(spec) ...
+
+        The file is checked before the first read and after the last — and where its
+        modification time cannot be trusted (it was modified seconds before), the bytes read
+        are read again and compared — so a file rewritten meanwhile raises
+        :class:`dwf.FileChangedError` at the end of the block instead of giving a result made
+        of two versions. Every whole-file verb reads inside one (docs/robustness.md). Views are
+        not reads: a view keeps the values it had when it was made (dwf/io/guard.py).
+        """
+        return self.source.consistent()
+
+    def private_body(self) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """A writable float32 array of the file's body over a private copy-on-write map:
+        writes land in this process's memory, never in the file; pages are shared with the
+        page cache until written, so nothing is copied up front. Guarded like the views: when
+        another process is about to change the file, the map is moved to private memory first
+        (writes kept). ``None`` where it cannot be guarded (a URL, a file being written, a
+        network file system, not Linux …): then read owned copies.
+
+        Raises:
+            FileChangedError: the file changed since it was opened.
+        """
+        from dwf.io.guard import GuardedMap
+
+        self._check_open()
+        got = self._map_body(private=True)
+        if not isinstance(got, GuardedMap):
+            return None
+        return got.floats(self.header.size, self.available_floats)
+
+    # -- streaming reads (dwf/io/streaming.py) -------------------------------------------------
+    def iter_array_chunks(
+        self, spec: ArraySpec, max_floats: int = STREAM_FLOATS, *, align: int = 1
+    ) -> Iterator[np.ndarray[Any, np.dtype[np.float32]]]:
+        """The elements of ``spec`` in storage order, as read-only 1-D float32 chunks of at most
+        ``max_floats`` elements, read into one buffer reused from chunk to chunk (never through
+        the map).
+
+        A chunk is valid only until the next one is asked for: copy what must be kept. With
+        ``align`` ≤ ``max_floats`` every chunk but the last holds a multiple of ``align``
+        elements (whole rows of a matrix of ``align`` columns). The chunks are one
+        :meth:`consistent` read.
+
+        Raises:
+            FileChangedError: the file changed since it was opened, or ends early (a short read).
+            LayerNotInFileError: the array lies past the end of this (partial) file.
+        """
+        return self._reads.iter_array_chunks(spec, max_floats, align=align)
+
+    def iter_logical_chunks(
+        self, spec: ArraySpec, max_floats: int = STREAM_FLOATS
+    ) -> Iterator[np.ndarray[Any, np.dtype[np.float32]]]:
+        """The elements of ``spec`` in its *logical* C order (the order of ``np.ravel`` of its
+        view), as 1-D float32 chunks, each valid only until the next is asked for.
+
+        For arrays stored as they are seen this is :meth:`iter_array_chunks`. A stored-transposed
+        array (conv ``flipped=1``, connected weights in legacy files) is regrouped by whole
+        logical rows: each block of rows needs one pass over the array, so an array of ``S``
+        floats costs ``ceil(S / max_floats)`` passes and ``2 · max_floats`` floats of memory.
+        Such arrays are small in practice (one pass); a single logical row longer than
+        ``max_floats`` is read whole.
+        """
+        return self._reads.iter_logical_chunks(spec, max_floats)
+
+    def read_array(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A new, writable array holding ``spec``'s values in its logical shape, read into
+        memory it owns (never through the map). Meant for arrays that fit in memory comfortably
+        (biases, batch-norm vectors, one layer); use :meth:`iter_array_chunks` for whole files.
+
+        Raises:
+            FileChangedError: the file changed since it was opened, or ends early.
+        """
+        return self._reads.read_array(spec)
+
+    def copy_range_to(self, out_fd: int, start: int, stop: int, out_offset: int) -> None:
+        """Copy bytes ``start..stop`` of this file to ``out_fd`` at ``out_offset``, in the kernel
+        where it can (``os.copy_file_range``, else ``os.sendfile``), else through a bounded
+        buffer. Used by :func:`dwf.cut`.
+
+        Raises:
+            FileChangedError: the file changed since it was opened, or ends before ``stop``.
+        """
+        self._reads.copy_range_to(out_fd, start, stop, out_offset)
+
+    # -- internals -----------------------------------------------------------------------------
     def _view(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
-        with self._using_fd() as body:
-            if self._source is None:  # a remote source checks the file on each fetch
-                self._check_unchanged()
-            if self.backend != "mmap":
-                return self._read_copy(spec)
-        if body is None:
-            body = np.empty(0, dtype=F32)
-        return logical_view(body, spec, self.header.connected_transposed)
+        self._check_open()
+        self._check_guard()
+        self.source.check_unchanged()
+        flat = self._guarded(spec) if self.backend == "mmap" else None
+        if flat is None:
+            return self._read_copy(spec)
+        return logical_view(flat, replace_offset(spec, 0), self.header.connected_transposed)
+
+    def _guarded(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """The zero-copy floats of ``spec`` from the guarded map (made with the first view), or
+        ``None`` where no lease can be had: the view is then an owned copy."""
+        guard = self._guard
+        if guard is None:
+            if self._refusal is not None and self._refusal.lasting:
+                return None
+            from dwf.io.guard import GuardedMap
+
+            with self._guard_lock:
+                if self._guard is None:
+                    got = self._map_body()
+                    if not isinstance(got, GuardedMap):
+                        self._refusal = got
+                        return None
+                    with self._lock:
+                        if not self._closed:  # closed meanwhile: the view alone keeps it
+                            self._guard, self._refusal = got, None
+                    guard = got
+                else:
+                    guard = self._guard
+        flat = guard.floats(self.header.size + 4 * spec.offset, spec.count)
+        if flat is None:
+            self._check_guard()  # detached: the file is being rewritten
+        return flat
+
+    @property
+    def view_mode(self) -> str:
+        """How views are made now: ``"zero-copy (guarded by a file lease)"``, or ``"owned
+        copies: <why>"`` (``backend="pread"``, a file being written, a network file system,
+        another platform …), or, once another process opened the file for writing,
+        ``"none: <why>"`` (views already made keep their values). See docs/robustness.md."""
+        if self.backend != "mmap":
+            return f"owned copies: backend={self.backend!r}"
+        guard, refusal = self._guard, self._refusal
+        if guard is not None:
+            if guard.detached is not None:
+                return f"none: {guard.detached}; views already made keep their values"
+            return "zero-copy (guarded by a file lease)"
+        if refusal is not None:
+            return f"owned copies: {refusal.reason}"
+        from dwf.io import leases
+
+        fd = None if self._closed else self.source.fileno()
+        why = leases.unsupported(fd) if fd is not None else "the file is closed"
+        return f"owned copies: {why}" if why else "zero-copy (guarded by a file lease)"
 
     def _read_copy(self, spec: ArraySpec) -> np.ndarray[Any, np.dtype[np.float32]]:
         start = self.header.size + 4 * spec.offset
-        if self._source is not None:
-            data = self._source.pread(spec.nbytes, start)
-        else:
-            data = pread_all(self._fd, spec.nbytes, start)
-        if len(data) != spec.nbytes:
+        flat = np.empty(spec.count, dtype=F32)
+        with self.source.consistent():  # the same file after the read as before it
+            got = self.source.read_into(flat.data.cast("B"), start) if spec.count else 0
+        if got != spec.nbytes:
             raise FileChangedError(
                 f"short read at bytes {_fmt(start)}..{_fmt(start + spec.nbytes)}:"
                 " the file shrank since it was opened",
                 path=self.path,
-                opened=self._opened,
+                opened=self.source.identity.pair,
             )
+        flat.flags.writeable = False  # a copy, but read-only as every view is
         shifted = replace_offset(spec, 0)
         legacy = self.header.connected_transposed
-        return logical_view(np.frombuffer(data, dtype=F32), shifted, legacy)
+        return logical_view(flat, shifted, legacy)
 
 
 def _stays(path: str, what: str, layer: str | None = None) -> DwfError:

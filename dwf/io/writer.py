@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
-from dwf.errors import ArrayError, DwfError, HeaderError
+from dwf.errors import ArrayError, DwfError, HeaderError, short_path
 from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
@@ -104,7 +104,7 @@ def check_destination(
         same_file = st is not None and src_st is not None and _identity(st) == _identity(src_st)
         if same_path or same_file:
             name = target if isinstance(src, int) else os.fspath(src)
-            how = "" if os.fspath(target) == name else f" (the same file as {name})"
+            how = "" if os.fspath(target) == name else f" (the same file as {short_path(name)})"
             raise DwfError(
                 f"is one of this command's inputs{how}; writing there would destroy"
                 " it. Choose another output name",
@@ -119,8 +119,8 @@ def check_destination(
         same_file = st is not None and other_st is not None and _identity(st) == _identity(other_st)
         if _real(o) == real or same_file:
             raise DwfError(
-                f"given as both outputs ({target} and {o} are the same file);"
-                " each output needs its own name",
+                f"given as both outputs ({short_path(target)} and {short_path(o)} are the same"
+                " file); each output needs its own name",
                 path=target,
             )
 
@@ -234,7 +234,9 @@ class _Staged:
                 fd, tmp = tempfile.mkstemp(prefix=".dwf-", suffix=".tmp", dir=folder)
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or e
-            raise DwfError(f"cannot create a file in {folder}: {why}", path=target) from None
+            raise DwfError(
+                f"cannot create a file in {short_path(folder)}: {why}", path=target
+            ) from None
         return cls(target, os.fdopen(fd, "wb"), tmp)
 
     def finish(self, *, direct: bool) -> None:
@@ -381,13 +383,43 @@ def as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any]
         raise ArrayError(f"{where}: dtype {arr.dtype} cannot be stored as float32")
     if arr.shape != spec.shape:
         raise ArrayError(f"{where}: shape {arr.shape}, but the plan needs {spec.shape}")
+    check_float32_range(arr, where)
     return arr
+
+
+_RANGE_CHUNK = 1 << 20  # values converted at a time to look for overflow (bounded temporaries)
+
+
+def check_float32_range(arr: np.ndarray[Any, Any], where: str, *, start: int = 0) -> None:
+    """Refuse values that float32 cannot hold: a finite float64 (or wider) value beyond
+    ±3.4e38 would be stored as ``inf`` (numpy only warns). Darknet stores float32, so such an
+    array is refused rather than silently changed; ``inf`` and NaN given as such are stored as
+    they are. ``start`` is the flat index of ``arr``'s first value, for the message.
+
+    Raises:
+        ArrayError: naming ``where``, the first such value and its flat index.
+    """
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4:
+        return  # float16/float32 and integers always fit
+    flat = arr.reshape(-1)
+    for lo in range(0, flat.size, _RANGE_CHUNK):
+        part = flat[lo : lo + _RANGE_CHUNK]
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = np.isinf(part.astype(F32)) & np.isfinite(part)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ArrayError(
+                f"{where}: value {float(part[i]):.6g} (flat index {start + lo + i:,}) is beyond"
+                " float32's range (±3.4e38); Darknet stores float32 and it would become inf."
+                " Scale or clip the array first (an inf given as such is stored as it is)"
+            )
 
 
 def stored_bytes(spec: ArraySpec, arr: np.ndarray[Any, Any], header: Header) -> memoryview:
     if spec.stored_transposed(header.connected_transposed) and len(spec.shape) >= 2:
         arr = arr.reshape(spec.shape[0], -1).T
-    out = np.ascontiguousarray(arr, dtype=F32)
+    with np.errstate(over="ignore"):  # check_float32_range has refused what would overflow
+        out = np.ascontiguousarray(arr, dtype=F32)
     if out.size == 0:  # memoryview cannot cast a view with a zero in its shape
         return memoryview(b"")
     return out.data.cast("B")
@@ -434,6 +466,85 @@ def header_to_write(
     return source if source is not None else Header()
 
 
+class _Counted:
+    """The output file as an array's filler sees it: counts what it writes."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.count = 0
+
+    def write(self, data: Any) -> None:
+        n = self._fh.write(data)
+        self.count += memoryview(data).nbytes if n is None else n
+
+
+Filler = Callable[[LayerPlan, ArraySpec, _Counted], None]
+"""Writes one array's stored bytes (``spec.nbytes`` of them, as Darknet lays them out) to the
+object it is given, in as many ``write`` calls as it likes."""
+
+
+def write_body(
+    fh: BinaryIO, plan: Plan, fill: Filler, *, header: Header, upto: int | None = None
+) -> None:
+    """Write ``header`` and, for every array of layers ``0..upto-1`` in plan order, what
+    ``fill(layer, array, out)`` writes, into the open file ``fh`` (the staged file of
+    :func:`atomic_write` or of :func:`atomic_writes`, when a command writes several files).
+
+    Raises:
+        ArrayError: a filler wrote another number of bytes than its array holds.
+    """
+    check_header(header, plan.dialect)
+    layers = plan.layers[: check_upto(plan, upto)]
+    fh.write(header.encode())
+    out = _Counted(fh)
+    for lp in layers:
+        for a in lp.arrays:
+            out.count = 0
+            fill(lp, a, out)
+            if out.count != a.nbytes:
+                raise ArrayError(
+                    f"layer {lp.index} ({lp.name}, {lp.type}), array {a.name}: wrote"
+                    f" {out.count:,} bytes of {a.nbytes:,}"
+                )
+
+
+def array_filler(get: Callable[[LayerPlan, ArraySpec], Any], header: Header) -> Filler:
+    """A filler writing ``get(layer, array)`` (a whole array, checked by :func:`as_array`)."""
+
+    def fill(lp: LayerPlan, a: ArraySpec, out: _Counted) -> None:
+        out.write(stored_bytes(a, as_array(lp, a, get(lp, a)), header))
+
+    return fill
+
+
+def write_stored(
+    path: str | os.PathLike[str],
+    plan: Plan,
+    fill: Filler,
+    *,
+    header: Header,
+    upto: int | None = None,
+    inputs: Iterable[Source] = (),
+    reading: contextlib.AbstractContextManager[Any] | None = None,
+) -> str:
+    """:func:`write_body` into ``path``, atomically, never over one of ``inputs`` (see
+    :func:`atomic_write`). A filler that streams its array in bounded pieces keeps the memory
+    used independent of the file's size. ``reading`` (the source's consistency check) is
+    entered around the fills and left before the file is put in place: if the source changed
+    meanwhile, it raises and nothing is published.
+
+    Raises:
+        ArrayError: a filler wrote another number of bytes than its array holds (nothing is
+            published).
+    """
+    check_header(header, plan.dialect)
+    check_upto(plan, upto)
+    guard = reading if reading is not None else contextlib.nullcontext()
+    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh, guard:
+        write_body(fh, plan, fill, header=header, upto=upto)
+    return os.fspath(path)
+
+
 def write_arrays(
     path: str | os.PathLike[str],
     plan: Plan,
@@ -442,19 +553,18 @@ def write_arrays(
     header: Header,
     upto: int | None = None,
     inputs: Iterable[Source] = (),
+    reading: contextlib.AbstractContextManager[Any] | None = None,
 ) -> str:
     """Write ``header`` and, for every array of layers ``0..upto-1``, ``get(layer, array)``, laid
     out by ``plan``; atomically, never over one of ``inputs`` (see :func:`atomic_write`). The
     arrays are fetched one at a time, as they are written, so the memory used does not grow with
-    the file. Callers validate before calling."""
-    check_header(header, plan.dialect)
-    layers = plan.layers[: check_upto(plan, upto)]
-    with atomic_write(path, inputs=(*inputs, plan.cfg_path)) as fh:
-        fh.write(header.encode())
-        for lp in layers:
-            for a in lp.arrays:
-                fh.write(stored_bytes(a, as_array(lp, a, get(lp, a)), header))
-    return os.fspath(path)
+    the file. ``reading`` (the source file's :meth:`~dwf.WeightsFile.consistent`) is entered
+    around the fetches and left before the file is published, so a source that changed meanwhile
+    leaves the destination as it was. Callers validate before calling."""
+    fill = array_filler(get, header)
+    return write_stored(
+        path, plan, fill, header=header, upto=upto, inputs=inputs, reading=reading
+    )
 
 
 def save(
@@ -498,6 +608,7 @@ def save(
             for a in lp.arrays:
                 as_array(lp, a, _lookup(arrays, lp.name, a.name))
     sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
+    consistent = getattr(arrays, "consistent", None)  # an open file: one version of it
     return write_arrays(
         path,
         plan,
@@ -505,4 +616,5 @@ def save(
         header=header,
         upto=upto,
         inputs=(*sources, *inputs),
+        reading=consistent() if consistent is not None else None,
     )

@@ -237,7 +237,10 @@ def check(
         progress: called as ``progress(done_floats, total_floats, layer_name)`` after each array.
         storage_options: for URLs: options passed to fsspec.
     """
-    with opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f:
+    with (
+        opened(src, cfg, dialect=dialect, strict=strict, storage_options=storage_options) as f,
+        f.consistent(),  # the report is of one version of the file, or FileChangedError
+    ):
         return _check(f, extreme, chunk, progress)
 
 

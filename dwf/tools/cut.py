@@ -54,12 +54,12 @@ def cut(
             return f.save(dst, upto=upto, header=header)
         for lp in kept:
             if lp.arrays:
-                f._require(lp)  # LayerNotInFileError past a partial end, before writing
+                f.require(lp)  # LayerNotInFileError past a partial end, before writing
         stop_floats = kept[-1].stop if kept else 0
         check_header(new_header, f.plan.dialect)
         encoded = new_header.encode()
         target = os.fspath(dst)
-        with atomic_write(target, inputs=f.sources) as fh:
+        with atomic_write(target, inputs=f.sources) as fh, f.consistent():
             fh.write(encoded)
             fh.flush()
             f.copy_range_to(

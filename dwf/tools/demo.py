@@ -11,7 +11,7 @@ import numpy as np
 from dwf.errors import DwfError
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.io.writer import atomic_write, save
+from dwf.io.writer import array_filler, atomic_writes, write_body
 
 DEMO_CFG = "demo-tiny-yolo.cfg"
 DEMO_SEEN = 64_000
@@ -47,7 +47,7 @@ def demo_arrays(plan: Plan, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
 
 def write_demo(folder: str | os.PathLike[str]) -> tuple[str, str]:
     """Write ``demo.cfg`` and ``demo.weights`` into ``folder`` (created if needed; files of
-    those names in it are replaced, atomically); return their paths.
+    those names in it are replaced, both together or neither); return their paths.
 
     Raises:
         DwfError: ``folder`` exists and is not a folder, or cannot be written.
@@ -67,8 +67,12 @@ def write_demo(folder: str | os.PathLike[str]) -> tuple[str, str]:
     cfg_path = os.path.join(folder, "demo.cfg")
     weights_path = os.path.join(folder, "demo.weights")
     text = demo_cfg_text()
-    with atomic_write(cfg_path, others=(weights_path,)) as fh:
-        fh.write(text.encode("utf-8"))
     plan = Plan.from_text(text, path=cfg_path)
-    save(weights_path, plan, demo_arrays(plan), header=Header(0, 2, 5, DEMO_SEEN, 20))
+    arrays = demo_arrays(plan)
+    header = Header(0, 2, 5, DEMO_SEEN, 20)
+    fill = array_filler(lambda lp, a: arrays[f"{lp.name}.{a.name}"], header)
+    # one commit point: both files are published together, or neither (a full disk)
+    with atomic_writes([cfg_path, weights_path]) as (cfg_fh, weights_fh):
+        cfg_fh.write(text.encode("utf-8"))
+        write_body(weights_fh, plan, fill, header=header)
     return cfg_path, weights_path

@@ -246,7 +246,12 @@ def diff(
         storage_options: for URLs: options passed to fsspec.
     """
     options: dict[str, Any] = {"dialect": dialect, "storage_options": storage_options}
-    with opened(a, cfg, **options) as fa, opened(b, cfg, **options) as fb:
+    with (
+        opened(a, cfg, **options) as fa,
+        opened(b, cfg, **options) as fb,
+        fa.consistent(),  # one version of each file, or FileChangedError
+        fb.consistent(),
+    ):
         return _diff(fa, fb, chunk, progress)
 
 

@@ -512,7 +512,8 @@ def to_onnx(
 
     raw = model.SerializeToString()
     paths = [target] if data_path is None else [target, data_path]
-    with atomic_writes(paths, inputs=f.sources) as files:
+    # one version of the source, checked after the last piece too (left before publishing)
+    with atomic_writes(paths, inputs=f.sources) as files, f.consistent():
         files[0].write(raw)
         if data_path is not None or embedded:
             fh = files[-1]
@@ -522,5 +523,4 @@ def to_onnx(
                 # the file's streaming reads: bounded buffers, never the map
                 for chunk in f.iter_array_chunks(w.spec):
                     fh.write(chunk.data.cast("B"))
-            f.check_unchanged()  # the same file after the last piece as before the first
     return target

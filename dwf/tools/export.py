@@ -11,11 +11,10 @@ only when used.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from numpy.lib import format as npformat
 
 from dwf.errors import DwfError
 from dwf.extras import require
+from dwf.format.cfg import shorten
 from dwf.format.dialects import Dialect
 from dwf.format.planner import Plan
 from dwf.format.records import F32, LayerPlan
@@ -39,6 +39,13 @@ def _cfg_text(f: WeightsFile) -> str | None:
     return f.plan.text or None
 
 
+def _cfg_name(f: WeightsFile) -> str:
+    """The cfg's file name as the exports keep it: text, with bytes of a name that is not UTF-8
+    shown as ``\\xff`` escapes (it is a label; it names no file where the export is read)."""
+    name = os.path.basename(f.plan.cfg_path or "")
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 # -- npz ------------------------------------------------------------------------------------------
 def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
     """The ``__dwf__.*`` entries of an ``.npz`` export: header, dialect, cfg and its name."""
@@ -46,7 +53,7 @@ def _meta_entries(f: WeightsFile) -> dict[str, bytes]:
     text = _cfg_text(f)
     if text is not None:
         out["cfg"] = text.encode("utf-8")
-        out["cfg_name"] = os.path.basename(f.plan.cfg_path or "").encode("utf-8")
+        out["cfg_name"] = _cfg_name(f).encode("utf-8")
     return out
 
 
@@ -78,6 +85,7 @@ def to_npz(f: WeightsFile, path: str | os.PathLike[str], *, compress: bool = Fal
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with (
         atomic_write(target, inputs=f.sources) as fh,
+        f.consistent(),  # left before the file is published: one version of the source or none
         zipfile.ZipFile(fh, "w", method, allowZip64=True) as zf,
     ):
         for lp in f.stored:
@@ -100,7 +108,7 @@ def safetensors_metadata(f: WeightsFile) -> dict[str, str]:
         "seen": str(h.seen),
         "header_size": str(h.size),
         "dialect": f.plan.dialect,
-        "cfg_name": os.path.basename(f.plan.cfg_path or ""),
+        "cfg_name": _cfg_name(f),
     }
     text = _cfg_text(f)
     if text is not None:
@@ -127,7 +135,7 @@ def to_safetensors(f: WeightsFile, path: str | os.PathLike[str]) -> str:
     raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as the package writes it
     target = os.fspath(path)
-    with atomic_write(target, inputs=f.sources) as fh:
+    with atomic_write(target, inputs=f.sources) as fh, f.consistent():
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
         for _, a in arrays:
@@ -171,41 +179,33 @@ def torch_names(lp: LayerPlan) -> dict[str, str]:
     return out
 
 
-def _private_body(f: WeightsFile) -> Array:
-    """A writable float32 view of the file's body over a private copy-on-write map.
-
-    Writes land in private memory pages, never in the file; the pages are shared with the page
-    cache until written, so nothing is copied up front.
-    """
-    f.check_unchanged()
-    m = mmap.mmap(f._fd, 0, access=mmap.ACCESS_COPY)
-    return np.frombuffer(m, dtype=F32, count=f.available_floats, offset=f.header.size)
-
-
 def to_state_dict(f: WeightsFile, *, copy: bool = False) -> dict[str, Any]:
     """A PyTorch ``state_dict`` of every array the file holds (needs the ``torch`` extra).
 
     Keys follow PyTorch conventions (see :func:`torch_names`); shapes fit ``nn.Conv2d``
     (``(out, in/groups, k, k)``), ``nn.BatchNorm2d`` and ``nn.Linear`` (``(out, in)``).
     With ``copy=False`` (default) tensors share memory with a private copy-on-write map of the
-    file: nothing is copied until a tensor is written, and writes never reach the file. With
+    file: nothing is copied until a tensor is written, and writes never reach the file; the map
+    is guarded like views are (a tensor keeps its values when another process rewrites the
+    file; docs/robustness.md), and where it cannot be, the tensors own their memory. With
     ``copy=True``, or from a file opened with ``backend="pread"``, every tensor owns its memory,
     read with ``pread`` (nothing mapped: a later truncation of the file cannot fault).
     """
     torch = require("torch", "torch")
     # backend="pread" promises memory that can never fault: owned copies then, map or not.
-    body = None if copy or f.backend != "mmap" else _private_body(f)
+    body = None if copy or f.backend != "mmap" else f.private_body()
     out: dict[str, Any] = {}
-    for lp in f.plan.layers:
-        if not lp.arrays or not f.holds(lp):
-            continue
-        names = torch_names(lp)
-        for a in lp.arrays:
-            if body is not None and F32.isnative:
-                view = logical_view(body, a, f.header.connected_transposed)
-                out[names[a.name]] = torch.from_numpy(view)
-            else:
-                out[names[a.name]] = torch.from_numpy(f.read_array(a))
+    with f.consistent():
+        for lp in f.plan.layers:
+            if not lp.arrays or not f.holds(lp):
+                continue
+            names = torch_names(lp)
+            for a in lp.arrays:
+                if body is not None and F32.isnative:
+                    view = logical_view(body, a, f.header.connected_transposed)
+                    out[names[a.name]] = torch.from_numpy(view)
+                else:
+                    out[names[a.name]] = torch.from_numpy(f.read_array(a))
     return out
 
 
@@ -259,6 +259,7 @@ def export(
     compress: bool = False,
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     decode: bool = False,
     letterbox: bool = False,
 ) -> str:
@@ -278,6 +279,7 @@ def export(
         embed: ONNX only: write the weights inside the model rather than pointing at the
             ``.weights`` file.
         data: ONNX only: write the weights to this file beside the model.
+        storage_options: for a URL: options passed to fsspec (docs/remote.md).
         decode: ONNX only: the model also outputs Darknet's decoded detections (``boxes``,
             ``objectness``, ``probs``), before threshold and NMS (docs/onnx.md).
         letterbox: ONNX with ``decode`` only: the boxes are corrected for a letterboxed input,
@@ -290,7 +292,7 @@ def export(
             "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)"
         )
     fmt = format_for(dst, format)
-    with opened(src, cfg, dialect=dialect) as f:
+    with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
         if fmt == "npz":
             return to_npz(f, dst, compress=compress)
         if fmt == "safetensors":
@@ -299,8 +301,39 @@ def export(
             from dwf.tools.emit_onnx import to_onnx
 
             return to_onnx(f, dst, embed=embed, data=data, decode=decode, letterbox=letterbox)
-        torch = require("torch", "torch")
-        state = to_state_dict(f, copy=True)
-        with atomic_write(dst, inputs=f.sources) as fh:
-            torch.save(state, fh)
-        return os.fspath(dst)
+        return _to_torch_file(f, dst)
+
+
+class _Recorded:
+    """The output file as ``torch.save`` sees it: a write that fails (a full disk) is kept, as
+    torch reports it only as a ``RuntimeError`` about a position in its zip writer."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            n: int = self._fh.write(data)
+            return n
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def _to_torch_file(f: WeightsFile, dst: str | os.PathLike[str]) -> str:
+    torch = require("torch", "torch")
+    state = to_state_dict(f, copy=True)  # one version of the file, or FileChangedError
+    with atomic_write(dst, inputs=f.sources) as fh:
+        out = _Recorded(fh)
+        try:
+            torch.save(state, out)
+        except RuntimeError as e:
+            if out.error is not None:  # the real cause: the writer turns it into one line
+                raise out.error from None
+            why = " ".join(str(e).split())
+            raise DwfError(f"torch.save failed: {shorten(why)}", path=os.fspath(dst)) from None
+    return os.fspath(dst)

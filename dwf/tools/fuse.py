@@ -1,8 +1,8 @@
 """Fold batch norm into the convolutions: :func:`fuse` writes a weights file and its cfg that
 compute the same function without batch norm; :func:`fuse_layer` gives one layer's folded arrays.
 
-Everything streams layer by layer and is written atomically, so a multi-GB file never has to fit
-in memory and the source is never modified.
+Everything streams layer by layer, so a multi-GB file never has to fit in memory, and the two
+files are published together or not at all; the source is never modified.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dwf.format.records import F32, ArraySpec, LayerPlan
 from dwf.io.opening import open_weights
 from dwf.io.reader import WeightsFile
 from dwf.io.streaming import STREAM_FLOATS
-from dwf.io.writer import atomic_write
+from dwf.io.writer import atomic_writes
 
 # AlexeyAB's fuse_conv_batchnorm (and its forward pass) divide by sqrt(variance + 1e-5).
 DARKNET_BN_EPS = 1e-5
@@ -76,7 +76,10 @@ def fuse_layer(
             " convolutional and connected layers that store weights have batch norm to fold",
             path=f.path,
         )
-    return _bn_fold(lp, layer.arrays, eps)
+    # read into owned memory, not through the map, as one version of the layer
+    with f.consistent():
+        arrays = {a.name: f.read_array(a) for a in lp.arrays}
+    return _bn_fold(lp, arrays, eps)
 
 
 def fused_arrays(
@@ -84,11 +87,12 @@ def fused_arrays(
 ) -> Iterator[tuple[str, Array]]:
     """``("conv_0.weights", folded), ("conv_0.biases", folded), …`` for every foldable layer
     the file holds, one layer at a time (bounded memory)."""
-    for lp in f.plan.layers:
-        if lp.type in FOLDABLE and lp.arrays and f.holds(lp):
-            w, b = fuse_layer(f, lp.index, eps)
-            yield f"{lp.name}.weights", w
-            yield f"{lp.name}.biases", b
+    with f.consistent():  # checked once more after the last layer
+        for lp in f.plan.layers:
+            if lp.type in FOLDABLE and lp.arrays and f.holds(lp):
+                w, b = fuse_layer(f, lp.index, eps)
+                yield f"{lp.name}.weights", w
+                yield f"{lp.name}.biases", b
 
 
 def unfused_cfg_text(plan: Plan) -> str:
@@ -187,6 +191,7 @@ def fuse(
     cfg: str | os.PathLike[str] | None = None,
     dialect: str | Dialect = "alexeyab",
     eps: float = DARKNET_BN_EPS,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Write a weights file (and its cfg) with batch norm folded into every conv/connected layer.
 
@@ -196,15 +201,17 @@ def fuse(
     the map): memory does not grow with the file, and a source truncated meanwhile gives
     :class:`dwf.FileChangedError`. Returns ``(dst, dst_cfg)``.
     """
-    with open_weights(src, cfg, dialect=dialect) as f:
+    with open_weights(src, cfg, dialect=dialect, storage_options=storage_options) as f:
         new_text = unfused_cfg_text(f.plan)
         new_plan = Plan.from_text(new_text, dialect=f.plan.dialect, path=os.fspath(dst_cfg))
         target = os.fspath(dst)
-        # The cfg's temporary file is created first and renamed last: a bad dst_cfg fails
-        # before anything is written, and a failed weights write leaves no cfg behind.
+        # One commit point: both files are staged, and published together only when both are
+        # complete and on disk; any failure (a full disk at the last flush, a source that
+        # changed) leaves both as they were. The weights come first: a failed write is
+        # reported against them.
         with (
-            atomic_write(dst_cfg, inputs=f.sources, others=(target,)) as cfg_fh,
-            atomic_write(target, inputs=f.sources, others=(dst_cfg,)) as fh,
+            atomic_writes([target, dst_cfg], inputs=f.sources) as (fh, cfg_fh),
+            f.consistent(),  # left before anything is published
         ):
             cfg_fh.write(new_text.encode("utf-8"))
             fh.write(f.header.encode())

@@ -43,7 +43,7 @@ def identify(
     if remote.is_url(spath):  # the size, then one range request for the head
         source = remote.RemoteSource(spath, storage_options=storage_options, block_size=512)
         try:
-            return identify_head(spath, source.pread(512, 0), source.size)
+            return identify_head(spath, source.read_at(512, 0), source.size)
         finally:
             source.close()
     try:

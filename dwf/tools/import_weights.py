@@ -1,29 +1,39 @@
 """Take weights back from other tools: :func:`import_weights` writes a Darknet ``.weights``
-file from a dwf ``.npz``/``.safetensors`` export (which carry their cfg and header) or from a
-mapping of arrays / PyTorch ``state_dict`` (which need the cfg).
+file from a dwf ``.npz``/``.safetensors`` export (which carry their cfg and header), a PyTorch
+``.pt``/``.pth`` state dict, or a mapping of arrays (which need the cfg).
 
-Every entry is checked against the plan (name, declared shape and dtype) before it is read, so a
-hostile file (a decompression bomb, an object array) is refused before anything is allocated.
+An import from a file streams, as the exports do: every entry's name, declared shape and dtype
+are checked against the plan before anything of it is read (so a hostile file — a decompression
+bomb, an object array — is refused before anything is allocated), then each array goes from the
+export into the staged output in bounded pieces (:mod:`dwf.tools.export_reader`), converted to
+float32 and laid out as Darknet stores it on the way. Memory does not grow with the file.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
-from dwf.errors import ArrayError, CfgError, DwfError
-from dwf.extras import require
+from dwf.errors import ArrayError, DwfError
 from dwf.format.cfg import shorten
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
-from dwf.io.writer import save
-from dwf.tools.export import _META, torch_names
+from dwf.format.records import F32, ArraySpec, LayerPlan
+from dwf.io.writer import (
+    check_destination,
+    check_float32_range,
+    header_to_write,
+    save,
+    write_stored,
+)
+from dwf.tools.export import torch_names
+from dwf.tools.export_reader import PIECE, ExportFile, open_export
 
 Array = np.ndarray[Any, Any]
 
@@ -31,15 +41,15 @@ Array = np.ndarray[Any, Any]
 # -- back to .weights -----------------------------------------------------------------------------
 @attrs.frozen
 class Exported:
-    """Arrays read back from an export, under dwf names, with what the export kept of the file.
+    """Arrays read back from an export, under the export's names, with what the export kept of
+    the file.
 
     Attributes:
         arrays: ``"conv_12.weights"`` → array. For a file, a lazy mapping: an entry is read
-            (decompressed) only when asked for, after :func:`import_weights` has checked its
-            declared shape and dtype against the plan.
+            (decompressed) only when asked for, whole.
         header: the original header, when the export kept it.
         cfg_text: the original cfg, when the export kept it.
-        cfg_name: the original cfg's file name, when known.
+        cfg_name: the original cfg's file name, when known (a label for messages).
         dialect: the dialect the file was read with, when known.
     """
 
@@ -50,209 +60,24 @@ class Exported:
     dialect: str | None = None
 
 
-# Metadata entries are a header (≤ 20 bytes), names and a cfg (which the planner caps the same).
-_MAX_META_BYTES = 64 << 20
-
-
 class _LazyArrays(Mapping[str, Array]):
-    """The arrays of an export file, each read only when asked for. ``declared`` gives every
-    entry's shape and dtype as the file states them, so they can be checked before reading."""
+    """The arrays of an open export file, each read whole only when asked for; the file stays
+    open while this mapping is alive."""
 
-    def __init__(
-        self,
-        path: str,
-        declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]],
-        load: Callable[[str], Array],
-    ) -> None:
-        self.path = path
-        self.declared = declared
-        self._load = load
+    def __init__(self, exp: ExportFile) -> None:
+        self._exp = exp
+        self._close = weakref.finalize(self, exp.close)
 
     def __getitem__(self, key: str) -> Array:
-        if key not in self.declared:
+        if key not in self._exp.entries:
             raise KeyError(key)
-        return self._load(key)
+        return self._exp.array(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.declared)
+        return iter(self._exp.entries)
 
     def __len__(self) -> int:
-        return len(self.declared)
-
-
-def _entry_error(path: str, key: str, why: str) -> DwfError:
-    return DwfError(f"entry {shorten(key)!r}: {why}", path=path)
-
-
-def _check_dtype(path: str, key: str, dtype: np.dtype[Any]) -> None:
-    if dtype.hasobject:
-        raise _entry_error(path, key, "holds Python objects (it would need pickle); not weights")
-    if dtype.kind not in "fiu":
-        raise _entry_error(
-            path, key, f"has dtype {dtype}, which is not a real number type (float32 expected)"
-        )
-
-
-def _npz_entries(path: str, z: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, Any]]:
-    """Each ``.npy`` member's zip entry and its header (shape, order, dtype), read from the
-    first bytes of the member: nothing is decompressed beyond the header."""
-    out: dict[str, tuple[zipfile.ZipInfo, Any]] = {}
-    for info in z.infolist():
-        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-        try:
-            with z.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    header = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    header = np.lib.format.read_array_header_2_0(fh)
-        except Exception as e:
-            raise _entry_error(path, key, f"not a numpy array ({e})") from None
-        shape, _, dtype = header
-        _check_dtype(path, key, dtype)
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if info.file_size < nbytes:
-            raise _entry_error(
-                path, key, f"declares {nbytes:,} bytes of data but holds {info.file_size:,}"
-            )
-        out[key] = (info, header)
-    return out
-
-
-def _from_npz(path: str) -> Exported:
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        what = "a single .npy array" if _is_npy(path) else "a zip archive"
-        raise DwfError(
-            f"not a readable .npz file (it is {what}, not an archive of arrays: {e})",
-            path=path,
-        ) from None
-    with z:
-        entries = _npz_entries(path, z)
-        meta: dict[str, bytes] = {}
-        for key, (info, (shape, _, dtype)) in entries.items():
-            if key.startswith(_META):
-                if info.file_size > _MAX_META_BYTES or dtype != np.uint8 or len(shape) != 1:
-                    raise _entry_error(path, key, "is not dwf metadata (uint8 bytes, ≤ 64 MiB)")
-                meta[key[len(_META) :]] = bytes(_read_npz_entry(path, z, key, info))
-
-    def load(key: str) -> Array:
-        with zipfile.ZipFile(path) as zz:
-            return _read_npz_entry(path, zz, key, entries[key][0])
-
-    declared = {
-        k: (tuple(h[0]), h[2]) for k, (_, h) in entries.items() if not k.startswith(_META)
-    }
-    header = None
-    if "header" in meta:
-        header = Header.decode(meta["header"], size=len(meta["header"]), path=path)
-    return Exported(
-        _LazyArrays(path, declared, load),
-        header,
-        _utf8(path, meta, "cfg"),
-        _utf8(path, meta, "cfg_name"),
-        _utf8(path, meta, "dialect"),
-    )
-
-
-def _is_npy(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(6) == b"\x93NUMPY"
-    except OSError:
-        return False
-
-
-def _read_npz_entry(path: str, z: zipfile.ZipFile, key: str, info: zipfile.ZipInfo) -> Array:
-    try:
-        with z.open(info) as fh:
-            arr: Array = np.lib.format.read_array(fh, allow_pickle=False)
-            return arr
-    except Exception as e:
-        raise _entry_error(path, key, f"cannot be read ({e})") from None
-
-
-def _utf8(path: str, meta: dict[str, bytes], key: str) -> str | None:
-    if key not in meta:
-        return None
-    try:
-        return meta[key].decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CfgError(
-            f"the {key} kept in the export ({_META}{key}) is not valid UTF-8 (byte {e.start}):"
-            " the export is damaged or was not written by dwf; pass cfg=... (dwf: --cfg)",
-            path=path,
-        ) from None
-
-
-# safetensors dtype names → numpy; others (BF16, the F8 kinds) have no numpy dtype.
-_ST_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U64": np.uint64,
-    "U32": np.uint32,
-    "U16": np.uint16,
-    "U8": np.uint8,
-}
-
-
-def _from_safetensors(path: str) -> Exported:
-    st = require("safetensors", "safetensors")
-    declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
-    try:
-        with st.safe_open(path, framework="np") as fh:
-            meta: dict[str, str] = fh.metadata() or {}
-            for k in fh.keys():  # noqa: SIM118
-                sl = fh.get_slice(k)
-                name = str(sl.get_dtype())
-                if name not in _ST_DTYPES:
-                    raise _entry_error(
-                        path,
-                        k,
-                        f"has dtype {name}, which numpy cannot hold (convert it to float32 first)",
-                    )
-                declared[k] = (tuple(int(n) for n in sl.get_shape()), np.dtype(_ST_DTYPES[name]))
-    except DwfError:
-        raise
-    except Exception as e:
-        raise DwfError(f"not a readable .safetensors file ({e})", path=path) from None
-
-    def load(key: str) -> Array:
-        try:
-            with st.safe_open(path, framework="np") as fh:
-                arr: Array = fh.get_tensor(key)
-                return arr
-        except Exception as e:
-            raise _entry_error(path, key, f"cannot be read ({e})") from None
-
-    header = None
-    if "header" in meta:
-        try:
-            major, minor, revision = (int(x) for x in meta["header"].split("."))
-            header = Header(
-                major,
-                minor,
-                revision,
-                int(meta.get("seen", "0")),
-                int(meta.get("header_size", "20")),
-            )
-        except (ValueError, TypeError) as e:
-            raise DwfError(
-                f"the header kept in the metadata is not readable ({e})", path=path
-            ) from None
-    return Exported(
-        _LazyArrays(path, declared, load),
-        header,
-        meta.get("cfg"),
-        meta.get("cfg_name") or None,
-        meta.get("dialect"),
-    )
+        return len(self._exp.entries)
 
 
 def _to_numpy(value: Any, key: str = "") -> Array:
@@ -273,11 +98,13 @@ def _to_numpy(value: Any, key: str = "") -> Array:
 
 
 def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
-    """Read an ``.npz``/``.safetensors`` export, or take a state dict / mapping of arrays.
+    """Read an ``.npz``/``.safetensors`` export or a ``.pt``/``.pth`` state dict, or take a
+    state dict / mapping of arrays.
 
     A mapping may use dwf names (``conv_0.weights``) or PyTorch names (``conv_0.weight``); the
     latter are translated by :func:`weights_from_state_dict` once a plan is known. A file's
-    arrays are read lazily (see :class:`Exported`).
+    arrays are read lazily, each whole when asked for (see :class:`Exported`);
+    :func:`import_weights` streams them instead.
 
     Raises:
         DwfError: not an export dwf reads, or an entry that cannot be weights (object arrays,
@@ -285,73 +112,81 @@ def read_export(src: str | os.PathLike[str] | Mapping[str, Any]) -> Exported:
     """
     if isinstance(src, Mapping):
         return Exported({str(k): _to_numpy(v, str(k)) for k, v in src.items()})
+    exp = open_export(_export_path(src))
+    return Exported(_LazyArrays(exp), exp.header, exp.cfg_text, exp.cfg_name, exp.dialect)
+
+
+def _export_path(src: object) -> str:
     if not isinstance(src, (str, os.PathLike)):
         raise DwfError(
-            f"cannot import a {type(src).__name__}: give the path of an .npz or .safetensors"
-            " export, or a state dict (a mapping of names to arrays)"
+            f"cannot import a {type(src).__name__}: give the path of an .npz, .safetensors or"
+            " .pt export, or a state dict (a mapping of names to arrays)"
         )
-    path = os.fspath(src)
-    if not os.path.exists(path):
-        raise DwfError("export file not found", path=path)
-    if path.endswith(".safetensors"):
-        return _from_safetensors(path)
-    if path.endswith(".npz"):
-        return _from_npz(path)
+    return os.fspath(src)
+
+
+def _plan_for(
+    cfg: str | os.PathLike[str] | Plan | None, dialect: str | Dialect, exp: Exported | ExportFile
+) -> Plan:
+    """The plan to write with: ``cfg`` if given, else the cfg the export kept."""
+    if isinstance(cfg, Plan):
+        return cfg
+    if cfg is not None:
+        from dwf.io.cfgfile import plan as plan_cfg
+
+        return plan_cfg(cfg, dialect=dialect)
+    if exp.cfg_text is not None:
+        plan = Plan.from_text(exp.cfg_text, dialect=dialect, path=_kept_cfg(exp))
+        return attrs.evolve(plan, cfg_path=None)  # it names no file here
     raise DwfError(
-        "unknown export format: dwf reads back .npz and .safetensors exports by their"
-        " extension (a .pt/.pth state dict through the command line, or as a mapping); rename"
-        " the file",
-        path=path,
+        "this export does not carry its cfg (a state dict never does);"
+        " pass cfg=... (dwf: --cfg)"
     )
 
 
-def _check_declared(plan: Plan, exp: Exported) -> None:
-    """Check every entry's declared shape against the plan before any is read, so a damaged or
-    hostile export (a small archive that inflates to gigabytes) is refused without reading."""
-    arrays = exp.arrays
-    if not isinstance(arrays, _LazyArrays):
-        return
-    specs = {f"{lp.name}.{a.name}": a for lp, a in plan.arrays()}
-    for key, (shape, _) in arrays.declared.items():
-        spec = specs.get(key)
-        if spec is None:
-            continue  # weights_from_state_dict names the unknown entries, without reading them
-        if int(np.prod(shape, dtype=object)) != spec.count or (
-            len(shape) > 1 and tuple(shape) != spec.shape
-        ):
-            raise ArrayError(
-                f"entry {shorten(key)!r} declares shape {tuple(shape)}, but the"
-                f" plan needs {spec.shape}; not read",
-                path=arrays.path,
-            )
+def _kept_cfg(exp: Exported | ExportFile) -> str:
+    """How messages name the cfg kept in an export: the export, and the cfg's original name."""
+    where = getattr(exp, "path", None) or "the export"
+    return f"{where} (its cfg {exp.cfg_name})" if exp.cfg_name else f"{where} (its cfg)"
 
 
-def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, Array]:
-    """Translate a state dict with PyTorch names (or dwf names) to dwf names for ``plan``."""
+def _dwf_names(plan: Plan, keys: Iterator[str] | list[str]) -> dict[str, str]:
+    """dwf name → the key it has in a state dict or export (PyTorch names translated), for
+    every key; nothing is read. BatchNorm's ``num_batches_tracked`` counters are skipped.
+
+    Raises:
+        ArrayError: keys that name no array of the plan (the first five, and how many more).
+    """
     reverse: dict[str, str] = {}
     for lp in plan.layers:
         for dwf_name, torch_name in torch_names(lp).items():
             reverse[torch_name] = f"{lp.name}.{dwf_name}"
     known = set(reverse.values())
-    keys: dict[str, str] = {}
+    names: dict[str, str] = {}
     unknown: list[str] = []
-    for key in state:  # names first: nothing is read (from a lazy export) before they check out
+    for key in keys:
         if key.endswith("num_batches_tracked"):
             continue
         name = reverse.get(key, key)
         if name not in known:
             unknown.append(shorten(str(key)))
             continue
-        keys[name] = key
+        names[name] = key
     if unknown:
         raise ArrayError(
             f"state dict keys not in the plan: {', '.join(unknown[:5])}"
             + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
         )
-    return {name: _to_numpy(state[key], str(key)) for name, key in keys.items()}
+    return names
 
 
-def _held_prefix(plan: Plan, arrays: Mapping[str, Array]) -> int:
+def weights_from_state_dict(plan: Plan, state: Mapping[str, Any]) -> dict[str, Array]:
+    """Translate a state dict with PyTorch names (or dwf names) to dwf names for ``plan``."""
+    names = _dwf_names(plan, [str(k) for k in state])
+    return {name: _to_numpy(state[key], str(key)) for name, key in names.items()}
+
+
+def _held_prefix(plan: Plan, arrays: Mapping[str, object]) -> int:
     """Number of leading layers whose arrays are all present (the rest must be absent)."""
     upto = len(plan.layers)
     for lp in plan.layers:
@@ -384,34 +219,104 @@ def import_weights(
     dialect: str | Dialect | None = None,
     header: Header | None = None,
 ) -> str:
-    """Write a Darknet ``.weights`` file from an export (``.npz``, ``.safetensors``, state dict).
+    """Write a Darknet ``.weights`` file from an export: a dwf ``.npz``/``.safetensors``, a
+    PyTorch ``.pt``/``.pth`` state dict, or a mapping of arrays.
 
     The cfg and header kept in a dwf export are used unless ``cfg``/``header`` are given; a
     state dict carries neither, so it needs ``cfg``. An export of a partial file gives a partial
-    file. Returns ``dst``.
+    file. A file is streamed entry by entry into the output (memory does not grow with its
+    size) and must not change while it is read. ``dst`` may not be the export or the cfg; that
+    is checked before anything is read. Returns ``dst``.
 
     Raises:
-        DwfError: no cfg known; ArrayError: arrays missing, unknown or of the wrong shape.
+        DwfError: no cfg known, ``dst`` is an input, the export is not readable or changed
+            while read (:class:`dwf.FileChangedError`); ArrayError: arrays missing, unknown, of
+            the wrong shape, or holding values float32 cannot hold.
     """
-    exp = read_export(src)
-    d = dialect or exp.dialect or "alexeyab"
-    inputs = [] if isinstance(src, Mapping) else [os.fspath(src)]
-    if isinstance(cfg, Plan):
-        plan = cfg
-    elif cfg is not None:
-        from dwf.io.cfgfile import plan as plan_cfg
+    cfg_input = None if cfg is None or isinstance(cfg, Plan) else os.fspath(cfg)
+    if isinstance(src, Mapping):
+        exp = read_export(src)
+        plan = _plan_for(cfg, dialect or "alexeyab", exp)
+        arrays = weights_from_state_dict(plan, exp.arrays)
+        upto = _held_prefix(plan, arrays)
+        save(dst, plan, arrays, header=header, upto=upto, inputs=[cfg_input])
+        return os.fspath(dst)
+    path = _export_path(src)
+    inputs = [path, cfg_input]
+    check_destination(dst, inputs=inputs)  # before anything is loaded
+    with open_export(path) as ef:
+        plan = _plan_for(cfg, dialect or ef.dialect or "alexeyab", ef)
+        names = _dwf_names(plan, list(ef.entries))
+        specs = {f"{lp.name}.{a.name}": a for lp, a in plan.arrays()}
+        for name, key in names.items():  # every declaration checked before anything is read
+            want, got = specs[name].shape, ef.entries[key].shape
+            if got != want:
+                raise ArrayError(
+                    f"entry {shorten(key)!r} declares shape {got}, but the plan needs {want};"
+                    " not read",
+                    path=path,
+                )
+        upto = _held_prefix(plan, names)
+        hdr = header_to_write(header or ef.header, upto=upto, dialect=plan.dialect)
 
-        plan = plan_cfg(cfg, dialect=d)
-        inputs.append(os.fspath(cfg))
-    elif exp.cfg_text is not None:
-        plan = Plan.from_text(exp.cfg_text, dialect=d, path=exp.cfg_name or None)
-    else:
-        raise DwfError(
-            "this export does not carry its cfg (a state dict never does);"
-            " pass cfg=... (dwf: --cfg)"
+        def fill(lp: LayerPlan, a: ArraySpec, out: Any) -> None:
+            _copy_entry(ef, names[f"{lp.name}.{a.name}"], lp, a, hdr, out)
+
+        write_stored(
+            dst, plan, fill, header=hdr, upto=upto, inputs=inputs, reading=ef.consistent()
         )
-    _check_declared(plan, exp)
-    arrays = weights_from_state_dict(plan, exp.arrays)
-    upto = _held_prefix(plan, arrays)
-    save(dst, plan, arrays, header=header or exp.header, upto=upto, inputs=inputs)
     return os.fspath(dst)
+
+
+_STEP = PIECE // 4  # values per piece
+
+
+def _copy_entry(
+    ef: ExportFile, key: str, lp: LayerPlan, spec: ArraySpec, header: Header, out: Any
+) -> None:
+    """Write one entry as the array ``spec`` is stored: float32, little-endian, transposed
+    where Darknet stores it so, in bounded pieces."""
+    e = ef.entries[key]
+    where = f"{ef.path}: entry {shorten(key)!r} (layer {lp.index}, {lp.name}, {spec.name})"
+    transposed = spec.stored_transposed(header.connected_transposed) and len(spec.shape) >= 2
+    pos = 0
+    if not transposed and (not e.fortran or len(e.shape) <= 1):
+        for piece in ef.pieces(key, _STEP):  # the stored order is the entry's own
+            out.write(_float32(piece, where, pos))
+            pos += piece.size
+        return
+    with ef.random_access(key) as (arr, release):
+        view = np.moveaxis(arr, 0, -1) if transposed else arr  # Darknet's order, as a view
+        for block in _c_blocks(view, _STEP):
+            out.write(_float32(block, where, pos))
+            pos += block.size
+            release()
+
+
+def _float32(piece: Array, where: str, start: int) -> memoryview:
+    """A piece as little-endian float32 bytes (no copy when it is that already)."""
+    if piece.dtype != F32 or not piece.flags.c_contiguous:
+        check_float32_range(piece, where, start=start)
+        with np.errstate(over="ignore"):
+            piece = np.ascontiguousarray(piece, dtype=F32)
+    if piece.size == 0:
+        return memoryview(b"")
+    return piece.data.cast("B")
+
+
+def _c_blocks(a: Array, n: int) -> Iterator[Array]:
+    """``a``'s values in C order, as sub-arrays of at most ``n`` values (or one row)."""
+    if a.ndim == 0:
+        yield a.reshape(1)
+    elif a.size <= n:
+        yield a
+    elif a.ndim == 1:
+        for i in range(0, a.shape[0], n):
+            yield a[i : i + n]
+    elif a[0].size <= n:
+        step = n // a[0].size
+        for i in range(0, a.shape[0], step):
+            yield a[i : i + step]
+    else:
+        for i in range(a.shape[0]):
+            yield from _c_blocks(a[i], n)

@@ -515,8 +515,9 @@ def file_zero_rows(f: WeightsFile, spec: ArraySpec, chunk: int = CHUNK) -> int:
 
 def layer_stats(layer: Layer) -> dict[str, ArrayStats]:
     """Statistics of each array of one layer (``layer.stats()``), streamed with ``pread``."""
-    layer.file._require(layer.plan)
-    return {a.name: file_array_stats(layer.file, a) for a in layer.plan.arrays}
+    layer.file.require(layer.plan)
+    with layer.file.consistent():
+        return {a.name: file_array_stats(layer.file, a) for a in layer.plan.arrays}
 
 
 @batch.one_file
@@ -553,11 +554,12 @@ def stats(
         total = sum(lp.count for lp in chosen)
         done = 0
         out: list[LayerArrayStats] = []
-        for lp in chosen:
-            for a in lp.arrays:
-                st = file_array_stats(f, a, extreme_threshold=extreme)
-                out.append(LayerArrayStats(lp.index, lp.name, lp.type, a.name, a.shape, st))
-                done += a.count
-                if progress is not None:
-                    progress(done, total, lp.name)
+        with f.consistent():  # the report is of one version of the file, or FileChangedError
+            for lp in chosen:
+                for a in lp.arrays:
+                    st = file_array_stats(f, a, extreme_threshold=extreme)
+                    out.append(LayerArrayStats(lp.index, lp.name, lp.type, a.name, a.shape, st))
+                    done += a.count
+                    if progress is not None:
+                        progress(done, total, lp.name)
         return StatsReport(f.path, tuple(out))

@@ -259,7 +259,7 @@ def read_seen(
         try:
             source = remote.RemoteSource(path, storage_options=storage_options, block_size=512)
             try:
-                head = source.pread(20, 0)
+                head = source.read_at(20, 0)
             finally:
                 source.close()
         except Exception:  # unreadable: the verb that reads it will say why

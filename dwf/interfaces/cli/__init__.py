@@ -9,26 +9,25 @@ those that report have ``--json`` (schemas in docs/cli.md; the documents are the
 Exit codes: 0 ok; 1 findings (``check`` found errors, ``diff --exit-code`` found differences,
 ``identify`` found no match); 2 an error — one ``dwf: error:`` line on stderr (and with
 ``--json`` an ``{"error": ...}`` document on stdout); ``--debug`` shows the traceback instead.
-An unexpected exception is a bug in dwf: it also gives exit 2 and one line saying so. 130 when
-interrupted; a closed pipe (``dwf info x | head``) is not an error.
+An unexpected exception is a bug in dwf: it also gives exit 2 and one line saying so. 130 and
+the one line ``dwf: interrupted`` when interrupted (Ctrl-C), from start-up on: this module
+imports almost nothing before :func:`main` is running, so the imports of the command itself
+run inside its handler. A closed pipe (``dwf info x | head``) is not an error.
 
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
-import json
 import os
 import sys
-import traceback
-from collections.abc import Sequence
-from types import ModuleType
+from typing import TYPE_CHECKING
 
-from dwf.errors import DwfError
-from dwf.interfaces.cli import render
 from dwf.version import __version__
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
 
 # The commands, in the order `dwf --help` lists them: command word → its module in this package.
 COMMANDS = {
@@ -53,6 +52,8 @@ BUG = "this is a bug in dwf, please report it; --debug shows the traceback"
 
 
 def _module(command: str) -> ModuleType:
+    import importlib
+
     return importlib.import_module(f"dwf.interfaces.cli.{COMMANDS[command]}")
 
 
@@ -75,6 +76,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     identify table or the exporters (half of the command line's imports: docs/benchmarks.md).
     ``dwf --help``, a mistyped command and ``argv=None`` get every command.
     """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="dwf", description="Look inside Darknet .weights files without loading them."
     )
@@ -95,6 +98,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def _silence_stdout() -> None:
     """Send what is still buffered for standard output to the void, so that the interpreter's
     last flush does not fail again (a closed pipe, a full disk)."""
+    import contextlib
+
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -108,7 +113,15 @@ def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> 
     """Report an error: the traceback with ``--debug``, else one line ``dwf: error: <message>``
     (a message of several lines, such as a size mismatch's diagnosis, joined with ``; ``); and
     with ``--json`` an ``{"error": <message>}`` document on stdout. Returns exit code 2."""
+    import contextlib
+    import json
+
+    from dwf.errors import DwfError
+    from dwf.interfaces.cli import render
+
     if getattr(args, "debug", False):
+        import traceback
+
         traceback.print_exc()
     else:
         line = "dwf: error: " + render.one_line(message)
@@ -126,25 +139,107 @@ def _fail(message: str, args: argparse.Namespace, *, stdout_ok: bool = True) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 findings, 2 error, 130 interrupted)."""
+    restore = _note_interrupts()
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception as e:
+        if _by_interrupt(e):  # numpy turns Ctrl-C during its import into an ImportError
+            return _interrupted()
+        raise
+    finally:
+        restore()
+
+
+_SIGINT_SEEN: list[bool] = [False]
+
+
+def _note_interrupts() -> Callable[[], None]:
+    """Note every SIGINT (then raise ``KeyboardInterrupt`` as Python does), so that a Ctrl-C
+    that a C extension's import turned into another error (numpy's "could not import module
+    datetime") is still known for one; returns what puts the previous handler back."""
+    import signal
+
+    _SIGINT_SEEN[0] = False
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return lambda: None  # someone else's handler (or not the main thread): keep it
+
+        def noted(signum: int, frame: object) -> None:
+            _SIGINT_SEEN[0] = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, noted)
+    except (ValueError, OSError):  # not the main thread
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
+
+
+def _interrupted() -> int:
+    """Ctrl-C from start-up on (the command's imports, parsing, the work): one line, exit 130.
+    Whatever was being written was left as it was by the writer."""
+    try:
+        sys.stderr.write("dwf: interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return 130
+
+
+def _by_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` was raised because of a Ctrl-C: a C extension interrupted while it was
+    being imported reports an ``ImportError`` (whose cause is the ``KeyboardInterrupt``, or
+    not: then the noted SIGINT tells)."""
+    if _SIGINT_SEEN[0]:
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from dwf.errors import DwfError
+    from dwf.interfaces.cli import options, render
+
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
+    from dwf.io.source import reporting_transfers
+
+    # a whole-file download (a server that ignores byte ranges) shows its own bar
+    download = render.Progress("download", unit=1, always=True)
     try:
-        with render.markdown(getattr(args, "markdown", False) and not getattr(args, "json", False)):
-            code = int(args.func(args))
+        options.check_writes(args)  # inputs identified before the command loads anything
+        markdown = getattr(args, "markdown", False) and not getattr(args, "json", False)
+        try:
+            with reporting_transfers(download), render.markdown(markdown):
+                code = int(args.func(args))
+        finally:
+            download.close()
         render.flush()
         return code
     except BrokenPipeError:
         # `dwf info x | head`: the reader went away; not an error of ours.
         _silence_stdout()
         return 0
-    except KeyboardInterrupt:
-        return 130
     except render.OutputError as e:
         _silence_stdout()
         return _fail(str(e), args, stdout_ok=False)
     except DwfError as e:
         return _fail(str(e), args)
     except Exception as e:
+        if _by_interrupt(e):
+            raise KeyboardInterrupt from None
         # one line, whatever the exception says: a bug report starts from it
         what = " ".join(str(e).splitlines())
         return _fail(f"{type(e).__name__}: {what} ({BUG})", args)

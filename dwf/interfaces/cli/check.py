@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             dialect=args.dialect,
             strict=not args.lenient,
             extreme=args.extreme,
+            storage_options=options.storage_options(args),
         )
         return render.rows("check", results, args.json, text, lambda r: r.serious)
     bar = render.Progress("check", always=is_url(args.weights))  # remote: always long
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.lenient,
             extreme=args.extreme,
             progress=bar,
+            storage_options=options.storage_options(args),
         )
     finally:
         bar.close()

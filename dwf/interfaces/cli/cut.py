@@ -20,11 +20,19 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     options.add_source(p)
     p.add_argument("out", help="the file to write")
     p.add_argument("upto", type=int, help="number of layers to keep (N)")
+    options.writes(p, ("out",))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = cut(args.weights, args.out, args.upto, cfg=args.cfg, dialect=args.dialect)
+    out = cut(
+        args.weights,
+        args.out,
+        args.upto,
+        cfg=args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    )
     size = os.path.getsize(out)
     kept = f"layers 0..{args.upto - 1}" if args.upto > 0 else "the header only (no layers)"
     render.echo(f"wrote {out}: {kept}, {render.fmt(size)} bytes (seen reset to 0)")

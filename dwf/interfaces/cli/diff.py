@@ -52,7 +52,9 @@ def _offset(bar: render.Progress, base: int, total: int) -> Callable[[int, int, 
 def compare(args: argparse.Namespace) -> list[DiffReport]:
     """:func:`dwf.tools.diff.diff` of each consecutive pair, every file opened once, first."""
     # folders and globs (local or remote) stand for their files, in training order
-    paths = checkpoints(args.files, dialect=args.dialect)
+    paths = checkpoints(
+        args.files, dialect=args.dialect, storage_options=options.storage_options(args)
+    )
     if len(paths) < 2:
         raise DwfError("diff needs at least two weights files")
     with contextlib.ExitStack() as stack:

@@ -51,12 +51,18 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         " image_size, gives each image's width and height)",
     )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
+    options.writes(p, ("out", "data"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
-    with opened(args.weights, args.cfg, dialect=args.dialect) as f:
+    with opened(
+        args.weights,
+        args.cfg,
+        dialect=args.dialect,
+        storage_options=options.storage_options(args),
+    ) as f:
         out = export(
             f,
             args.out,

@@ -59,6 +59,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         metavar="N",
         help="mark where 'dwf cut WEIGHTS OUT N' would end the file (layers N.. faded)",
     )
+    options.writes(p, ("output",))
     p.set_defaults(func=run)
 
 

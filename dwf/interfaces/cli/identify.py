@@ -29,13 +29,16 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         "weights", nargs="+", help="weights files, folders or globs; local paths or URLs"
     )
     options.add_jobs(p)
+    options.add_storage(p)
     options.add_output(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
-        results = each(identify, args.weights, jobs=args.jobs)
+        results = each(
+            identify, args.weights, jobs=args.jobs, storage_options=options.storage_options(args)
+        )
         named: list[Identification] = []
 
         def kept() -> Iterator[Any]:
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json and named:
             _summary(named, render.width(args))
         return code
-    ident = identify(args.weights)
+    ident = identify(args.weights, storage_options=options.storage_options(args))
     if args.json:
         render.dump(ident.to_dict())
     else:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from dwf.extras import require
 from dwf.format.header import Header
 from dwf.interfaces.cli import options, render
 from dwf.tools.import_weights import import_weights
@@ -33,15 +31,14 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         help="header 0.2.5 with this seen (a state_dict keeps"
         " no header; default: the export's header, else seen=0)",
     )
+    options.writes(p, ("out",), ("source", "cfg"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    src: Any = args.source
-    if args.source.endswith((".pt", ".pth")):
-        torch = require("torch", "torch")
-        src = torch.load(args.source, map_location="cpu", weights_only=True)
+    # The path goes to the import as it is (a .pt too): the import identifies its inputs, and
+    # refuses to write over them, before it loads anything.
     header = None if args.seen is None else Header(0, 2, 5, args.seen, 20)
-    out = import_weights(src, args.out, cfg=args.cfg, dialect=args.dialect, header=header)
+    out = import_weights(args.source, args.out, cfg=args.cfg, dialect=args.dialect, header=header)
     render.echo(f"wrote {out} ({render.fmt(os.path.getsize(out))} bytes)")
     return 0

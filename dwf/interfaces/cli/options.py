@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dwf.errors import DwfError
 from dwf.format.records import LayerPlan
 from dwf.interfaces.cli import render
-from dwf.io.opening import open_weights
+from dwf.io.opening import find_cfg, open_weights
 from dwf.io.reader import WeightsFile
 
 DIALECTS = ["alexeyab", "pjreddie"]
@@ -41,6 +42,93 @@ def add_source(p: argparse.ArgumentParser, *, weights: bool = True, many: bool =
         choices=DIALECTS,
         help="Darknet code base that wrote the file (default alexeyab)",
     )
+    add_storage(p)
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable): what the Python API takes as
+    ``storage_options``."""
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="storage_option",
+        help="for URLs: an fsspec storage option (repeatable); VALUE is read as JSON when it is"
+        " JSON (true, 3, {...}), else as text; KEY a.b sets b inside a (e.g."
+        " client_kwargs.endpoint_url=URL); download_limit=4GB lets dwf download up to that"
+        " from a server that ignores byte ranges",
+    )
+
+
+def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """``--storage-option`` values as the ``storage_options`` dict.
+
+    ``KEY=VALUE``: the value is JSON when it parses as JSON (``true``, ``false``, ``null``,
+    numbers, ``"text"``, ``{...}``, ``[...]``), else the text as it is; a dotted key
+    (``client_kwargs.endpoint_url``) sets a nested option.
+
+    Raises:
+        DwfError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise DwfError(
+                f"--storage-option {item!r}: write KEY=VALUE, e.g. anon=true or"
+                " client_kwargs.endpoint_url=https://s3.example.org"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, leaf = key.split(".")
+        where = out
+        for part in parents:
+            nested = where.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise DwfError(f"--storage-option {item!r}: {part} is already set to a value")
+            where = nested
+        where[leaf] = value
+    return out
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The command's ``--storage-option`` values (``None`` without any)."""
+    return parse_storage_options(getattr(args, "storage_option", None)) or None
+
+
+def writes(
+    p: argparse.ArgumentParser,
+    outputs: tuple[str, ...],
+    inputs: tuple[str, ...] = ("weights", "cfg"),
+) -> None:
+    """Name the arguments a command writes (``outputs``) and reads (``inputs``): before the
+    command runs — before anything is opened or loaded — every output is checked against every
+    input and every other output (:func:`check_writes`)."""
+    p.set_defaults(writes=outputs, reads=inputs)
+
+
+def check_writes(args: argparse.Namespace) -> None:
+    """Refuse an output that is one of the command's inputs (the same path, a symlink or a hard
+    link), another of its outputs, or a special file — before the command loads anything. The
+    cfg found beside the weights when ``--cfg`` is not given counts as an input too. The tools
+    check again when they write (they know every file they opened)."""
+    outputs = [str(v) for k in getattr(args, "writes", ()) if (v := getattr(args, k, None))]
+    if not outputs:
+        return
+    from dwf.io.writer import check_destination
+
+    reads = getattr(args, "reads", ())
+    inputs = [str(v) for k in reads if (v := getattr(args, k, None)) and isinstance(v, str)]
+    weights = getattr(args, "weights", None)
+    if "cfg" in reads and not args.cfg and isinstance(weights, str) and "://" not in weights:
+        beside, _ = find_cfg(weights)
+        if beside is not None:
+            inputs.append(beside)
+    for i, out in enumerate(outputs):
+        check_destination(out, inputs=inputs, others=[*outputs[:i], *outputs[i + 1 :]])
 
 
 def add_jobs(p: argparse.ArgumentParser) -> None:
@@ -150,4 +238,5 @@ def open_file(args: argparse.Namespace, path: str | None = None) -> WeightsFile:
         dialect=args.dialect,
         strict=not getattr(args, "lenient", False),
         header_size=getattr(args, "header_size", None),
+        storage_options=storage_options(args),
     )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from dwf.errors import DwfError
+from dwf.errors import DwfError, short_path
 
 TABLE_WIDTH = 100  # tables fit this many columns when standard output is not a terminal
 BIG_FILE = 1 << 30  # long work: show progress on a terminal beyond this many bytes
@@ -150,7 +150,8 @@ def rows(
                 echo(json.dumps(jsonable(row.to_dict()), allow_nan=False))
             elif row.result is None:
                 why = str(row.error)
-                why = why[len(row.path) + 2 :] if why.startswith(f"{row.path}: ") else why
+                prefixes = (f"{row.path}: ", f"{short_path(row.path)}: ")
+                why = next((why[len(p) :] for p in prefixes if why.startswith(p)), why)
                 echo(f"{row.path}: error: {one_line(why)}")
             else:
                 echo(text(row.result))

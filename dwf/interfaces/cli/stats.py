@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             cfg=args.cfg,
             dialect=args.dialect,
             strict=not args.lenient,
+            storage_options=options.storage_options(args),
         )
         width = render.width(args)
         return render.rows("stats", results, args.json, lambda r: text(r, width), lambda r: False)
