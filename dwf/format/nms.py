@@ -112,6 +112,9 @@ def suppress(
     t = F32(thresh)
     for k in range(probs.shape[1] if probs.ndim == 2 else 0):
         p = probs[:, k]
+        nonzero = np.flatnonzero(p[active] != 0)
+        if not nonzero.size:  # a stable sort of equal keys changes nothing, and none is kept
+            continue
         active = active[np.argsort(-p[active], kind="stable")]
         for pos in np.flatnonzero(p[active] != 0):
             i = active[pos]

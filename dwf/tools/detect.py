@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -191,6 +191,34 @@ _RUNTIMES: dict[str, Callable[[WeightsFile, Network], Runner]] = {
     "onnxruntime": _onnxruntime,
     "torch": _torch,
 }
+# The last network made ready to run, kept for the next call on the same version of the same
+# file (building the description, the model and the session costs ~0.1 s for a small network,
+# many times what one image costs); one at a time, so memory holds one copy of the weights.
+_LAST: list[tuple[Hashable, Network, Runner]] = []
+
+
+def _ready(f: WeightsFile, runtime: str, boxed: bool) -> tuple[Network, Runner]:
+    """The description with its decoding and a runner of it, reused while the file, the cfg
+    and the options are the same."""
+    plan = f.plan
+    key = (
+        runtime,
+        boxed,
+        f.source.name,
+        f.source.identity,
+        f.header.encode(),
+        plan.dialect,
+        plan.cfg_path,
+        plan.text,
+    )
+    if _LAST and _LAST[0][0] == key:
+        return _LAST[0][1], _LAST[0][2]
+    _LAST.clear()
+    network = describe(plan, f.header, decode=True, letterbox=boxed)
+    network.require(runtime)
+    run = _RUNTIMES[runtime](f, network)
+    _LAST.append((key, network, run))
+    return network, run
 
 
 def letterboxes(plan: Plan) -> bool:
@@ -321,14 +349,12 @@ def detect(
         net = plan.net
         boxed = letterboxes(plan) if letterbox is None else letterbox
         tensor = isinstance(inputs, np.ndarray) and inputs.ndim == 4
-        network = describe(plan, f.header, decode=True, letterbox=boxed and not tensor)
-        network.require(runtime)
+        network, run = _ready(f, runtime, boxed and not tensor)
         d = network.decoding
         assert d is not None
         labels = class_names(
             names, d.classes, None if f.backend == "remote" else f.path, plan.cfg_path
         )
-        run = _RUNTIMES[runtime](f, network)
         c = net.channels
         out: list[list[Detected]] = []
         for x, sizes in _inputs(inputs, c, net.width, net.height, boxed and not tensor):
