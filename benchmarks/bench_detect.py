@@ -113,6 +113,29 @@ def bench(weights: Path, picture: Path, repeats: int) -> dict[str, Any]:
         ms = statistics.median(times[decode][1:]) * 1e3
         row["decode" if decode else "raw"] = {"nodes": nodes, "ms": ms}
     row["decode_ms"] = row["decode"]["ms"] - row["raw"]["ms"]
+    # the decoding alone: the part of the model from the raw outputs to the decoded ones
+    ort, onnx = __import__("onnxruntime"), __import__("onnx")
+    raw_sess = made[False][0]
+    names = [o.name for o in raw_sess.get_outputs()]
+    raw = dict(zip(names, raw_sess.run(None, {"input": x}), strict=True))
+    with dwf.open(weights) as f:
+        network = describe(f.plan, f.header, decode=True)
+        from dwf.tools.emit_onnx import in_memory
+
+        model = onnx.load_from_string(in_memory(f, network)[0])
+    d = network.decoding
+    assert d is not None
+    # (the input too: AlexeyAB's [region] objectness of 1 takes the batch size from it)
+    heads = [name for name in network.outputs if name in raw]
+    part = onnx.utils.Extractor(model).extract_model(
+        [*heads, "input"], [d.boxes, d.objectness, d.probs]
+    )
+    alone = ort.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {h: raw[h] for h in heads}
+    if "input" in {i.name for i in alone.get_inputs()}:
+        feeds["input"] = x
+    t_alone, _ = timed(lambda: alone.run(None, feeds), 3 * repeats)
+    row["decode_alone_ms"] = t_alone * 1e3
     del made
     # dwf.detect: the first call, then the parts of a later one
     t0 = time.perf_counter()
@@ -165,7 +188,7 @@ def main() -> None:
             files += [sparse(folder, c) for c in ZEROS]
         rows = [bench(f, picture, repeats) for f in files]
     head = (
-        f"{'network':<28}{'input':>9}{'nodes':>12}{'ort ms':>16}{'decode':>8}"
+        f"{'network':<28}{'input':>9}{'nodes':>12}{'ort ms':>16}{'Δ':>7}{'alone':>7}"
         f"{'first s':>9}{'call ms':>9}{'image':>7}{'net':>7}{'post':>7}{'nms':>7}"
     )
     print(head)
@@ -173,7 +196,8 @@ def main() -> None:
         print(
             f"{r['network']:<28}{r['input']:>9}"
             f"{r['raw']['nodes']:>6}→{r['decode']['nodes']:<5}"
-            f"{r['raw']['ms']:>8.1f}→{r['decode']['ms']:<7.1f}{r['decode_ms']:>+8.2f}"
+            f"{r['raw']['ms']:>8.1f}→{r['decode']['ms']:<7.1f}{r['decode_ms']:>+7.1f}"
+            f"{r['decode_alone_ms']:>7.2f}"
             f"{r['first_call_s']:>9.2f}{r['call_ms']:>9.1f}{r['image_ms']:>7.1f}"
             f"{r['network_ms']:>7.1f}{r['post_ms']:>7.2f}{r['nms_ms']:>7.2f}"
         )

@@ -248,7 +248,8 @@ def _listed(
         span_of[s.start : s.stop] = i
     t = np.float32(thresh)
     shown: list[tuple[int, int]] = []
-    for r in order:
+    some = (kept > t).any(axis=1)
+    for r in order[some[order]]:  # the rows with a probability left, in Darknet's order
         best, best_p = -1, t
         for j in map(int, np.flatnonzero(kept[r] > t)):
             if kept[r, j] > best_p and not names[j].startswith("dont_show"):
