@@ -463,7 +463,7 @@ def remote_rows(folder: Path, cfg_mib: int, served_mib: int) -> list[dict[str, A
         import aiohttp  # noqa: F401
         import fsspec  # noqa: F401
     except ImportError:
-        print("  (skipped: pip install 'dwf[remote]')")
+        print("  (skipped: pip install 'dwf-darknet[remote]')")
         return []
     tests = ROOT / "tests"
     if str(tests) not in sys.path:

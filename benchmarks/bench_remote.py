@@ -18,7 +18,7 @@
 Part 1 also reads the file from ``python -m http.server``, which ignores ranges: ``dwf.check``
 then reads the whole response once into a temporary file (bytes: the body dwf received).
 
-Needs ``pip install 'dwf[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
+Needs ``pip install 'dwf-darknet[remote,dask]'``. Writes ``benchmarks/out/bench_remote.json``.
 The server runs in this process (a thread), on 127.0.0.1: the network cost is the loopback's,
 so the times are a lower bound; the byte counts are what any server would send.
 """
@@ -178,7 +178,7 @@ def many_rows(folder: Path, n: int, repeats: int, big: bool = False) -> list[dic
     try:
         import distributed
     except ImportError:
-        print("(dask not installed: pip install 'dwf[dask]')")
+        print("(dask not installed: pip install 'dwf-darknet[dask]')")
         return rows
     t0 = time.perf_counter()
     cluster = distributed.LocalCluster(

@@ -26,8 +26,9 @@ both alike; min and median are reported):
     python benchmarks/bench_startup.py            # 21 runs per row (~3 min, ~600 MB of temp files)
     python benchmarks/bench_startup.py --quick    # yolov4-tiny-sized file, 5 runs per row (~30 s)
 
-Without safetensors (``pip install 'dwf[safetensors]'``) its rows are skipped, with a note. The
-report is printed; everything, per run, is written to ``benchmarks/out/bench_startup.json``.
+Without safetensors (``pip install 'dwf-darknet[safetensors]'``) its rows are skipped, with a
+note. The report is printed; everything, per run, is written to
+``benchmarks/out/bench_startup.json``.
 docs/benchmarks.md records a run and explains it.
 """
 
@@ -298,8 +299,8 @@ class Startup:
         except ImportError:
             self.has_st = False
             self.notes.append(
-                "safetensors is not installed (pip install 'dwf[safetensors]'): its rows are"
-                " skipped and no ratio is computed"
+                "safetensors is not installed (pip install 'dwf-darknet[safetensors]'): its"
+                " rows are skipped and no ratio is computed"
             )
 
     def log(self, text: str) -> None:

@@ -44,6 +44,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "plot_diff": ("dwf.interfaces.plot", "plot_diff"),
     "live_table": ("dwf.interfaces.live", "live_table"),
     "graph": ("dwf.interfaces.graph", "graph"),
+    "to_torch": ("dwf.tools.emit_torch", "to_torch"),
     "detect": ("dwf.tools.detect", "detect"),
     "nms": ("dwf.format.nms", "nms"),
     "draw": ("dwf.interfaces.draw", "draw"),
@@ -72,6 +73,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerArrayStats": ("dwf.tools.stats", "LayerArrayStats"),
     "Exported": ("dwf.tools.import_weights", "Exported"),
     "Row": ("dwf.tools.batch", "Row"),
+    "Rows": ("dwf.tools.batch", "Rows"),
     "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
     "LayerChange": ("dwf.tools.watch", "LayerChange"),
     "Graph": ("dwf.interfaces.graph", "Graph"),
@@ -134,6 +136,7 @@ __all__ = [
     "Plan",
     "RemoteError",
     "Row",
+    "Rows",
     "SizeMismatchError",
     "StatsReport",
     "UnsupportedLayerError",
@@ -162,6 +165,7 @@ __all__ = [
     "plot_diff",
     "save",
     "stats",
+    "to_torch",
     "watch",
 ]
 
@@ -176,6 +180,8 @@ for _name, _module, _attribute in (
     ("plot_file", "dwf.interfaces.plot", "plot_file"),
     ("layer_html", "dwf.interfaces.display", "layer_html"),
     ("file_html", "dwf.interfaces.display", "file_html"),
+    ("report_text", "dwf.interfaces.reports", "text"),
+    ("report_html", "dwf.interfaces.reports", "html"),
     ("graph", "dwf.interfaces.graph", "graph"),
 ):
     extensions.provide(_name, _module, _attribute)
@@ -240,12 +246,13 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.io.opening import open_weights as open
     from dwf.io.reader import Layer, WeightsFile
     from dwf.io.writer import save
-    from dwf.tools.batch import Row, each
+    from dwf.tools.batch import Row, Rows, each
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
     from dwf.tools.detect import Detected, detect
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
+    from dwf.tools.emit_torch import to_torch
     from dwf.tools.export import export
     from dwf.tools.fuse import fuse
     from dwf.tools.identify import identify

@@ -6,6 +6,13 @@ import importlib
 from types import ModuleType
 
 from dwf.errors import DwfError
+from dwf.version import DISTRIBUTION
+
+
+def install_line(extra: str) -> str:
+    """How to install an extra: as published, and from a checkout of dwf's sources
+    (``pip install 'dwf-darknet[plot]'`` — ``dwf`` on the package index is another project)."""
+    return f"pip install '{DISTRIBUTION}[{extra}]' (from a checkout: pip install '.[{extra}]')"
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -15,5 +22,5 @@ def require(module: str, extra: str) -> ModuleType:
     except ImportError:
         raise DwfError(
             f"this needs the optional package {module.split('.')[0]!r}: install it with"
-            f" pip install 'dwf[{extra}]'"
+            f" {install_line(extra)}"
         ) from None

@@ -1,7 +1,8 @@
 """A second emitter of the network description, in numpy, written against the emitter contract
 only (``dwf.format.ops.OPS`` and ``dwf.format.network``'s docstring): it knows nothing of
 Darknet. The tests run it beside the ONNX export to show that the description carries
-everything an emitter needs (the PyTorch module is to be written the same way).
+everything an emitter needs (the PyTorch module, ``dwf.tools.torch_module``, is written the
+same way).
 
 ``run(network, arrays, x)`` returns every value of the description, by name.
 """
@@ -149,6 +150,7 @@ OPS: dict[str, Callable[..., Array]] = {
     "avg_pool": _avg_pool,
     "global_avg_pool": lambda n, x: x.mean(axis=(2, 3), keepdims=True),
     "batch_norm": _batch_norm,
+    "dropout": lambda n, x: x,  # inference
     "gemm": lambda n, x, w, b=0.0: x @ (w.T if n.attrs["trans_b"] else w) + b,
     "matmul": lambda n, a, b: a @ b,
     "resize_nearest": lambda n, x: x.repeat(n.attrs["scales"][0], 2).repeat(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import dwf
+from dwf.version import DISTRIBUTION
 
 ROOT = Path(dwf.__file__).parent
 
@@ -189,7 +190,7 @@ def test_the_0_1_name_compare_still_works_with_a_warning() -> None:
 def test_one_version_everywhere() -> None:
     import importlib.metadata
 
-    assert importlib.metadata.version("dwf") == dwf.__version__
+    assert importlib.metadata.version(DISTRIBUTION) == dwf.__version__
 
 
 # -- the format layer is pure ---------------------------------------------------------------------

@@ -119,5 +119,5 @@ def test_a_url_without_fsspec_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     import sys
 
     monkeypatch.setitem(sys.modules, "fsspec", None)  # as if not installed
-    with pytest.raises(dwf.DwfError, match=r"pip install 'dwf\[remote\]'"):
+    with pytest.raises(dwf.DwfError, match=r"pip install 'dwf-darknet\[remote\]'"):
         dwf.open("https://127.0.0.1:9/x.weights")

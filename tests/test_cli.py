@@ -78,7 +78,7 @@ HEADER_KEYS |= {"connected_transposed"}
 LAYER_KEYS = {"index", "name", "type", "out_shape", "outputs", "span", "in_file", "arrays"}
 LAYER_KEYS |= {"n_params", "n_trainable", "bflops", "output_bytes", "receptive_field", "stride"}
 LAYER_ARRAY_KEYS = {"name", "shape", "count", "span"}
-STATS_KEYS = {"path", "arrays"}
+STATS_KEYS = {"path", "arrays", "mismatch"}
 STATS_ARRAY_KEYS = {"index", "layer", "type", "array", "shape", "count", "min", "max", "mean"}
 STATS_ARRAY_KEYS |= {"std", "absmax", "zero_fraction", "nan", "inf", "denormals", "zeros"}
 STATS_ARRAY_KEYS |= {"negatives", "extreme"}
@@ -88,6 +88,7 @@ DIFF_ARRAY_KEYS = {"index", "layer", "type", "array", "count", "identical", "max
 DIFF_ARRAY_KEYS |= {"cosine"}
 CHECK_KEYS = {"path", "arrays", "floats", "serious", "mismatch", "findings", "cfg_warnings"}
 FINDING_KEYS = {"index", "layer", "type", "array", "kind", "severity", "count", "message"}
+FINDING_KEYS |= {"indices"}
 IDENTIFY_KEYS = {
     "path", "size", "floats", "problem", "header", "header_size", "matches", "near", "fits"
 }
@@ -521,7 +522,7 @@ def test_check_text_and_exit_codes(demo: Demo, capsys: pytest.CaptureFixture[str
         f"{demo.weights}: scanned 49 arrays, 27,202 floats: 0 errors, 0 warnings, 0 notes",
     )
     r = call(capsys, "check", demo.damaged, "--cfg", demo.cfg)
-    assert r.code == 1 and "2 errors, 1 warnings" in r.out
+    assert r.code == 1 and "2 errors, 1 warning," in r.out
     # --extreme: a warning, not an error: exit 0
     r = call(capsys, "check", demo.weights, "--extreme", "0.5", "--json")
     doc = strict_json(r.out)
@@ -1208,9 +1209,7 @@ def test_cli_md_documents_wide_version_debug() -> None:
     assert {opt for _, opt in _iter_options()} >= {"--json", "--wide", "--debug", "--cfg"}
 
 
-@pytest.mark.parametrize(
-    "selection", [["--layers", "100"], ["--layers", "5-2"], ["--type", "foo"]]
-)
+@pytest.mark.parametrize("selection", [["--layers", "100"], ["--type", "foo"]])
 def test_a_selection_that_matches_nothing_says_so(
     demo: Demo, selection: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

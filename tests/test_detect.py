@@ -471,11 +471,8 @@ def _run(model: Any, x: Array) -> list[Array]:
 
 
 def _runtimes() -> list[str]:
-    out = ["onnxruntime"]
-    if hasattr(dwf, "to_torch"):
-        pytest.importorskip("torch")
-        out.append("torch")
-    return out
+    pytest.importorskip("torch")
+    return ["onnxruntime", "torch"]
 
 
 def _trial8(weights: Path, cfg: Path, z: Any, case: dict[str, Any]) -> None:
@@ -694,3 +691,36 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(dwf.DwfError, match=r"missing\.png"):
         dwf.detect(weights, tmp_path / "missing.png")
     assert not os.path.exists(tmp_path / "a.onnx")
+
+
+# -- the PyTorch module decodes what the ONNX model decodes ----------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    ["yolo-new_coords", "gaussian-right_bottom-scaled", "region-coords5", "pj-region-softmax"],
+)
+def test_torch_module_decodes_what_onnx_decodes(tmp_path: Path, name: str) -> None:
+    torch = pytest.importorskip("torch")
+    dialect, heads, size = _case(name, 13)
+    weights, _, _ = write(tmp_path, network(heads, size), 5, dialect)
+    model = tmp_path / "m.onnx"
+    dwf.export(weights, model, dialect=dialect, decode=True, letterbox=True)
+    module = dwf.to_torch(weights, dialect=dialect, decode=True, letterbox=True)
+    x = np.random.default_rng(1).random((2, 3, size[1], size[0]), dtype=np.float32)
+    frames = np.array([[size[0] * 2, size[1]], [7, 90]], np.float32)
+    onnx_out = _session(model).run(
+        ["boxes", "objectness", "probs"], {"input": x, "image_size": frames}
+    )
+    with torch.inference_mode():
+        torch_out = module(torch.from_numpy(x), torch.from_numpy(frames))[-3:]
+    for a, b in zip(onnx_out, torch_out, strict=True):
+        _close(b.numpy(), a)
+    assert module.output_names[-3:] == ("boxes", "objectness", "probs")
+    import pickle
+
+    again = pickle.loads(pickle.dumps(module))  # described again, with its decoding
+    with torch.inference_mode():
+        np.testing.assert_array_equal(
+            again(torch.from_numpy(x), torch.from_numpy(frames))[-1].numpy(), torch_out[-1].numpy()
+        )
+    with pytest.raises(dwf.DwfError, match="image_size"):
+        module(torch.from_numpy(x))

@@ -416,5 +416,40 @@ def test_plots_without_matplotlib_name_the_extra(
             f.plot()
         else:
             dwf.plot_diff(f, f)
-    assert "pip install 'dwf[plot]'" in str(info.value)
+    assert "pip install 'dwf-darknet[plot]'" in str(info.value)
     assert "matplotlib" in str(info.value)
+
+
+# -- reports: text for print(), tables for a notebook ---------------------------------------------
+
+
+def test_reports_print_as_the_command_line_prints_them(
+    f: dwf.WeightsFile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dwf.interfaces.cli import main
+
+    stats = dwf.stats(f, layers=[0, 2])
+    assert main(["stats", f.path, "--layers", "0,2", "--wide"]) == 0
+    assert str(stats) == capsys.readouterr().out.rstrip("\n")
+    report = dwf.check(f)
+    assert str(report) == report.explain() and "CheckReport(" not in str(report)
+    changed = dwf.diff(f, f)
+    assert str(changed).splitlines()[-1] == "identical everywhere"
+    ident = dwf.identify(f.path)
+    assert str(ident) == ident.explain()
+
+
+def test_reports_and_rows_display_as_tables(f: dwf.WeightsFile, tmp_path: Path) -> None:
+    html = dwf.stats(f, layers=[0])._repr_html_()
+    assert html.count("<tr>") == 6 and "rolling_variance" in html  # a header and 5 arrays
+    assert "0 errors, 0 warnings, 0 notes" in dwf.check(f)._repr_html_()
+    assert "identical everywhere" in dwf.diff(f, f)._repr_html_()
+    rows = dwf.Rows(dwf.each(dwf.check, [f.path, str(tmp_path / "gone.weights")], jobs=1))
+    assert isinstance(rows, list) and len(rows) == 2
+    html = rows._repr_html_()
+    assert html.count("<tr>") == 3 and "gone.weights" in html and "not found" in html
+    lines = str(rows).splitlines()
+    assert lines[0].split() == ["file", "result"] and "0 errors" in lines[1]
+    assert "error:" in lines[2]
+    assert "0 errors" in rows[0]._repr_html_() and "not found" in rows[1]._repr_html_()
+    assert str(rows[1]).startswith(f"{tmp_path / 'gone.weights'}: error:")

@@ -71,8 +71,70 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(data(start, "image/png")) > 1_000  # base64 PNG
     text = "".join(o.get("text", "") for o in outputs("report = f.check()"))
     assert "0 errors" in text
+    assert "<table" in data("dwf.diff(f, later)", "text/html")  # a report shows as a table
     text = "".join(o.get("text", "") for o in outputs("moved = np.array"))
     assert "conv_4 weights relative change 0.010" in text
     text = "".join(o.get("text", "") for o in outputs("import sys"))
     assert "1 changed, 48 identical" in text
     assert (tmp_path / "dwf-demo" / "demo.npz").is_file()
+
+
+# A notebook as a user writes it: no %matplotlib magic, no backend set; plots and reports are
+# the last expression of their cells.
+PLAIN_CELLS = [
+    "import dwf\ncfg, weights = dwf.demo('.')\nf = dwf.open(weights)",
+    "f.plot()",
+    'f["conv_2"].plot()',
+    "dwf.plot_diff(f, f)",
+    "dwf.check(f)",
+    "dwf.stats(f, layers=[0, 2])",
+    "dwf.diff(f, f)",
+    "dwf.Rows(dwf.each(dwf.check, [weights, 'missing.weights'], jobs=1))",
+    "print(dwf.check(f))",
+    "print(dwf.stats(f, layers=[0]))",
+    "fig = f.plot()\nprint(type(fig).__mro__[1].__name__, len(fig.axes))",
+]
+
+
+@pytest.mark.slow  # starts a Jupyter kernel (~4 s)
+def test_a_notebook_without_magics_shows_plots_and_report_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # as in a fresh Jupyter: the kernel's own
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in PLAIN_CELLS])
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+
+    def data(i: int) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for o in nb.cells[i].outputs:
+            found.update(o.get("data", {}))
+        return found
+
+    def printed(i: int) -> str:
+        return "".join(o.get("text", "") for o in nb.cells[i].outputs)
+
+    for i in (1, 2, 3):  # the plots: images, not "<Figure size 1000x500 with 3 Axes>" alone
+        assert len(data(i).get("image/png", "")) > 1_000, (PLAIN_CELLS[i], data(i).keys())
+    check, stats, diff, rows = (data(i).get("text/html", "") for i in (4, 5, 6, 7))
+    assert "<table" in stats and "rolling_variance" in stats and "demo.weights" in stats
+    assert "0 errors, 0 warnings, 0 notes" in check
+    assert "<table" not in diff and "identical everywhere" in diff
+    assert rows.count("<tr>") == 3 and "0 errors" in rows and "missing.weights" in rows
+    assert "error" in rows.split("missing.weights")[1]
+    assert "0 errors, 0 warnings, 0 notes" in printed(8)  # print(report): text, not a repr
+    assert "CheckReport(" not in printed(8)
+    lines = printed(9).splitlines()
+    assert lines[0].endswith("demo.weights: 5 arrays") and lines[1].split()[:3] == [
+        "layer",
+        "array",
+        "min",
+    ]
+    assert printed(10).strip() == "Figure 3"  # the plot returns the figure

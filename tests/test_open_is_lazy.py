@@ -94,7 +94,11 @@ PROBE = textwrap.dedent(
         return {k: None if a[k] is None else b[k] - a[k] - cost.get(k, 0) for k in a}
 
     weights, cfg, small, big = sys.argv[1:5]
-    dwf.WeightsFile  # noqa: B018 - import the reader (lazily loaded) before counting bytes
+    # The counters are the process's: Python reading dwf's own modules (source files where no
+    # bytecode was cached, as in a fresh checkout or an install without .pyc files) counts too.
+    # Every module opening needs is imported first, by opening the file once: then what the
+    # measured open reads is the file's and the cfg's.
+    dwf.open(weights, cfg).close()
     import dwf.io.guard  # loaded with the first view (the lease): before counting too
     c = snap()
     s0 = snap()
@@ -154,8 +158,9 @@ def test_open_reads_only_header_and_cfg_and_layers_touch_their_pages(tmp_path: P
     assert out["small_sum"] == pytest.approx(expect_small, rel=1e-4, abs=1e-3)
     assert out["big_sum"] == pytest.approx(expect_big, rel=1e-3, abs=1e-1)
 
-    # opening reads the cfg and the header through read syscalls, not the body
-    assert opened["rchar"] < 64 * KIB + cfg.stat().st_size
+    # opening reads the cfg and the header through read syscalls, not the body (the modules
+    # opening needs were imported before counting: these are the file's reads, ~1.3 KB here)
+    assert opened["rchar"] < 8 * KIB + cfg.stat().st_size
     # ... and faults in far fewer pages than the file has
     assert opened["minflt"] < 2_000 < file_pages
 

@@ -1,8 +1,8 @@
 """Remote files, against real servers on 127.0.0.1: an HTTP server with range support (aiohttp's
 static files) and an S3-compatible one (moto's standalone server), both with request logs.
 
-Skipped when the optional packages are missing (``pip install 'dwf[remote,s3]' 'moto[server]'``;
-.ci/run installs them).
+Skipped when the optional packages are missing (the test extra installs them:
+``pip install '.[test]'``).
 """
 
 from __future__ import annotations

@@ -235,7 +235,11 @@ def reference_findings(body: np.ndarray[Any, Any], extreme: float) -> list[tuple
             if r["inf"]:
                 add("inf", "error", r["inf"])
             if r["extreme"]:
-                msg = f"{r['extreme']:,} values with |x| > {extreme:g} (abs max {r['absmax']:.3g})"
+                n = r["extreme"]
+                msg = (
+                    f"{n:,} value{'s' * (n != 1)} with |x| > {extreme:g}"
+                    f" (abs max {r['absmax']:.3g})"
+                )
                 add("extreme", "warning", r["extreme"], msg)
             if r["denormals"]:
                 add("denormals", "info", r["denormals"])

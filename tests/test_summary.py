@@ -179,7 +179,7 @@ def test_markdown_tables(
     assert code == 1
     (table,) = _tables(out)
     assert table[0] == ["severity", "layer", "array", "kind", "count", "what"]
-    assert ["error", "conv_4", "weights", "nan", "1", "1 NaN values"] in table
+    assert ["error", "conv_4", "weights", "nan", "1", "1 NaN value (in filter 0)"] in table
     # --json wins over --markdown
     code, out, _ = _call(capsys, "check", bad, "--cfg", cfg, "--markdown", "--json")
     json.loads(out)

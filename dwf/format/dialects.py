@@ -124,6 +124,9 @@ class Dialect:
         bn_epsilon: batch norm's epsilon in ``normalize_cpu``.
         bn_epsilon_outside_sqrt: batch norm divides by ``sqrt(var) + eps`` (pjreddie) rather
             than ``sqrt(var + eps)`` (AlexeyAB).
+        dropout_probability: ``[dropout]``'s ``probability`` when the cfg gives none.
+        dropblock: ``[dropout]`` reads ``dropblock`` (AlexeyAB's DropBlock, run by its GPU
+            build only).
         detection_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
             ``beta_nms``, and ``[net]`` reads ``letter_box`` (AlexeyAB).
         region_background: ``[region]`` reads ``background=`` (AlexeyAB never sets it: 0).
@@ -170,6 +173,8 @@ class Dialect:
     activations: frozenset[str] = _ALEXEYAB_ACTIVATIONS
     bn_epsilon: float = 1e-5
     bn_epsilon_outside_sqrt: bool = False
+    dropout_probability: float = 0.2
+    dropblock: bool = True
     detection_extras: bool = True
     region_background: bool = False
     region_flattens: bool = True
@@ -261,6 +266,8 @@ PJREDDIE = Dialect(
     activations=_PJREDDIE_ACTIVATIONS,
     bn_epsilon=1e-6,
     bn_epsilon_outside_sqrt=True,
+    dropout_probability=0.5,
+    dropblock=False,
     detection_extras=False,
     region_background=True,
     region_flattens=False,

@@ -202,6 +202,10 @@ class Identification:
             text = f"{text}; {fit}" if text else fit
         return text or "no known network, no cfg beside it fits"
 
+    def __str__(self) -> str:
+        """:meth:`explain`: what ``dwf identify`` prints."""
+        return self.explain()
+
     def explain(self) -> str:
         """One paragraph saying what the file is."""
         if self.problem:

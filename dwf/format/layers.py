@@ -850,8 +850,16 @@ def iseg(x: LayerInput) -> Built:
 
 
 def passthrough(x: LayerInput) -> Built:
-    """Layers whose output is their input (dropout, empty, l2norm, logistic)."""
+    """Layers whose output is their input (empty, l2norm, logistic)."""
     return Built(x.c, x.h, x.w, x.inputs)
+
+
+def dropout(x: LayerInput) -> Built:
+    """Its output is its input at inference; in training it drops elements with
+    ``probability`` (AlexeyAB's GPU build drops blocks instead with ``dropblock=1``)."""
+    params: dict[str, Any] = {"probability": x.real("probability", x.dialect.dropout_probability)}
+    params["dropblock"] = x.num("dropblock", 0) if x.dialect.dropblock else 0
+    return Built(x.c, x.h, x.w, x.inputs, params=params)
 
 
 def activation(x: LayerInput) -> Built:
@@ -1051,7 +1059,7 @@ LAYER_TYPES: dict[str, Callable[[LayerInput], Built]] = {
     "reorg": reorg,
     "reorg3d": reorg3d,
     "upsample": upsample,
-    "dropout": passthrough,
+    "dropout": dropout,
     "activation": activation,
     "empty": passthrough,
     "l2norm": passthrough,

@@ -47,8 +47,14 @@ REFUSED: Mapping[str, str] = MappingProxyType(
 
 # Darknet's own -FLT_MAX stands for "outside the image" in max pooling.
 _NEG = float(-np.finfo(np.float32).max)
-# Darknet's momentum of the rolling batch-norm statistics in (GPU) training, both forks.
+# Darknet's batch norm in training, as its GPU build with cuDNN runs it (the build both forks
+# train with; cudnnBatchNormalizationForwardTraining with these two constants): the rolling
+# statistics move by 0.01 of the batch's, and the batch's biased variance is taken with epsilon
+# inside the square root, in both forks. The CPU builds differ (AlexeyAB: momentum 0.1 for
+# convolutions, 0.05 for connected layers; both normalize with the unbiased variance and
+# pjreddie's with sqrt(var) + 1e-6); docs/pytorch.md has the comparison.
 BN_MOMENTUM = 0.01
+BN_TRAIN_EPSILON = 1e-5
 
 
 class Refused(Exception):
@@ -153,6 +159,7 @@ class Lowering:
             epsilon=r.bn_epsilon,
             epsilon_outside_sqrt=r.bn_epsilon_outside_sqrt,
             momentum=BN_MOMENTUM,
+            train_epsilon=BN_TRAIN_EPSILON,
         )
 
     def activation(self, lp: LayerPlan, x: str) -> str:
@@ -556,8 +563,12 @@ def softmax(x: Lowering, lp: LayerPlan) -> str:
 
 
 def identity(x: Lowering, lp: LayerPlan) -> str:
-    """dropout, empty, cost: their output is their input at inference."""
+    """empty, cost: their output is their input."""
     return x.use(lp, lp.index - 1, "input")
+
+
+def dropout(x: Lowering, lp: LayerPlan) -> str:
+    return x.g.op("dropout", x.use(lp, lp.index - 1, "input"), probability=lp.params["probability"])
 
 
 def activation(x: Lowering, lp: LayerPlan) -> str:
@@ -654,7 +665,7 @@ LOWERINGS: Mapping[str, Lower] = MappingProxyType(
         "reorg": reorg,
         "reorg3d": reorg3d,
         "upsample": upsample,
-        "dropout": identity,
+        "dropout": dropout,
         "empty": identity,
         "cost": identity,
         "activation": activation,

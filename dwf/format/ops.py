@@ -1,6 +1,7 @@
 """The operations a network description is made of: the contract between the description of
 what a Darknet network computes (:mod:`dwf.format.network`) and the emitters that turn it into
-something that runs (ONNX in :mod:`dwf.tools.emit_onnx`; PyTorch next).
+something that runs (ONNX in :mod:`dwf.tools.emit_onnx`, PyTorch in
+:mod:`dwf.tools.torch_module`).
 
 Darknet's semantics are decided once, when a layer is lowered to these operations (its
 batch-norm formula, its maxpool padding, its reorg memory order, its flat shortcut arithmetic,
@@ -133,11 +134,23 @@ OPS: Mapping[str, OpSpec] = MappingProxyType(
             _spec(
                 "batch_norm",
                 "x scale bias mean var",
-                "epsilon epsilon_outside_sqrt momentum",
+                "epsilon epsilon_outside_sqrt momentum train_epsilon",
                 "per channel (axis 1): scale·(x - mean)/d + bias, d = sqrt(var + epsilon), or"
-                " sqrt(var) + epsilon when epsilon_outside_sqrt (pjreddie). In training,"
-                " Darknet normalizes with the batch's mean and variance (divided by count - 1)"
-                " and moves the rolling ones: r = (1 - momentum)·r + momentum·batch.",
+                " sqrt(var) + epsilon when epsilon_outside_sqrt (pjreddie's CPU build). In"
+                " training (Darknet's GPU build with cuDNN, both forks), mean and var are the"
+                " batch's: m, the mean over every axis but 1, and v, the mean squared deviation"
+                " from it (divided by the count n), with d = sqrt(v + train_epsilon); then the"
+                " rolling statistics, the values mean and var, move in place:"
+                " mean = (1 - momentum)·mean + momentum·m, var = (1 - momentum)·var +"
+                " momentum·v·n/(n - 1) (the unbiased variance).",
+            ),
+            _spec(
+                "dropout",
+                "x",
+                "probability",
+                "x. In training, each element is 0 with the given probability and x/(1 -"
+                " probability) otherwise, drawn independently (Darknet's dropout layer; its"
+                " GPU build's DropBlock, AlexeyAB's dropblock=1, is not described).",
             ),
             _spec(
                 "gemm",
@@ -157,7 +170,7 @@ OPS: Mapping[str, OpSpec] = MappingProxyType(
 )
 
 _UNARY = {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "sqrt", "floor",
-          "clip", "batch_norm", "softmax"}  # fmt: skip
+          "clip", "batch_norm", "softmax", "dropout"}  # fmt: skip
 _BINARY = {"add", "sub", "mul", "div", "pow", "fmod", "less", "greater", "equal", "where"}
 
 

@@ -4,7 +4,8 @@ A public detector retrained for its own data keeps every layer but changes ``cla
 detection heads and, to match, the ``filters=`` of the convolution feeding each head (or the
 ``output=`` of the connected layer feeding a YOLOv1 ``[detection]``). Nothing else in the file
 changes, so a file's float count is linear in the class count. These helpers rewrite the cfg
-text for another class count or batch-norm setting, so callers can re-plan and compare counts.
+text for another class count or batch-norm setting, so callers can re-plan and compare counts,
+and cut it after a layer (the cfg of a ``darknet partial`` file).
 """
 
 from __future__ import annotations
@@ -127,6 +128,22 @@ def with_input_size(plan: Plan, height: int, width: int) -> str:
         opt = net.get(key)
         set_option(lines, net.line, key, str(value), opt.line if opt else None)
     return "\n".join(lines)
+
+
+def cut_text(plan: Plan, upto: int) -> str:
+    """The plan's cfg text through layer ``upto - 1``: the cfg of a file cut at ``upto`` (as
+    ``darknet partial`` cuts), which reads that file as complete. Everything before the first
+    layer left out stays as it was (comments, layout, line numbers), so the cut plan's layers
+    and offsets are the first ``upto`` of ``plan``'s."""
+    if not 0 <= upto <= len(plan.layers):
+        raise CfgError(f"cannot cut at {upto}: the network has {len(plan.layers)} layers")
+    if upto == len(plan.layers):
+        return plan.text
+    lines = plan.text.split("\n")
+    kept = lines[: plan.section(upto).line - 1]
+    while kept and (not kept[-1].strip() or kept[-1].lstrip()[:1] in ("#", ";")):
+        kept.pop()  # blank lines and the comment that introduced the first layer left out
+    return "\n".join(kept) + "\n"
 
 
 def input_size_free(plan: Plan) -> bool:

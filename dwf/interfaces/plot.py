@@ -1,11 +1,17 @@
 """Plots (needs the ``plot`` extra: matplotlib). Every function returns the figure.
 
 Figures are built with ``matplotlib.figure.Figure`` directly, not ``pyplot``, so they work
-headless and do not pile up in pyplot's global state; a notebook displays a returned figure.
+headless and do not pile up in pyplot's global state. A notebook shows a figure only through a
+display formatter, which matplotlib registers when pyplot's inline backend starts (``%matplotlib
+inline``, or importing pyplot) — never for a figure made without pyplot. So the figures are of a
+subclass, :class:`NotebookFigure`, that draws itself as a PNG (``_repr_png_``): a returned
+figure shows in a notebook that does nothing special, and still is a ``Figure`` in every other
+respect.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +25,40 @@ if TYPE_CHECKING:
     from dwf.tools.diff import DiffReport
 
 Figure = Any  # matplotlib.figure.Figure; matplotlib is optional, so not imported for typing
+_NOTEBOOK_FIGURE: type[Any] | None = None
+
+
+def _notebook_figure() -> type[Any]:
+    """The class :class:`NotebookFigure`, made on first use (matplotlib is imported then)."""
+    global _NOTEBOOK_FIGURE
+    if _NOTEBOOK_FIGURE is None:
+        mfig = require("matplotlib.figure", "plot")
+
+        class NotebookFigure(mfig.Figure):  # type: ignore[misc, name-defined]
+            """A matplotlib ``Figure`` that a notebook shows as a PNG, whatever the backend."""
+
+            def _repr_png_(self) -> bytes:
+                buffer = io.BytesIO()
+                self.savefig(buffer, format="png")
+                return buffer.getvalue()
+
+        # found again by name (this module's __getattr__), so that the figures pickle
+        NotebookFigure.__module__ = __name__
+        NotebookFigure.__qualname__ = "NotebookFigure"
+        _NOTEBOOK_FIGURE = NotebookFigure
+    return _NOTEBOOK_FIGURE
+
+
+def __getattr__(name: str) -> Any:
+    # ``dwf.interfaces.plot.NotebookFigure``: made when first asked for (pickle asks by name)
+    if name == "NotebookFigure":
+        return _notebook_figure()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _figure(**kw: Any) -> Figure:
-    mfig = require("matplotlib.figure", "plot")
-    return mfig.Figure(**kw)
+    require("matplotlib.figure", "plot")  # every time: the class may outlive an uninstall
+    return _notebook_figure()(**kw)
 
 
 def _filter_grid(weights: np.ndarray[Any, Any], limit: int = 64) -> np.ndarray[Any, Any]:

@@ -124,13 +124,29 @@ def _no_cfg_hint(source: ByteSource, head: bytes, header: Header, dialect: Diale
 
             fits = search_fits(local, header, source.size, dialect=dialect.name)
             if fits:
-                hint = f"; this file {fits[0].describe()}: pass cfg={fits[0].cfg!r}" + hint
+                hint = "; " + _fits_hint(local, fits) + hint
     from dwf.format.known import identify_head  # the table: only to explain
 
     ident = identify_head(source.name, head, source.size)
     if ident.matches:
         hint += "; by its size " + ident.explain().split("; ", 1)[1]
     return hint
+
+
+def _fits_hint(path: str, fits: list[CfgFit]) -> str:
+    """What to pass for a file without its cfg, from the cfgs beside it that it fits: every one
+    that fits as well as the best; for a fit with another class count, the command that
+    writes that cfg (the cfg as it is would not read the file)."""
+    best = [f for f in fits if f.how == fits[0].how]
+    said = "; ".join(f.describe() for f in best)
+    if fits[0].how != "classes":
+        cfgs = " or ".join(f"cfg={f.cfg!r}" for f in best)
+        return f"this file {said}: pass {cfgs} (dwf: --cfg)"
+    out = os.path.splitext(path)[0] + ".cfg"
+    return (
+        f"this file {said}, not as written: write that cfg with the file's class count"
+        f" (dwf identify {path} --write-cfg {out}), then it is found beside the weights"
+    )
 
 
 def open_weights(

@@ -438,8 +438,9 @@ class WeightsFile:
             later = [k for k in unknown if k.split(".", 1)[0] in self.plan.names()]
             hint = " (past upto)" if later and len(later) == len(unknown) else ""
             raise ArrayError(
-                f"replace names arrays not in the written layers{hint}: {', '.join(unknown[:5])};"
-                " names are '<layer>.<array>' such as 'conv_0.weights'"
+                f"replace names arrays not in the written layers{hint}: {', '.join(unknown[:5])}"
+                f"{writer.did_you_mean(self.plan, unknown)}; names are '<layer>.<array>' such as"
+                " 'conv_0.weights'"
             )
         checked = {k: writer.as_array(*known[k], v) for k, v in wanted.items()}
         for lp in layers:

@@ -22,7 +22,8 @@ not the server honours ``If-Match``, which is sent with a strong ETag. S3 file o
 ``IfMatch`` (s3fs does it); for other stores the store's metadata (size, ETag/version/
 modification time) is asked again after each fetch and compared.
 
-fsspec (and ``aiohttp`` for HTTP, ``s3fs`` for S3 …) are optional: ``pip install 'dwf[remote]'``.
+fsspec (and ``aiohttp`` for HTTP, ``s3fs`` for S3 …) are optional:
+``pip install 'dwf-darknet[remote]'``.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def _filesystem(url: str, storage_options: Mapping[str, Any] | None, timeout: fl
     except ImportError as e:  # the protocol's own package (s3fs, gcsfs, huggingface_hub …)
         raise DwfError(
             f"fsspec needs an extra package for {protocol}:// ({e}); for S3:"
-            " pip install 'dwf[s3]'",
+            " pip install 'dwf-darknet[s3]'",
             path=url,
         ) from None
     except (ValueError, TypeError) as e:  # unknown protocol, or an option it does not take

@@ -14,12 +14,12 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
-from dwf.errors import ArrayError, DwfError, HeaderError, short_path
+from dwf.errors import ArrayError, DwfError, HeaderError, LayerNotFoundError, short_path
 from dwf.format.header import Header
 from dwf.format.planner import Plan
 from dwf.format.records import F32, ArraySpec, LayerPlan
@@ -35,7 +35,22 @@ class ArraySource(Protocol):
     def __getitem__(self, key: str) -> Any: ...
 
 
-ArraysLike = Mapping[str, Any] | ArraySource
+@runtime_checkable
+class ArrayProvider(Protocol):
+    """What else :func:`save` can take arrays from: an object that gives them for a plan — the
+    PyTorch module :func:`dwf.to_torch` returns. ``arrays_for(plan)`` checks that the object
+    holds exactly the plan's arrays (raising :class:`dwf.ArrayError` at the first difference)
+    and returns them by dwf name in their logical shapes, each made when it is asked for;
+    ``header`` is the default header to write, ``sources`` the files a write must not replace.
+    """
+
+    header: Header
+    sources: tuple[str | os.PathLike[str] | int | None, ...]
+
+    def arrays_for(self, plan: Plan) -> Mapping[str, Any]: ...
+
+
+ArraysLike = Mapping[str, Any] | ArraySource | ArrayProvider
 
 _umask_lock = threading.Lock()
 
@@ -330,7 +345,7 @@ def _link_into_place(fd: int, folder: str, target: str | None) -> str | None:
         os.close(dir_fd)
 
 
-def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
+def _lookup(arrays: Mapping[str, Any] | ArraySource, layer: str, name: str) -> Any:
     if not isinstance(arrays, Mapping):
         source = arrays[layer]
         spec = source.plan.array(name)
@@ -348,7 +363,7 @@ def _lookup(arrays: ArraysLike, layer: str, name: str) -> Any:
     return None
 
 
-def _check_names(plan: Plan, arrays: ArraysLike) -> None:
+def _check_names(plan: Plan, arrays: Mapping[str, Any] | ArraySource) -> None:
     if not isinstance(arrays, Mapping):
         return
     layer_arrays = {lp.name: {a.name for a in lp.arrays} for lp in plan.layers}
@@ -367,8 +382,33 @@ def _check_names(plan: Plan, arrays: ArraysLike) -> None:
         raise ArrayError(
             f"arrays not in the plan: {', '.join(unknown[:5])}"
             + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            + did_you_mean(plan, unknown)
             + "; names are '<layer>.<array>' such as 'conv_0.weights'"
         )
+
+
+def did_you_mean(plan: Plan, unknown: Sequence[str]) -> str:
+    """`` (did you mean conv_2.weights?)`` for array names (``<layer>.<array>``) that are not
+    in ``plan`` but close to names that are: the layer by name or index as
+    :meth:`dwf.Plan.layer` suggests layers, the array by spelling; ``""`` when none is."""
+    import difflib  # only when suggesting names
+
+    found: list[str] = []
+    for key in unknown[:5]:
+        layer, _, name = str(key).partition(".")
+        try:
+            candidates = [plan.layer(layer)]
+        except LayerNotFoundError as e:
+            candidates = [plan.layer(s) for s in e.suggestions]
+        for lp in candidates:
+            names = [a.name for a in lp.arrays]
+            close = [name] if name in names else difflib.get_close_matches(name, names, n=1)
+            if close:
+                if f"{lp.name}.{close[0]}" != key:  # a real name, only not written (upto)
+                    found.append(f"{lp.name}.{close[0]}")
+                break
+    found = list(dict.fromkeys(found))
+    return f" (did you mean {', '.join(found)}?)" if found else ""
 
 
 def as_array(lp: LayerPlan, spec: ArraySpec, value: Any) -> np.ndarray[Any, Any]:
@@ -582,12 +622,13 @@ def save(
         path: where to write; replaced atomically. It must not be the plan's cfg file, the open
             file ``arrays`` comes from, or one of ``inputs`` (:class:`DwfError` otherwise).
         plan: the layout (from :func:`dwf.plan`).
-        arrays: ``{"conv_0.weights": array, ...}`` (or ``{"conv_0": {"weights": ...}}``, or an
-            open :class:`dwf.WeightsFile`), one entry per array of the plan, each of exactly the
-            planned shape; any real dtype is stored as float32.
+        arrays: ``{"conv_0.weights": array, ...}`` (or ``{"conv_0": {"weights": ...}}``, an
+            open :class:`dwf.WeightsFile`, or the module of :func:`dwf.to_torch`), one entry
+            per array of the plan, each of exactly the planned shape; any real dtype is stored
+            as float32.
         header: the header to write; default: see :func:`header_to_write` (the source's header
-            when ``arrays`` is an open file, ``darknet partial``'s with ``upto``, else 0.2.5
-            with ``seen`` 0).
+            when ``arrays`` is an open file or a module read from one, ``darknet partial``'s
+            with ``upto``, else 0.2.5 with ``seen`` 0).
         upto: write only layers ``0..upto-1`` (a partial file, as ``darknet partial`` writes);
             ``arrays`` then needs only those layers' arrays.
         inputs: other files the caller read to make ``arrays`` (paths or descriptors), which
@@ -599,20 +640,27 @@ def save(
         HeaderError: the header's width is not the one Darknet reads for its version.
     """
     source = None if isinstance(arrays, Mapping) else arrays.header
+    sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
+    given: Mapping[str, Any] | ArraySource
+    if isinstance(arrays, Mapping):
+        given = arrays
+    elif isinstance(arrays, ArrayProvider):  # checked against the plan; made one at a time
+        given = arrays.arrays_for(plan)
+    else:
+        given = arrays
     header = header_to_write(header, upto=upto, dialect=plan.dialect, source=source)
     check_header(header, plan.dialect)
-    _check_names(plan, arrays)
+    _check_names(plan, given)
     layers = plan.layers[: check_upto(plan, upto)]
-    if isinstance(arrays, Mapping):  # in memory already: check them all before writing
+    if isinstance(given, Mapping):  # in memory already: check them all before writing
         for lp in layers:
             for a in lp.arrays:
-                as_array(lp, a, _lookup(arrays, lp.name, a.name))
-    sources: tuple[Source, ...] = tuple(getattr(arrays, "sources", ()))
+                as_array(lp, a, _lookup(given, lp.name, a.name))
     consistent = getattr(arrays, "consistent", None)  # an open file: one version of it
     return write_arrays(
         path,
         plan,
-        lambda lp, a: _lookup(arrays, lp.name, a.name),
+        lambda lp, a: _lookup(given, lp.name, a.name),
         header=header,
         upto=upto,
         inputs=(*sources, *inputs),

@@ -26,11 +26,11 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 import attrs
 
 from dwf.errors import DwfError
-from dwf.io import remote
+from dwf.io import extensions, remote
 from dwf.io.reader import WeightsFile
 from dwf.tools.walk import expand, natural_key
 
-__all__ = ["Row", "each", "expand", "natural_key", "one_file", "path_of", "run"]
+__all__ = ["Row", "Rows", "each", "expand", "natural_key", "one_file", "path_of", "run"]
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -64,6 +64,30 @@ class Row(Generic[R]):
         to_dict = getattr(self.result, "to_dict", None)
         body = to_dict() if callable(to_dict) else {"result": self.result}
         return {**body, "path": self.path, "error": None}
+
+    def __str__(self) -> str:
+        """The report as the command line prints it, or ``path: error: …``."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
+
+
+class Rows(list[Any]):
+    """The rows of a many-file run, collected: ``dwf.Rows(dwf.each(dwf.check, ["runs/"]))``
+    (or any reports, such as a :func:`dwf.drift` series). A list that prints as one line per
+    file — the file and its report in a few words, or why it could not be read — and displays
+    as that table in a notebook."""
+
+    def __str__(self) -> str:
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
 
 def each(

@@ -19,16 +19,18 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec, LayerPlan
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch
 from dwf.tools.stats import (
     CHUNK,
+    MISMATCH_CAUTION,
     ArrayScan,
     ArrayStats,
     file_array_scan,
     file_array_stats,
-    file_zero_rows,
+    file_rows,
 )
 
 BN_EPS = 1e-5
@@ -51,6 +53,9 @@ class Finding:
         severity: ``error`` (breaks inference), ``warning`` (probably a problem) or ``info``.
         count: how many elements (or filters/channels) are affected.
         message: a readable sentence.
+        indices: the filters (or outputs, or channels: indices on the array's first axis)
+            affected, for NaN/Inf values, all-zero filters, dead batch-norm channels and
+            negative variances; ``()`` for the other kinds.
     """
 
     index: int
@@ -61,10 +66,13 @@ class Finding:
     severity: str
     count: int
     message: str
+    indices: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf check --json``)."""
-        return attrs.asdict(self)
+        d = attrs.asdict(self)
+        d["indices"] = list(self.indices)
+        return d
 
 
 @attrs.frozen
@@ -111,20 +119,24 @@ class CheckReport:
         """Number of findings of a severity."""
         return sum(1 for f in self.findings if f.severity == severity)
 
+    def __str__(self) -> str:
+        """:meth:`explain`: what ``dwf check`` prints."""
+        return self.explain()
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
+
     def explain(self) -> str:
         """A readable report."""
         head = (
-            f"{self.path}: scanned {self.arrays:,} arrays, {self.floats:,} floats:"
-            f" {self.count('error')} errors, {self.count('warning')} warnings,"
-            f" {self.count('info')} notes"
+            f"{self.path}: scanned {counted(self.arrays, 'array')},"
+            f" {counted(self.floats, 'float')}: {counted(self.count('error'), 'error')},"
+            f" {counted(self.count('warning'), 'warning')}, {counted(self.count('info'), 'note')}"
         )
         lines = [head]
         if self.mismatch:
-            lines.append(
-                "  caution: the file does not fit its cfg (opened with strict=False); its arrays"
-                " were read with the cfg's layout and may be misaligned, so these findings may be"
-                " artifacts of the mismatch"
-            )
+            lines.append("  " + MISMATCH_CAUTION.format(what="findings"))
         for f in self.findings:
             where = f"{f.layer}.{f.array}" if f.layer else "file"
             lines.append(f"  {f.severity:7} {where}: {f.message}")
@@ -133,33 +145,65 @@ class CheckReport:
         return "\n".join(lines)
 
 
-Add = Callable[[str, str, int, str], None]
+Add = Callable[..., None]  # (kind, severity, count, message, indices=())
+Rows = Callable[..., tuple[int, ...]]  # (test, every=False) -> the rows where it holds
 TINY = float(np.finfo(np.float32).tiny)
+SHOWN = 10  # indices a message names; the finding keeps them all
 
 
-def _value_findings(st: ArrayStats | ArrayScan, extreme: float, add: Add) -> None:
+def counted(n: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, ``27,202 floats``: a count and its noun, in agreement."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _row_noun(spec: ArraySpec) -> str:
+    """What the rows of an array are called: the filters of weights (a convolution's, or a
+    connected layer's outputs), the channels of a per-channel array."""
+    return "channel" if len(spec.shape) < 2 else "filter"
+
+
+def which(noun: str, indices: tuple[int, ...]) -> str:
+    """``filter 7``, ``filters 3, 5``, ``channels 0, 1, … 9 (+22 more)``."""
+    shown = ", ".join(str(i) for i in indices[:SHOWN])
+    more = f" (+{len(indices) - SHOWN:,} more)" if len(indices) > SHOWN else ""
+    return f"{noun}{'' if len(indices) == 1 else 's'} {shown}{more}"
+
+
+def _value_findings(
+    st: ArrayStats | ArrayScan, extreme: float, add: Add, rows: Rows, noun: str
+) -> None:
     if st.nan:
-        add("nan", "error", st.nan, f"{st.nan:,} NaN values")
+        idx = rows(np.isnan)
+        add("nan", "error", st.nan, f"{counted(st.nan, 'NaN value')} (in {which(noun, idx)})", idx)
     if st.inf:
-        add("inf", "error", st.inf, f"{st.inf:,} infinite values")
+        idx = rows(np.isinf)
+        add(
+            "inf",
+            "error",
+            st.inf,
+            f"{counted(st.inf, 'infinite value')} (in {which(noun, idx)})",
+            idx,
+        )
     if st.extreme:
         add(
             "extreme",
             "warning",
             st.extreme,
-            f"{st.extreme:,} values with |x| > {extreme:g} (abs max {st.absmax:.3g})",
+            f"{counted(st.extreme, 'value')} with |x| > {extreme:g} (abs max {st.absmax:.3g})",
         )
     if st.denormals:
         add(
             "denormals",
             "info",
             st.denormals,
-            f"{st.denormals:,} denormal values (below 1.2e-38 in magnitude; harmless, but slow"
-            " on some CPUs)",
+            f"{counted(st.denormals, 'denormal value')} (below 1.2e-38 in magnitude; harmless,"
+            " but slow on some CPUs)",
         )
 
 
-def _variance_findings(f: WeightsFile, spec: ArraySpec, add: Add, chunk: int) -> None:
+def _variance_findings(
+    f: WeightsFile, spec: ArraySpec, add: Add, chunk: int, rows: Rows
+) -> None:
     neg_real = neg_small = neg_tiny = zero = 0
     for c in f.iter_array_chunks(spec, chunk):
         c = c[np.isfinite(c)]
@@ -168,36 +212,40 @@ def _variance_findings(f: WeightsFile, spec: ArraySpec, add: Add, chunk: int) ->
         neg_tiny += int(np.count_nonzero((c < 0) & (c > -TINY)))
         zero += int(np.count_nonzero(c == 0))
     if neg_real:
+        idx = rows(lambda c: c < -BN_EPS)
         add(
             "negative-variance",
             "error",
             neg_real,
-            f"{neg_real:,} batch-norm variances below -{BN_EPS:g}: Darknet's"
-            f" sqrt(variance + {BN_EPS:g}) gives NaN for those channels",
+            f"{counted(neg_real, 'batch-norm variance')} below -{BN_EPS:g}"
+            f" ({which('channel', idx)}): Darknet's sqrt(variance + {BN_EPS:g}) gives NaN"
+            f" for {'that channel' if neg_real == 1 else 'those channels'}",
+            idx,
         )
     if neg_small:
         add(
             "small-negative-variance",
             "warning",
             neg_small,
-            f"{neg_small:,} small negative batch-norm variances (≥ -{BN_EPS:g}; still finite"
-            " after Darknet adds its epsilon)",
+            f"{counted(neg_small, 'small negative batch-norm variance')} (≥ -{BN_EPS:g}; still"
+            " finite after Darknet adds its epsilon)",
         )
     if neg_tiny:
         add(
             "denormal-negative-variance",
             "info",
             neg_tiny,
-            f"{neg_tiny:,} batch-norm variances are tiny negative denormals (such as -7e-44):"
-            " rounding noise real trained files contain, harmless",
+            f"{counted(neg_tiny, 'batch-norm variance')} {'is a' if neg_tiny == 1 else 'are'}"
+            " tiny negative denormal (such as -7e-44): rounding noise real trained files"
+            " contain, harmless",
         )
     if zero:
         add(
             "zero-variance",
             "info",
             zero,
-            f"{zero:,} batch-norm variances are exactly 0 (unused channels; harmless with"
-            " Darknet's epsilon)",
+            f"{counted(zero, 'batch-norm variance')} {'is' if zero == 1 else 'are'} exactly 0"
+            " (unused channels; harmless with Darknet's epsilon)",
         )
 
 
@@ -209,8 +257,11 @@ def _record(
     severity: str,
     count: int,
     message: str,
+    indices: tuple[int, ...] = (),
 ) -> None:
-    found.append(Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message))
+    found.append(
+        Finding(lp.index, lp.name, lp.type, array, kind, severity, count, message, indices)
+    )
 
 
 @batch.one_file
@@ -272,17 +323,22 @@ def _check(
                 st = file_array_scan(f, spec, extreme_threshold=extreme, chunk=chunk)
 
             add = functools.partial(_record, found, lp, spec.name)
-            _value_findings(st, extreme, add)
+            # the rows (filters, channels) of a finding: a second pass, only for a finding
+            rows = functools.partial(file_rows, f, spec, chunk=chunk)
+            _value_findings(st, extreme, add, rows, _row_noun(spec))
             if isinstance(st, ArrayStats):  # a rolling_variance
                 if st.zeros or st.min < 0:  # otherwise the statistics prove there is nothing
-                    _variance_findings(f, spec, add, chunk)
+                    _variance_findings(f, spec, add, chunk, rows)
             elif leaf == "scales" and st.zeros:
+                idx = rows(lambda c: c == 0)
                 add(
                     "dead-bn-channels",
                     "warning",
                     st.zeros,
-                    f"{st.zeros:,} of {st.count:,} batch-norm channels have scale 0 (their"
-                    " output is constant)",
+                    f"{st.zeros:,} of {counted(st.count, 'batch-norm channel')}"
+                    f" ({which('channel', idx)}) {'has' if st.zeros == 1 else 'have'} scale 0"
+                    f" ({'its' if st.zeros == 1 else 'their'} output is constant)",
+                    idx,
                 )
             elif (
                 leaf == "weights"
@@ -293,13 +349,16 @@ def _check(
                 # (none, usually) prove there is none, without a second pass
                 and st.zeros >= spec.count // spec.shape[0]
             ):
-                zr = file_zero_rows(f, spec, chunk)
-                if zr:
+                idx = rows(lambda c: c == 0, every=True)
+                if idx:
+                    noun = _row_noun(spec)
                     add(
                         "zero-filters",
                         "warning",
-                        zr,
-                        f"{zr:,} of {spec.shape[0]:,} filters are all zeros",
+                        len(idx),
+                        f"{len(idx):,} of {counted(spec.shape[0], noun)} ({which(noun, idx)})"
+                        f" {'is' if len(idx) == 1 else 'are'} all zeros",
+                        idx,
                     )
             if progress is not None:
                 progress(floats, total, lp.name)

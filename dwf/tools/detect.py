@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from dwf.errors import DwfError
-from dwf.extras import require
+from dwf.extras import install_line, require
 from dwf.format import nms as nms_
 from dwf.format.decoding import Decoding
 from dwf.format.dialects import Dialect
@@ -149,8 +149,8 @@ def default_runtime() -> str:
         if importlib.util.find_spec(name) is not None:
             return name
     raise DwfError(
-        "detect needs a runtime: install onnxruntime (pip install 'dwf[detect]') or PyTorch"
-        " (pip install 'dwf[torch]')"
+        f"detect needs a runtime: onnxruntime ({install_line('detect')}) or PyTorch"
+        f" ({install_line('torch')})"
     )
 
 
@@ -181,10 +181,20 @@ def _onnxruntime(f: WeightsFile, network: Network) -> Runner:
 
 
 def _torch(f: WeightsFile, network: Network) -> Runner:
-    raise DwfError(
-        "runtime='torch' needs dwf.to_torch (the PyTorch module of the network description),"
-        " which this version of dwf does not have yet; use runtime='onnxruntime'"
-    )
+    torch = require("torch", "torch")
+    from dwf.tools.emit_torch import to_torch
+
+    d = network.decoding
+    assert d is not None
+    module = to_torch(f, decode=True, letterbox=d.image_size is not None)
+
+    def run(x: Array, sizes: Array) -> tuple[Array, Array, Array]:
+        size = torch.from_numpy(sizes) if d.image_size is not None else None
+        with torch.inference_mode():
+            *_, boxes, obj, probs = module(torch.from_numpy(x), size)
+        return boxes.numpy(), obj.numpy(), probs.numpy()
+
+    return run
 
 
 _RUNTIMES: dict[str, Callable[[WeightsFile, Network], Runner]] = {

@@ -23,6 +23,7 @@ import numpy as np
 from dwf.errors import DwfError
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec, LayerPlan
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools import batch, walk
@@ -101,6 +102,15 @@ class DiffReport:
             "warnings": list(self.warnings),
             "arrays": [d.to_dict() for d in self.arrays],
         }
+
+    def __str__(self) -> str:
+        """What ``dwf diff A B`` prints: the files, the counts, a row per changed array."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
 
     @property
     def identical(self) -> bool:

@@ -225,6 +225,7 @@ _OPS: dict[str, _Emit] = {
     "avg_pool": _pool("AveragePool", count_include_pad=0),
     "global_avg_pool": _same("GlobalAveragePool"),
     "batch_norm": _batch_norm,
+    "dropout": _same("Identity"),  # an inference graph
     "gemm": _gemm,
     "matmul": _same("MatMul"),
     "resize_nearest": _resize,
@@ -237,8 +238,9 @@ def _check_held(f: WeightsFile) -> None:
         if lp.arrays and not f.holds(lp):
             raise DwfError(
                 f"layer {lp.index} ({lp.name}, {lp.type}) is not in the file (it ends"
-                f" at byte {f.size:,}); an ONNX model needs every layer's weights — cut the cfg"
-                " to the layers the file holds (dwf cut) first",
+                f" at byte {f.size:,}); an ONNX model needs every layer's weights: export the"
+                f" layers it holds with dwf.export(..., upto={lp.index}) (dwf export --upto"
+                f" {lp.index})",
                 path=f.path,
             )
 

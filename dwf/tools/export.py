@@ -30,6 +30,7 @@ from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.io.views import logical_view
 from dwf.io.writer import atomic_write
+from dwf.tools.cut import first_layers
 
 Array = np.ndarray[Any, Any]
 _META = "__dwf__."
@@ -259,6 +260,7 @@ def export(
     compress: bool = False,
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
+    upto: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
     decode: bool = False,
     letterbox: bool = False,
@@ -268,10 +270,10 @@ def export(
     Args:
         src: the weights file, open or by path.
         dst: the file to write; its extension gives the format unless ``format`` is given:
-            ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf[safetensors]``),
+            ``.npz`` (numpy, no pickle), ``.safetensors`` (needs ``dwf-darknet[safetensors]``),
             ``.pt``/``.pth`` (a PyTorch ``state_dict`` saved with ``torch.save``, needs
-            ``dwf[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
-            ``dwf[onnx]``; see :func:`dwf.tools.emit_onnx.to_onnx`).
+            ``dwf-darknet[torch]``), ``.onnx`` (a runnable ONNX model of the network, needs
+            ``dwf-darknet[onnx]``; see :func:`dwf.tools.emit_onnx.to_onnx`).
         format: ``"npz"``, ``"safetensors"``, ``"torch"`` or ``"onnx"``; must agree with the
             extension.
         cfg, dialect: how to open ``src`` when it is a path.
@@ -279,6 +281,10 @@ def export(
         embed: ONNX only: write the weights inside the model rather than pointing at the
             ``.weights`` file.
         data: ONNX only: write the weights to this file beside the model.
+        upto: export layers ``0..upto-1`` only, as the network they make up (the cfg cut
+            after layer ``upto - 1``, planned again: see :func:`dwf.tools.cut.first_layers`).
+            A partial file (``yolov4.conv.137``) exports to ONNX as the layers it holds
+            without being told.
         storage_options: for a URL: options passed to fsspec (docs/remote.md).
         decode: ONNX only: the model also outputs Darknet's decoded detections (``boxes``,
             ``objectness``, ``probs``), before threshold and NMS (docs/onnx.md).
@@ -292,16 +298,38 @@ def export(
             "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)"
         )
     fmt = format_for(dst, format)
+    how: dict[str, Any] = {"compress": compress, "embed": embed, "data": data}
+    how.update(decode=decode, letterbox=letterbox)
     with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
-        if fmt == "npz":
-            return to_npz(f, dst, compress=compress)
-        if fmt == "safetensors":
-            return to_safetensors(f, dst)
-        if fmt == "onnx":
-            from dwf.tools.emit_onnx import to_onnx
+        if upto is None and fmt == "onnx" and f.partial:
+            upto = f.last_layer + 1  # a model of what the file holds
+        if upto is not None:
+            with first_layers(f, upto) as part:
+                return _export(part, dst, fmt, **how)
+        return _export(f, dst, fmt, **how)
 
-            return to_onnx(f, dst, embed=embed, data=data, decode=decode, letterbox=letterbox)
-        return _to_torch_file(f, dst)
+
+def _export(
+    f: WeightsFile,
+    dst: str | os.PathLike[str],
+    fmt: str,
+    *,
+    compress: bool,
+    embed: bool,
+    data: str | os.PathLike[str] | None,
+    decode: bool,
+    letterbox: bool,
+) -> str:
+    """Write the open file ``f`` in the format ``fmt``."""
+    if fmt == "npz":
+        return to_npz(f, dst, compress=compress)
+    if fmt == "safetensors":
+        return to_safetensors(f, dst)
+    if fmt == "onnx":
+        from dwf.tools.emit_onnx import to_onnx
+
+        return to_onnx(f, dst, embed=embed, data=data, decode=decode, letterbox=letterbox)
+    return _to_torch_file(f, dst)
 
 
 class _Recorded:

@@ -731,9 +731,20 @@ def open_export(path: str | os.PathLike[str]) -> ExportFile:
     p = os.fspath(path)
     kind = KINDS.get(os.path.splitext(p)[1].lower())
     if kind is None:
+        ext = os.path.splitext(p)[1].lower()
+        reads = (
+            "dwf reads back its .npz and .safetensors exports (which carry the cfg and header)"
+            " and PyTorch .pt/.pth state dicts (with a cfg), told apart by their extension"
+        )
+        if ext == ".onnx":
+            raise DwfError(
+                f"an ONNX model is not read back: {reads}; for a round trip, export the"
+                " .weights file to .npz (dwf export W out.npz)",
+                path=p,
+            )
         raise DwfError(
-            "unknown export format: dwf reads back .npz, .safetensors and .pt/.pth (a PyTorch"
-            " state_dict) by their extension; rename the file",
+            f"unknown export format {ext or '(no extension)'}: {reads} (an export under another"
+            " name: rename it)",
             path=p,
         )
     try:

@@ -17,9 +17,12 @@ import attrs
 
 from dwf.errors import DwfError
 from dwf.format.known import CfgFit, Identification, identify_head
+from dwf.format.retrain import with_classes
 from dwf.io import remote
 from dwf.io.cfg_search import crlf_counts, search_fits
+from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.views import pread_all
+from dwf.io.writer import atomic_write
 from dwf.tools import batch
 
 
@@ -29,6 +32,7 @@ def identify(
     *,
     storage_options: Mapping[str, Any] | None = None,
     nearby: bool = True,
+    write_cfg: str | os.PathLike[str] | None = None,
 ) -> Identification:
     """Say which known network a weights file is, from its header and size alone.
 
@@ -36,9 +40,19 @@ def identify(
     costs the size and one small range request. ``nearby``: also list the cfg files beside it
     that it fits. Many files: ``dwf.each(dwf.identify, files, jobs=...)``.
 
+    ``write_cfg``: write the cfg the file fits to this path (one file only): the first of the
+    cfgs beside it that it fits (:attr:`Identification.fits`), with the class count it was
+    trained for set when it fits with another one (``dwf identify W --write-cfg OUT``), so
+    that ``dwf.open(W, cfg=OUT)`` reads it.
+
     Raises:
-        DwfError: the file cannot be read.
+        DwfError: the file cannot be read; with ``write_cfg``, no cfg beside it fits (the
+            identify table knows networks by their float counts, not by their cfg text).
     """
+    if write_cfg is not None:
+        ident = identify(path, storage_options=storage_options, nearby=nearby)
+        write_fit(ident, write_cfg)
+        return ident
     spath = os.fspath(path)
     if remote.is_url(spath):  # the size, then one range request for the head
         source = remote.RemoteSource(spath, storage_options=storage_options, block_size=512)
@@ -99,3 +113,37 @@ def _regular(path: str, st: os.stat_result) -> None:
             " read only from regular files",
             path=path,
         )
+
+
+def fitted_cfg_text(fit: CfgFit) -> str:
+    """The text of the cfg a file fits: the cfg as it is, or with the class count the file was
+    trained for (and the layers feeding the detection heads resized to match)."""
+    plan = plan_cfg(fit.cfg, dialect=fit.dialect)
+    if fit.how == "classes" and fit.classes is not None:
+        return with_classes(plan, fit.classes)
+    return plan.text
+
+
+def write_fit(ident: Identification, dst: str | os.PathLike[str]) -> CfgFit:
+    """Write the cfg of ``ident``'s best fit (:func:`fitted_cfg_text`) to ``dst``, atomically;
+    returns the fit written.
+
+    Raises:
+        DwfError: no cfg beside the file fits it.
+    """
+    if not ident.fits:
+        why = "no cfg beside it fits, so there is no cfg to write"
+        best = ident.best
+        if best is not None:
+            name = best.cfg or best.name
+            why += (
+                f"; by its size it is {best.describe()}, but dwf knows the public networks by"
+                f" their float counts only, not their cfg text: put {name} beside the weights"
+                " and ask again"
+            )
+        raise DwfError(why, path=ident.path)
+    fit = ident.fits[0]
+    text = fitted_cfg_text(fit)
+    with atomic_write(dst, inputs=(ident.path, fit.cfg)) as fh:
+        fh.write(text.encode("utf-8"))
+    return fit

@@ -20,12 +20,19 @@ import numpy as np
 
 from dwf.format.planner import Plan
 from dwf.format.records import ArraySpec
+from dwf.io import extensions
 from dwf.io.opening import opened
 from dwf.io.reader import Layer, WeightsFile
 from dwf.tools import batch
 
 # 64 Ki floats = 256 KiB per chunk: each of the few passes over a chunk runs from cache.
 CHUNK = 1 << 16
+# What a report of a file that does not fit its cfg (opened with strict=False) says first.
+MISMATCH_CAUTION = (
+    "caution: the file does not fit its cfg (opened with strict=False); its arrays were read"
+    " with the cfg's layout and may be misaligned, so these {what} may be artifacts of the"
+    " mismatch"
+)
 # The full statistics make ~8 numpy calls per chunk, ~1 µs of overhead each: twice as many
 # floats per chunk halve that share, and 512 KiB (with the scratch) still fits a 1 MiB L2.
 # Measured on 256 MiB: 128 Ki 10 % faster than 64 Ki, 256 Ki 40 % slower (out of L2).
@@ -112,10 +119,20 @@ class LayerArrayStats:
 
 @attrs.frozen
 class StatsReport:
-    """What :func:`stats` measured: one entry per array, in file order."""
+    """What :func:`stats` measured: one entry per array, in file order.
+
+    Attributes:
+        path: the file.
+        arrays: one entry per array, in file order.
+        mismatch: the file's size mismatch explanation when it does not fit its cfg (opened
+            with ``strict=False``): its arrays were read with the cfg's layout and may be
+            misaligned, so the statistics may be artifacts of the mismatch (as
+            :attr:`dwf.CheckReport.mismatch`).
+    """
 
     path: str
     arrays: tuple[LayerArrayStats, ...]
+    mismatch: str | None = None
 
     def __getitem__(self, name: str) -> ArrayStats:
         """The statistics of ``"layer.array"`` (``report["conv_0.weights"]``)."""
@@ -124,9 +141,22 @@ class StatsReport:
                 return e.stats
         raise KeyError(name)
 
+    def __str__(self) -> str:
+        """What ``dwf stats`` prints: the file, then one table row per array."""
+        text: str = extensions.call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = extensions.call("report_html", self)
+        return html
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf stats --json``)."""
-        return {"path": self.path, "arrays": [e.to_dict() for e in self.arrays]}
+        return {
+            "path": self.path,
+            "mismatch": self.mismatch,
+            "arrays": [e.to_dict() for e in self.arrays],
+        }
 
 
 # |x| below this keeps a block's sum of squares (BLAS_BLOCK values, float32) far from overflow.
@@ -489,28 +519,48 @@ def zero_rows(view: np.ndarray[Any, Any], chunk: int = CHUNK) -> int:
 
 
 def file_zero_rows(f: WeightsFile, spec: ArraySpec, chunk: int = CHUNK) -> int:
-    """:func:`zero_rows` of an array of an open file, streamed with ``pread``.
+    """:func:`zero_rows` of an array of an open file, streamed with ``pread``."""
+    return len(file_rows(f, spec, lambda b: b == 0, every=True, chunk=chunk))
+
+
+def file_rows(
+    f: WeightsFile,
+    spec: ArraySpec,
+    test: Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]],
+    *,
+    every: bool = False,
+    chunk: int = CHUNK,
+) -> tuple[int, ...]:
+    """The rows (indices on the first logical axis: filters, outputs, channels) of an array of
+    an open file in which the elementwise ``test`` holds for some value (for every value with
+    ``every``), streamed with ``pread``.
 
     Stored as it is seen, the rows are read in blocks of whole rows. Stored transposed (conv
     ``flipped=1``, connected weights of legacy files), a logical row is a stored *column*: the
-    stored rows stream by, and a per-column "any non-zero" flag (one bool per row of the logical
-    array) is all that is kept — no copy of the array, whatever its size.
+    stored rows stream by, and one flag per logical row is all that is kept — no copy of the
+    array, whatever its size.
     """
-    if len(spec.shape) < 2 or spec.shape[0] == 0 or spec.count == 0:
-        return 0
+    if not spec.shape or spec.shape[0] == 0 or spec.count == 0:
+        return ()
     n = spec.shape[0]
     width = spec.count // n
-    if spec.stored_transposed(f.header.connected_transposed):
-        alive = np.zeros(n, dtype=bool)
+    if len(spec.shape) >= 2 and spec.stored_transposed(f.header.connected_transposed):
+        hit = np.full(n, every, dtype=bool)
         for c in f.iter_array_chunks(spec, max(chunk, n), align=n):
             with np.errstate(invalid="ignore"):
-                alive |= c.reshape(-1, n).any(axis=0)
-        return int(n - np.count_nonzero(alive))
-    found = 0
+                t = test(c.reshape(-1, n))
+            hit = hit & t.all(axis=0) if every else hit | t.any(axis=0)
+        return tuple(int(i) for i in np.flatnonzero(hit))
+    found: list[int] = []
+    row = 0
     for c in f.iter_array_chunks(spec, max(chunk, width), align=width):
+        block = c.reshape(-1, width)
         with np.errstate(invalid="ignore"):
-            found += int(np.count_nonzero(~c.reshape(-1, width).any(axis=1)))
-    return found
+            t = test(block)
+        rows = t.all(axis=1) if every else t.any(axis=1)
+        found += (row + np.flatnonzero(rows)).tolist()
+        row += block.shape[0]
+    return tuple(found)
 
 
 def layer_stats(layer: Layer) -> dict[str, ArrayStats]:
@@ -562,4 +612,4 @@ def stats(
                     done += a.count
                     if progress is not None:
                         progress(done, total, lp.name)
-        return StatsReport(f.path, tuple(out))
+        return StatsReport(f.path, tuple(out), f.mismatch)

@@ -23,12 +23,12 @@ cp -R "$repo/dwf" "$work/src/dwf"
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
 "$python" -m pip wheel --quiet --no-deps -w "$work/wheel" "$work/src"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet "$work"/wheel/dwf-*.whl
+"$work/venv/bin/python" -m pip install --quiet "$work"/wheel/dwf_darknet-*.whl
 
 failures=0
 # Every file of the package in the source tree (code, data, py.typed) is in the wheel. (A miss
 # is counted, and the commands still run, to show what it breaks.)
-"$work/venv/bin/python" - "$repo" "$work"/wheel/dwf-*.whl <<'PY' || failures=$((failures + 1))
+"$work/venv/bin/python" - "$repo" "$work"/wheel/dwf_darknet-*.whl <<'PY' || failures=$((failures + 1))
 import os, sys, zipfile
 repo, wheel = sys.argv[1], sys.argv[2]
 shipped = set(zipfile.ZipFile(wheel).namelist())

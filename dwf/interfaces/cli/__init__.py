@@ -95,6 +95,81 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _positionals(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[int]:
+    """The indices in ``words`` of the positional arguments of the command they run, as its
+    parser reads them (an option's value is not one)."""
+    import argparse
+
+    command = next((i for i, w in enumerate(words) if w != "--debug"), None)
+    sub = next(
+        (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+    )
+    if command is None or sub is None:
+        return []
+    chosen = sub.choices.get(ALIASES.get(words[command], words[command]))
+    if chosen is None:
+        return []
+    takes = chosen._option_string_actions
+    found: list[int] = []
+    i = command + 1
+    while i < len(words):
+        w = words[i]
+        if w == "--":
+            found += range(i + 1, len(words))
+            break
+        if w.startswith("-") and len(w) > 1:
+            action = takes.get(w.split("=", 1)[0])
+            if action is not None and "=" not in w and action.nargs != 0:
+                i += 1  # its value
+        else:
+            found.append(i)
+        i += 1
+    return found
+
+
+def _weights_beside(cfg: str) -> str | None:
+    """The weights file of a cfg, by name (``yolov4.cfg`` → ``yolov4.weights``, or the
+    checkpoints Darknet writes: ``_final``, ``_last``, ``_best``)."""
+    stem = cfg[: -len(".cfg")]
+    for suffix in ("", "_final", "_last", "_best"):
+        if os.path.isfile(stem + suffix + ".weights"):
+            return stem + suffix + ".weights"
+    return None
+
+
+def darknet_order(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[str]:
+    """``words`` with Darknet's argument order understood: a ``.cfg`` given first, where the
+    weights go (``dwf info yolov4.cfg yolov4.weights``, ``dwf cut cfg weights out N`` as
+    ``darknet partial`` takes them), becomes ``--cfg``. A ``.cfg`` alone is answered with the
+    command that reads its weights."""
+    import argparse
+
+    from dwf.errors import DwfError
+
+    words = list(words)
+    if "--cfg" in words or any(w.startswith("--cfg=") for w in words):
+        return words
+    at = _positionals(parser, words)
+    if not at or not words[at[0]].lower().endswith(".cfg"):
+        return words
+    command = next(w for w in words if w != "--debug")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    chosen = sub.choices[ALIASES.get(command, command)]
+    first = next((a for a in chosen._actions if not a.option_strings), None)
+    if first is None or first.dest != "weights" or "--cfg" not in chosen._option_string_actions:
+        return words  # a command whose first argument is not the weights (import-weights)
+    cfg = words[at[0]]
+    if len(at) == 1 and "CFG" in str(first.metavar or ""):
+        return words  # the command reads a cfg alone (dwf graph WEIGHTS_OR_CFG)
+    if len(at) == 1:
+        weights = _weights_beside(cfg) or "WEIGHTS"
+        raise DwfError(
+            f"{cfg} is a cfg: give the weights file, and the cfg with --cfg:"
+            f" dwf {command} {weights} --cfg {cfg}"
+        )
+    return [*words[: at[0]], *words[at[0] + 1 :], "--cfg", cfg]
+
+
 def _silence_stdout() -> None:
     """Send what is still buffered for standard output to the void, so that the interpreter's
     last flush does not fail again (a closed pipe, a full disk)."""
@@ -213,7 +288,14 @@ def _run(argv: Sequence[str] | None) -> int:
     from dwf.interfaces.cli import options, render
 
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(words).parse_args(words)
+    parser = build_parser(words)
+    try:
+        words = darknet_order(parser, words)
+    except DwfError as e:
+        import argparse
+
+        return _fail(str(e), argparse.Namespace())
+    args = parser.parse_args(words)
     from dwf.io.source import reporting_transfers
 
     # a whole-file download (a server that ignores byte ranges) shows its own bar

@@ -21,7 +21,7 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         description="Run the network on images (the network input resized as Darknet's"
         " detector does) and print what Darknet's 'detector test' finds: one line per box and"
         " class above the threshold after NMS, boxes left to right, as 'name: 97%%  (left_x:"
-        " … top_y: … width: … height: …)' in pixels of the image. Needs dwf[detect] (Pillow"
+        " … top_y: … width: … height: …)' in pixels of the image. Needs dwf-darknet[detect] (Pillow"
         " and onnxruntime).",
     )
     options.add_source(p)

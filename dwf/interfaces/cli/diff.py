@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 from dwf.errors import DwfError
+from dwf.interfaces import reports
 from dwf.interfaces.cli import options, render
 from dwf.tools.diff import DiffReport, diff
 from dwf.tools.walk import checkpoints
@@ -94,37 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
 def show(r: DiffReport, *, show_all: bool, width: int | None) -> None:
     """Two files: the change in seen, counts, then a row per changed (or every) array."""
-    echo, fmt, g = render.echo, render.fmt, render.g
-    delta = r.seen_b - r.seen_a
-    echo(f"A: {r.a}\nB: {r.b}")
-    echo(f"seen: {fmt(r.seen_a)} → {fmt(r.seen_b)} ({'+' if delta >= 0 else ''}{fmt(delta)})")
-    changed = r.changed
-    echo(
-        f"{len(r.arrays)} arrays compared: {len(changed)} changed,"
-        f" {len(r.arrays) - len(changed)} identical"
-    )
-    if r.identical:
-        echo("identical everywhere")
-    for what, names in (
-        ("only in A", r.only_a),
-        ("only in B", r.only_b),
-        ("shapes differ", r.shape_mismatch),
-    ):
-        if names:
-            echo(f"{what}: {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
-    shown = r.arrays if show_all else changed
-    if not shown:
-        return
-    rows = [
-        (d.layer, d.array, g(d.max_abs), g(d.rel_l2), g(d.cosine), "yes" if d.identical else "no")
-        for d in shown
-    ]
-    render.print_table(
-        ("layer", "array", "max |Δ|", "rel L2", "cosine", "identical"),
-        rows,
-        right=(2, 3, 4),
-        width=width,
-    )
+    for line in reports.diff_head(r):
+        render.echo(line)
+    headers, rows, right = reports.diff_table(r, show_all=show_all)
+    if rows:
+        render.print_table(headers, rows, right=right, width=width)
 
 
 def show_drift(reports: Sequence[DiffReport]) -> None:

@@ -17,12 +17,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         parents=[common],
         help="write the arrays as .npz, .safetensors or PyTorch, or the network as ONNX",
         description="Export every array: npz (numpy, no pickle), safetensors"
-        " (written by dwf itself; reading it back needs dwf[safetensors]) or a PyTorch"
-        " state_dict saved with"
-        " torch.save (needs dwf[torch]); or the network as an ONNX model that computes what"
-        " Darknet computes (needs dwf[onnx]), whose weights stay in the .weights file when OUT"
-        " is written beside it. The format comes from OUT's extension"
-        " (.npz, .safetensors, .pt/.pth, .onnx) unless --format names it; the two must agree.",
+        " (written by dwf itself; reading it back needs dwf-darknet[safetensors]) or a"
+        " PyTorch state_dict saved with torch.save (needs dwf-darknet[torch]); or the network"
+        " as an ONNX model that computes what Darknet computes (needs dwf-darknet[onnx]), whose"
+        " weights stay in the .weights file when OUT is written beside it. The format comes"
+        " from OUT's extension (.npz, .safetensors, .pt/.pth, .onnx) unless --format names it;"
+        " the two must agree.",
     )
     options.add_source(p)
     p.add_argument(
@@ -37,6 +37,13 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     )
     where.add_argument(
         "--data", metavar="FILE", help="ONNX: write the weights to FILE, beside the model"
+    )
+    p.add_argument(
+        "--upto",
+        type=int,
+        metavar="N",
+        help="export layers 0..N-1 only, as the network they make up (a partial file exports"
+        " to ONNX as the layers it holds without it)",
     )
     p.add_argument(
         "--decode",
@@ -70,13 +77,16 @@ def run(args: argparse.Namespace) -> int:
             compress=args.compress,
             embed=args.embed,
             data=args.data,
+            upto=args.upto,
             decode=args.decode,
             letterbox=args.letterbox,
         )
+        held = args.upto if args.upto is not None else f.last_layer + 1 if f.partial else None
         warnings = f.plan.warnings
     # Darknet's own warnings about the cfg (an unknown activation is relu …): what was written
     # follows them, so they are shown, one line each; a failed export shows its one error line.
     for w in warnings:
         render.warn(w)
-    render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes)")
+    what = "" if held is None else f": layers 0..{held - 1}"
+    render.echo(f"wrote {out} ({fmt}, {render.fmt(os.path.getsize(out))} bytes){what}")
     return 0

@@ -8,10 +8,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from dwf.errors import DwfError
 from dwf.format.known import Identification
 from dwf.interfaces.cli import options, render
 from dwf.tools.batch import each
-from dwf.tools.identify import identify
+from dwf.tools.identify import identify, write_fit
 
 
 def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -29,6 +30,12 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         "weights", nargs="+", help="weights files, folders or globs; local paths or URLs"
     )
     options.add_jobs(p)
+    p.add_argument(
+        "--write-cfg",
+        metavar="OUT",
+        help="write the cfg the file fits to OUT (the first cfg beside it that it fits, with"
+        " the class count it was trained for), to read it with --cfg OUT",
+    )
     options.add_storage(p)
     options.add_output(p)
     p.set_defaults(func=run)
@@ -36,6 +43,8 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     if options.is_many(args):
+        if args.write_cfg:
+            raise DwfError("--write-cfg writes the cfg of one file; give one file")
         results = each(
             identify, args.weights, jobs=args.jobs, storage_options=options.storage_options(args)
         )
@@ -54,10 +63,17 @@ def run(args: argparse.Namespace) -> int:
             _summary(named, render.width(args))
         return code
     ident = identify(args.weights, storage_options=options.storage_options(args))
+    fit = None if args.write_cfg is None else write_fit(ident, args.write_cfg)
     if args.json:
         render.dump(ident.to_dict())
     else:
         render.echo(ident.explain())
+        if fit is not None:
+            what = fit.cfg + (f" with classes={fit.classes}" if fit.how == "classes" else "")
+            render.echo(
+                f"wrote {args.write_cfg}: {what}; next: dwf info {args.weights} --cfg"
+                f" {args.write_cfg}"
+            )
     return 0 if ident.recognised else 1
 
 

@@ -132,7 +132,11 @@ def show(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None
         state = "SIZE MISMATCH: opened with --lenient"
     # two lines, so that both fit 100 columns
     floats = fmt(f.available_floats)
-    echo(f"size: {fmt(f.size)} bytes = {h.size} + 4 × {floats} floats ({state})")
+    # a file that does not fit (--lenient) has bytes past the floats the cfg reads: a ragged
+    # tail or a longer file; they are part of the equation, which must add up
+    extra = f.size - h.size - 4 * f.available_floats
+    rest = f" + {fmt(extra)} byte{'s' * (extra != 1)}" if extra else ""
+    echo(f"size: {fmt(f.size)} bytes = {h.size} + 4 × {floats} floats{rest} ({state})")
     plan = f.plan
     echo(
         f"layers: {len(plan.layers)}, {len(plan.stored)} of them hold arrays,"

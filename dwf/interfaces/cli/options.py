@@ -199,6 +199,9 @@ def parse_layers(spec: str | None) -> Callable[[int], bool]:
             raise DwfError(
                 f"--layers {spec!r}: use indices and ranges like 10-20 or 3,7,10-12"
             ) from None
+        first, last = wanted[-1]
+        if first > last:  # would select nothing, silently: a typo for last-first
+            raise DwfError(f"--layers {part}: a range runs from low to high ({last}-{first})")
     return lambda i: any(lo <= i <= hi for lo, hi in wanted)
 
 

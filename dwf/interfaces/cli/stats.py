@@ -7,6 +7,7 @@ import contextlib
 import io
 
 from dwf.errors import DwfError
+from dwf.interfaces import reports
 from dwf.interfaces.cli import options, render
 from dwf.io.remote import is_url
 from dwf.tools.batch import each
@@ -68,27 +69,9 @@ def text(report: StatsReport, width: int | None) -> str:
 
 
 def show(report: StatsReport, width: int | None) -> None:
-    """One line naming the file, then one table row per array."""
-    g = render.g
-    rows = [
-        (
-            e.layer,
-            e.array,
-            g(e.stats.min),
-            g(e.stats.max),
-            g(e.stats.mean),
-            g(e.stats.std),
-            g(e.stats.absmax),
-            f"{e.stats.zero_fraction:.1%}",
-            str(e.stats.nan),
-            str(e.stats.inf),
-        )
-        for e in report.arrays
-    ]
-    render.echo(f"{report.path}: {len(report.arrays)} arrays")
-    render.print_table(
-        ("layer", "array", "min", "max", "mean", "std", "absmax", "zeros", "nan", "inf"),
-        rows,
-        right=range(2, 10),
-        width=width,
-    )
+    """One line naming the file, then one table row per array (``dwf/interfaces/reports.py``
+    says what is in them, for print() and notebooks too)."""
+    for line in reports.stats_intro(report, width):
+        render.echo(line)
+    headers, rows, right = reports.stats_table(report)
+    render.print_table(headers, rows, right=right, width=width)
