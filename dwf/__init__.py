@@ -45,6 +45,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "live_table": ("dwf.interfaces.live", "live_table"),
     "graph": ("dwf.interfaces.graph", "graph"),
     "to_torch": ("dwf.tools.emit_torch", "to_torch"),
+    "detect": ("dwf.tools.detect", "detect"),
+    "nms": ("dwf.format.nms", "nms"),
+    "draw": ("dwf.interfaces.draw", "draw"),
     # records
     "ALEXEYAB": ("dwf.format.dialects", "ALEXEYAB"),
     "PJREDDIE": ("dwf.format.dialects", "PJREDDIE"),
@@ -74,6 +77,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Checkpoint": ("dwf.tools.watch", "Checkpoint"),
     "LayerChange": ("dwf.tools.watch", "LayerChange"),
     "Graph": ("dwf.interfaces.graph", "Graph"),
+    "Detected": ("dwf.tools.detect", "Detected"),
     # errors
     "DwfError": ("dwf.errors", "DwfError"),
     "CfgError": ("dwf.errors", "CfgError"),
@@ -109,6 +113,7 @@ __all__ = [
     "CheckReport",
     "Checkpoint",
     "ClosedFileError",
+    "Detected",
     "Diagnosis",
     "Dialect",
     "DiffReport",
@@ -141,7 +146,9 @@ __all__ = [
     "check",
     "cut",
     "demo",
+    "detect",
     "diff",
+    "draw",
     "drift",
     "each",
     "export",
@@ -152,6 +159,7 @@ __all__ = [
     "import_weights",
     "info",
     "live_table",
+    "nms",
     "open",
     "plan",
     "plot_diff",
@@ -226,8 +234,10 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.format.dialects import ALEXEYAB, PJREDDIE, Dialect
     from dwf.format.header import Header
     from dwf.format.known import CfgFit, Identification, Match
+    from dwf.format.nms import nms
     from dwf.format.planner import NetInput, Plan
     from dwf.format.records import ArraySpec, LayerPlan
+    from dwf.interfaces.draw import draw
     from dwf.interfaces.graph import Graph, graph
     from dwf.interfaces.live import live_table
     from dwf.interfaces.plot import plot_diff
@@ -240,6 +250,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from dwf.tools.check import CheckReport, Finding, check
     from dwf.tools.cut import cut
     from dwf.tools.demo import write_demo as demo
+    from dwf.tools.detect import Detected, detect
     from dwf.tools.diff import ArrayDiff, DiffReport, diff, drift
     from dwf.tools.emit_torch import to_torch
     from dwf.tools.export import export

@@ -159,10 +159,14 @@ OPS: dict[str, Callable[..., Array]] = {
 }
 
 
-def run(network: Network, arrays: Mapping[str, Array], x: Array) -> dict[str, Array]:
+def run(
+    network: Network, arrays: Mapping[str, Array], x: Array, **inputs: Array
+) -> dict[str, Array]:
     """Every value of ``network`` for input ``x`` (float64), the weights given by their dwf
-    names (``"conv_0.weights"``) in their *logical* shapes, as ``dwf.open`` shows them."""
+    names (``"conv_0.weights"``) in their *logical* shapes, as ``dwf.open`` shows them; any
+    other input of ``network.inputs`` (``image_size``) by its name."""
     env: dict[str, Array] = {network.input: np.asarray(x, np.float64)}
+    env.update((k, np.asarray(v, np.float64)) for k, v in inputs.items())
     for name, w in network.weights.items():
         value = np.asarray(arrays[name], np.float64)
         if w.transposed:  # the description reads the bytes as stored

@@ -103,3 +103,15 @@ def test_bench_live_quick_measures_the_guard(tmp_path: Path) -> None:
     everything = rows["all", False]["median"]
     assert everything["held_bytes"] > 16 * 2**20 and everything["swap_s"] > 0
     assert "views kept" in stdout
+
+
+def test_bench_detect_quick_times_a_real_network(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("PIL")
+    from conftest import shared_path
+
+    shared_path("realweights", "yolo-fastest-1.1")
+    doc, stdout = run_quick("bench_detect.py", tmp_path)
+    (row,) = doc["rows"]
+    assert row["decode"]["nodes"] > row["raw"]["nodes"] and row["call_ms"] > 0
+    assert row["network"] in stdout

@@ -50,6 +50,7 @@ SUBCOMMANDS = [
     "fuse",
     "demo",
     "watch",
+    "detect",
 ]
 
 # -- the --json schemas (docs/cli.md documents every key) -----------------------------------------

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ir_numpy import OPS as NUMPY_OPS
 from ir_numpy import run as run_numpy
-from test_onnx import LAYER_CASES, PJREDDIE_CASES, networks, rel_err, run, write_net
+from test_onnx import LAYER_CASES, PJREDDIE_CASES, networks, ort, rel_err, run, write_net
 
 import dwf
 from dwf.format.activations import ACTIVATIONS
@@ -27,6 +27,9 @@ from dwf.format.lowering import LOWERINGS, REFUSED
 from dwf.format.network import DETECTION_TYPES, Network, describe
 from dwf.format.ops import OPS
 from dwf.tools import emit_onnx
+from dwf.tools.demo import demo_cfg_text
+
+DEMO_CFG = demo_cfg_text()
 
 Array = np.ndarray[Any, Any]
 
@@ -54,7 +57,7 @@ def test_the_onnx_emitter_implements_every_operation() -> None:
 
 def _valid(net: Network) -> None:
     """Every node reads values made before it, carries its op's attributes, and has a shape."""
-    known = {net.input, *net.weights, *net.constants}
+    known = {*net.inputs, *net.weights, *net.constants}
     for node in net.nodes():
         spec = OPS[node.op]
         assert set(node.attrs) == set(spec.attrs), (node.op, dict(node.attrs))
@@ -91,6 +94,37 @@ def test_every_corpus_cfg_is_described() -> None:
         for lay in net.refused:
             assert lay.refusal and not lay.ops
     assert described > 110 and refused > 10
+
+
+def test_every_corpus_detector_is_described_with_its_decoding() -> None:
+    """With decode=True, every corpus cfg with [yolo]/[region]/[Gaussian_yolo] layers gets
+    the three decoded outputs (or a refusal naming a layer), and the graph stays well formed."""
+    corpus = shared_path("conformance", "cfg")
+    decoded = 0
+    for cfg in sorted(corpus.glob("*/*.cfg")):
+        try:
+            plan = dwf.plan(cfg, dialect=cfg.parent.name)
+        except dwf.DwfError:
+            continue
+        if not any(lp.type in ("yolo", "region", "Gaussian_yolo") for lp in plan.layers):
+            continue
+        try:
+            net = describe(plan, decode=True, letterbox=True)
+        except dwf.DwfError as e:  # detection layers of different class counts
+            assert "classes" in str(e)
+            continue
+        _valid(net)
+        if net.decoding is None:
+            assert net.refused
+            continue
+        decoded += 1
+        d = net.decoding
+        assert net.outputs[-3:] == (d.boxes, d.objectness, d.probs)
+        assert net.inputs == ("input", "image_size")
+        assert net.shape(d.boxes) == (None, d.rows, 4)
+        assert net.shape(d.probs) == (None, d.rows, d.classes)
+        assert [s.layer for s in d.spans] == [x.name for x in net.detections]
+    assert decoded > 40
 
 
 def test_batch_norm_formula_per_dialect() -> None:
@@ -249,6 +283,25 @@ def _numpy_matches_onnx(folder: Path, text: str, seed: int, dialect: str = "alex
     env = run_numpy(net, flat, x)
     for name in names:
         assert rel_err(got[name], env[name]) < 1e-4, (name, text)
+
+
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_numpy_emitter_decodes_what_onnx_decodes(tmp_path: Path, letterbox: bool) -> None:
+    """The decoding is made of the same operations as the rest: the numpy emitter, which knows
+    nothing of it, gives the ONNX model's boxes, objectness and probabilities."""
+    weights, plan, arrays = write_net(tmp_path, DEMO_CFG, 3)
+    model = tmp_path / "net.onnx"
+    dwf.export(weights, model, cfg=tmp_path / "net.cfg", decode=True, letterbox=letterbox)
+    net = describe(plan, decode=True, letterbox=letterbox)
+    x = np.random.default_rng(1).random((2, 3, 64, 64), np.float32)
+    sizes = np.array([[64, 64], [100, 37]], np.float32)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    feeds = {"input": x, "image_size": sizes} if letterbox else {"input": x}
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    flat = {f"{lp}.{a}": v for lp, d in arrays.items() for a, v in d.items()}
+    env = run_numpy(net, flat, x, **({"image_size": sizes} if letterbox else {}))
+    for name in ("boxes", "objectness", "probs"):
+        assert rel_err(got[name], env[name]) < 1e-5, name
 
 
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))

@@ -130,6 +130,15 @@ class Dialect:
         detection_extras: ``[yolo]`` reads ``scale_x_y``, ``new_coords``, ``nms_kind`` and
             ``beta_nms``, and ``[net]`` reads ``letter_box`` (AlexeyAB).
         region_background: ``[region]`` reads ``background=`` (AlexeyAB never sets it: 0).
+        region_flattens: ``[region]``'s CPU forward reorders its output cell by cell (each
+            anchor's entries together), applies the logistic to entry 4 only, and the detector
+            decodes it with ``get_region_boxes``: rows cell by cell, the logistic of x and y
+            taken there, objectness 1, ``classfix``, the letterbox rule of ``[yolo]``
+            (AlexeyAB). Otherwise the activations are applied in place and
+            ``get_region_detections`` lists rows anchor by anchor (pjreddie).
+        detector_letterboxes: the detector always letterboxes its input and
+            ``get_network_boxes`` always corrects for it (pjreddie); otherwise only when asked
+            or ``[net] letter_box=1`` (AlexeyAB).
         keeps_bflops: the loader keeps each layer's BFLOPs as a float (convolutions from their
             integer weight count, /32 for ``xnor``; pooling, shortcuts, crnn, conv_lstm too) and
             prints their total (AlexeyAB); else only convolutions print a figure, in double,
@@ -168,6 +177,8 @@ class Dialect:
     dropblock: bool = True
     detection_extras: bool = True
     region_background: bool = False
+    region_flattens: bool = True
+    detector_letterboxes: bool = False
     keeps_bflops: bool = False
     reads: OptionTable = attrs.field(default=ALEXEYAB_READS, eq=False, repr=False)
 
@@ -259,6 +270,8 @@ PJREDDIE = Dialect(
     dropblock=False,
     detection_extras=False,
     region_background=True,
+    region_flattens=False,
+    detector_letterboxes=True,
     reads=PJREDDIE_READS,
 )
 

@@ -814,6 +814,7 @@ def region(x: LayerInput) -> Built:
         "softmax": x.num("softmax", 0),
         "background": x.num("background", 0) if x.dialect.region_background else 0,
         "bias_match": x.num("bias_match", 0),
+        "classfix": x.num("classfix", 0),  # -1: AlexeyAB's detector zeroes objectness < 0.5
         "tree": x.options.get("tree"),  # a hierarchical softmax file (9000 classes), or None
     }
     return Built(out_c, x.h, x.w, outputs, params=params)

@@ -23,6 +23,11 @@ node transposes what is stored transposed, so an emitter can point at the file's
 4. Return the values named by :attr:`Network.outputs` (the tensors entering each detection
    layer, then the last layer's output when it is not one). Every layer's output is also a
    value named after the layer (``LayerNode.output``).
+5. Described with ``decode=True``, the detection layers compute their own forward pass (their
+   output is Darknet's ``l.output``) and :attr:`Network.decoding` names three more outputs,
+   ``boxes``, ``objectness`` and ``probs`` (:mod:`dwf.format.decoding`), made of the same
+   operations; with ``letterbox=True`` too, a second input, ``decoding.image_size`` ``(N, 2)``
+   float32 (each image's width and height), feeds them.
 
 How each layer type is computed is the lowering table, :mod:`dwf.format.lowering`; the
 activations are :mod:`dwf.format.activations`; the operations and values,
@@ -38,8 +43,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from dwf.errors import UnsupportedLayerError
+from dwf.errors import DwfError, UnsupportedLayerError
+from dwf.format import decoding
 from dwf.format.cfg import atoi
+from dwf.format.decoding import Decoding
 from dwf.format.figures import inputs
 from dwf.format.header import Header
 from dwf.format.lowering import LOWERINGS, REFUSED, Lowering, Refused
@@ -76,6 +83,8 @@ class Detection:
         softmax: ``[region]``/``[detection]`` apply a softmax to the class scores.
         background: pjreddie's ``[region]`` ``background=`` (AlexeyAB: always 0).
         bias_match: ``[region]``'s ``bias_match=`` (training).
+        classfix: ``[region]``'s ``classfix=``; -1: AlexeyAB's detector counts an objectness
+            under 0.5 as 0.
         nms_kind: ``"default"`` (``do_nms_sort``), ``"greedynms"``, ``"diounms"`` or
             ``"cornersnms"``; Darknet's detector uses the last detection layer's.
         beta_nms: the DIoU-NMS exponent.
@@ -101,6 +110,7 @@ class Detection:
     softmax: int = 0
     background: int = 0
     bias_match: int = 0
+    classfix: int = 0
     nms_kind: str = "default"
     beta_nms: float = 0.6
     side: int = 0
@@ -137,6 +147,7 @@ class Detection:
                 softmax=self.softmax,
                 background=self.background,
                 bias_match=self.bias_match,
+                classfix=self.classfix,
                 tree=self.tree,
             )
         else:
@@ -203,6 +214,9 @@ class Network:
         letter_box: ``[net]``'s ``letter_box`` as the dialect reads it (``atoi``; 0 where it
             does not): Darknet's detector letterboxes its input and corrects the boxes.
         connected_transposed: the file's header says connected weights are stored transposed.
+        decoding: described with ``decode=True``, the decoded outputs and what their
+            post-processing needs (:class:`dwf.format.decoding.Decoding`); else ``None``.
+        decode_ops: the operations of the decoding (after every layer's).
     """
 
     dialect: str
@@ -218,12 +232,21 @@ class Network:
     net_options: Mapping[str, str]
     letter_box: int
     connected_transposed: bool
+    decoding: Decoding | None = None
+    decode_ops: tuple[Node, ...] = ()
 
     def nodes(self) -> Iterator[Node]:
         """Every operation, in an order where each reads only values made before it."""
         yield from self.input_ops
         for layer in self.layers:
             yield from layer.ops
+        yield from self.decode_ops
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input values: :attr:`input`, and the decoding's ``image_size`` when it has one."""
+        d = self.decoding
+        return (self.input,) if d is None or d.image_size is None else (self.input, d.image_size)
 
     @property
     def detections(self) -> tuple[Detection, ...]:
@@ -242,6 +265,8 @@ class Network:
     @property
     def _shapes(self) -> dict[str, Shape]:
         shapes: dict[str, Shape] = {self.input: self.input_shape}
+        if self.decoding is not None and self.decoding.image_size is not None:
+            shapes[self.decoding.image_size] = (None, 2)
         shapes.update((w.name, w.shape) for w in self.weights.values())
         shapes.update((n, c.shape) for n, c in self.constants.items())
         shapes.update((node.output, node.shape) for node in self.nodes())
@@ -299,6 +324,7 @@ def _detection(x: Lowering, lp: LayerPlan, value: str) -> Detection:
             softmax=p["softmax"],
             background=p["background"],
             bias_match=p["bias_match"],
+            classfix=p.get("classfix", 0),
             tree=p["tree"],
         )
     return Detection(
@@ -332,12 +358,24 @@ def _check_layer(lp: LayerPlan) -> None:
         )
 
 
-def describe(plan: Plan, header: Header | None = None) -> Network:
+def describe(
+    plan: Plan, header: Header | None = None, *, decode: bool = False, letterbox: bool = False
+) -> Network:
     """What ``plan``'s network computes, for a file with ``header`` (only whether its connected
     weights are stored transposed matters; ``None``: a current header).
 
     Layers that cannot be computed are described with their reason (:attr:`LayerNode.refusal`);
     :meth:`Network.require` raises for the first.
+
+    With ``decode``, the detection layers compute their forward pass and the network outputs
+    Darknet's boxes too (:attr:`Network.decoding`, :mod:`dwf.format.decoding`); a detection
+    layer whose decoding has no exact form is refused with the reason. With ``letterbox``, the
+    boxes are corrected for a letterboxed input as ``get_network_boxes(.., letter=1)`` does,
+    from a second input holding each image's size.
+
+    Raises:
+        DwfError: ``decode`` for a network without a detection layer, or with detection layers
+            of different class counts (Darknet's detections hold one class count).
     """
     x = Lowering(plan, bool(header is not None and header.connected_transposed))
     g = x.g
@@ -353,7 +391,7 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
     g.nodes.clear()
     layers: list[LayerNode] = []
     for lp in plan.layers:
-        layers.append(_describe_layer(x, lp))
+        layers.append(_describe_layer(x, lp, decode))
     # outputs: what enters each detection layer, then the last layer's own output
     outputs: list[str] = []
     for lay in layers:
@@ -365,10 +403,13 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
             layers[-1] = attrs.evolve(last, refusal=last.blocked)
         elif last.output is not None and last.output not in outputs:
             outputs.append(last.output)
+    found: Decoding | None = None
+    decode_ops: tuple[Node, ...] = ()
+    if decode:
+        found, decode_ops = _decode(x, plan, layers, letterbox)
+        if found is not None:
+            outputs += [found.boxes, found.objectness, found.probs]
     net_options = {k: v for k, v in plan.net_section.values.items() if v is not None}
-    letter_box = 0
-    if plan.rules.detection_extras and "letter_box" in net_options:
-        letter_box = atoi(net_options["letter_box"]) or 0
     return Network(
         dialect=plan.dialect,
         cfg_path=plan.cfg_path,
@@ -381,12 +422,53 @@ def describe(plan: Plan, header: Header | None = None) -> Network:
         outputs=tuple(outputs),
         warnings=plan.warnings,
         net_options=MappingProxyType(net_options),
-        letter_box=letter_box,
+        letter_box=letter_box(plan),
         connected_transposed=x.legacy,
+        decoding=found,
+        decode_ops=decode_ops,
     )
 
 
-def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
+def letter_box(plan: Plan) -> int:
+    """``[net]``'s ``letter_box`` as the dialect reads it (``atoi``; 0 where it does not)."""
+    value = plan.net_section.values.get("letter_box")
+    if not plan.rules.detection_extras or value is None:
+        return 0
+    return atoi(value) or 0
+
+
+def _decode(
+    x: Lowering, plan: Plan, layers: list[LayerNode], letterbox: bool
+) -> tuple[Decoding | None, tuple[Node, ...]]:
+    """The decoding nodes over the detection layers (none when one is refused: then
+    :meth:`Network.require` names it)."""
+    ready: list[tuple[LayerPlan, Detection, str]] = []
+    for lay in layers:
+        if lay.type not in DETECTION_TYPES:
+            continue
+        det = lay.detection
+        if lay.refusal is not None or lay.output is None or det is None:
+            return None, ()
+        if det.classes != ready[0][1].classes if ready else False:
+            raise DwfError(
+                f"layer {lay.index} ({lay.name}) has classes={det.classes}, but the first"
+                f" detection layer has {ready[0][1].classes}: Darknet's detections hold one"
+                " class count for all ('Different [yolo] layers have different number of"
+                " classes')",
+                path=plan.cfg_path,
+            )
+        ready.append((plan.layers[lay.index], det, lay.output))
+    if not ready:
+        raise DwfError(
+            "has no [yolo], [Gaussian_yolo] or [region] layer: there are no detections to decode",
+            path=plan.cfg_path,
+        )
+    mark = len(x.g.nodes)
+    found = decoding.decode(x, ready, plan.net.width, plan.net.height, letterbox)
+    return found, tuple(x.g.nodes[mark:])
+
+
+def _describe_layer(x: Lowering, lp: LayerPlan, decode: bool = False) -> LayerNode:
     g = x.g
     g.layer, g.base = lp.index, lp.name
     x.read_weights = []
@@ -409,18 +491,28 @@ def _describe_layer(x: Lowering, lp: LayerPlan) -> LayerNode:
         if lp.type in REFUSED:
             raise Refused(REFUSED[lp.type])
         if lp.type in DETECTION_TYPES:
-            # The tensor entering the head is a network output; the head's decoding is not
-            # part of the graph, so nothing may read the head's own output.
+            # The tensor entering the head is a network output. Nothing may read the head's
+            # own output: its forward pass is described only when decoding (below), and
+            # Darknet's GPU and CPU builds leave different values there.
             value = x.use(lp, lp.index - 1, "input")
             x.values[lp.index] = value
-            x.blocked[lp.index] = (
-                "a detection layer, whose decoding the export leaves to the caller"
-            )
+            x.blocked[lp.index] = "a detection layer, whose output no other layer reads here"
+            det = _detection(x, lp, value)
+            if not decode:
+                return attrs.evolve(
+                    base,
+                    shape=g.shape(value),
+                    blocked=x.blocked[lp.index],
+                    detection=det,
+                )
+            y = g.op("identity", decoding.forward(x, lp, det, value), out=lp.name)
             return attrs.evolve(
                 base,
-                shape=g.shape(value),
+                output=y,
+                shape=g.shape(y),
+                ops=tuple(g.nodes[mark[0] :]),
                 blocked=x.blocked[lp.index],
-                detection=_detection(x, lp, value),
+                detection=det,
             )
         _check_layer(lp)
         lower = LOWERINGS.get(lp.type)

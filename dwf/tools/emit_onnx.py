@@ -27,7 +27,7 @@ import numpy as np
 from dwf.errors import DwfError
 from dwf.extras import require
 from dwf.format.network import Network, describe
-from dwf.format.ops import Node
+from dwf.format.ops import Node, Weight
 from dwf.io.reader import WeightsFile
 from dwf.io.writer import atomic_writes
 
@@ -317,8 +317,11 @@ def _external(
 def _metadata(f: WeightsFile, network: Network) -> dict[str, str]:
     """What a decoder needs, built from the description: one ``darknet.<layer>`` entry per
     detection layer, the detection layers in order, the ``[net]`` options, the dialect, the
-    header version and the plan's warnings."""
+    header version and the plan's warnings; with the decoding, ``darknet.decode`` (its rows per
+    layer and how Darknet lists them, the NMS the detector runs)."""
     meta = {f"darknet.{d.name}": json.dumps(d.to_dict()) for d in network.detections}
+    if network.decoding is not None:
+        meta["darknet.decode"] = json.dumps(network.decoding.to_dict())
     meta["darknet.detection_layers"] = json.dumps([d.name for d in network.detections])
     meta["darknet.dialect"] = network.dialect
     meta["darknet.net"] = json.dumps(dict(network.net_options))
@@ -351,12 +354,78 @@ def _check(onnx: Any, model: Any, target: str, appended: list[tuple[str, Any]]) 
         raise DwfError(f"the ONNX checker rejects the model dwf built: {e}", path=target) from None
 
 
+def _graph(onnx: Any, f: WeightsFile, network: Network, inits: list[Any]) -> Any:
+    """The model of ``network`` with these initializers (the arrays, however they are held),
+    its metadata set; not yet checked."""
+    e = _Emitter(onnx, network)
+    for n in network.nodes():
+        e.emit(n)
+    for name, value in network.constants.items():
+        e.consts.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+    h = onnx.helper
+    tp = onnx.TensorProto
+
+    def info(name: str) -> Any:
+        return h.make_tensor_value_info(name, tp.FLOAT, ["N", *network.shape(name)[1:]])
+
+    graph = h.make_graph(
+        e.nodes,
+        _text(os.path.splitext(os.path.basename(f.plan.cfg_path or "darknet"))[0]) or "darknet",
+        [info(name) for name in network.inputs],
+        [info(t) for t in network.outputs],
+        initializer=inits + e.consts,
+    )
+    model = h.make_model(
+        graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="dwf", ir_version=8
+    )
+    h.set_model_props(model, _metadata(f, network))
+    return model
+
+
+def describe_for(f: WeightsFile, decode: bool, letterbox: bool) -> Network:
+    """The description of ``f``'s network the export writes (refused layers raise)."""
+    if letterbox and not decode:
+        raise DwfError("letterbox=True corrects decoded boxes: pass decode=True too (--decode)")
+    network = describe(f.plan, f.header, decode=decode, letterbox=letterbox)
+    network.require("ONNX")
+    return network
+
+
+def stored_array(f: WeightsFile, w: Weight) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A new array holding ``w``'s bytes as stored (its :attr:`Weight.shape`), read with the
+    file's streaming reads (never the map, so a file changed meanwhile is an error, not a
+    signal)."""
+    out = np.empty(w.spec.count, np.float32)
+    done = 0
+    for chunk in f.iter_array_chunks(w.spec):
+        out[done : done + chunk.size] = chunk
+        done += chunk.size
+    return out.reshape(w.shape)
+
+
+def in_memory(f: WeightsFile, network: Network) -> tuple[bytes, dict[str, Any]]:
+    """The model of ``network`` for a runtime in this process: the serialized model, whose
+    initializers are declared external, and the arrays to hand the runtime for them (read from
+    ``f`` as stored), by name. Nothing is written."""
+    onnx = require("onnx", "onnx")
+    _check_held(f)
+    f.check_unchanged()
+    weights = list(network.weights.values())
+    inits = [_external(onnx, w.name, w.shape, "(in memory)", 0, w.spec.nbytes) for w in weights]
+    model = _graph(onnx, f, network, inits)
+    arrays = {w.name: stored_array(f, w) for w in weights}
+    f.check_unchanged()
+    return model.SerializeToString(), arrays
+
+
 def to_onnx(
     f: WeightsFile,
     dst: str | os.PathLike[str],
     *,
     embed: bool = False,
     data: str | os.PathLike[str] | None = None,
+    decode: bool = False,
+    letterbox: bool = False,
 ) -> str:
     """Write an ONNX model (opset 17) of ``f``'s network with ``f``'s weights; returns ``dst``.
 
@@ -368,11 +437,18 @@ def to_onnx(
     The model and the data file are published together, once the ONNX checker accepts the
     model.
 
+    With ``decode=True``, the model also outputs Darknet's decoded detections, ``boxes``
+    ``(N, B, 4)``, ``objectness`` ``(N, B)`` and ``probs`` ``(N, B, classes)``, before
+    threshold and NMS (:mod:`dwf.format.decoding`; ``darknet.decode`` metadata); with
+    ``letterbox=True`` too, a second input ``image_size`` ``(N, 2)`` (each image's width and
+    height) corrects them for a letterboxed input.
+
     Raises:
         UnsupportedLayerError: a layer the description cannot compute (the message names the
             cfg line, the layer and why).
         DwfError: a file that does not hold every layer, a target that is an input, a model
-            too large to embed, a data file name ONNX cannot record.
+            too large to embed, a data file name ONNX cannot record; ``decode`` for a network
+            without detection layers.
         FileChangedError: the weights file changed while its arrays were read.
     """
     onnx = require("onnx", "onnx")
@@ -387,14 +463,7 @@ def to_onnx(
                 raise DwfError("is the weights file being read; dwf never writes over it", path=p)
     f.check_unchanged()
     _check_held(f)
-    network = describe(f.plan, f.header)
-    network.require("ONNX")
-
-    e = _Emitter(onnx, network)
-    for n in network.nodes():
-        e.emit(n)
-    for name, value in network.constants.items():
-        e.consts.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+    network = describe_for(f, decode, letterbox)
 
     # Where the arrays go. ONNX refuses external data behind a symbolic link or outside the
     # model's folder, so the weights are pointed at by their real path, and embedded when that
@@ -438,23 +507,7 @@ def to_onnx(
             start, stop = w.byte_span(f.header.size)
             inits.append(_external(onnx, w.name, w.shape, location, start, stop - start))
 
-    h = onnx.helper
-    tp = onnx.TensorProto
-    in_dims = ["N", *network.input_shape[1:]]
-    graph = h.make_graph(
-        e.nodes,
-        _text(os.path.splitext(os.path.basename(f.plan.cfg_path or "darknet"))[0]) or "darknet",
-        [h.make_tensor_value_info(network.input, tp.FLOAT, in_dims)],
-        [
-            h.make_tensor_value_info(t, tp.FLOAT, ["N", *network.shape(t)[1:]])
-            for t in network.outputs
-        ],
-        initializer=inits + e.consts,
-    )
-    model = h.make_model(
-        graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="dwf", ir_version=8
-    )
-    h.set_model_props(model, _metadata(f, network))
+    model = _graph(onnx, f, network, inits)
     # Embedded arrays are appended to the model as it is written; the checker sees them as
     # graph inputs of their type and shape, as it sees external ones.
     _check(onnx, model, target, [(w.name, w.shape) for w in weights] if embedded else [])

@@ -95,6 +95,8 @@ def to_torch(
     cfg: str | os.PathLike[str] | Plan | None = None,
     dialect: str | Dialect = "alexeyab",
     copy: bool = True,
+    decode: bool = False,
+    letterbox: bool = False,
 ) -> DarknetModule:
     """The network of ``src`` as a ``torch.nn.Module`` with its weights (needs the ``torch`` extra).
 
@@ -117,6 +119,11 @@ def to_torch(
             process changes the file, it is moved to private memory. Where it cannot be
             guarded (a URL, ``backend="pread"``, a network file system, not Linux) or on a
             big-endian machine, the arrays are copied anyway.
+        decode: the module also returns Darknet's decoded detections — ``boxes``
+            ``(N, B, 4)``, ``objectness`` ``(N, B)``, ``probs`` ``(N, B, classes)``, before
+            threshold and NMS, as the ONNX export's ``decode=True`` (docs/detect.md).
+        letterbox: with ``decode``: the boxes are corrected for letterboxed images, from
+            ``module(x, image_size)`` (each image's width and height, ``(N, 2)``).
 
     Raises:
         UnsupportedLayerError: a layer the description cannot compute (the ONNX export's
@@ -129,7 +136,9 @@ def to_torch(
     with opened(src, cfg, dialect=dialect) as f:
         f.check_unchanged()
         _check_held(f)
-        network = describe(f.plan, f.header)
+        if letterbox and not decode:
+            raise DwfError("letterbox=True corrects decoded boxes: pass decode=True too")
+        network = describe(f.plan, f.header, decode=decode, letterbox=letterbox)
         network.require("PyTorch")
         shared = None
         if not copy and f.backend == "mmap" and F32.isnative:

@@ -262,6 +262,8 @@ def export(
     data: str | os.PathLike[str] | None = None,
     upto: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    decode: bool = False,
+    letterbox: bool = False,
 ) -> str:
     """Write every array of ``src`` to ``dst`` for other tools (``dwf export``); returns ``dst``.
 
@@ -284,17 +286,27 @@ def export(
             A partial file (``yolov4.conv.137``) exports to ONNX as the layers it holds
             without being told.
         storage_options: for a URL: options passed to fsspec (docs/remote.md).
+        decode: ONNX only: the model also outputs Darknet's decoded detections (``boxes``,
+            ``objectness``, ``probs``), before threshold and NMS (docs/onnx.md).
+        letterbox: ONNX with ``decode`` only: the boxes are corrected for a letterboxed input,
+            from a second input ``image_size`` (each image's width and height).
     """
     if (embed or data is not None) and format_for(dst, format) != "onnx":
         raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
+    if (decode or letterbox) and format_for(dst, format) != "onnx":
+        raise DwfError(
+            "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)"
+        )
     fmt = format_for(dst, format)
+    how: dict[str, Any] = {"compress": compress, "embed": embed, "data": data}
+    how.update(decode=decode, letterbox=letterbox)
     with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
         if upto is None and fmt == "onnx" and f.partial:
             upto = f.last_layer + 1  # a model of what the file holds
         if upto is not None:
             with first_layers(f, upto) as part:
-                return _export(part, dst, fmt, compress=compress, embed=embed, data=data)
-        return _export(f, dst, fmt, compress=compress, embed=embed, data=data)
+                return _export(part, dst, fmt, **how)
+        return _export(f, dst, fmt, **how)
 
 
 def _export(
@@ -305,6 +317,8 @@ def _export(
     compress: bool,
     embed: bool,
     data: str | os.PathLike[str] | None,
+    decode: bool,
+    letterbox: bool,
 ) -> str:
     """Write the open file ``f`` in the format ``fmt``."""
     if fmt == "npz":
@@ -314,7 +328,7 @@ def _export(
     if fmt == "onnx":
         from dwf.tools.emit_onnx import to_onnx
 
-        return to_onnx(f, dst, embed=embed, data=data)
+        return to_onnx(f, dst, embed=embed, data=data, decode=decode, letterbox=letterbox)
     return _to_torch_file(f, dst)
 
 

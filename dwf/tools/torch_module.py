@@ -200,19 +200,30 @@ class _Description:
     each layer's operations — which never changes: copies of a module (``copy.deepcopy``, as an
     EMA of the weights makes) share it, and unpickling describes the plan again."""
 
-    def __init__(self, plan: Plan, header: Header, network: Network | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        header: Header,
+        network: Network | None = None,
+        decode: bool = False,
+        letterbox: bool = False,
+    ) -> None:
         self.plan = plan
         self.header = header
-        self.network = network if network is not None else describe(plan, header)
-        net = self.network
+        if network is None:
+            network = describe(plan, header, decode=decode, letterbox=letterbox)
+        self.network = net = network
         self.input_steps = _steps(net.input_ops, net.input)
         self.steps = {lay.index: _steps(lay.ops, net.input) for lay in net.layers}
+        self.decode_steps = _steps(net.decode_ops, net.input)  # with decode=True
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Description:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_Description, (self.plan, self.header))
+        d = self.network.decoding
+        flags = (d is not None, bool(d and d.letterbox))
+        return (_Description, (self.plan, self.header, None, *flags))
 
 
 class DarknetLayer(nn.Module):
@@ -288,7 +299,11 @@ class DarknetModule(nn.Module):
     ``forward(x)`` takes ``(N, c, h, w)`` float32 (``(N, inputs)`` for a ``[net]`` without an
     image size) and returns a tuple: the tensors entering each detection layer, then the last
     layer's output when it is not one, named by :attr:`output_names` — what the ONNX export
-    returns. Each layer that computes or stores something is a :class:`DarknetLayer` child named
+    returns. Made with ``decode=True``, it also returns Darknet's decoded ``boxes``,
+    ``objectness`` and ``probs`` (:mod:`dwf.format.decoding`), and with ``letterbox=True``
+    takes ``forward(x, image_size)``, each image's ``(width, height)`` as ``(N, 2)``.
+
+    Each layer that computes or stores something is a :class:`DarknetLayer` child named
     after it (``module.conv_12``); its arrays are ``module.conv_12.weights`` and so on, so
     ``state_dict()`` keys are dwf's array names (``"conv_12.weights"``). Arrays keep the layout
     the file stores them in (``flipped=1`` weights transposed), so they write back byte for
@@ -342,6 +357,14 @@ class DarknetModule(nn.Module):
         for layer in layers.values():
             layer.finish()
         self._owner = owner
+        # the decoding (decode=True) runs after the layers, with its own constants
+        decode_made = {n.output for n in network.decode_ops}
+        decode_reads = {i for _, _, ins in description.decode_steps for i in ins} - decode_made
+        self._decode_constants: dict[str, str] = {}
+        for name in sorted(decode_reads & set(constants)):
+            attr = f"decode_constant_{len(self._decode_constants)}"
+            self.register_buffer(attr, constants[name].clone(), persistent=False)
+            self._decode_constants[name] = attr
         # the order of the layers and the values each reads; a value is dropped after its
         # last reader, so inference keeps only what is still needed
         order = [layers[lay.index] for lay in network.layers if lay.ops]
@@ -349,7 +372,7 @@ class DarknetModule(nn.Module):
         for i, layer in enumerate(order):
             for r in layer.reads:
                 last[r] = i
-        keep = set(self.output_names)
+        keep = set(self.output_names) | decode_reads
         made = {network.input, *(n.output for n in network.input_ops)}
         made.update(lay.output for lay in network.layers if lay.output is not None)
         self._order: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = []
@@ -359,7 +382,7 @@ class DarknetModule(nn.Module):
             assert out is not None
             self._order.append((layer.node.name, layer.reads, out, free))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor, image_size: Tensor | None = None) -> tuple[Tensor, ...]:
         want = self.input_shape[1:]
         if tuple(x.shape[1:]) != want or x.dim() != len(self.input_shape):
             raise DwfError(
@@ -378,6 +401,21 @@ class DarknetModule(nn.Module):
             env[out] = layer(*args)
             for r in free:
                 del env[r]
+        decoding = self.network.decoding
+        if decoding is not None:
+            if decoding.image_size is not None:
+                if image_size is None or tuple(image_size.shape) != (x.shape[0], 2):
+                    raise DwfError(
+                        "the module corrects boxes for letterboxed images (letterbox=True):"
+                        f" forward(x, image_size) takes each image's (width, height) as"
+                        f" ({x.shape[0]}, 2) float32",
+                        path=self.plan.cfg_path,
+                    )
+                env[decoding.image_size] = image_size.to(x.dtype)
+            for name, attr in self._decode_constants.items():
+                env[name] = getattr(self, attr)
+            for op, n, ins in self._description.decode_steps:
+                env[n.output] = op(n, self, *[env[i] for i in ins])
         return tuple(env[o] for o in self.output_names)
 
     @property

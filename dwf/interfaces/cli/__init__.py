@@ -1,10 +1,10 @@
 """The ``dwf`` command line (also ``python -m dwf``).
 
 Subcommands: ``info``, ``graph``, ``stats``, ``diff``, ``check``, ``identify``, ``cut``, ``export``,
-``import-weights`` (alias ``import``), ``fuse``, ``demo``, ``watch`` — one module each, exposing
-``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``; those that
-report have ``--json`` (schemas in docs/cli.md; the documents are the records' ``to_dict()``).
-Tables fit the terminal, or 100 columns when piped (``--wide`` lifts that).
+``import-weights`` (alias ``import``), ``fuse``, ``demo``, ``watch``, ``detect`` — one module
+each, exposing ``add_parser(subparsers, common)`` and ``run(args) -> int``. Each has ``--help``;
+those that report have ``--json`` (schemas in docs/cli.md; the documents are the records'
+``to_dict()``). Tables fit the terminal, or 100 columns when piped (``--wide`` lifts that).
 
 Exit codes: 0 ok; 1 findings (``check`` found errors, ``diff --exit-code`` found differences,
 ``identify`` found no match); 2 an error — one ``dwf: error:`` line on stderr (and with
@@ -43,6 +43,7 @@ COMMANDS = {
     "fuse": "fuse",
     "demo": "demo",
     "watch": "watch",
+    "detect": "detect",
 }
 # Other words for a command, as its module also registers them with argparse (`aliases=`): a
 # word missing here still works, through the parser of every command, only slower.

@@ -45,6 +45,18 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
         help="export layers 0..N-1 only, as the network they make up (a partial file exports"
         " to ONNX as the layers it holds without it)",
     )
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="ONNX: also output Darknet's decoded detections (boxes, objectness, probs), before"
+        " threshold and NMS",
+    )
+    p.add_argument(
+        "--letterbox",
+        action="store_true",
+        help="ONNX with --decode: correct the boxes for a letterboxed input (a second input,"
+        " image_size, gives each image's width and height)",
+    )
     p.add_argument("out", help="the file to write (.npz, .safetensors, .pt, .pth or .onnx)")
     options.writes(p, ("out", "data"))
     p.set_defaults(func=run)
@@ -66,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             embed=args.embed,
             data=args.data,
             upto=args.upto,
+            decode=args.decode,
+            letterbox=args.letterbox,
         )
         held = args.upto if args.upto is not None else f.last_layer + 1 if f.partial else None
         warnings = f.plan.warnings
