@@ -87,6 +87,7 @@ def test_bad_jobs_is_a_dwf_error(run: Path) -> None:
         list(dwf.each(dwf.check, [run], jobs=0))
 
 
+@pytest.mark.slow  # starts a Dask cluster (~1.1 s)
 def test_dask_cluster_gives_the_same_rows_as_a_pool_and_a_loop(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     folder = tmp_path / "fifty"

@@ -102,6 +102,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@pytest.mark.slow  # a child on a full file system (~1.3 s)
 @posix_only
 @small_disk
 def test_fuse_publishes_both_files_or_neither_on_a_full_disk(
@@ -136,6 +137,7 @@ def test_fuse_publishes_both_files_or_neither_on_a_full_disk(
     assert outcomes == {"written", "refused"}
 
 
+@pytest.mark.slow  # a child on a full file system (~1.3 s)
 @posix_only
 @small_disk
 def test_demo_publishes_both_files_or_neither_on_a_full_disk(tmp_path: Path) -> None:

@@ -261,6 +261,7 @@ REMOTE_VERBS: dict[str, Callable[[str, str, Path], Any]] = {
 }
 
 
+@pytest.mark.slow  # an HTTP server per case (~0.5 s each)
 @pytest.mark.parametrize("verb", sorted(REMOTE_VERBS))
 def test_server_serving_a_new_version_mid_read_gives_file_changed(
     server: VersionedServer, versions: Any, tmp_path: Path, verb: str

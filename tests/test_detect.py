@@ -282,6 +282,7 @@ def test_detect_on_a_tensor_prints_what_darknet_prints(tmp_path: Path, name: str
     assert total  # the case shows something
 
 
+@pytest.mark.slow  # a network per case, on images (~0.6 s each)
 @pytest.mark.parametrize(
     "name", ["yolo", "yolo-diounms", "gaussian-left_top-cornersnms", "region-softmax", "pj-yolo",
              "pj-region-background"]
@@ -419,6 +420,7 @@ def _same_set(got: list[tuple[Array, int, float]], want: list[tuple[Array, int, 
         free.remove(i)
 
 
+@pytest.mark.slow  # the real networks on Darknet's photographs (~0.3-3 s each)
 @pytest.mark.parametrize("name", _detect_cases())
 def test_darknets_own_detections(name: str, tmp_path: Path) -> None:
     detect_dir = shared_path("detect")

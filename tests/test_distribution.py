@@ -25,12 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # dwf with an extra as an install target, not as part of a longer name ("dwf-darknet[" is fine)
 OTHER_PROJECT = re.compile(r"(?<![\w.-])" + "dwf" + r"\[")
 # Where users read install lines: the package (its messages and docstrings), the docs, the
-# README, the CHANGELOG, the benchmarks, the scripts, CI and the tests (whose skip reasons say what to install).
+# README, the CHANGELOG, the benchmarks, the scripts, CI and the tests (whose skip reasons say
+# what to install).
 TEXT = (".py", ".md", ".ipynb", ".sh", ".toml", ".txt", ".cfg", ".json")
 
 
 def _texts() -> list[Path]:
-    found = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "pyproject.toml", ROOT / ".ci" / "run"]
+    found = [ROOT / name for name in ("README.md", "CHANGELOG.md", "pyproject.toml")]
+    found.append(ROOT / ".ci" / "run")
     for folder in ("dwf", "docs", "benchmarks", "scripts", "tests"):
         found += [p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in TEXT]
     return [p for p in found if p.is_file()]

@@ -335,6 +335,7 @@ def test_conv2d_reference_matches_the_definition() -> None:
 # -- cut: the published partial files ---------------------------------------------------------
 
 
+@pytest.mark.slow  # real files cut at every published point (~0.7 s each)
 @pytest.mark.parametrize(
     ("cfg_name", "upto", "size"),
     [

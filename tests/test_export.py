@@ -572,6 +572,7 @@ def test_cli_export_import_round_trip(tmp_path: Path, fmt: str) -> None:
     assert fingerprint(weights) == before
 
 
+@pytest.mark.slow  # a child importing torch (~1.4 s)
 def test_cli_torch_round_trip(
     torch: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -113,6 +113,7 @@ def run_live(
     return line + out, writer.stdout
 
 
+@pytest.mark.slow  # a writer process per pattern (~0.5 s each)
 @linux_only
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,6 +178,7 @@ def test_a_held_view_survives_darknet_starting_to_rewrite_the_file(
     assert "same True" in out and "new view: FileChangedError" in out, out
 
 
+@pytest.mark.slow  # a writer process per case (~1 s each)
 @linux_only
 @pytest.mark.parametrize(
     ("flags", "pattern"),
@@ -196,6 +198,7 @@ def test_views_made_in_another_thread_or_held_after_close_survive(
     assert "ok touches" in out, out
 
 
+@pytest.mark.slow  # a writer process per case (~1 s each)
 @linux_only
 @pytest.mark.parametrize("pattern", ["darknet", "truncate-sizes", "in-place"])
 def test_a_state_dict_held_survives(tmp_path: Path, pattern: str) -> None:

@@ -485,6 +485,7 @@ OPENCV_SETTINGS = settings(
 )
 
 
+@pytest.mark.slow  # OpenCV imports every model (~2.5 s)
 @OPENCV_SETTINGS
 @given(text=networks(opencv=True), seed=st.integers(0, 2**16))
 def test_matches_opencv(tmp_path_factory: pytest.TempPathFactory, text: str, seed: int) -> None:
@@ -534,6 +535,7 @@ def check_against_reference(
             assert rel_err(got[lp.name][b], ref) < TOL, f"{lp.name} ({lp.type}), image {b}\n{text}"
 
 
+@pytest.mark.slow  # every model run beside a numpy reference (~1.7 s)
 @REF_SETTINGS
 @given(text=networks(opencv=False), seed=st.integers(0, 2**16))
 def test_matches_numpy_reference(
@@ -854,6 +856,7 @@ def test_a_net_without_image_dimensions_takes_a_flat_input(tmp_path: Path) -> No
         assert rel_err(got[b], want) < TOL
 
 
+@pytest.mark.slow  # every corpus cfg exported (~3 s)
 def test_every_corpus_cfg_exports_or_is_refused_by_name(tmp_path: Path) -> None:
     """The conformance corpus (yolov4, darknet53, enet, xnor, recurrent, …), each with a sparse
     file of zeros: an ONNX model the checker accepts, or a DwfError naming a layer."""

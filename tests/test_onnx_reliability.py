@@ -336,6 +336,7 @@ print("exported")
 """
 
 
+@pytest.mark.slow  # a child process truncating mid-export (~1 s each)
 @pytest.mark.parametrize("mode", ["embed", "data"])
 def test_truncation_during_an_export_is_an_error_not_a_signal(tmp_path: Path, mode: str) -> None:
     text = "[net]\nchannels=3\nheight=8\nwidth=8\n" + (

@@ -126,6 +126,7 @@ def test_server_going_away_gives_a_clear_error(served: HttpServer, yolov4) -> No
         assert time.monotonic() - t0 < 30
 
 
+@pytest.mark.slow  # waits for a timeout (~1.5 s)
 def test_server_not_answering_times_out(served: HttpServer, yolov4) -> None:
     import aiohttp
 
@@ -217,6 +218,7 @@ def s3() -> Iterator[S3Server]:
         server.stop()
 
 
+@pytest.mark.slow  # starts an S3 server (~1.4 s)
 def test_s3_bucket_with_storage_options(s3: S3Server, tmp_path: Path) -> None:
     import fsspec
 
@@ -256,6 +258,7 @@ def test_s3_object_replaced_raises_file_changed(s3: S3Server, tmp_path: Path) ->
             f["conv_2"].weights  # noqa: B018 - 590 KB further on: fetched now
 
 
+@pytest.mark.slow  # starts an S3 server (~1.5 s)
 def test_many_files_in_a_bucket_by_glob(s3: S3Server, tmp_path: Path) -> None:
     import fsspec
 

@@ -229,6 +229,7 @@ def check_held_views(
             assert info.value.file_size == f.size
 
 
+@pytest.mark.slow  # a property test writing many files (~1 s each)
 @pytest.mark.parametrize("dialect", DIALECTS)
 @SETTINGS
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1), wide=st.booleans())

@@ -269,6 +269,7 @@ def test_a_killed_writer_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 # -- close() under concurrent readers --------------------------------------------------------------
+@pytest.mark.slow  # eight threads through close() (~1.7 s)
 @posix_only
 def test_close_while_threads_read_with_pread(tmp_path: Path) -> None:
     """Readers racing close() get ClosedFileError or the right values; never another file's

@@ -270,6 +270,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("scan")
 
 
+@pytest.mark.slow  # a property test of whole-file scans (~3 s)
 @settings(SETTINGS, max_examples=200)
 @given(
     base=st.lists(ordinary.map(bits), min_size=PLAN.total_floats, max_size=PLAN.total_floats),

@@ -100,6 +100,7 @@ COMMANDS = {
 }
 
 
+@pytest.mark.slow  # a child process per command (~1.5 s each)
 @posix_only
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_truncated_while_running_gives_file_changed_not_sigbus(
@@ -322,6 +323,7 @@ def layouts(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]
     return weights, cfg
 
 
+@pytest.mark.slow  # every chunk size down to one float (~1 s each)
 @pytest.mark.parametrize("max_floats", [1, 7, 100, 4096, 1 << 20])
 def test_chunks_in_logical_and_storage_order(
     layouts: tuple[Path, Path], max_floats: int
@@ -348,6 +350,7 @@ def test_chunks_in_logical_and_storage_order(
         assert transposed == (2 if f.header.connected_transposed else 1)
 
 
+@pytest.mark.slow  # every array streamed and viewed (~1.4 s each)
 def test_streamed_stats_and_zero_rows_equal_those_of_the_views(layouts: tuple[Path, Path]) -> None:
     from dwf.tools.stats import array_stats, file_array_stats, file_zero_rows, zero_rows
 

@@ -183,6 +183,7 @@ ONNX_SETTINGS = settings(
 )
 
 
+@pytest.mark.slow  # many generated networks in two runtimes (~2.5 s)
 @settings(ONNX_SETTINGS, max_examples=40)
 @given(text=networks(opencv=False), seed=st.integers(0, 2**16))
 def test_generated_networks_equal_the_onnx_export(
@@ -417,6 +418,7 @@ def test_the_training_cases_cover_every_layer_type_the_description_computes() ->
     assert set(LOWERINGS) <= types, set(LOWERINGS) - types
 
 
+@pytest.mark.slow  # trains every layer type (~0.2 s each)
 @pytest.mark.parametrize("name", sorted(TRAIN_CASES))
 def test_every_layer_type_trains_and_reads_back(tmp_path: Path, name: str) -> None:
     trains_and_reads_back(tmp_path, TRAIN_CASES[name])

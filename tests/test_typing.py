@@ -39,11 +39,13 @@ def _mypy(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs mypy on a snippet (~15 s)
 def test_public_names_type_check(tmp_path: Path) -> None:
     r = _mypy(tmp_path, USER_CODE)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow  # runs mypy on a snippet (~15 s)
 def test_a_wrong_use_is_caught(tmp_path: Path) -> None:
     r = _mypy(tmp_path, WRONG)
     assert r.returncode == 1 and "Incompatible types" in r.stdout, r.stdout + r.stderr

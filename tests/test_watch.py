@@ -83,6 +83,7 @@ THREE = [
 ]
 
 
+@pytest.mark.slow  # a writer and a watcher process (~2 s)
 def test_dwf_watch_prints_each_checkpoint_as_it_completes_with_its_drift(backup: Path) -> None:
     watcher = subprocess.Popen(
         [
@@ -133,6 +134,7 @@ def test_dwf_watch_prints_each_checkpoint_as_it_completes_with_its_drift(backup:
         assert d["findings"] == [] and d["error"] is None
 
 
+@pytest.mark.slow  # a watched run (~2 s)
 def test_findings_appear_once_and_the_map_is_never_used(
     backup: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,6 +196,7 @@ def test_timeout_existing_and_count(backup: Path, capsys: pytest.CaptureFixture[
     assert "not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # waits for the file to hold still (~1.5 s)
 def test_a_stable_file_that_does_not_fit_is_one_error_record(backup: Path) -> None:
     (backup / "x_500.weights").write_bytes((backup / "x_1000.weights").read_bytes()[:-6])
     records = list(dwf.watch(backup, interval=0.05, timeout=1.5, patience=0.2, count=1))
