@@ -273,3 +273,22 @@ def test_the_picture_in_the_docs_is_current(demo: tuple[Path, Path]) -> None:
     with ``dwf graph dwf-demo/demo.weights -o docs/demo-graph.svg``)."""
     docs = Path(__file__).resolve().parents[1] / "docs" / "demo-graph.svg"
     assert docs.read_text(encoding="utf-8") == dwf.graph(demo[1]).svg()
+
+
+def test_a_picture_extension_is_an_error_not_svg_in_disguise(
+    demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Failed before: ``dwf graph W -o net.png`` wrote SVG text into ``net.png`` and said
+    ``wrote net.png (svg)``; an image viewer then cannot open it. dwf draws SVG, DOT and
+    Mermaid only, so an image extension is refused before anything is read or written."""
+    cfg, weights = demo
+    png = tmp_path / "net.png"
+    code, out, err = call_cli(capsys, "graph", weights, "-o", png)
+    assert (code, out) == (2, "") and not png.exists()
+    assert err.count("\n") == 1 and f"{png}: " in err and ".svg" in err and "dot -Tpng" in err
+    with pytest.raises(dwf.DwfError, match=r"net\.pdf: .*\.svg"):
+        dwf.graph(cfg).save(tmp_path / "net.pdf")
+    # an explicit format is the user's choice; other and no extensions stay SVG
+    code, _, _ = call_cli(capsys, "graph", weights, "-o", png, "--format", "svg")
+    assert code == 0 and png.read_text(encoding="utf-8").startswith("<svg")
+    assert dwf.graph(cfg).save(tmp_path / "net") == str(tmp_path / "net")

@@ -41,6 +41,8 @@ EdgeKind = Literal["flow", "route", "shortcut"]
 Highlight = Union[str, "CheckReport", "DiffReport", Iterable[int | str], Mapping[int | str, str]]
 
 _FORMATS = {".svg": "svg", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
+# image formats: dwf draws no pixels, and SVG text under such a name opens nowhere
+_PICTURES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".pdf", ".eps"}
 _NAME_MAX = 28  # characters of a name or type shown in a box (unknown sections can be huge)
 
 # -- geometry (pixels) --------------------------------------------------------------------------
@@ -189,7 +191,8 @@ class Graph:
         extension names (``.svg``, ``.dot``/``.gv``, ``.mmd``; else SVG). Returns the path.
 
         Raises:
-            DwfError: ``path`` is a file the graph was drawn from, or cannot be written.
+            DwfError: ``path`` is a file the graph was drawn from, or cannot be written, or
+                (without ``format``) its extension names an image format (``.png``, ``.pdf`` …).
         """
         p = os.fspath(path)
         fmt = format or format_for(p)
@@ -210,8 +213,20 @@ class Graph:
 
 
 def format_for(path: str) -> Format:
-    """The format a file name asks for (``.dot``, ``.gv``, ``.mmd``; SVG otherwise)."""
+    """The format a file name asks for (``.dot``, ``.gv``, ``.mmd``; SVG otherwise).
+
+    Raises:
+        DwfError: the name asks for a picture format dwf does not draw (``.png``, ``.pdf`` …):
+            SVG text in a ``.png`` would open nowhere.
+    """
     ext = os.path.splitext(path)[1].lower()
+    if ext in _PICTURES:
+        raise DwfError(
+            f"dwf draws SVG, DOT or Mermaid, not {ext[1:].upper()}: name the file .svg, .dot or"
+            f" .mmd, or choose the format (--format, format=); Graphviz draws a .dot as"
+            f" {ext[1:].upper()} (dot -T{ext[1:]} net.dot -o net{ext})",
+            path=path,
+        )
     found = _FORMATS.get(ext, "svg")
     return "dot" if found == "dot" else "mermaid" if found == "mermaid" else "svg"
 
