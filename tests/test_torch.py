@@ -251,8 +251,16 @@ def test_refused_as_the_onnx_export_refuses(tmp_path: Path, kind: str) -> None:
 def test_a_partial_file_is_refused(tmp_path: Path) -> None:
     weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
     dwf.cut(weights, tmp_path / "part.weights", upto=2, cfg=tmp_path / "net.cfg")
-    with pytest.raises(dwf.DwfError, match=r"layer 2 \(connected_2, connected\) is not in the"):
+    held = r"layer 2 \(connected_2, connected\) is not in the"
+    with pytest.raises(dwf.DwfError, match=held) as e:
         dwf.to_torch(tmp_path / "part.weights", cfg=tmp_path / "net.cfg")
+    # Failed before: the advice was "cut the cfg to the layers the file holds (dwf cut)", but
+    # dwf cut writes weights; the cfg comes only with --cfg-out. The advice given now works.
+    assert "upto=2, cfg_out=" in str(e.value) and "--cfg-out" in str(e.value), e.value
+    part, cfg = tmp_path / "part.weights", tmp_path / "net.cfg"
+    dwf.cut(part, tmp_path / "held.weights", 2, cfg=cfg, cfg_out=tmp_path / "held.cfg")
+    module = dwf.to_torch(tmp_path / "held.weights", cfg=tmp_path / "held.cfg")
+    assert module.output_names == ("connected_1",)
 
 
 def test_without_torch_the_extra_is_named(

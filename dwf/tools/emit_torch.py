@@ -40,8 +40,10 @@ def _check_held(f: WeightsFile) -> None:
         if lp.arrays and not f.holds(lp):
             raise DwfError(
                 f"layer {lp.index} ({lp.name}, {lp.type}) is not in the file (it ends at byte"
-                f" {f.size:,}); a PyTorch module needs every layer's weights — cut the cfg to"
-                " the layers the file holds (dwf cut) first",
+                f" {f.size:,}); a PyTorch module needs every layer's weights: write the layers"
+                f" it holds with a cfg that fits, dwf.cut(src, out, upto={lp.index},"
+                f" cfg_out=...) (dwf cut WEIGHTS OUT {lp.index} --cfg-out OUT.cfg), and build"
+                " the module from those",
                 path=f.path,
             )
 
