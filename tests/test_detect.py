@@ -576,6 +576,26 @@ def test_names_files(tmp_path: Path) -> None:
     assert [d.name for d in plain] == [str(d.class_index) for d in plain]
 
 
+def test_a_names_file_found_beside_that_points_nowhere_says_it_was_found(tmp_path: Path) -> None:
+    """Failed before: an obj.data beside the weights whose ``names =`` points nowhere (Darknet
+    reads it from where it runs: ``data/obj.names``) stopped ``dwf detect W IMG`` — no --names
+    given — with ``obj.data: names = …: no such file``, saying neither that dwf had picked the
+    file up by itself nor how to choose the names instead."""
+    real, z = _real()
+    weights = tmp_path / real.name
+    os.symlink(real, weights)
+    os.symlink(real.with_suffix(".cfg"), weights.with_suffix(".cfg"))
+    (tmp_path / "obj.data").write_text("classes = 80\nnames = elsewhere/coco.names\n")
+    with pytest.raises(dwf.DwfError) as e:
+        dwf.detect(weights, z["input"])
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'obj.data'}: names = elsewhere/coco.names"), message
+    assert "dwf found it beside" in message and "names=" in message, message
+    assert "--names" in message, message
+    found = dwf.detect(weights, z["input"], names=[f"n{i}" for i in range(80)])[0]
+    assert found and found[0].name.startswith("n")
+
+
 def _drawn_where_json_says(image: Path, png: Path, detections: list[dict[str, Any]]) -> None:
     """The picture is the image with each box drawn where its JSON says: every box's four
     edges are painted in box colours, and every changed pixel is on a box's edge or in the

@@ -134,7 +134,14 @@ def class_names(
     names themselves), else the names file beside the weights or cfg, else the indices."""
     if names is None:
         found = find_names(weights, cfg)
-        got = _read_names(found) if found is not None else []
+        try:
+            got = _read_names(found) if found is not None else []
+        except DwfError as e:  # the user named no file: say this one was picked up, and how not
+            raise DwfError(
+                f"{e.reason}; dwf found it beside the weights or cfg: choose the class"
+                " names with names= (dwf: --names FILE)",
+                path=e.path,
+            ) from None
     elif isinstance(names, (str, os.PathLike)):
         got = _read_names(os.fspath(names))
     else:
