@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,86 @@ def test_a_long_module_says_why_at_its_top() -> None:
             if "longer than" not in doc:
                 silent.append(str(path.relative_to(ROOT)))
     assert silent == [], f"modules over {LONG} lines that do not say why: {silent}"
+
+
+# -- docs/architecture.md names every module ------------------------------------------------------
+DOC = ROOT.parent / "docs" / "architecture.md"
+FOLDERS = ("interfaces", "tools", "io", "format")
+
+
+def _picture() -> dict[str, str]:
+    """The picture at the top of docs/architecture.md, cut into the text beside each folder of
+    dwf/ (``""`` for the lines naming top-level modules)."""
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("```", 2)[1]
+    parts: dict[str, str] = {}
+    folder = ""
+    for line in block.splitlines():
+        named = [f for f in FOLDERS if f"dwf/{f}/" in line]
+        if named:
+            folder = named[0]
+        elif re.search(r"dwf/\w+\.py", line):
+            folder = ""
+        parts[folder] = parts.get(folder, "") + line + "\n"
+    return parts
+
+
+def _where_table() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    return text[text.index("## Where does X live") : text.index("## One description")]
+
+
+def _command_modules() -> set[str]:
+    from dwf.interfaces.cli import COMMANDS
+
+    return set(COMMANDS.values())
+
+
+def test_the_architecture_picture_names_every_module() -> None:
+    """Each module is named (``name.py``) in the picture beside its own folder (a command's
+    module in cli/ is "one module per command"), and the picture names no module that does not
+    exist (the doc once named onnx_export.py and format/graph.py after they were renamed)."""
+    parts = _picture()
+    missing = []
+    for path in all_modules().values():
+        rel = path.relative_to(ROOT.parent).as_posix()
+        sub = path.relative_to(ROOT).parts
+        if len(sub) == 1:  # dwf/errors.py, dwf/__init__.py …
+            if rel not in parts.get("", ""):
+                missing.append(rel)
+        elif path.name == "__init__.py" and len(sub) == 2:
+            continue  # the folder itself
+        elif sub[:2] == ("interfaces", "cli"):
+            if path.stem not in _command_modules() | {"__init__"} and (
+                f"{path.stem}.py" not in parts["interfaces"]
+            ):
+                missing.append(rel)
+        elif not re.search(rf"(?<![/\w]){re.escape(path.name)}", parts[sub[0]]):
+            missing.append(rel)
+    assert not missing, f"modules the picture in docs/architecture.md does not name: {missing}"
+    gone = []
+    for folder, text in parts.items():
+        for word in re.findall(r"(?<![/\w])(\w+)\.py\b", text):
+            here = [ROOT / folder / f"{word}.py", ROOT / folder / "cli" / f"{word}.py"]
+            if folder and not any(p.exists() for p in here):
+                gone.append(f"{folder}/{word}.py")
+    assert not gone, f"the picture names modules that do not exist: {gone}"
+
+
+def test_the_where_table_names_every_module_and_only_real_ones() -> None:
+    """Every module (but a command's own module in cli/ and the packages' __init__) has a row
+    of "Where does X live" naming its path, and every module the doc names exists."""
+    table = _where_table()
+    missing = [
+        rel
+        for rel in (p.relative_to(ROOT.parent).as_posix() for p in all_modules().values())
+        if rel not in table
+        and not rel.endswith("/__init__.py")
+        and not (rel.startswith("dwf/interfaces/cli/") and Path(rel).stem in _command_modules())
+    ]
+    assert not missing, f"modules no row of 'Where does X live' names: {missing}"
+    text = DOC.read_text(encoding="utf-8")
+    gone = {p for p in re.findall(r"dwf/[\w/]+\.py", text) if not (ROOT.parent / p).exists()}
+    files = {p.name for p in ROOT.parent.rglob("*.py")}
+    gone |= {f for f in re.findall(r"(?<![/\w])\w+\.py\b", text) if f not in files}
+    assert not gone, f"docs/architecture.md names modules that do not exist: {sorted(gone)}"

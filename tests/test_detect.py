@@ -260,6 +260,7 @@ def _nms_setting(heads: list[dict[str, Any]]) -> tuple[str, float]:
     return str(last.get("nms_kind", "default")), float(last.get("beta_nms", 0.6))
 
 
+@pytest.mark.slow  # a network per case (~0.2 s each)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_detect_on_a_tensor_prints_what_darknet_prints(tmp_path: Path, name: str) -> None:
     dialect, heads, size = _case(name, 5)

@@ -74,6 +74,7 @@ def retrained_text(text: str, classes: int) -> str:
     return "".join(out)
 
 
+@pytest.mark.slow  # every public detector retrained (~2.6 s in all)
 @pytest.mark.parametrize("row", DETECTORS, ids=[f"{m['dialect']}-{m['name']}" for m in DETECTORS])
 def test_retrained_detectors_are_identified_with_their_class_count(
     tmp_path: Path, row: dict[str, Any]

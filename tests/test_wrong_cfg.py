@@ -61,6 +61,7 @@ def fits_exactly(weights: Path, cfg: Path) -> bool:
         return False
 
 
+@pytest.mark.slow  # every corpus cfg against every other (~4 s in all)
 @pytest.mark.parametrize(("own", "other"), PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
 def test_wrong_cfg_in_the_same_folder_names_the_right_one(
     tmp_path: Path, own: str, other: str, monkeypatch: pytest.MonkeyPatch

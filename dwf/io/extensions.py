@@ -40,3 +40,18 @@ def call(name: str, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(importlib.import_module(module), attribute)
         _LOADED[name] = fn
     return fn(*args, **kwargs)
+
+
+class Shown:
+    """A report that prints as text (``print(report)``: what the command line prints) and
+    displays as an HTML table in a notebook, both drawn by :mod:`dwf.interfaces.reports`."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        text: str = call("report_text", self)
+        return text
+
+    def _repr_html_(self) -> str:
+        html: str = call("report_html", self)
+        return html

@@ -39,7 +39,7 @@ Source = str | os.PathLike[str] | WeightsFile
 
 
 @attrs.frozen
-class Row(Generic[R]):
+class Row(extensions.Shown, Generic[R]):
     """One file's result in a many-file run.
 
     Attributes:
@@ -65,29 +65,12 @@ class Row(Generic[R]):
         body = to_dict() if callable(to_dict) else {"result": self.result}
         return {**body, "path": self.path, "error": None}
 
-    def __str__(self) -> str:
-        """The report as the command line prints it, or ``path: error: …``."""
-        text: str = extensions.call("report_text", self)
-        return text
 
-    def _repr_html_(self) -> str:
-        html: str = extensions.call("report_html", self)
-        return html
-
-
-class Rows(list[Any]):
+class Rows(extensions.Shown, list[Any]):
     """The rows of a many-file run, collected: ``dwf.Rows(dwf.each(dwf.check, ["runs/"]))``
     (or any reports, such as a :func:`dwf.drift` series). A list that prints as one line per
     file — the file and its report in a few words, or why it could not be read — and displays
     as that table in a notebook."""
-
-    def __str__(self) -> str:
-        text: str = extensions.call("report_text", self)
-        return text
-
-    def _repr_html_(self) -> str:
-        html: str = extensions.call("report_html", self)
-        return html
 
 
 def each(

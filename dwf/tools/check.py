@@ -76,7 +76,7 @@ class Finding:
 
 
 @attrs.frozen
-class CheckReport:
+class CheckReport(extensions.Shown):
     """Everything :func:`check` found.
 
     Attributes:
@@ -122,10 +122,6 @@ class CheckReport:
     def __str__(self) -> str:
         """:meth:`explain`: what ``dwf check`` prints."""
         return self.explain()
-
-    def _repr_html_(self) -> str:
-        html: str = extensions.call("report_html", self)
-        return html
 
     def explain(self) -> str:
         """A readable report."""

@@ -62,7 +62,7 @@ class ArrayDiff:
 
 
 @attrs.frozen
-class DiffReport:
+class DiffReport(extensions.Shown):
     """Everything :func:`diff` measured.
 
     Attributes:
@@ -102,15 +102,6 @@ class DiffReport:
             "warnings": list(self.warnings),
             "arrays": [d.to_dict() for d in self.arrays],
         }
-
-    def __str__(self) -> str:
-        """What ``dwf diff A B`` prints: the files, the counts, a row per changed array."""
-        text: str = extensions.call("report_text", self)
-        return text
-
-    def _repr_html_(self) -> str:
-        html: str = extensions.call("report_html", self)
-        return html
 
     @property
     def identical(self) -> bool:

@@ -118,7 +118,7 @@ class LayerArrayStats:
 
 
 @attrs.frozen
-class StatsReport:
+class StatsReport(extensions.Shown):
     """What :func:`stats` measured: one entry per array, in file order.
 
     Attributes:
@@ -140,15 +140,6 @@ class StatsReport:
             if f"{e.layer}.{e.array}" == name:
                 return e.stats
         raise KeyError(name)
-
-    def __str__(self) -> str:
-        """What ``dwf stats`` prints: the file, then one table row per array."""
-        text: str = extensions.call("report_text", self)
-        return text
-
-    def _repr_html_(self) -> str:
-        html: str = extensions.call("report_html", self)
-        return html
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``dwf stats --json``)."""
