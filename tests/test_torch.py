@@ -248,19 +248,24 @@ def test_refused_as_the_onnx_export_refuses(tmp_path: Path, kind: str) -> None:
     assert "cannot be exported to PyTorch" in str(torch_err.value)
 
 
-def test_a_partial_file_is_refused(tmp_path: Path) -> None:
+def test_a_partial_file_builds_the_layers_it_holds(tmp_path: Path) -> None:
     weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
-    dwf.cut(weights, tmp_path / "part.weights", upto=2, cfg=tmp_path / "net.cfg")
-    held = r"layer 2 \(connected_2, connected\) is not in the"
-    with pytest.raises(dwf.DwfError, match=held) as e:
-        dwf.to_torch(tmp_path / "part.weights", cfg=tmp_path / "net.cfg")
-    # Failed before: the advice was "cut the cfg to the layers the file holds (dwf cut)", but
-    # dwf cut writes weights; the cfg comes only with --cfg-out. The advice given now works.
-    assert "upto=2, cfg_out=" in str(e.value) and "--cfg-out" in str(e.value), e.value
     part, cfg = tmp_path / "part.weights", tmp_path / "net.cfg"
-    dwf.cut(part, tmp_path / "held.weights", 2, cfg=cfg, cfg_out=tmp_path / "held.cfg")
-    module = dwf.to_torch(tmp_path / "held.weights", cfg=tmp_path / "held.cfg")
+    dwf.cut(weights, part, upto=2, cfg=cfg)
+    # Failed before: refused, telling the user to cut the cfg; dwf export to ONNX builds the
+    # layers a partial file holds without being told, and to_torch now does the same.
+    module = dwf.to_torch(part, cfg=cfg)
     assert module.output_names == ("connected_1",)
+    assert [lp.name for lp in module.plan.layers] == ["conv_0", "connected_1"]
+    dwf.export(part, tmp_path / "p.onnx", cfg=cfg)
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 4)).astype(np.float32)
+    (ours,) = module(torch.from_numpy(x))
+    theirs = run(tmp_path / "p.onnx", x)["connected_1"]
+    np.testing.assert_allclose(ours.detach().numpy(), theirs, rtol=1e-5, atol=1e-6)
+    dwf.save(tmp_path / "back.weights", module.plan, module)
+    assert (tmp_path / "back.weights").read_bytes() == part.read_bytes()
+    with dwf.open(part, cfg=cfg) as f:  # an open partial file too, and views of it
+        assert dwf.to_torch(f, copy=False).output_names == ("connected_1",)
 
 
 def test_without_torch_the_extra_is_named(

@@ -91,6 +91,13 @@ def cut(
         return targets[0]
 
 
+def held_count(f: WeightsFile) -> int | None:
+    """The layer count of the network a partial file holds (every layer up to its last one,
+    :attr:`dwf.WeightsFile.last_layer`), ``None`` for a whole file: what a model of the file
+    builds (the ONNX export, :func:`dwf.to_torch`) with :func:`first_layers`."""
+    return f.last_layer + 1 if f.partial else None
+
+
 def first_layers(f: WeightsFile, upto: int) -> WeightsFile:
     """Layers ``0..upto-1`` of an open file as an open file of their own, over the same bytes:
     read with the cfg cut after layer ``upto - 1`` (:func:`dwf.format.retrain.cut_text`),

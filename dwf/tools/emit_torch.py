@@ -28,6 +28,7 @@ from dwf.format.planner import Plan
 from dwf.format.records import F32
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
+from dwf.tools.cut import first_layers, held_count
 
 if TYPE_CHECKING:
     from dwf.tools.torch_module import DarknetModule
@@ -91,6 +92,28 @@ def _shared(f: WeightsFile, network: Network) -> dict[str, Array] | None:
     return out
 
 
+def _module(f: WeightsFile, *, copy: bool, decode: bool, letterbox: bool) -> DarknetModule:
+    """The module of the whole network ``f`` holds (:func:`to_torch`)."""
+    from dwf.tools.torch_module import DarknetModule
+
+    _check_held(f)
+    network = describe(f.plan, f.header, decode=decode, letterbox=letterbox)
+    network.require("PyTorch")
+    shared = None
+    if not copy and f.backend == "mmap" and F32.isnative:
+        shared = _shared(f, network)
+    if shared is not None:
+        arrays = shared
+    else:
+        with f.consistent():  # every array from one version of the file
+            arrays = _copies(f, network)
+    import torch
+
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    sources = (f.path, f.plan.cfg_path) if f.backend != "remote" else (f.plan.cfg_path,)
+    return DarknetModule(network, f.plan, f.header, tensors, sources=sources)
+
+
 def to_torch(
     src: str | os.PathLike[str] | WeightsFile,
     *,
@@ -108,6 +131,9 @@ def to_torch(
     where it computes what Darknet computes; ``module.train()`` switches batch norm to
     Darknet's training statistics and turns dropout on. Write it back with
     ``dwf.save(path, module.plan, module)``: byte for byte the source when nothing changed.
+    A partial file (``yolov4.conv.137`` with the full cfg) makes the network of the layers it
+    holds, up to its last one, as the ONNX export does (:func:`dwf.tools.cut.held_count`);
+    ``module.plan`` is that network's.
 
     Args:
         src: the weights file, by path (a URL too) or open.
@@ -130,31 +156,20 @@ def to_torch(
     Raises:
         UnsupportedLayerError: a layer the description cannot compute (the ONNX export's
             message, naming PyTorch).
-        DwfError: the file does not hold every layer; the ``torch`` extra is missing.
+        DwfError: the file ends inside a layer (opened with ``strict=False``); the ``torch``
+            extra is missing.
     """
     require("torch", "torch")
-    from dwf.tools.torch_module import DarknetModule
-
+    if letterbox and not decode:
+        raise DwfError("letterbox=True corrects decoded boxes: pass decode=True too")
     with opened(src, cfg, dialect=dialect) as f:
         f.check_unchanged()
-        _check_held(f)
-        if letterbox and not decode:
-            raise DwfError("letterbox=True corrects decoded boxes: pass decode=True too")
-        network = describe(f.plan, f.header, decode=decode, letterbox=letterbox)
-        network.require("PyTorch")
-        shared = None
-        if not copy and f.backend == "mmap" and F32.isnative:
-            shared = _shared(f, network)
-        if shared is not None:
-            arrays = shared
+        upto = held_count(f)  # a partial file: the layers it holds, as the ONNX export does
+        if upto is None:
+            module = _module(f, copy=copy, decode=decode, letterbox=letterbox)
         else:
-            with f.consistent():  # every array from one version of the file
-                arrays = _copies(f, network)
-        import torch
-
-        tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
-        sources = (f.path, f.plan.cfg_path) if f.backend != "remote" else (f.plan.cfg_path,)
-        module = DarknetModule(network, f.plan, f.header, tensors, sources=sources)
+            with first_layers(f, upto) as part:
+                module = _module(part, copy=copy, decode=decode, letterbox=letterbox)
     if not copy:
         module.requires_grad_(False)
     return module.eval()

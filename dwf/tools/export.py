@@ -30,7 +30,7 @@ from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.io.views import logical_view
 from dwf.io.writer import atomic_write
-from dwf.tools.cut import first_layers
+from dwf.tools.cut import first_layers, held_count
 
 Array = np.ndarray[Any, Any]
 _META = "__dwf__."
@@ -301,8 +301,8 @@ def export(
     how: dict[str, Any] = {"compress": compress, "embed": embed, "data": data}
     how.update(decode=decode, letterbox=letterbox)
     with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
-        if upto is None and fmt == "onnx" and f.partial:
-            upto = f.last_layer + 1  # a model of what the file holds
+        if upto is None and fmt == "onnx":
+            upto = held_count(f)  # a model of what the file holds
         if upto is not None:
             with first_layers(f, upto) as part:
                 return _export(part, dst, fmt, **how)
