@@ -328,3 +328,62 @@ def attrs_evolve(record: dwf.Checkpoint, **changes: Any) -> dwf.Checkpoint:
     import attrs
 
     return attrs.evolve(record, **changes)
+
+
+def test_a_layer_that_was_all_zeros_changed_from_zeros(backup: Path) -> None:
+    # Failed before: the line said "conv_2 inf" and JSON "rel_l2": null with nothing to say why
+    plan = dwf.plan(backup / "x.cfg")
+    arrays = values(plan)
+    zeros = {k: np.zeros_like(v) if k.startswith("conv_2.") else v for k, v in arrays.items()}
+    write_like_darknet(backup / "x_1000.weights", plan, zeros, 1000, 0)
+    write_like_darknet(backup / "x_2000.weights", plan, arrays, 2000, 0)
+    _, second = dwf.watch(backup, existing=True, count=2, interval=0.05, timeout=30)
+    (top, *_) = second.changes
+    assert (top.layer, top.from_zeros, top.rel_l2) == ("conv_2", True, float("inf"))
+    assert "conv_2 from zeros" in second.explain() and "inf" not in second.explain()
+    assert top.to_dict()["rel_l2"] is None and top.to_dict()["from_zeros"] is True
+    assert [c.to_dict()["from_zeros"] for c in second.changes[1:]] == [False] * (
+        len(second.changes) - 1
+    )
+
+
+@pytest.mark.slow  # waits for the file to hold still (~1 s)
+def test_a_file_of_another_network_says_what_the_cfg_needs_at_its_header_width(
+    backup: Path,
+) -> None:
+    # Failed before: "needs 612,356 (with its 16-byte header)" — whose header?
+    plan = dwf.plan(backup / "x.cfg")
+    body = np.zeros(1000, "<f4").tobytes()
+    (backup / "x_500.weights").write_bytes(dwf.Header(0, 1, 0, 500, 16).encode() + body)
+    records = list(dwf.watch(backup, interval=0.05, timeout=5, patience=0.2, count=1))
+    (error,) = [r.error for r in records]
+    n = plan.total_floats
+    needs = f"needs {16 + 4 * n:,} bytes (16-byte header + {n:,} float32)"
+    assert f"4,016 bytes, but x.cfg {needs}: not a checkpoint" in (error or ""), error
+
+
+def test_without_a_cfg_the_watch_fails_at_once_or_says_where_it_looks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Failed before: the error came as a record after patience (10 s), and the first line
+    # did not say that no cfg was given
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    (folder / "x_1000.weights").write_bytes(dwf.Header(0, 2, 5, 1000, 20).encode())
+    with pytest.raises(dwf.DwfError, match=r"x_1000.weights: no cfg given and none found beside"):
+        dwf.watch(folder, interval=0.05, timeout=0.1)
+    with pytest.raises(dwf.DwfError, match=r"looked for .*y\.cfg.*--cfg"):
+        dwf.watch(tmp_path / "y_last.weights", interval=0.05, timeout=0.1)
+    assert main(["watch", str(folder), "--timeout", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no cfg given" in err and "--cfg" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    records = dwf.watch(empty, interval=0.05, timeout=10, patience=60)
+    (empty / "x_1000.weights").write_bytes(dwf.Header(0, 2, 5, 1000, 20).encode())
+    record = next(records)  # at once, not after patience
+    records.close()  # type: ignore[attr-defined]
+    assert "no cfg given" in (record.error or "")
+    (tmp_path / "none").mkdir()
+    assert main(["watch", str(tmp_path / "none"), "--timeout", "0.1"]) == 0
+    assert "with the cfg beside each checkpoint" in capsys.readouterr().err

@@ -72,6 +72,13 @@ def fit_plan(
     return None
 
 
+def needs(header_size: int, floats: int) -> str:
+    """What a cfg needs, as every size message says it: ``needs 1,384,268 bytes (20-byte
+    header + 346,062 float32)``, at the header width of the file in question."""
+    total = header_size + 4 * floats
+    return f"needs {total:,} bytes ({header_size}-byte header + {floats:,} float32)"
+
+
 @attrs.frozen
 class Diagnosis:
     """Why a file does not fit its cfg: the facts, and the causes that explain them, ranked.
@@ -110,9 +117,8 @@ class Diagnosis:
         if first is not None and first.kind in ("other-cfg", "known-network") and first.exact:
             lines.append(f"{self.path}: {first.summary}")
         lines += [
-            f"{self.path}: {self.actual_size:,} bytes, but {cfg} (dialect {self.dialect}) needs"
-            f" {self.expected_size:,} bytes ({self.header_size}-byte header +"
-            f" {(self.expected_size - self.header_size) // 4:,} float32)"
+            f"{self.path}: {self.actual_size:,} bytes, but {cfg} (dialect {self.dialect})"
+            f" {needs(self.header_size, (self.expected_size - self.header_size) // 4)}"
         ]
         if self.first_unfilled is not None:
             idx, name, typ, arr, start, stop = self.first_unfilled

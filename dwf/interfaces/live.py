@@ -41,7 +41,7 @@ def table_html(records: Iterable[Checkpoint]) -> str:
             if r.previous is not None and r.previous_seen is not None
             else "—"
         )
-        moved = ", ".join(f"{_e(c.layer)} {c.rel_l2:.3g}" for c in r.changes)
+        moved = ", ".join(_e(c.explain()) for c in r.changes)
         notes = [
             f"<span class='{'bad' if f.severity == 'error' else ''}'>"
             f"{_e(f.layer)}{'' if f.array == '*' else '.' + _e(f.array)}: {_e(f.message)}</span>"

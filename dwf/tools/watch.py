@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from dwf.errors import DwfError
+from dwf.format.diagnosis import needs
 from dwf.format.dialects import Dialect, get_dialect
 from dwf.format.header import Header, other_width, sniff
 from dwf.format.planner import Plan
@@ -57,7 +58,8 @@ class LayerChange:
 
     Attributes:
         index, layer, type: the layer's index, name and type.
-        rel_l2: the largest relative L2 change of its arrays (``||b - a|| / ||a||``).
+        rel_l2: the largest relative L2 change of its arrays (``||b - a|| / ||a||``); ``inf``
+            when one of them was all zeros in the previous checkpoint (:attr:`from_zeros`).
     """
 
     index: int
@@ -65,9 +67,20 @@ class LayerChange:
     type: str
     rel_l2: float
 
+    @property
+    def from_zeros(self) -> bool:
+        """Whether an array of the layer was all zeros before and is not now (no relative
+        change can be given: ``rel_l2`` is ``inf``)."""
+        return self.rel_l2 == math.inf
+
+    def explain(self) -> str:
+        """``conv_12 0.0213``, or ``conv_12 from zeros``."""
+        return f"{self.layer} {'from zeros' if self.from_zeros else format(self.rel_l2, '.3g')}"
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (``dwf watch --json``); ``inf`` becomes ``None``."""
-        return {k: finite_or_none(v) for k, v in attrs.asdict(self).items()}
+        """Plain dict (``dwf watch --json``): ``rel_l2`` is ``None`` where ``from_zeros``."""
+        out = {k: finite_or_none(v) for k, v in attrs.asdict(self).items()}
+        return {**out, "from_zeros": self.from_zeros}
 
 
 @attrs.frozen
@@ -134,7 +147,7 @@ class Checkpoint:
         if self.previous is None:
             parts.append("first checkpoint")
         else:
-            moved = ", ".join(f"{c.layer} {c.rel_l2:.3g}" for c in self.changes) or "nothing"
+            moved = ", ".join(c.explain() for c in self.changes) or "nothing"
             name = os.path.basename(self.previous)
             parts.append(f"since {name} (seen {self.previous_seen:,}): {moved}")
         for f in self.findings:
@@ -198,7 +211,7 @@ def watch(
         paths: folders (their ``*.weights``, ``*.backup``, ``*.conv.N`` files, looked for again
             at every poll), files (which need not exist yet) and globs; local only.
         cfg, dialect: the network (default: the cfg beside each file, as :func:`dwf.open`
-            finds it).
+            finds it; a file already there, or named, without one fails the call at once).
         interval: seconds between polls; a file is complete once it has not changed for one.
         timeout: stop after this many seconds (default: never).
         count: stop after this many checkpoints.
@@ -220,7 +233,8 @@ def watch(
     generator (or Ctrl-C) removes the copies.
 
     Raises:
-        DwfError: a path is a URL, or a folder that does not exist.
+        DwfError: a path is a URL, or a folder that does not exist; no ``cfg`` was given and
+            a file already there (or named) has none beside it.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -324,6 +338,8 @@ class _Watcher:
         now = time.monotonic()
         complete: list[tuple[tuple[Any, ...], str, _Version, Header]] = []
         for path in self.candidates():
+            if self.cfg is None:  # a missing cfg is said now, not once the file settles
+                _cfg_beside(path)
             v = _version(path)
             state = self.states[path] = _State(v, now)
             if v is None:
@@ -366,7 +382,10 @@ class _Watcher:
             if isinstance(verdict, Header):
                 key = (verdict.seen, _iteration(path), v.mtime_ns, walk.natural_key(path))
                 ready.append((key, path, v, verdict))
-            elif verdict is not None and now - state.since >= self.patience:
+            elif verdict is not None and (
+                now - state.since >= self.patience
+                or (self.cfg is None and find_cfg(path)[0] is None)  # no use waiting
+            ):
                 state.done = v
                 out.append(Checkpoint(path, None, v.size, v.mtime_ns / 1e9, error=verdict))
         ready.sort(key=lambda x: x[0])
@@ -388,11 +407,7 @@ class _Watcher:
         if isinstance(cfg, Plan):
             return cfg
         if cfg is None:
-            found, looked = find_cfg(path)
-            if found is None:
-                names = ", ".join(os.path.basename(c) for c in looked)
-                raise DwfError(f"no cfg beside it (looked for {names}); pass cfg= (dwf: --cfg)")
-            cfg = found
+            cfg = _cfg_beside(path)
         key = os.fspath(cfg)
         plan = self.plans.get(key)
         if plan is None:
@@ -426,8 +441,8 @@ class _Watcher:
             return None
         cfg = os.path.basename(plan.cfg_path) if plan.cfg_path else "the cfg"
         return (
-            f"{v.size:,} bytes, but {cfg} needs {header.size + 4 * n:,} (with its"
-            f" {header.size}-byte header): not a checkpoint of this network, or cut short"
+            f"{v.size:,} bytes, but {cfg} {needs(header.size, n)}: not a checkpoint of this"
+            " network, or cut short"
         )
 
     def _copy(self, path: str, v: _Version) -> str | None:
@@ -510,6 +525,23 @@ class _Watcher:
                 os.unlink(prev.copy)
         self.previous = taken
         return taken
+
+
+def _cfg_beside(path: str) -> str:
+    """The cfg beside a checkpoint (:func:`dwf.io.opening.find_cfg`).
+
+    Raises:
+        DwfError: there is none.
+    """
+    found, looked = find_cfg(path)
+    if found is None:
+        names = ", ".join(os.path.basename(c) for c in looked)
+        raise DwfError(
+            f"no cfg given and none found beside it (looked for {names}); pass cfg=..."
+            " (dwf: --cfg)",
+            path=path,
+        )
+    return found
 
 
 def _holds_weights(folder: str) -> bool:

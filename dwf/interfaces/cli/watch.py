@@ -55,11 +55,13 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
     p.set_defaults(func=run)
 
 
-def _started(paths: list[str], existing: bool) -> Callable[[Checkpoint | None], None]:
+def _started(
+    paths: list[str], existing: bool, cfg: str | None
+) -> Callable[[Checkpoint | None], None]:
     """Say on stderr what is watched and what the first checkpoint will be compared with."""
 
     def ready(base: Checkpoint | None) -> None:
-        what = ", ".join(paths)
+        what = ", ".join(paths) + (" (with the cfg beside each checkpoint)" if cfg is None else "")
         if existing:
             since = "the checkpoints already there first"
         elif base is not None and base.seen is not None:
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         top=args.top,
         existing=args.existing,
         workdir=args.workdir,
-        ready=_started(args.paths, args.existing),
+        ready=_started(args.paths, args.existing, args.cfg),
     )
     done = bad = found = 0
     try:
