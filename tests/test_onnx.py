@@ -833,6 +833,27 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 2 and len(err) == 1 and "layer 0 (rnn_0, rnn)" in err[0]
 
 
+def test_onnx_options_for_another_format_lead_with_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Failed before: no file prefix, and the Python names first on the command line
+    # ("decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)")
+    from dwf.interfaces.cli import main
+
+    weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
+    cfg, out = str(tmp_path / "net.cfg"), tmp_path / "out.npz"
+    for flag in ("--decode", "--letterbox", "--embed"):
+        assert main(["export", str(weights), str(out), "--cfg", cfg, flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"dwf: error: {out}: {flag} applies to the ONNX export only"), err
+    assert main(["export", str(weights), str(tmp_path / "a.onnx"), "--cfg", cfg, "--letterbox"])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dwf: error: {tmp_path / 'a.onnx'}: --letterbox corrects"), err
+    with pytest.raises(dwf.DwfError, match=r"^.*out\.npz: decode= and letterbox= apply") as e:
+        dwf.export(weights, out, cfg=cfg, decode=True)
+    assert e.value.path == str(out)
+
+
 def test_reading_an_antialiased_layer_by_reference_is_refused(tmp_path: Path) -> None:
     """Darknet records the stride-1 size of an antialiased layer but leaves the blurred (smaller)
     data in its output, so a route reading it reads past that data."""

@@ -292,10 +292,14 @@ def export(
             from a second input ``image_size`` (each image's width and height).
     """
     if (embed or data is not None) and format_for(dst, format) != "onnx":
-        raise DwfError("embed= and data= apply to the ONNX export only (dwf: --embed, --data)")
+        raise DwfError(
+            "embed= and data= apply to the ONNX export only (dwf: --embed, --data)",
+            path=os.fspath(dst),
+        )
     if (decode or letterbox) and format_for(dst, format) != "onnx":
         raise DwfError(
-            "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)"
+            "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)",
+            path=os.fspath(dst),
         )
     fmt = format_for(dst, format)
     how: dict[str, Any] = {"compress": compress, "embed": embed, "data": data}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
 from dwf.io.opening import opened
 from dwf.tools.export import export, format_for
@@ -64,6 +65,17 @@ def add_parser(subparsers: options.Subparsers, common: argparse.ArgumentParser) 
 
 def run(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)  # refuses before anything is read or written
+    onnx_only = {"--embed": args.embed, "--data": args.data is not None}
+    onnx_only.update({"--decode": args.decode, "--letterbox": args.letterbox})
+    given = [flag for flag, on in onnx_only.items() if on]
+    if given and fmt != "onnx":  # said here, as options (the Python names are export's)
+        raise DwfError(
+            f"{given[0]} applies to the ONNX export only (an .onnx OUT, or --format onnx),"
+            f" not to {fmt}",
+            path=args.out,
+        )
+    if args.letterbox and not args.decode:
+        raise DwfError("--letterbox corrects decoded boxes: add --decode", path=args.out)
     with opened(
         args.weights,
         args.cfg,
