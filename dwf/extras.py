@@ -11,8 +11,9 @@ from dwf.version import DISTRIBUTION
 
 def install_line(extra: str) -> str:
     """How to install an extra: as published, and from a checkout of dwf's sources
-    (``pip install 'dwf-darknet[plot]'`` — ``dwf`` on the package index is another project)."""
-    return f"pip install '{DISTRIBUTION}[{extra}]' (from a checkout: pip install '.[{extra}]')"
+    (``pip install 'dwf-darknet[plot]'`` — ``dwf`` on the package index is another project).
+    No parentheses, so that a message may put the line in its own."""
+    return f"pip install '{DISTRIBUTION}[{extra}]' or, from a checkout, pip install '.[{extra}]'"
 
 
 def require(module: str, extra: str) -> ModuleType:

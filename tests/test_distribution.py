@@ -67,6 +67,35 @@ def test_a_missing_optional_package_names_the_distribution_and_the_checkout(
     assert "'matplotlib'" in message and len(message.splitlines()) == 1
 
 
+def _depth(text: str) -> int:
+    depth = most = 0
+    for c in text:
+        depth += (c == "(") - (c == ")")
+        most = max(most, depth)
+    return most
+
+
+def test_install_advice_reads_without_nested_parentheses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Failed before: "onnxruntime (pip install 'dwf-darknet[detect]' (from a checkout: ...)) or
+    # PyTorch (...)": install_line's own parentheses nested inside the message's
+    import importlib.util
+
+    from dwf.tools.detect import default_runtime
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(dwf.DwfError) as info:
+        require("matplotlib", "plot")
+    assert _depth(str(info.value)) == 0, info.value
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(dwf.DwfError) as info:
+        default_runtime()
+    message = str(info.value)
+    assert _depth(message) <= 1, message
+    for extra in ("detect", "torch"):
+        assert f"pip install '{DISTRIBUTION}[{extra}]'" in message
+        assert f"pip install '.[{extra}]'" in message
+
+
 def test_the_readme_says_under_which_name_dwf_is_published() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"pip install {DISTRIBUTION}" in readme or f"pip install '{DISTRIBUTION}" in readme

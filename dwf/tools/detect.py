@@ -156,8 +156,8 @@ def default_runtime() -> str:
         if importlib.util.find_spec(name) is not None:
             return name
     raise DwfError(
-        f"detect needs a runtime: onnxruntime ({install_line('detect')}) or PyTorch"
-        f" ({install_line('torch')})"
+        f"detect needs a runtime, onnxruntime or PyTorch: for onnxruntime,"
+        f" {install_line('detect')}; for PyTorch, {install_line('torch')}"
     )
 
 
