@@ -268,6 +268,11 @@ def test_graph_displays_inline_in_a_notebook(
         assert len(boxes(root_el)) == 22
 
 
+def test_the_title_says_how_many_parameters_are_trainable(demo: tuple[Path, Path]) -> None:
+    # Failed before: "27,202 params" only, while dwf demo and dwf info said 26,770 trainable
+    assert "· 27,202 params (26,770 trainable) ·" in dwf.graph(demo[1]).title
+
+
 def test_the_picture_in_the_docs_is_current(demo: tuple[Path, Path]) -> None:
     """docs/demo-graph.svg is what ``dwf graph`` draws for the demo model today (remake it
     with ``dwf graph dwf-demo/demo.weights -o docs/demo-graph.svg``)."""

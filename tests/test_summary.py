@@ -124,7 +124,9 @@ def test_info_table_columns_fit(
     assert header.split() == ["#", "name", "type", "output", "c×h×w", "params", "BFLOPs", "RF",
                               "bytes", "arrays"]  # fmt: skip
     assert all(len(ln) <= 100 for ln in out.splitlines() if not ln.startswith("warning"))
-    assert "compute: 0.016 BFLOPs, 26,770 trainable parameters" in out
+    # Failed before: "26,770 trainable parameters" only, while the params column (and dwf
+    # graph's title) add up to 27,202: both counts, labelled, show why they differ
+    assert "compute: 0.016 BFLOPs, 27,202 parameters (26,770 trainable)," in out
     code, out, _ = call_cli(capsys, "info", weights, "--wide")
     assert code == 0
     header = next(ln for ln in out.splitlines() if ln.lstrip().startswith("#"))

@@ -337,8 +337,8 @@ def build(
     where = os.path.basename(plan.cfg_path) if plan.cfg_path else "network"
     head = title or where
     summary = (
-        f"{head} · {len(plan.layers)} layers · {plan.total_params:,} params ·"
-        f" {plan.total_bflops:.3f} BFLOPs"
+        f"{head} · {len(plan.layers)} layers · {plan.total_params:,} params"
+        f" ({plan.total_trainable:,} trainable) · {plan.total_bflops:.3f} BFLOPs"
     )
     files = tuple(p for p in (*sources, plan.cfg_path) if p)
     return Graph(summary, f"{n.channels}×{n.height}×{n.width}", nodes, tuple(edges), cut, files)
@@ -599,12 +599,13 @@ def _dot(g: Graph) -> str:
 
 
 def _mermaid(g: Graph) -> str:
-    def q(text: str) -> str:
-        return _plain(text, 60).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    def q(text: str, limit: int = 60) -> str:
+        text = _plain(text, limit)
+        return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
     out = [
         "---",
-        f"title: {q(g.title)}",
+        f"title: {q(g.title, 120)}",  # the totals after the name: a title is one line
         "---",
         "flowchart TD",
         f'  input["input {q(g.input)}"]',

@@ -144,8 +144,9 @@ def show(f: WeightsFile, layers: Sequence[LayerPlan], width: int | None) -> None
         f" {fmt(plan.total_floats)} floats in all"
     )
     echo(
-        f"compute: {plan.total_bflops:.3f} BFLOPs, {fmt(plan.total_trainable)} trainable"
-        f" parameters, {render.size(plan.total_output_bytes)} of outputs per image"
+        f"compute: {plan.total_bflops:.3f} BFLOPs, {fmt(plan.total_params)} parameters"
+        f" ({fmt(plan.total_trainable)} trainable), {render.size(plan.total_output_bytes)} of"
+        " outputs per image"
     )
     rows = []
     for lp in layers:
