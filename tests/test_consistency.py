@@ -21,6 +21,7 @@ through and ignores ``If-Match``.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -435,6 +436,40 @@ def test_credentials_in_urls_never_appear_in_messages_or_reprs(
     with pytest.raises(dwf.DwfError) as e3:
         dwf.open(f"http://bob:hunter2@127.0.0.1:9/x.weights{query}", cfg=cfg_url)
     texts.append(str(e3.value))
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text, text
+
+
+def _fails_naming(src: str) -> None:
+    raise ValueError(f"cannot use {src}")
+
+
+def test_rows_of_urls_with_credentials_show_them_redacted(
+    server: VersionedServer, versions: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Failed before: Row.path kept the URL as given, credentials and all, and rows are printed
+    # (dwf check URL) and written as JSON (--json)
+    from dwf.interfaces.cli import main
+
+    old, _, cfg_bytes, _, _ = versions
+    server.put("net.weights", old)
+    server.put("net.cfg", cfg_bytes)
+    host = server.url.split("://", 1)[1]
+    query = "?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=c2lnbmF0dXJl"
+    url = f"http://alice:hunter2@{host}/net.weights{query}"
+    missing = f"http://alice:hunter2@{host}/missing.weights{query}"
+    cfg_url = f"http://alice:hunter2@{host}/net.cfg{query}"
+    rows = dwf.Rows(dwf.each(dwf.check, [url, missing], jobs=1, cfg=cfg_url))
+    assert [r.ok for r in rows] == [True, False]
+    assert rows[0].path == dwf.errors.redact(url) and "alice" not in rows[0].path
+    texts = [r.path for r in rows] + [str(rows), rows._repr_html_()]
+    texts += [json.dumps(r.to_dict()) for r in rows]
+    (odd,) = dwf.each(_fails_naming, url, jobs=1)
+    texts += [odd.path, str(odd.error)]
+    assert main(["check", url, missing, "--cfg", cfg_url, "--json"]) == 2
+    assert main(["check", url, missing, "--cfg", cfg_url]) == 2
+    texts += list(capsys.readouterr())
     for text in texts:
         for secret in SECRETS:
             assert secret not in text, text

@@ -25,7 +25,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import attrs
 
-from dwf.errors import DwfError
+from dwf.errors import DwfError, redact
 from dwf.io import extensions, remote
 from dwf.io.reader import WeightsFile
 from dwf.tools.walk import expand, natural_key
@@ -43,12 +43,14 @@ class Row(extensions.Shown, Generic[R]):
     """One file's result in a many-file run.
 
     Attributes:
-        path: the file (local path or URL).
+        path: the file as messages name it: its local path, or its URL with the credentials
+            redacted (:func:`dwf.errors.redact`: ``https://***@host/…``), as rows are printed
+            and written as JSON.
         result: the verb's report for it, or ``None`` when it could not be read.
         error: why it could not be read (the :class:`dwf.DwfError` message), else ``None``.
     """
 
-    path: str
+    path: str = attrs.field(converter=redact)
     result: R | None
     error: str | None = None
 
@@ -258,7 +260,7 @@ def _row(fn: Callable[[Any], R], key: Callable[[Any], str], item: Any) -> Row[R]
     except DwfError as e:
         return Row(path, None, e.message)
     except Exception as e:
-        return Row(path, None, f"{path}: {type(e).__name__}: {e}")
+        return Row(path, None, redact(f"{path}: {type(e).__name__}: {e}"))
 
 
 def _rows(fn: Callable[[Any], R], key: Callable[[Any], str], items: Sequence[Any]) -> list[Row[R]]:
