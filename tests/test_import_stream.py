@@ -245,6 +245,45 @@ def test_an_export_rewritten_during_the_import_is_refused(
     assert calls and not dst.exists() and _leftovers(tmp_path) == []
 
 
+def test_an_export_rewritten_in_place_keeping_its_time_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed before (the import's own identity check): a same-size rewrite that leaves the
+    modification time as it was — a file modified moments before, within its clock's tick — went
+    unseen, and the import wrote the first entries of one version and the rest of another. The
+    export is now read through a LocalSource, whose rule reads such a file's bytes again."""
+    import time
+
+    import dwf.tools.import_weights as iw
+
+    weights, cfg = write_model(tmp_path)
+    plan = dwf.plan(cfg)
+    other = tmp_path / "other.weights"
+    dwf.save(other, plan, random_arrays(plan, seed=1), header=dwf.Header(0, 2, 5, 1234, 20))
+    exp, new = tmp_path / "e.safetensors", tmp_path / "new.safetensors"
+    dwf.export(weights, exp, cfg=cfg)
+    dwf.export(other, new, cfg=cfg)
+    assert exp.stat().st_size == new.stat().st_size and exp.read_bytes() != new.read_bytes()
+    stamp = time.time_ns() + 10_000_000_000  # ahead of the clock: the time vouches for nothing
+    os.utime(exp, ns=(stamp, stamp))
+    real = iw._copy_entry
+    calls = []
+
+    def rewrite_after_the_first(*args: Any, **kwargs: Any) -> None:
+        real(*args, **kwargs)
+        if not calls:  # the other version, in place, its time put back
+            with open(exp, "r+b") as fh:
+                fh.write(new.read_bytes())
+            os.utime(exp, ns=(stamp, stamp))
+        calls.append(1)
+
+    monkeypatch.setattr(iw, "_copy_entry", rewrite_after_the_first)
+    dst = tmp_path / "back.weights"
+    with pytest.raises(dwf.FileChangedError, match="its bytes"):
+        dwf.import_weights(exp, dst)
+    assert len(calls) > 1 and not dst.exists() and _leftovers(tmp_path) == []
+
+
 # -- damaged and hostile exports: one DwfError, nothing written ------------------------------------
 def _export_entries(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     weights, cfg = write_model(tmp_path)

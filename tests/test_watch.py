@@ -239,28 +239,35 @@ def test_ctrl_c_ends_the_watch_cleanly(backup: Path, tmp_path: Path) -> None:
 def test_a_rewrite_during_the_copy_is_never_reported_mixed(
     backup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dwf.io import source
     from dwf.tools import watch as watching
 
     src = backup / "x_1000.weights"
     plan = dwf.plan(backup / "x.cfg")
-    monkeypatch.setattr(watching, "COPY_BYTES", 4096)
-    real = watching.pread_all
+    monkeypatch.setattr(source, "_COPY_STEP", 4096)  # the kernel's copy, in small steps
+    monkeypatch.setattr(source, "_STEP", 4096)  # the copy through a buffer, the same
     calls = []
 
-    def rewriting(fd: int, n: int, offset: int) -> bytes:
-        calls.append(offset)
-        if len(calls) == 3:  # Darknet starts saving again, in place, mid-copy
-            write_like_darknet(src, plan, values(plan, seed=5), 1100, 0)
-        return real(fd, n, offset)
+    def rewriting(real: Any) -> Any:
+        def step(*args: Any) -> int:
+            calls.append(1)
+            if len(calls) == 3:  # Darknet starts saving again, in place, mid-copy
+                write_like_darknet(src, plan, values(plan, seed=5), 1100, 0)
+            n: int = real(*args)
+            return n
 
-    monkeypatch.setattr(watching, "pread_all", rewriting)
+        return step
+
     w = watching._Watcher([str(backup)], None, dwf.ALEXEYAB, 5, 10.0, tmp_path)
     try:
-        v = watching._version(str(src))
-        assert v is not None
-        assert w._copy(str(src), v) is None
-        assert os.listdir(w.folder) == []  # the partial copy is gone
-        monkeypatch.setattr(watching, "pread_all", real)
+        with monkeypatch.context() as patched:  # whichever way the source copies
+            for name in ("_kernel_copy", "_read_into"):
+                real = getattr(source.LocalSource, name)
+                patched.setattr(source.LocalSource, name, rewriting(real))
+            v = watching._version(str(src))
+            assert v is not None
+            assert w._copy(str(src), v) is None
+            assert len(calls) > 3 and os.listdir(w.folder) == []  # the partial copy is gone
         v = watching._version(str(src))
         assert v is not None
         copy = w._copy(str(src), v)

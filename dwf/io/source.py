@@ -378,14 +378,14 @@ class LocalSource(ByteSource):
         self._finalizer = weakref.finalize(self, os.close, fd)
 
     @classmethod
-    def open(cls, path: str) -> LocalSource:
-        """Open a regular file for reading.
+    def open(cls, path: str, *, what: str = "weights file") -> LocalSource:
+        """Open a regular file for reading (``what`` names the kind of file in messages).
 
         Raises:
             WeightsNotFoundError: there is no such file.
             DwfError: a directory, a special file (FIFO, device), no permission, a bad name.
         """
-        fd = _open_regular(path)
+        fd = _open_regular(path, what)
         try:
             return cls(path, fd)
         except BaseException:
@@ -503,11 +503,12 @@ def _identity(st: os.stat_result) -> Identity:
     return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
-def _open_regular(path: str) -> int:
+def _open_regular(path: str, what: str = "weights file") -> int:
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise DwfError("is a directory, not a weights file", path=path)
+            article = "an" if what[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise DwfError(f"is a directory, not {article} {what}", path=path)
         if not stat.S_ISREG(st.st_mode):
             raise DwfError("not a regular file", path=path)
         # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
@@ -520,7 +521,7 @@ def _open_regular(path: str) -> int:
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:
-        raise WeightsNotFoundError("weights file not found", path=path) from None
+        raise WeightsNotFoundError(f"{what} not found", path=path) from None
     except PermissionError:
         raise DwfError("permission denied", path=path) from None
     except OSError as e:

@@ -7,42 +7,44 @@ them against the plan first and a hostile file is refused before anything is all
 then read in pieces of at most :data:`PIECE` bytes:
 
 - an uncompressed ``.npz`` member, a safetensors tensor and a tensor of a ``.pt`` that lies in
-  the file are read with ``pread`` from the export's own descriptor, at their offsets (the zip's
-  CRC is checked as the bytes pass);
+  the file are read at their offsets through the export's :class:`~dwf.io.source.LocalSource`
+  (the zip's CRC is checked as the bytes pass);
 - a compressed ``.npz`` member is inflated as it streams (its CRC checked at its end);
 - an entry that must be read out of order (an array Darknet stores transposed, a
   Fortran-order ``.npy``) is read through a map of the file whose pages are released after
   each piece, or, when compressed, first inflated into an unnamed temporary file.
 
-So the memory an import uses does not grow with the export. The file is held open from the
-first piece to the last and checked unchanged after the last (:meth:`ExportFile.check_unchanged`).
+So the memory an import uses does not grow with the export. Every read but the map's goes
+through the source (the zip's too), and an import reads inside :meth:`ExportFile.consistent`:
+the weights files' consistency rule (:meth:`dwf.io.source.ByteSource.consistent`).
 
 The module is longer than the ~600 lines a module here usually has, on purpose: its three
 readers (npz, safetensors, PyTorch) are one job — the :class:`ExportFile` interface the import
-is written against — and share the piece machinery above them (``pread`` in pieces, the CRC
+is written against — and share the piece machinery above them (reads in pieces, the CRC
 beside the copy, the map released piece by piece), so they stand side by side.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import mmap
 import os
-import stat
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
-from dwf.errors import CfgError, DwfError, FileChangedError
+from dwf.errors import CfgError, DwfError, FileChangedError, WeightsNotFoundError
 from dwf.extras import require
 from dwf.format.cfg import shorten
 from dwf.format.header import Header
+from dwf.io.source import ByteSource, Identity, LocalSource
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -126,11 +128,13 @@ class ExportFile:
     """An open export: its array entries, what it kept of the original file, and bounded
     reads of each entry. Use as a context manager (it holds the file open)."""
 
-    def __init__(self, path: str, fh: BinaryIO) -> None:
+    def __init__(self, path: str, source: LocalSource) -> None:
         self.path = path
-        self._fh = fh
-        self._fd = fh.fileno()
-        self._opened = _stamp(os.fstat(self._fd))
+        self.source = source
+        self.size = source.size
+        fd = source.fileno()
+        assert fd is not None  # a local file has one
+        self._fd = fd  # for the map (random_access) only; every other read is the source's
         self.entries: dict[str, Entry] = {}
         self.header: Header | None = None
         self.cfg_text: str | None = None
@@ -165,28 +169,32 @@ class ExportFile:
 
     # -- identity -------------------------------------------------------------------------------
     def check_unchanged(self) -> None:
-        """Raise :class:`dwf.FileChangedError` if the export changed since it was opened (its
-        size, modification time or inode, through the descriptor read from)."""
-        now = _stamp(os.fstat(self._fd))
-        if now != self._opened:
-            raise FileChangedError(
-                "changed while it was being read (size, modification time or inode); nothing"
-                " was written. Import it again when it is no longer being written",
-                path=self.path,
-                opened=self._opened[:2],
-                now=now[:2],
-            )
+        """Raise :class:`dwf.FileChangedError` if the export changed since it was opened (the
+        source's identity: size, modification time, inode and device of the open descriptor)."""
+        try:
+            self.source.check_unchanged()
+        except FileChangedError as e:
+            raise _changed(self.path, e) from None
 
     @contextlib.contextmanager
     def consistent(self) -> Iterator[None]:
-        """Check the export unchanged before and after what the block reads (the writers enter
-        it around their work and leave it before they publish)."""
+        """What the block reads is one version of the export: the source's rule
+        (:meth:`dwf.io.source.ByteSource.consistent` — its identity checked before and after,
+        the bytes read again if it was modified moments before). The writers enter it around
+        their work and leave it before they publish."""
         self.check_unchanged()
-        yield
-        self.check_unchanged()
+        read = False
+        try:
+            with self.source.consistent():
+                yield
+                read = True
+        except FileChangedError as e:
+            if not read or e.path != self.path:  # raised inside the block: as it is
+                raise
+            raise _changed(self.path, e) from None
 
     def close(self) -> None:
-        self._fh.close()
+        self.source.close()
 
     def __enter__(self) -> ExportFile:
         return self
@@ -195,12 +203,56 @@ class ExportFile:
         self.close()
 
 
-def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+def _changed(path: str, e: FileChangedError) -> FileChangedError:
+    """The source's :class:`dwf.FileChangedError` in an import's words (the source's own speak
+    of views and of Darknet rewriting its checkpoints)."""
+    what = (
+        "size, modification time or inode"
+        if e.now != e.opened
+        else "its bytes, though not its size or modification time"
+    )
+    return FileChangedError(
+        f"changed while it was being read ({what}); nothing was written. Import it again when"
+        " it is no longer being written",
+        path=path,
+        opened=e.opened,
+        now=e.now,
+    )
 
 
-def _read_exact(fd: int, n: int, offset: int, path: str, what: str) -> bytes:
-    data = os.pread(fd, n, offset)
+class _SourceFile(io.RawIOBase):
+    """A source as the read-only file :mod:`zipfile` reads: its reads are the source's, so they
+    count in a consistent read like every other."""
+
+    def __init__(self, source: ByteSource) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._source.size}[whence]
+        if base + offset < 0:
+            raise OSError(f"seek to {base + offset} (before the start)")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        n = self._source.read_into(memoryview(buf), self._pos)
+        self._pos += n
+        return n
+
+
+def _read_exact(source: ByteSource, n: int, offset: int, path: str, what: str) -> bytes:
+    data = source.read_at(n, offset)
     if len(data) != n:
         raise DwfError(
             f"{what} ends early: {len(data):,} of {n:,} bytes at offset {offset:,} (truncated)",
@@ -236,10 +288,10 @@ class _Crc:
             self._pool.shutdown(wait=True)
 
 
-def _pread_pieces(
-    fd: int, offset: int, e: Entry, max_items: int, path: str, crc: _Crc | None = None
+def _read_pieces(
+    source: ByteSource, offset: int, e: Entry, max_items: int, path: str, crc: _Crc | None = None
 ) -> Iterator[Array]:
-    """An entry stored contiguously at ``offset``, read with ``pread`` into reused buffers
+    """An entry stored contiguously at ``offset``, read from the source into reused buffers
     (two when a CRC is computed beside: one is checksummed while the next is read)."""
     item = e.dtype.itemsize
     step = max(1, max_items) * item
@@ -256,7 +308,7 @@ def _pread_pieces(
                 pending[k] = None
             view = memoryview(bufs[k])
             n = min(step, end - pos)
-            got = os.preadv(fd, [view[:n]], pos)
+            got = source.read_into(view[:n], pos)
             if got != n:
                 raise entry_error(path, e.key, f"ends early at offset {pos + got:,} (truncated)")
             if crc is not None:
@@ -276,7 +328,12 @@ def _mapped(
 ) -> Iterator[tuple[Array, Callable[[], None]]]:
     """A read-only map of the bytes of an entry stored at ``offset`` of ``fd``, as an array of
     its shape; the release function drops the pages read so far from this process's memory
-    (they stay in the page cache)."""
+    (they stay in the page cache).
+
+    The one read that bypasses the source: an entry read out of order (transposed, Fortran
+    order) is read in any order, which pieces through a buffer cannot do in bounded memory. As
+    with a weights file's views, the map's bytes are not summed for a recently modified file's
+    second look (a stored ``.npz`` member's CRC pass reads them again through the source)."""
     if e.nbytes == 0:
         yield np.zeros(e.shape, dtype=e.dtype), lambda: None
         return
@@ -305,13 +362,15 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip local file header (30 byt
 class NpzExport(ExportFile):
     """A dwf ``.npz`` export (or any ``.npz`` of numeric arrays)."""
 
-    def __init__(self, path: str, fh: BinaryIO) -> None:
-        super().__init__(path, fh)
+    def __init__(self, path: str, source: LocalSource) -> None:
+        super().__init__(path, source)
         try:
-            self._zip = zipfile.ZipFile(fh)
+            self._zip = zipfile.ZipFile(_SourceFile(source))
+        except DwfError:  # the source's own (a ValueError too): as it is
+            raise
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            fh.seek(0)
-            what = "a single .npy array" if fh.read(6) == b"\x93NUMPY" else "a zip archive"
+            single = source.read_at(6, 0) == b"\x93NUMPY"
+            what = "a single .npy array" if single else "a zip archive"
             raise DwfError(
                 f"not a readable .npz file (it is {what}, not an archive of arrays: {e})",
                 path=path,
@@ -319,7 +378,7 @@ class NpzExport(ExportFile):
         self._infos: dict[str, zipfile.ZipInfo] = {}
         self._skip: dict[str, int] = {}  # bytes of the .npy header before the data
         self._decl: dict[str, Entry] = {}  # every member, the metadata's too
-        size = self._opened[0]
+        size = self.size
         meta: dict[str, bytes] = {}
         for info in self._zip.infolist():
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
@@ -368,13 +427,13 @@ class NpzExport(ExportFile):
         """Where a stored (uncompressed) member's data starts in the file: after its local
         header, whose name and extra field lengths may differ from the central directory's."""
         info = self._infos[key]
-        raw = _read_exact(self._fd, 30, info.header_offset, self.path, f"entry {key!r}")
+        raw = _read_exact(self.source, 30, info.header_offset, self.path, f"entry {key!r}")
         sig, *_, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
         name_len, extra_len = int(name_len), int(extra_len)
         if sig != b"PK\x03\x04":
             raise entry_error(self.path, key, "has no local zip header where the directory says")
         offset = int(info.header_offset) + 30 + name_len + extra_len + self._skip[key]
-        if offset + self._decl[key].nbytes > self._opened[0]:
+        if offset + self._decl[key].nbytes > self.size:
             raise entry_error(self.path, key, "lies past the end of the file (truncated)")
         return offset
 
@@ -391,13 +450,13 @@ class NpzExport(ExportFile):
         offset = self._data_offset(key)
         skip = self._skip[key]
         # the CRC covers the whole member: the .npy header, the data and anything after it
-        crc = _Crc(_read_exact(self._fd, skip, offset - skip, self.path, key), e.nbytes)
+        crc = _Crc(_read_exact(self.source, skip, offset - skip, self.path, key), e.nbytes)
         try:
-            yield from _pread_pieces(self._fd, offset, e, max_items, self.path, crc)
+            yield from _read_pieces(self.source, offset, e, max_items, self.path, crc)
             tail = info.file_size - skip - e.nbytes
             if tail:
                 rest = Entry(key, (tail,), np.dtype("u1"))
-                for _ in _pread_pieces(self._fd, offset + e.nbytes, rest, PIECE, self.path, crc):
+                for _ in _read_pieces(self.source, offset + e.nbytes, rest, PIECE, self.path, crc):
                     pass
         finally:
             crc.close()
@@ -482,17 +541,19 @@ def _label(path: str, raw: bytes | str | None) -> str | None:
 class SafetensorsExport(ExportFile):
     """A ``.safetensors`` file, read by the offsets its JSON header gives (no package needed)."""
 
-    def __init__(self, path: str, fh: BinaryIO) -> None:
-        super().__init__(path, fh)
-        size = self._opened[0]
-        raw = os.pread(self._fd, 8, 0)
+    def __init__(self, path: str, source: LocalSource) -> None:
+        super().__init__(path, source)
+        size = self.size
+        raw = source.read_at(8, 0)
         if len(raw) < 8:
             raise self._bad(f"{size} bytes, fewer than the 8 of its header length")
         (n,) = struct.unpack("<Q", raw)
         if n > _MAX_ST_HEADER or 8 + n > size:
             raise self._bad(f"its header claims {n:,} bytes, the file has {size:,}")
+        head = source.read_at(n, 8)
+        source.watch(0, raw + head)  # what the reads rely on: checked again after them
         try:
-            doc = json.loads(os.pread(self._fd, n, 8).decode("utf-8"))
+            doc = json.loads(head.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise self._bad(f"its header is not JSON ({e})") from None
         if not isinstance(doc, dict):
@@ -562,7 +623,7 @@ class SafetensorsExport(ExportFile):
 
     def pieces(self, key: str, max_items: int) -> Iterator[Array]:
         e = self.entries[key]
-        yield from _pread_pieces(self._fd, self._offsets[key], e, max_items, self.path)
+        yield from _read_pieces(self.source, self._offsets[key], e, max_items, self.path)
 
     @contextlib.contextmanager
     def random_access(self, key: str) -> Iterator[tuple[Array, Callable[[], None]]]:
@@ -580,8 +641,8 @@ class TorchExport(ExportFile):
     Files in PyTorch's legacy (pre-1.6) format cannot be mapped; torch reads them whole.
     """
 
-    def __init__(self, path: str, fh: BinaryIO) -> None:
-        super().__init__(path, fh)
+    def __init__(self, path: str, source: LocalSource) -> None:
+        super().__init__(path, source)
         torch = require("torch", "torch")
         self._torch = torch
         self.mapped = True
@@ -595,13 +656,18 @@ class TorchExport(ExportFile):
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise DwfError(_torch_reason(e), path=path) from None
-        now = _stamp(os.stat(path))
-        if now != self._opened:
+        opened = source.identity
+        try:  # torch opened the path itself: it must still name the file the source holds
+            st = os.stat(path)
+            now = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        except OSError:
+            now = Identity(0)
+        if now != opened:
             raise FileChangedError(
                 "was replaced while it was being opened; nothing was written",
                 path=path,
-                opened=self._opened[:2],
-                now=now[:2],
+                opened=opened.pair,
+                now=now.pair,
             )
         if not isinstance(state, Mapping):
             raise DwfError(
@@ -611,7 +677,7 @@ class TorchExport(ExportFile):
             )
         self._tensors: dict[str, Array] = {}
         self._where: dict[str, int] = {}
-        regions = _file_regions(self._opened) if self.mapped else []
+        regions = _file_regions(opened) if self.mapped else []
         for key, value in state.items():
             key = str(key)
             if key.endswith("num_batches_tracked"):
@@ -627,7 +693,7 @@ class TorchExport(ExportFile):
     def pieces(self, key: str, max_items: int) -> Iterator[Array]:
         e = self.entries[key]
         if key in self._where:  # the bytes lie in the file: read them from there
-            yield from _pread_pieces(self._fd, self._where[key], e, max_items, self.path)
+            yield from _read_pieces(self.source, self._where[key], e, max_items, self.path)
             return
         flat = self._tensors[key].reshape(-1)  # in memory already (a copy torch made)
         step = max(1, max_items)
@@ -666,10 +732,10 @@ def _tensor_numpy(path: str, key: str, value: Any) -> Array:
     return arr
 
 
-def _file_regions(stamp: tuple[int, int, int, int]) -> list[tuple[int, int, int]]:
-    """``(start, end, file offset)`` of every map of the file ``stamp`` describes in this
+def _file_regions(identity: Identity) -> list[tuple[int, int, int]]:
+    """``(start, end, file offset)`` of every map of the file ``identity`` describes in this
     process (Linux ``/proc/self/maps``); empty where that cannot be read."""
-    _, _, ino, dev = stamp
+    ino, dev = identity.inode, identity.device
     want = f"{os.major(dev):02x}:{os.minor(dev):02x}"
     out = []
     try:
@@ -752,18 +818,12 @@ def open_export(path: str | os.PathLike[str]) -> ExportFile:
             " name: rename it)",
             path=p,
         )
+    try:  # a regular file only: a FIFO named like an export must not hang the open
+        source = LocalSource.open(p, what="export file")
+    except WeightsNotFoundError as e:  # an export is no weights file: a plain DwfError, as ever
+        raise DwfError(e.reason, path=p) from None
     try:
-        # non-blocking: a FIFO named like an export must not hang the open
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise DwfError("export file not found", path=p) from None
-    except (OSError, ValueError) as e:
-        raise DwfError(f"cannot be read: {getattr(e, 'strerror', None) or e}", path=p) from None
-    fh = os.fdopen(fd, "rb")
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DwfError("is not a regular file (a directory, FIFO or device)", path=p)
-        return kind(p, fh)
+        return kind(p, source)
     except BaseException:
-        fh.close()
+        source.close()
         raise

@@ -10,9 +10,10 @@ rewritten ``_last`` is a new identity and counts again. Polling, not inotify: it
 on NFS and on every platform.
 
 Nothing here reads the watched file through a map or holds a view of it: a complete version is
-first copied, in bounded pieces, into a private folder (and dropped if its identity moved
-during the copy); the comparison with the previous checkpoint and the scan read the copies,
-which no one rewrites, with streaming reads. Memory is bounded by the read buffers; disk use by
+first copied, in bounded pieces (through a :class:`~dwf.io.source.LocalSource`, by the kernel
+where it can), into a private folder (and dropped if its identity moved during the copy); the
+comparison with the previous checkpoint and the scan read the copies, which no one rewrites,
+with streaming reads. Memory is bounded by the read buffers; disk use by
 two copies of a checkpoint (this one and the previous one).
 """
 
@@ -40,13 +41,12 @@ from dwf.io import remote
 from dwf.io.cfgfile import plan as plan_cfg
 from dwf.io.opening import find_cfg, open_weights
 from dwf.io.reader import WeightsFile
-from dwf.io.views import pread_all
+from dwf.io.source import LocalSource
 from dwf.tools import walk
 from dwf.tools.check import Finding, check
 from dwf.tools.diff import diff
 from dwf.tools.stats import CHUNK, finite_or_none
 
-COPY_BYTES = 1 << 20  # the copy's buffer
 # A batch-norm variance below this, against Darknet's epsilon of 1e-5, means the channel's
 # input stopped varying: its normalised output is constant.
 COLLAPSED = 1e-6
@@ -158,7 +158,12 @@ class Checkpoint:
 
 
 class _Version(NamedTuple):
-    """What identifies one version of a file: a rewrite changes at least one of these."""
+    """What identifies one version of a file: a rewrite changes at least one of these.
+
+    Not the source's :class:`~dwf.io.source.Identity`, though it holds it: it is taken by
+    polling the path (before any open), must stay still for a polling interval before a file
+    counts as complete, and adds the change time; the open (a :class:`LocalSource`) then only
+    confirms it still holds, and a copy is read inside the source's consistent read."""
 
     dev: int
     ino: int
@@ -450,26 +455,17 @@ class _Watcher:
         from ``v`` before the copy was complete."""
         self.copies += 1
         dest = os.path.join(self.folder, f"{self.copies}.weights")
-        fd = _open(path)
-        if fd is None:
-            return None
         try:
-            if _version_of(os.fstat(fd)) != v:
-                return None
-            with open(dest, "wb") as out:
-                offset = 0
-                while offset < v.size:
-                    piece = pread_all(fd, min(COPY_BYTES, v.size - offset), offset)
-                    if not piece:
-                        break
-                    out.write(piece)
-                    offset += len(piece)
-            if offset == v.size and _version_of(os.fstat(fd)) == v:
-                return dest
-        except OSError:
+            src = LocalSource.open(path)
+            with src:
+                if _version_of(os.fstat(_fd(src))) != v:
+                    return None
+                with src.consistent(), open(dest, "wb") as out:  # one version, or FileChangedError
+                    done = src.copy_to(out.fileno(), 0, v.size, 0)
+                if done == v.size and _version_of(os.fstat(_fd(src))) == v:
+                    return dest
+        except (DwfError, OSError):  # gone, not a regular file, or moved on: not this version
             pass
-        finally:
-            os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(dest)
         return None
@@ -565,27 +561,21 @@ def _version(path: str) -> _Version | None:
     return _version_of(st) if stat.S_ISREG(st.st_mode) else None
 
 
-def _open(path: str) -> int | None:
-    # non-blocking: a FIFO swapped in for the file cannot block the watch
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        return os.open(path, flags)
-    except (OSError, ValueError):
-        return None
+def _fd(src: LocalSource) -> int:
+    fd = src.fileno()
+    assert fd is not None  # a local file has one
+    return fd
 
 
 def _head(path: str, v: _Version) -> bytes | None:
     """The first bytes of version ``v`` of ``path`` (``None`` if it moved on meanwhile)."""
-    fd = _open(path)
-    if fd is None:
-        return None
     try:
-        head = pread_all(fd, 20, 0)
-        return head if _version_of(os.fstat(fd)) == v else None
-    except OSError:
+        src = LocalSource.open(path)
+        with src:
+            head = src.read_at(20, 0)
+            return head if _version_of(os.fstat(_fd(src))) == v else None
+    except (DwfError, OSError):  # gone, not a regular file, or unreadable: not this version
         return None
-    finally:
-        os.close(fd)
 
 
 def _stopped(f: WeightsFile, layers: frozenset[str]) -> list[Finding]:
