@@ -461,7 +461,8 @@ class NpzExport(ExportFile):
         finally:
             crc.close()
         if crc.value != info.CRC:
-            raise entry_error(self.path, key, "fails its zip CRC check (the file is damaged)")
+            why = "fails its zip CRC check (the file is damaged, or was rewritten while read)"
+            raise entry_error(self.path, key, why)
 
     def _inflated_pieces(self, key: str, e: Entry, max_items: int) -> Iterator[Array]:
         info = self._infos[key]
