@@ -284,6 +284,48 @@ def test_an_export_rewritten_in_place_keeping_its_time_is_refused(
     assert len(calls) > 1 and not dst.exists() and _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("change", ["rewritten", "truncated"])
+def test_an_npz_that_changes_under_an_entry_is_a_change_not_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Failed before: an .npz rewritten in place (its time moving, as every write's does) or cut
+    short after the first entry failed the next entry's read — "fails its zip CRC check (the
+    file is damaged, or was rewritten while read)", "ends early (truncated)" — a plain DwfError
+    though the export's identity said it had changed: FileChangedError, as import_weights says."""
+    import dwf.tools.import_weights as iw
+
+    weights, cfg = write_model(tmp_path)
+    plan = dwf.plan(cfg)
+    other = tmp_path / "other.weights"
+    dwf.save(other, plan, random_arrays(plan, seed=1), header=dwf.Header(0, 2, 5, 1234, 20))
+    exp, new = tmp_path / "e.npz", tmp_path / "new.npz"
+    dwf.export(weights, exp, cfg=cfg)
+    dwf.export(other, new, cfg=cfg)
+    assert exp.stat().st_size == new.stat().st_size
+    real = iw._copy_entry
+    calls = []
+
+    def change_after_the_first(*args: Any, **kwargs: Any) -> None:
+        real(*args, **kwargs)
+        if not calls:
+            with open(exp, "r+b") as fh:
+                if change == "rewritten":  # the other version, in place
+                    fh.write(new.read_bytes())
+                else:
+                    fh.truncate(exp.stat().st_size // 2)
+            st = exp.stat()
+            later = st.st_mtime_ns + 1_000_000_000  # a coarse clock must not hide it
+            os.utime(exp, ns=(st.st_atime_ns, later))
+        calls.append(1)
+
+    monkeypatch.setattr(iw, "_copy_entry", change_after_the_first)
+    dst = tmp_path / "back.weights"
+    with pytest.raises(dwf.FileChangedError, match="changed while it was being read") as e:
+        dwf.import_weights(exp, dst)
+    assert str(e.value).startswith(f"{exp}: ")
+    assert calls and not dst.exists() and _leftovers(tmp_path) == []
+
+
 # -- damaged and hostile exports: one DwfError, nothing written ------------------------------------
 def _export_entries(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     weights, cfg = write_model(tmp_path)

@@ -181,12 +181,18 @@ class ExportFile:
         """What the block reads is one version of the export: the source's rule
         (:meth:`dwf.io.source.ByteSource.consistent` — its identity checked before and after,
         the bytes read again if it was modified moments before). The writers enter it around
-        their work and leave it before they publish."""
+        their work and leave it before they publish. A read that fails inside the block (a CRC,
+        an entry cut short) while the export's identity moved is that change: FileChangedError."""
         self.check_unchanged()
         read = False
         try:
             with self.source.consistent():
-                yield
+                try:
+                    yield
+                except DwfError as e:
+                    if not isinstance(e, FileChangedError):
+                        self.check_unchanged()  # the change explains the failure: said as such
+                    raise
                 read = True
         except FileChangedError as e:
             if not read or e.path != self.path:  # raised inside the block: as it is
