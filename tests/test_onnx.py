@@ -853,6 +853,25 @@ def test_onnx_options_for_another_format_lead_with_the_command_line(
         dwf.export(weights, out, cfg=cfg, decode=True)
     assert e.value.path == str(out)
 
+def test_letterbox_without_decode_names_the_file_before_anything_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failed before: dwf.export opened and planned the weights, then said "letterbox=True
+    # corrects decoded boxes: …" with no file prefix (the command line checks it up front)
+    import dwf.tools.export as export_module
+
+    weights, _, _ = write_net(tmp_path, CONNECTED_BN, 1)
+    out = tmp_path / "a.onnx"
+
+    def no_open(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("opened")
+
+    monkeypatch.setattr(export_module, "opened", no_open)
+    with pytest.raises(dwf.DwfError, match=r"a\.onnx: letterbox=True corrects decoded boxes") as e:
+        dwf.export(weights, out, cfg=tmp_path / "net.cfg", letterbox=True)
+    assert e.value.path == str(out) and not out.exists()
+
+
 
 def test_reading_an_antialiased_layer_by_reference_is_refused(tmp_path: Path) -> None:
     """Darknet records the stride-1 size of an antialiased layer but leaves the blurred (smaller)

@@ -301,6 +301,11 @@ def export(
             "decode= and letterbox= apply to the ONNX export only (dwf: --decode, --letterbox)",
             path=os.fspath(dst),
         )
+    if letterbox and not decode:
+        raise DwfError(
+            "letterbox=True corrects decoded boxes: pass decode=True too (dwf: --decode)",
+            path=os.fspath(dst),
+        )
     fmt = format_for(dst, format)
     how: dict[str, Any] = {"compress": compress, "embed": embed, "data": data}
     how.update(decode=decode, letterbox=letterbox)
