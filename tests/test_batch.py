@@ -122,3 +122,10 @@ def test_a_url_without_fsspec_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "fsspec", None)  # as if not installed
     with pytest.raises(dwf.DwfError, match=r"pip install 'dwf-darknet\[remote\]'"):
         dwf.open("https://127.0.0.1:9/x.weights")
+
+
+def test_a_row_takes_a_path_object_as_it_did() -> None:
+    # Failed before: Row.path's redacting converter took only text, so dwf.Row(Path(...), r)
+    # raised TypeError ("argument of type 'PosixPath' is not iterable"), which it never had
+    row = dwf.Row(Path("runs") / "x.weights", None, "x.weights: not found")
+    assert row.path == str(Path("runs") / "x.weights") and row.to_dict()["path"] == row.path

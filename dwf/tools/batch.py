@@ -38,6 +38,11 @@ P = ParamSpec("P")
 Source = str | os.PathLike[str] | WeightsFile
 
 
+def _shown_path(path: str | os.PathLike[str]) -> str:
+    """A row's path as messages name it (a URL's credentials redacted); a path object too."""
+    return redact(os.fspath(path))
+
+
 @attrs.frozen
 class Row(extensions.Shown, Generic[R]):
     """One file's result in a many-file run.
@@ -50,7 +55,7 @@ class Row(extensions.Shown, Generic[R]):
         error: why it could not be read (the :class:`dwf.DwfError` message), else ``None``.
     """
 
-    path: str = attrs.field(converter=redact)
+    path: str = attrs.field(converter=_shown_path)
     result: R | None
     error: str | None = None
 
