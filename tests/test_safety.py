@@ -636,3 +636,26 @@ def test_millions_of_sections_are_refused_before_planning(tmp_path: Path) -> Non
     cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n" + "[dropout]\n" * 4_000_000)
     with pytest.raises(dwf.CfgError, match="4,000,001 sections; dwf plans at most 100,000"):
         dwf.plan(cfg)
+
+
+def test_a_nul_byte_in_any_file_name_is_one_dwf_error(
+    demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A name with a NUL byte cannot name a file: every verb says so as a DwfError naming it
+    (failed before: ``ValueError: embedded null byte`` from cut's and import's destination
+    checks, and dwf.open repeated the name inside its message)."""
+    weights, cfg = demo
+    export = tmp_path / "e.npz"
+    dwf.export(weights, export)
+    bad = str(tmp_path / "o\0.weights")
+    calls = [
+        lambda: dwf.open("a\0b.weights"),
+        lambda: dwf.cut(weights, bad, 3),
+        lambda: dwf.import_weights(str(tmp_path / "a\0b.npz"), tmp_path / "x.weights", cfg=cfg),
+        lambda: dwf.import_weights(export, bad, cfg=cfg),
+        lambda: dwf.export(weights, str(tmp_path / "o\0.npz")),
+    ]
+    for call in calls:
+        with pytest.raises(dwf.DwfError, match="not a usable file name") as e:
+            call()
+        assert str(e.value).count("\\x00") == 1, str(e.value)

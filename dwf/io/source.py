@@ -527,7 +527,7 @@ def _open_regular(path: str, what: str = "weights file") -> int:
     except OSError as e:
         raise DwfError(f"cannot open: {e.strerror or e}", path=path) from None
     except ValueError as e:  # a NUL byte in the path
-        raise DwfError(f"{path!r}: not a usable file name: {e}", path=path) from None
+        raise DwfError(f"not a usable file name: {e}", path=repr(path)) from None
 
 
 _SEEK_LOCK = threading.Lock()

@@ -81,7 +81,10 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
 
 
 def _real(path: str) -> str:
-    return os.path.normcase(os.path.realpath(path))
+    try:
+        return os.path.normcase(os.path.realpath(path))
+    except ValueError:  # a NUL byte: no file has this name, so it is the same as none
+        return path
 
 
 def check_destination(
@@ -100,6 +103,8 @@ def check_destination(
         DwfError: the destination is refused; nothing was written.
     """
     target = os.fspath(path)
+    if "\0" in target:
+        raise DwfError("not a usable file name: embedded null byte", path=repr(target))
     try:
         st: os.stat_result | None = os.stat(target)
     except (OSError, ValueError):  # absent (or unusable: the write reports that)
