@@ -68,6 +68,35 @@ def test_a_pt_state_dict_comes_back_byte_for_byte(
     assert back.read_bytes() == weights.read_bytes()
 
 
+def test_a_pt_renamed_over_after_opening_is_loaded_from_the_file_opened(
+    model: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch opens by name: it is given the descriptor dwf opened, so another file renamed over
+    the path meanwhile is not what gets loaded (failed before: torch loaded the other file and
+    the import failed on its contents; a FIFO put there would have blocked torch)."""
+    pytest.importorskip("torch")
+    from dwf.io.source import LocalSource
+
+    weights, cfg = model
+    out, other = tmp_path / "e.pt", tmp_path / "other.pt"
+    dwf.export(weights, out, cfg=cfg)
+    other.write_bytes(b"not a state dict at all")
+    real_open = LocalSource.open.__func__  # type: ignore[attr-defined]
+
+    def open_then_replace(cls: type[LocalSource], path: str, **kw: Any) -> LocalSource:
+        src = real_open(cls, path, **kw)
+        if path == str(out):
+            os.replace(other, out)
+        return src
+
+    monkeypatch.setattr(LocalSource, "open", classmethod(open_then_replace))
+    back = tmp_path / "back.weights"
+    with dwf.open(weights, cfg) as f:
+        header = f.header
+    dwf.import_weights(out, back, cfg=cfg, header=header)
+    assert back.read_bytes() == weights.read_bytes()
+
+
 @pytest.mark.parametrize("form", ["legacy-format", "non-contiguous", "float64"])
 def test_pt_files_torch_cannot_map_or_that_need_converting_come_back(
     tmp_path: Path, form: str

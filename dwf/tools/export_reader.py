@@ -653,19 +653,25 @@ class TorchExport(ExportFile):
         torch = require("torch", "torch")
         self._torch = torch
         self.mapped = True
+        # torch opens by name: where the system names open descriptors, it is given the one
+        # the source holds, so it loads that very file (never a FIFO or another file renamed
+        # over the path meanwhile); elsewhere the path, checked against the source after.
+        fd = source.fileno()
+        by_fd = f"/proc/self/fd/{fd}" if fd is not None else None
+        target = by_fd if by_fd is not None and os.path.exists(by_fd) else path
         try:
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                state = torch.load(target, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as e:
                 if "mmap" not in str(e):
                     raise
                 self.mapped = False  # the legacy format: torch cannot map it
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = torch.load(target, map_location="cpu", weights_only=True)
         except Exception as e:
             raise DwfError(_torch_reason(e), path=path) from None
         opened = source.identity
-        try:  # torch opened the path itself: it must still name the file the source holds
-            st = os.stat(path)
+        try:  # the file torch opened must be the one the source holds
+            st = os.stat(target)
             now = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
         except OSError:
             now = Identity(0)
