@@ -920,3 +920,23 @@ def test_every_corpus_cfg_exports_or_is_refused_by_name(tmp_path: Path) -> None:
             assert re.search(r"layer \d+ \(\w+_\d+, \w+\) cannot be exported", str(e)), str(e)
             refused += 1
     assert exported > 100 and refused > 10
+
+
+def test_a_partial_file_says_what_it_holds_when_there_is_nothing_to_build(tmp_path: Path) -> None:
+    """A partial file is exported as the layers it holds. When those hold no detection layer,
+    --decode says so of the file (failed before: 'demo.cfg: has no [yolo] … layer', blaming a
+    cfg that has two); a file holding only its header says it holds no layer (failed before:
+    'demo.cfg:5: the cfg has [net] but no layers')."""
+    from dwf.tools.demo import write_demo
+
+    cfg, weights = write_demo(tmp_path)
+    part, header_only = tmp_path / "p3.weights", tmp_path / "h.weights"
+    dwf.cut(weights, part, 3)
+    header_only.write_bytes(Path(weights).read_bytes()[:20])
+    with pytest.raises(dwf.DwfError, match=r"holds layers 0\.\.3 of 22.*no \[yolo\]") as e:
+        dwf.export(part, tmp_path / "o.onnx", cfg=cfg, decode=True)
+    assert e.value.path == str(part)
+    with pytest.raises(dwf.DwfError, match="holds no layer's weights") as e:
+        dwf.export(header_only, tmp_path / "o.onnx", cfg=cfg)
+    assert e.value.path == str(header_only)
+    assert not (tmp_path / "o.onnx").exists()

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dwf.errors import FileChangedError
+from dwf.errors import DwfError, FileChangedError
 from dwf.format.dialects import Dialect
 from dwf.format.header import Header
 from dwf.format.planner import Plan
@@ -91,11 +91,34 @@ def cut(
         return targets[0]
 
 
-def held_count(f: WeightsFile) -> int | None:
+def held_count(f: WeightsFile, *, decode: bool = False) -> int | None:
     """The layer count of the network a partial file holds (every layer up to its last one,
     :attr:`dwf.WeightsFile.last_layer`), ``None`` for a whole file: what a model of the file
-    builds (the ONNX export, :func:`dwf.to_torch`) with :func:`first_layers`."""
-    return f.last_layer + 1 if f.partial else None
+    builds (the ONNX export, :func:`dwf.to_torch`) with :func:`first_layers`.
+
+    Raises:
+        DwfError: the file holds no layer's weights, or (``decode``) none of the layers it
+            holds is a detection layer — said of the file, not of its cfg.
+    """
+    if not f.partial:
+        return None
+    n = f.last_layer + 1
+    if n <= 0:
+        raise DwfError(
+            "holds no layer's weights (only its header): there is no network to build",
+            path=f.path,
+        )
+    if decode:
+        from dwf.format.network import DETECTION_TYPES  # only when decoding a partial file
+
+        if not any(lp.type in DETECTION_TYPES for lp in f.plan.layers[:n]):
+            raise DwfError(
+                f"holds layers 0..{n - 1} of {len(f.plan.layers)} (a partial file), and no"
+                " [yolo], [Gaussian_yolo] or [region] layer is among them: there are no"
+                " detections to decode (export it without --decode)",
+                path=f.path,
+            )
+    return n
 
 
 def first_layers(f: WeightsFile, upto: int) -> WeightsFile:

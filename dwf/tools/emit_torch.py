@@ -164,7 +164,7 @@ def to_torch(
         raise DwfError("letterbox=True corrects decoded boxes: pass decode=True too")
     with opened(src, cfg, dialect=dialect) as f:
         f.check_unchanged()
-        upto = held_count(f)  # a partial file: the layers it holds, as the ONNX export does
+        upto = held_count(f, decode=decode)  # a partial file: the layers it holds, as ONNX does
         if upto is None:
             module = _module(f, copy=copy, decode=decode, letterbox=letterbox)
         else:

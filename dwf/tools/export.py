@@ -311,7 +311,7 @@ def export(
     how.update(decode=decode, letterbox=letterbox)
     with opened(src, cfg, dialect=dialect, storage_options=storage_options) as f:
         if upto is None and fmt == "onnx":
-            upto = held_count(f)  # a model of what the file holds
+            upto = held_count(f, decode=decode)  # a model of what the file holds
         if upto is not None:
             with first_layers(f, upto) as part:
                 return _export(part, dst, fmt, **how)
