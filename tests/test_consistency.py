@@ -170,7 +170,11 @@ def test_same_size_rewrite_keeping_mtime_is_never_a_mix(
     """The issue's repro (an npz came out with conv_0 old and conv_1 97.6 % new): rewritten in
     place after the first piece was read, size and modification time as they were."""
     weights, cfg, out, new = _prepare(tmp_path, verb)
-    os.utime(weights)  # modified just now: its next modification may not move the time
+    # Modified "just now" when the read begins, however long the verb takes to start (the
+    # first import of onnx under load outlasts the 100 ms window): a time a little ahead,
+    # with a fraction of a second. Its next modification may not move the time.
+    soon = time.time_ns() + 5 * 10**9 + 123_456
+    os.utime(weights, ns=(soon, soon))
     rewriter = Rewriter(weights, new, at=2, keep_mtime=True)
     rewriter.install(monkeypatch)
     with pytest.raises(dwf.FileChangedError, match=r"changed|rewritten"):
