@@ -371,7 +371,7 @@ class LocalSource(ByteSource):
 
     def __init__(self, path: str, fd: int) -> None:
         st = os.fstat(fd)
-        super().__init__(path, st.st_size, _identity(st))
+        super().__init__(path, st.st_size, stat_identity(st))
         self.path = path
         self._fd = fd
         # Owned from here on: closed by close() (after the last reader) or when collected.
@@ -427,7 +427,7 @@ class LocalSource(ByteSource):
 
     def now(self) -> Identity | None:
         try:
-            return _identity(os.fstat(self._fd))
+            return stat_identity(os.fstat(self._fd))
         except OSError:
             return None
 
@@ -438,7 +438,7 @@ class LocalSource(ByteSource):
             raise FileChangedError(
                 f"cannot stat the open file: {e.strerror or e}", path=self.name
             ) from None
-        now = _identity(st)
+        now = stat_identity(st)
         was = self.identity
         if now == was:
             return
@@ -499,7 +499,9 @@ class LocalSource(ByteSource):
         self._finalizer()
 
 
-def _identity(st: os.stat_result) -> Identity:
+def stat_identity(st: os.stat_result) -> Identity:
+    """The :class:`Identity` of a local file from its ``stat``: what every comparison of local
+    files' identities compares."""
     return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
