@@ -369,8 +369,10 @@ class LocalSource(ByteSource):
     kernel's copy. The descriptor stays open, so a file renamed over the path is not a change
     of the file read (its data stay until the descriptor is closed)."""
 
-    def __init__(self, path: str, fd: int) -> None:
-        st = os.fstat(fd)
+    def __init__(self, path: str, fd: int, st: os.stat_result | None = None) -> None:
+        """``st``: ``fd``'s ``fstat`` when the caller has just taken it (asked here otherwise)."""
+        if st is None:
+            st = os.fstat(fd)
         super().__init__(path, st.st_size, stat_identity(st))
         self.path = path
         self._fd = fd
@@ -385,9 +387,9 @@ class LocalSource(ByteSource):
             WeightsNotFoundError: there is no such file.
             DwfError: a directory, a special file (FIFO, device), no permission, a bad name.
         """
-        fd = _open_regular(path, what)
+        fd, st = _open_regular(path, what)
         try:
-            return cls(path, fd)
+            return cls(path, fd, st)
         except BaseException:
             os.close(fd)
             raise
@@ -505,7 +507,8 @@ def stat_identity(st: os.stat_result) -> Identity:
     return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
-def _open_regular(path: str, what: str = "weights file") -> int:
+def _open_regular(path: str, what: str = "weights file") -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at ``path``, and its ``fstat``."""
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
@@ -516,10 +519,11 @@ def _open_regular(path: str, what: str = "weights file") -> int:
         # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(path, flags)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise DwfError("not a regular file", path=path)
-        return fd
+        return fd, st
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:
