@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dwf.io import filemap, leases
+from dwf.io.source import stat_identity
 
 
 class Refusal:
@@ -83,7 +84,7 @@ class _State:
             st = os.fstat(self.fd)
         except OSError:
             return False
-        return (st.st_size, st.st_mtime_ns) == self.identity
+        return stat_identity(st).pair == self.identity
 
     def check_break(self) -> None:
         """The watcher's call: if a writer is waiting, detach the views, then let it go on."""

@@ -369,9 +369,11 @@ class LocalSource(ByteSource):
     kernel's copy. The descriptor stays open, so a file renamed over the path is not a change
     of the file read (its data stay until the descriptor is closed)."""
 
-    def __init__(self, path: str, fd: int) -> None:
-        st = os.fstat(fd)
-        super().__init__(path, st.st_size, _identity(st))
+    def __init__(self, path: str, fd: int, st: os.stat_result | None = None) -> None:
+        """``st``: ``fd``'s ``fstat`` when the caller has just taken it (asked here otherwise)."""
+        if st is None:
+            st = os.fstat(fd)
+        super().__init__(path, st.st_size, stat_identity(st))
         self.path = path
         self._fd = fd
         # Owned from here on: closed by close() (after the last reader) or when collected.
@@ -385,9 +387,9 @@ class LocalSource(ByteSource):
             WeightsNotFoundError: there is no such file.
             DwfError: a directory, a special file (FIFO, device), no permission, a bad name.
         """
-        fd = _open_regular(path, what)
+        fd, st = _open_regular(path, what)
         try:
-            return cls(path, fd)
+            return cls(path, fd, st)
         except BaseException:
             os.close(fd)
             raise
@@ -427,7 +429,7 @@ class LocalSource(ByteSource):
 
     def now(self) -> Identity | None:
         try:
-            return _identity(os.fstat(self._fd))
+            return stat_identity(os.fstat(self._fd))
         except OSError:
             return None
 
@@ -438,7 +440,7 @@ class LocalSource(ByteSource):
             raise FileChangedError(
                 f"cannot stat the open file: {e.strerror or e}", path=self.name
             ) from None
-        now = _identity(st)
+        now = stat_identity(st)
         was = self.identity
         if now == was:
             return
@@ -499,11 +501,14 @@ class LocalSource(ByteSource):
         self._finalizer()
 
 
-def _identity(st: os.stat_result) -> Identity:
+def stat_identity(st: os.stat_result) -> Identity:
+    """The :class:`Identity` of a local file from its ``stat``: what every comparison of local
+    files' identities compares."""
     return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
-def _open_regular(path: str, what: str = "weights file") -> int:
+def _open_regular(path: str, what: str = "weights file") -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at ``path``, and its ``fstat``."""
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
@@ -514,10 +519,11 @@ def _open_regular(path: str, what: str = "weights file") -> int:
         # Non-blocking, then checked again: a FIFO swapped in after the stat cannot block.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(path, flags)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise DwfError("not a regular file", path=path)
-        return fd
+        return fd, st
     except DwfError:  # a ValueError itself: must not be re-worded by the clause below
         raise
     except FileNotFoundError:

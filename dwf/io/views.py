@@ -1,5 +1,4 @@
-"""Where a view is made: the zero-copy numpy view of one array in a file's floats, and the
-``pread`` the copying backends read with.
+"""Where a view is made: the zero-copy numpy view of one array in a file's floats.
 
 Used by the reader (:mod:`dwf.io.reader`), its streaming reads (:mod:`dwf.io.streaming`) and the
 exports that hand views on (:mod:`dwf.tools.export`).
@@ -7,8 +6,6 @@ exports that hand views on (:mod:`dwf.tools.export`).
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -28,23 +25,3 @@ def logical_view(
         view: np.ndarray[Any, np.dtype[np.float32]] = flat.reshape(rows, shape[0]).T
         return view.reshape(shape)
     return flat.reshape(shape)
-
-
-_SEEK_LOCK = threading.Lock()
-
-
-def pread_all(fd: int, n: int, offset: int) -> bytes:
-    """``os.pread``, with a locked seek+read where the platform lacks it (Windows)."""
-    if hasattr(os, "pread"):
-        chunks = []
-        while n > 0:
-            chunk = os.pread(fd, n, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            n -= len(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
-    with _SEEK_LOCK:  # pragma: no cover - Windows only
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, n)

@@ -44,7 +44,7 @@ from dwf.errors import CfgError, DwfError, FileChangedError, WeightsNotFoundErro
 from dwf.extras import require
 from dwf.format.cfg import shorten
 from dwf.format.header import Header
-from dwf.io.source import ByteSource, Identity, LocalSource
+from dwf.io.source import ByteSource, Identity, LocalSource, stat_identity
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -671,8 +671,7 @@ class TorchExport(ExportFile):
             raise DwfError(_torch_reason(e), path=path) from None
         opened = source.identity
         try:  # the file torch opened must be the one the source holds
-            st = os.stat(target)
-            now = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+            now = stat_identity(os.stat(target))
         except OSError:
             now = Identity(0)
         if now != opened:
