@@ -401,6 +401,28 @@ def test_cli_check_of_a_url_on_http_server(tmp_path: Path, versions: Any, capsys
         server.stop()
 
 
+@pytest.mark.parametrize("command", ["detect", "export"])
+def test_cli_storage_options_reach_every_command_that_takes_them(
+    tmp_path: Path, versions: Any, capsys: Any, command: str
+) -> None:
+    """``--storage-option`` is read by every command that offers it (detect ignored it)."""
+    from dwf.interfaces.cli import main
+
+    _, _, _, _, cfg = versions
+    server = StaticServer(tmp_path).start()
+    try:
+        url = f"{server.url}/net.weights"
+        rest = [str(tmp_path / ("photo.png" if command == "detect" else "out.npz"))]
+        # read when the URL is opened, before any command's own work
+        code = main(
+            [command, url, "--cfg", str(cfg), *rest, "--storage-option", "download_limit=lots"]
+        )
+        assert code == 2
+        assert "download_limit" in capsys.readouterr().err
+    finally:
+        server.stop()
+
+
 def test_a_download_of_another_version_is_refused(
     server: VersionedServer, versions: Any
 ) -> None:

@@ -195,6 +195,21 @@ def test_markdown_tables(
     json.loads(out)
 
 
+def test_markdown_of_many_files_starts_with_the_first_file(
+    demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each file's report is its paragraphs and table; the output starts with the first."""
+    cfg, weights = demo
+    other = tmp_path / "other.weights"
+    other.write_bytes(weights.read_bytes())
+    code, out, _ = call_cli(
+        capsys, "stats", weights, other, "--cfg", cfg, "--markdown", "--jobs", "1"
+    )
+    assert code == 0 and len(_tables(out)) == 2
+    assert out.startswith(f"{weights}: ")
+    assert f"\n\n{other}: " in out
+
+
 def test_notebook_table_shows_the_figures(demo: tuple[Path, Path]) -> None:
     with dwf.open(demo[1]) as f:
         html = f._repr_html_()

@@ -10,6 +10,7 @@ import html
 from typing import TYPE_CHECKING
 
 from dwf.format.records import LayerPlan
+from dwf.interfaces.cli.render import pair
 
 if TYPE_CHECKING:
     from dwf.io.reader import Layer, WeightsFile
@@ -34,11 +35,6 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _pair(p: tuple[float, float]) -> str:
-    h, w = (str(v) if isinstance(v, int) else f"{v:g}" for v in p)
-    return h if h == w else f"{h}×{w}"
-
-
 def _arrays(lp: LayerPlan) -> str:
     return ", ".join(f"{a.name} {'×'.join(map(str, a.shape))}" for a in lp.arrays)
 
@@ -60,8 +56,8 @@ def file_html(f: WeightsFile) -> str:
             f"<tr{cls}><td class='n'>{lp.index}</td><td>{_e(lp.name)}</td><td>{_e(lp.type)}</td>"
             f"<td>{lp.out_c}×{lp.out_h}×{lp.out_w}</td><td class='n'>{lp.count:,}</td>"
             f"<td class='n'>{f'{lp.bflops:.3f}' if lp.bflops else ''}</td>"
-            f"<td class='n'>{_size(lp.output_bytes)}</td><td class='n'>{_pair(lp.receptive_field)}"
-            f"</td><td class='n'>{_pair(lp.stride)}</td><td>{_e(_arrays(lp))}</td></tr>"
+            f"<td class='n'>{_size(lp.output_bytes)}</td><td class='n'>{pair(lp.receptive_field)}"
+            f"</td><td class='n'>{pair(lp.stride)}</td><td>{_e(_arrays(lp))}</td></tr>"
         )
     note = f"<br><b>note:</b> {_e(h.note)}" if h.note else ""
     return (

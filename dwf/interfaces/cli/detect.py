@@ -8,7 +8,6 @@ import os
 
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
-from dwf.io.opening import opened
 from dwf.io.writer import Source, atomic_writes
 from dwf.tools.detect import RUNTIMES, Detected, detect
 
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise DwfError("exists and is not a folder; --out takes a folder", path=args.out)
         targets = _outputs(args.images, args.out)
-    with opened(args.weights, args.cfg, dialect=args.dialect) as f:
+    with options.open_file(args) as f:
         found = detect(
             f,
             args.images,

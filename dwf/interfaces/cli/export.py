@@ -8,7 +8,6 @@ import os
 
 from dwf.errors import DwfError
 from dwf.interfaces.cli import options, render
-from dwf.io.opening import opened
 from dwf.tools.export import export, format_for
 
 
@@ -76,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.letterbox and not args.decode:
         raise DwfError("--letterbox corrects decoded boxes: add --decode", path=args.out)
-    with opened(
-        args.weights,
-        args.cfg,
-        dialect=args.dialect,
-        storage_options=options.storage_options(args),
-    ) as f:
+    with options.open_file(args) as f:
         out = export(
             f,
             args.out,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 
 from dwf.errors import DwfError
 from dwf.interfaces import reports
@@ -61,17 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def text(report: StatsReport, width: int | None) -> str:
-    """What :func:`show` prints, as text."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        show(report, width)
-    return buffer.getvalue().rstrip("\n")
+    """What :func:`show` prints: one line naming the file, then one table row per array
+    (``dwf/interfaces/reports.py`` says what is in them, for print() and notebooks too); with
+    ``--markdown``, the table as a Markdown table, whole."""
+    if not render.markdown_on():
+        return "\n".join(reports.stats_lines(report, width))
+    headers, rows, right = reports.stats_table(report)
+    table = render.markdown_table(headers, rows, right=right)
+    return "\n".join([*reports.stats_intro(report, width), *table])
 
 
 def show(report: StatsReport, width: int | None) -> None:
-    """One line naming the file, then one table row per array (``dwf/interfaces/reports.py``
-    says what is in them, for print() and notebooks too)."""
-    for line in reports.stats_intro(report, width):
-        render.echo(line)
-    headers, rows, right = reports.stats_table(report)
-    render.print_table(headers, rows, right=right, width=width)
+    """Print :func:`text`."""
+    render.echo(text(report, width))
