@@ -44,6 +44,8 @@ LISTED_ALWAYS = 2
 
 DECODED_TYPES = ("yolo", "Gaussian_yolo", "region")
 
+_Column = np.ndarray[Any, Any]  # one constant value per row, (rows, 1)
+
 
 @attrs.frozen
 class Span:
@@ -318,15 +320,29 @@ def _size(x: Lowering, t: str, anchor: Any, over: int, square: bool = False) -> 
     return g.op("div", g.op("mul", s, g.const(anchor)), g.scalar(float(over)))
 
 
+def _anchor_sides(det: Detection, which: Any) -> tuple[_Column, _Column]:
+    """The width and height of anchors ``which`` (one per row), as ``(rows, 1)`` arrays."""
+    a = np.asarray(det.anchors, np.float32)
+    return a[2 * which].reshape(-1, 1), a[2 * which + 1].reshape(-1, 1)
+
+
+def _masked_rows(
+    x: Lowering, det: Detection, y: str, k: int
+) -> tuple[str, _Column, _Column, _Column, _Column]:
+    """``[yolo]``/``[Gaussian_yolo]``: the ``(N, rows, k)`` rows cell by cell, each row's
+    column and row, and its anchor's width and height (the anchors ``mask=`` names)."""
+    _, h, w = det.input_shape
+    n = len(det.mask)
+    col, row, anchor = _grid(h, w, n, cell_major=True)
+    aw, ah = _anchor_sides(det, np.asarray(det.mask, np.int64)[anchor])
+    return _cell_rows(x, y, n, k, h * w), col, row, aw, ah
+
+
 def _yolo_rows(x: Lowering, det: Detection, y: str, net_w: int, net_h: int) -> _Rows:
     g = x.g
     _, h, w = det.input_shape
     n, k = len(det.mask), det.classes + 5
-    col, row, anchor = _grid(h, w, n, cell_major=True)
-    v = _cell_rows(x, y, n, k, h * w)
-    a = np.asarray(det.anchors, np.float32)
-    aw = a[[2 * det.mask[i] for i in anchor]].reshape(-1, 1)
-    ah = a[[2 * det.mask[i] + 1 for i in anchor]].reshape(-1, 1)
+    v, col, row, aw, ah = _masked_rows(x, det, y, k)
     bx, by = _xy(x, _column(x, v, 0), _column(x, v, 1), col, row, w, h)
     bw = _size(x, _column(x, v, 2), aw, net_w, bool(det.new_coords))
     bh = _size(x, _column(x, v, 3), ah, net_h, bool(det.new_coords))
@@ -340,11 +356,7 @@ def _gaussian_rows(x: Lowering, det: Detection, y: str, net_w: int, net_h: int) 
     g = x.g
     _, h, w = det.input_shape
     n, k = len(det.mask), det.classes + 9
-    col, row, anchor = _grid(h, w, n, cell_major=True)
-    v = _cell_rows(x, y, n, k, h * w)
-    a = np.asarray(det.anchors, np.float32)
-    aw = a[[2 * det.mask[i] for i in anchor]].reshape(-1, 1)
-    ah = a[[2 * det.mask[i] + 1 for i in anchor]].reshape(-1, 1)
+    v, col, row, aw, ah = _masked_rows(x, det, y, k)
     bw, bh = _size(x, _column(x, v, 4), aw, net_w), _size(x, _column(x, v, 6), ah, net_h)
     bx, by = _xy(x, _column(x, v, 0), _column(x, v, 2), col, row, w, h)
     if det.yolo_point != "center":  # the point predicted is a corner: move to the centre
@@ -377,8 +389,7 @@ def _region_rows_flat(x: Lowering, det: Detection, y: str) -> _Rows:
         v = g.slice(v, [0], [rows * k], [1])
     v = g.reshape(v, (rows, k))
     col, row, anchor = _grid(h, w, n, cell_major=True)
-    a = np.asarray(det.anchors, np.float32)
-    aw, ah = a[2 * anchor].reshape(-1, 1), a[2 * anchor + 1].reshape(-1, 1)
+    aw, ah = _anchor_sides(det, anchor)
     tx = g.op("sigmoid", _column(x, v, 0))
     ty = g.op("sigmoid", _column(x, v, 1))
     bx, by = _xy(x, tx, ty, col, row, w, h)
@@ -401,8 +412,7 @@ def _region_rows_in_place(x: Lowering, det: Detection, y: str) -> _Rows:
     rows = h * w * n
     v = _anchor_rows(x, y, n, size, h * w)
     col, row, anchor = _grid(h, w, n, cell_major=False)
-    a = np.asarray(det.anchors, np.float32)
-    aw, ah = a[2 * anchor].reshape(-1, 1), a[2 * anchor + 1].reshape(-1, 1)
+    aw, ah = _anchor_sides(det, anchor)
     bx, by = _xy(x, _column(x, v, 0), _column(x, v, 1), col, row, w, h)
     bw, bh = _size(x, _column(x, v, 2), aw, w), _size(x, _column(x, v, 3), ah, h)
     boxes = g.op("concat", bx, by, bw, bh, axis=2)

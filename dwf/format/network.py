@@ -449,7 +449,7 @@ def _decode(
         det = lay.detection
         if lay.refusal is not None or lay.output is None or det is None:
             return None, ()
-        if det.classes != ready[0][1].classes if ready else False:
+        if ready and det.classes != ready[0][1].classes:
             raise DwfError(
                 f"layer {lay.index} ({lay.name}) has classes={det.classes}, but the first"
                 f" detection layer has {ready[0][1].classes}: Darknet's detections hold one"

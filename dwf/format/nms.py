@@ -121,6 +121,7 @@ def suppress(
             if p[i] == 0:
                 continue
             rest = active[pos + 1 :]
+            rest = rest[p[rest] != 0]  # a zero stays zero: compare only with what is left
             if not rest.size:
                 break
             if kind in ("default", "cornersnms"):

@@ -29,6 +29,7 @@ from dwf.format.records import F32
 from dwf.io.opening import opened
 from dwf.io.reader import WeightsFile
 from dwf.tools.cut import first_layers, held_count
+from dwf.tools.emit_onnx import stored_array
 
 if TYPE_CHECKING:
     from dwf.tools.torch_module import DarknetModule
@@ -65,11 +66,7 @@ def _copies(f: WeightsFile, network: Network) -> dict[str, Array]:
             if shape == spec.shape:
                 arr = f.read_array(spec)  # fresh memory, the file's bytes as they are
             else:  # stored transposed (rare, small): the bytes in their own order
-                arr = np.empty(spec.count, F32)
-                done = 0
-                for chunk in f.iter_array_chunks(spec):
-                    arr[done : done + chunk.size] = chunk
-                    done += chunk.size
+                arr = stored_array(f, network.weights[key])
             if not F32.isnative:  # torch takes native byte order only
                 arr = arr.astype(np.float32)
             out[key] = arr.reshape(shape)
