@@ -198,8 +198,7 @@ def crlf(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     if not pairs or lone:
         return []
     before = ctx.size - pairs
-    n = ctx.plan.total_floats
-    fits = [H for H in (ctx.H, other_width(ctx.H)) if before == H + 4 * n]
+    fits = [H for H in (ctx.H, other_width(ctx.H)) if before == ctx.plan.expected_size(H)]
     if fits:
         how = f"it then has exactly the {before:,} bytes this cfg needs"
     else:
