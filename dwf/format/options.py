@@ -21,7 +21,7 @@ dwf does, saying so, because a misspelled ``[net]`` key (``heigth=416``) changes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -288,10 +288,7 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
         first[key] = offset
         how = table.get(key)
         if how is None:
-            import difflib  # only for a key Darknet does not read: not on every plan's path
-
-            close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.75)
-            guess = close[0] if close else None
+            guess = closest(key, table)
             where = (
                 "in [net] (it ignores it there without a warning)"
                 if kind == "net"
@@ -336,6 +333,15 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
                     )
                 )
     return tuple(out)
+
+
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The one of ``known`` that ``word`` probably misspells (difflib's ratio at least 0.75),
+    or ``None``: the "did you mean" of a key or a section name Darknet does not know."""
+    import difflib  # only for a word Darknet does not know: not on every plan's path
+
+    found = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def _told(kind: str, key: str, value: str | None) -> str:
