@@ -371,6 +371,15 @@ def has_number(value: str, *, floating: bool = False) -> bool:
     """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
     ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
     has one."""
+    # A leading digit (or a sign and a digit; for atof also ".5") is a number: the common case
+    # (the planner screens every option value), decided without the regular expression.
+    first = value[:1]
+    if first.isdigit():
+        return True
+    if first in "+-" or (floating and first == "."):
+        second = value[1:2]
+        if second.isdigit() or (floating and second == "." and value[2:3].isdigit()):
+            return True
     return re.match(_ATOF if floating else _ATOI, value) is not None
 
 

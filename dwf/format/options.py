@@ -254,7 +254,7 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
         if how == "s":
             continue
         if how == "i" or how == "f":
-            if not _number(value, how == "f"):
+            if not has_number(value, floating=how == "f"):
                 return False
         elif not _digits_only(value, how) and _not_numbers(value, how) is not None:
             return False
@@ -357,25 +357,12 @@ def _not_numbers(value: str, how: str) -> str | None:
     value itself for a single number; an item of a list), or ``None``."""
     floating = how in "fF"
     if how in "if":
-        return None if _number(value, floating) else value
+        return None if has_number(value, floating=floating) else value
     for item in value.split(","):
         if not item:  # a trailing comma: no number, and no text either
             continue
-        if not _number(item, floating):
+        if not has_number(item, floating=floating):
             return item
         if "#" in item:  # the rest of the line is a comment
             break
     return None
-
-
-def _number(text: str, floating: bool) -> bool:
-    # A leading digit (or a sign and a digit; for atof also ".5") is a number: the common case,
-    # decided without the regular expression.
-    first = text[:1]
-    if first.isdigit():
-        return True
-    if first in "+-" or (floating and first == "."):
-        second = text[1:2]
-        if second.isdigit() or (floating and second == "." and text[2:3].isdigit()):
-            return True
-    return has_number(text, floating=floating)
