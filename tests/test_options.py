@@ -61,6 +61,25 @@ def test_numbers_with_trailing_text_are_read_silently_as_darknet_reads_them() ->
     assert option_warnings(plan) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        ("batch_normalize=\u0661", "batch_normalize=\u0661"),  # ARABIC-INDIC DIGIT ONE
+        ("batch_normalize=\u00b2", "batch_normalize=\u00b2"),  # SUPERSCRIPT TWO
+        ("dot=\u0661.5", "dot=\u0661.5"),  # read with atof
+        ("binary=-\u0661", "binary=-\u0661"),  # after a sign
+    ],
+)
+def test_digits_of_other_scripts_are_not_numbers_as_c_reads_them(option: str, shown: str) -> None:
+    # Python's str.isdigit() takes them; C's atoi/atof read 0 (the cfg tokeniser's own rule).
+    plan = dwf.Plan.from_text(NET + "[convolutional]\nfilters=8\nsize=1\n" + option + "\n")
+    assert option_warnings(plan) == [
+        f"line 8: layer 0 (conv_0, convolutional): {shown} is not a number: Darknet's"
+        f" {'atof' if option.startswith('dot') else 'atoi'} reads"
+        f" {'0.0' if option.startswith('dot') else '0'} without a word"
+    ]
+
+
 def test_list_item_that_is_not_a_number_warns() -> None:
     plan = dwf.Plan.from_text(
         NET + "[convolutional]\nfilters=12\nsize=1\n[yolo]\nmask=0,x\nanchors=1,2,3,4\nnum=2\n"

@@ -367,18 +367,22 @@ def atof(value: str) -> float:
     return -x if sign == "-" else x
 
 
+_DIGITS = frozenset("0123456789")
+
+
 def has_number(value: str, *, floating: bool = False) -> bool:
     """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
     ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
     has one."""
-    # A leading digit (or a sign and a digit; for atof also ".5") is a number: the common case
+    # A leading ASCII digit (or a sign and one; for atof also ".5") is a number: the common case
     # (the planner screens every option value), decided without the regular expression.
+    # str.isdigit() alone would take other scripts' digits ("\u0661"), which C does not read.
     first = value[:1]
-    if first.isdigit():
+    if first in _DIGITS:
         return True
-    if first in "+-" or (floating and first == "."):
+    if first in ("+", "-") or (floating and first == "."):
         second = value[1:2]
-        if second.isdigit() or (floating and second == "." and value[2:3].isdigit()):
+        if second in _DIGITS or (floating and second == "." and value[2:3] in _DIGITS):
             return True
     return re.match(_ATOF if floating else _ATOI, value) is not None
 

@@ -248,7 +248,7 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
     for key, value in values.items():
         if value is None:
             return False
-        if value.isdigit():  # "32", "1": most values, whatever they are read as
+        if value.isascii() and value.isdigit():  # "32", "1": most values, however read
             continue
         how = table[key]
         if how == "s":
@@ -264,7 +264,7 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
 def _digits_only(value: str, how: str) -> bool:
     """A list of plain numbers (``10,14,23``; ``1.08,1.19`` for floats): no item to look at."""
     bare = value.replace(",", "")
-    return (bare.replace(".", "") if how == "F" else bare).isdigit()
+    return bare.isascii() and (bare.replace(".", "") if how == "F" else bare).isdigit()
 
 
 def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
