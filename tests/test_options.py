@@ -17,6 +17,7 @@ import pytest
 from conftest import shared_path
 
 import dwf
+from dwf.format.dialects import DIALECTS
 from dwf.interfaces.cli import main
 
 NET = "[net]\nwidth=16\nheight=16\nchannels=3\n"
@@ -119,6 +120,14 @@ def test_the_keys_are_the_dialect_parsers_not_dwfs() -> None:
     pj = option_warnings(dwf.Plan.from_text(conv, dialect="pjreddie"))
     assert ["numload" in w for w in ab] == [True]
     assert ["stride_x" in w for w in pj] == [True]
+
+
+@pytest.mark.parametrize("name", ["alexeyab", "pjreddie"])
+def test_every_layer_type_of_a_dialect_has_its_parsers_keys(name: str) -> None:
+    """The section types (dialects.py) and the keys read per type (options.py) are two lists:
+    a type without keys would be screened by nothing, silently."""
+    d = DIALECTS[name]
+    assert set(d.reads) - {"net"} == set(d.sections.values())
 
 
 def test_every_repeated_section_warns_with_its_own_line() -> None:
