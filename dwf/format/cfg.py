@@ -387,13 +387,17 @@ def has_number(value: str, *, floating: bool = False) -> bool:
     return re.match(_ATOF if floating else _ATOI, value) is not None
 
 
-def int_list(value: str) -> list[int | None]:
-    """Darknet's list parsing for ``layers=``/``from=``: one ``atoi`` per comma-separated item.
+def int_list(value: str, *, stop_at_hash: bool = False) -> list[int | None]:
+    """Darknet's list parsing for ``layers=``/``from=``/``mask=``: one ``atoi`` per
+    comma-separated item, :func:`list_count` items (``None`` for one that does not fit an int).
 
     The count is the number of commas plus one, so a trailing comma adds an item ``atoi("")``
     = 0 (absolute layer 0), exactly as Darknet does.
     """
-    return [atoi(part) for part in value.split(",")]
+    parts = value.split(",")
+    if stop_at_hash:
+        parts = parts[: list_count(value, stop_at_hash=True)]
+    return [atoi(part) for part in parts]
 
 
 def list_count(value: str, *, stop_at_hash: bool = False) -> int:
