@@ -17,6 +17,7 @@ import pytest
 from conftest import shared_path
 
 import dwf
+from dwf.format.dialects import DIALECTS
 from dwf.interfaces.cli import main
 
 NET = "[net]\nwidth=16\nheight=16\nchannels=3\n"
@@ -61,6 +62,25 @@ def test_numbers_with_trailing_text_are_read_silently_as_darknet_reads_them() ->
     assert option_warnings(plan) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        ("batch_normalize=\u0661", "batch_normalize=\u0661"),  # ARABIC-INDIC DIGIT ONE
+        ("batch_normalize=\u00b2", "batch_normalize=\u00b2"),  # SUPERSCRIPT TWO
+        ("dot=\u0661.5", "dot=\u0661.5"),  # read with atof
+        ("binary=-\u0661", "binary=-\u0661"),  # after a sign
+    ],
+)
+def test_digits_of_other_scripts_are_not_numbers_as_c_reads_them(option: str, shown: str) -> None:
+    # Python's str.isdigit() takes them; C's atoi/atof read 0 (the cfg tokeniser's own rule).
+    plan = dwf.Plan.from_text(NET + "[convolutional]\nfilters=8\nsize=1\n" + option + "\n")
+    assert option_warnings(plan) == [
+        f"line 8: layer 0 (conv_0, convolutional): {shown} is not a number: Darknet's"
+        f" {'atof' if option.startswith('dot') else 'atoi'} reads"
+        f" {'0.0' if option.startswith('dot') else '0'} without a word"
+    ]
+
+
 def test_list_item_that_is_not_a_number_warns() -> None:
     plan = dwf.Plan.from_text(
         NET + "[convolutional]\nfilters=12\nsize=1\n[yolo]\nmask=0,x\nanchors=1,2,3,4\nnum=2\n"
@@ -100,6 +120,14 @@ def test_the_keys_are_the_dialect_parsers_not_dwfs() -> None:
     pj = option_warnings(dwf.Plan.from_text(conv, dialect="pjreddie"))
     assert ["numload" in w for w in ab] == [True]
     assert ["stride_x" in w for w in pj] == [True]
+
+
+@pytest.mark.parametrize("name", ["alexeyab", "pjreddie"])
+def test_every_layer_type_of_a_dialect_has_its_parsers_keys(name: str) -> None:
+    """The section types (dialects.py) and the keys read per type (options.py) are two lists:
+    a type without keys would be screened by nothing, silently."""
+    d = DIALECTS[name]
+    assert set(d.reads) - {"net"} == set(d.sections.values())
 
 
 def test_every_repeated_section_warns_with_its_own_line() -> None:

@@ -103,6 +103,11 @@ class Context:
         """The cfg as a message names it."""
         return self.plan.cfg_path or "the cfg given"
 
+    @property
+    def given_name(self) -> str:
+        """The cfg's file name (no folder, either separator), as "it does not fit …" names it."""
+        return self.given.replace("\\", "/").rsplit("/", 1)[-1]
+
     @functools.cached_property
     def sniffed(self) -> str | None:
         """What the first bytes prove the file is, when it is not weights at all."""
@@ -198,8 +203,7 @@ def crlf(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     if not pairs or lone:
         return []
     before = ctx.size - pairs
-    n = ctx.plan.total_floats
-    fits = [H for H in (ctx.H, other_width(ctx.H)) if before == H + 4 * n]
+    fits = [H for H in (ctx.H, other_width(ctx.H)) if before == ctx.plan.expected_size(H)]
     if fits:
         how = f"it then has exactly the {before:,} bytes this cfg needs"
     else:
@@ -221,7 +225,7 @@ def crlf(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
 def other_cfgs(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     """Cfgs beside the file that it fits (found by the caller)."""
     out: list[Cause] = []
-    name = ctx.given.replace("\\", "/").rsplit("/", 1)[-1]
+    name = ctx.given_name
     exact = [f for f in ctx.fits if f.how == "exact"]
     rest = [f for f in ctx.fits if f.how != "exact"]
     if exact:
@@ -276,7 +280,7 @@ def partial_other_width(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
 def known_networks(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     """The public cfgs (retrained for any class count) the file fits, from the shipped table."""
     out: list[Cause] = []
-    name = ctx.given.replace("\\", "/").rsplit("/", 1)[-1]
+    name = ctx.given_name
     for H in (ctx.H, other_width(ctx.H)):
         body = ctx.size - H
         if body <= 0 or body % 4:
@@ -347,13 +351,12 @@ def leftovers(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
 
 def _truncated(path: str, plan: Plan, body: int, H: int, *, exact: bool) -> Cause:
     floats = body // 4
-    after = [(lp.stop, lp) for lp in plan.layers if lp.arrays and lp.stop * 4 >= body]
+    ends_in = next((lp for lp in plan.layers if lp.arrays and lp.stop * 4 >= body), None)
     where = ""
-    if after:
-        stop, lp = after[0]
+    if ends_in is not None:
         where = (
-            f"; it ends inside layer {lp.index} ({lp.name}); a file through that layer would be"
-            f" {H + 4 * stop:,} bytes"
+            f"; it ends inside layer {ends_in.index} ({ends_in.name}); a file through that layer"
+            f" would be {ends_in.byte_span(H)[1]:,} bytes"
         )
     named = re.search(r"\.conv\.(\d+)$", path)
     if named and 0 < int(named.group(1)) <= len(plan.layers):

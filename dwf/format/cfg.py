@@ -367,20 +367,37 @@ def atof(value: str) -> float:
     return -x if sign == "-" else x
 
 
+_DIGITS = frozenset("0123456789")
+
+
 def has_number(value: str, *, floating: bool = False) -> bool:
     """Whether C's ``atoi`` (``atof`` when ``floating``) finds a number at the start of
     ``value``: ``"abc"`` and ``""`` have none (Darknet then reads 0 without a word), ``"40#32"``
     has one."""
+    # A leading ASCII digit (or a sign and one; for atof also ".5") is a number: the common case
+    # (the planner screens every option value), decided without the regular expression.
+    # str.isdigit() alone would take other scripts' digits ("\u0661"), which C does not read.
+    first = value[:1]
+    if first in _DIGITS:
+        return True
+    if first in ("+", "-") or (floating and first == "."):
+        second = value[1:2]
+        if second in _DIGITS or (floating and second == "." and value[2:3] in _DIGITS):
+            return True
     return re.match(_ATOF if floating else _ATOI, value) is not None
 
 
-def int_list(value: str) -> list[int | None]:
-    """Darknet's list parsing for ``layers=``/``from=``: one ``atoi`` per comma-separated item.
+def int_list(value: str, *, stop_at_hash: bool = False) -> list[int | None]:
+    """Darknet's list parsing for ``layers=``/``from=``/``mask=``: one ``atoi`` per
+    comma-separated item, :func:`list_count` items (``None`` for one that does not fit an int).
 
     The count is the number of commas plus one, so a trailing comma adds an item ``atoi("")``
     = 0 (absolute layer 0), exactly as Darknet does.
     """
-    return [atoi(part) for part in value.split(",")]
+    parts = value.split(",")
+    if stop_at_hash:
+        parts = parts[: list_count(value, stop_at_hash=True)]
+    return [atoi(part) for part in parts]
 
 
 def list_count(value: str, *, stop_at_hash: bool = False) -> int:

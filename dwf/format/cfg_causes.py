@@ -7,9 +7,6 @@ arithmetic on the plan first and re-plans a bounded number of times.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-
 import attrs
 
 from dwf.format.causes import Cause, Context
@@ -39,8 +36,6 @@ _SHAPE_OPTIONS = (
     " inputs"
 )
 _SHAPE_KEYS = frozenset(_SHAPE_OPTIONS.split())
-# A misspelled key is corrected only to a key this close (difflib's ratio).
-_CLOSE = 0.75
 
 
 def cfg_warnings(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
@@ -49,7 +44,7 @@ def cfg_warnings(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     given twice, a number that is not one, a section type it does not know. When correcting
     them (the misspelled names spelled right, the later of two lines kept) makes the file fit —
     one re-plan — the cause is exact; else it is named as a likely cause."""
-    from dwf.format.options import section_issues  # only on a mismatch
+    from dwf.format.options import closest, section_issues  # only on a mismatch
 
     plan = ctx.plan
     doc = plan.document
@@ -61,7 +56,7 @@ def cfg_warnings(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
     for i, sec in enumerate(doc.sections):
         lp = plan.layers[i - 1] if i else None
         if lp is not None and not lp.known:
-            guess = _close(sec.header, plan.rules.sections)
+            guess = closest(sec.header, plan.rules.sections)
             issues.append(
                 f"line {sec.line}: {sec.header} is not a section Darknet knows (it stores"
                 " nothing)" + (f"; did you mean {guess}?" if guess else "")
@@ -109,11 +104,6 @@ def cfg_warnings(ctx: Context, found: tuple[Cause, ...]) -> list[Cause]:
             exact=False,
         )
     ]
-
-
-def _close(word: str, known: Iterable[str]) -> str | None:
-    found = difflib.get_close_matches(word, list(known), n=1, cutoff=_CLOSE)
-    return found[0] if found else None
 
 
 # -- causes found by re-planning an edited cfg ----------------------------------------------------

@@ -140,12 +140,14 @@ def probes(plan: Plan, size: int, limit: int = MAX_PROBES) -> tuple[Probe, ...]:
     found = [
         (lp, a)
         for lp, a in plan.arrays()
-        if a.name.rpartition(".")[2] == "rolling_variance" and a.count and 20 + 4 * a.stop <= size
+        if a.name.rpartition(".")[2] == "rolling_variance"
+        and a.count
+        and a.byte_span(20)[1] <= size
     ]
     if len(found) > limit:
         step = len(found) / limit
         found = [found[int(i * step)] for i in range(limit)]
-    return tuple(Probe(lp.index, lp.name, a.name, 16 + 4 * a.offset, a.count) for lp, a in found)
+    return tuple(Probe(lp.index, lp.name, a.name, a.byte_span(16)[0], a.count) for lp, a in found)
 
 
 def judge(

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from dwf.errors import CfgError
-from dwf.format.cfg import ATOI_SEEN, Section, atof, atoi, float_list, int_list, list_count, shorten
+from dwf.format.cfg import ATOI_SEEN, Section, atof, atoi, float_list, int_list, shorten
 from dwf.format.dialects import Dialect
 from dwf.format.records import Arr, LayerPlan
 
@@ -696,14 +696,11 @@ def _mask(x: LayerInput) -> tuple[int, ...] | None:
     value = x.options.get("mask")
     if value is None:
         return None
-    n = list_count(value, stop_at_hash=x.dialect.yolo_mask_stops_at_hash)
-    mask = []
-    for part in value.split(",")[:n]:
-        v = atoi(part)
-        if v is None:
-            raise x.fail(f"mask={shorten(value)} holds a number that does not fit an int", "mask")
-        mask.append(v)
-    return tuple(mask)
+    read = int_list(value, stop_at_hash=x.dialect.yolo_mask_stops_at_hash)
+    mask = tuple(m for m in read if m is not None)
+    if len(mask) != len(read):
+        raise x.fail(f"mask={shorten(value)} holds a number that does not fit an int", "mask")
+    return mask
 
 
 def _anchors(x: LayerInput, room: int, *, stop_at_hash: bool) -> tuple[float, ...]:

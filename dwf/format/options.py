@@ -21,7 +21,7 @@ dwf does, saying so, because a misspelled ``[net]`` key (``heigth=416``) changes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -248,13 +248,13 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
     for key, value in values.items():
         if value is None:
             return False
-        if value.isdigit():  # "32", "1": most values, whatever they are read as
+        if value.isascii() and value.isdigit():  # "32", "1": most values, however read
             continue
         how = table[key]
         if how == "s":
             continue
         if how == "i" or how == "f":
-            if not _number(value, how == "f"):
+            if not has_number(value, floating=how == "f"):
                 return False
         elif not _digits_only(value, how) and _not_numbers(value, how) is not None:
             return False
@@ -264,7 +264,7 @@ def _clean(section: Section, table: Mapping[str, str]) -> bool:
 def _digits_only(value: str, how: str) -> bool:
     """A list of plain numbers (``10,14,23``; ``1.08,1.19`` for floats): no item to look at."""
     bare = value.replace(",", "")
-    return (bare.replace(".", "") if how == "F" else bare).isdigit()
+    return bare.isascii() and (bare.replace(".", "") if how == "F" else bare).isdigit()
 
 
 def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
@@ -288,10 +288,7 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
         first[key] = offset
         how = table.get(key)
         if how is None:
-            import difflib  # only for a key Darknet does not read: not on every plan's path
-
-            close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.75)
-            guess = close[0] if close else None
+            guess = closest(key, table)
             where = (
                 "in [net] (it ignores it there without a warning)"
                 if kind == "net"
@@ -338,6 +335,15 @@ def _find(section: Section, kind: str, table: Mapping[str, str]) -> Found:
     return tuple(out)
 
 
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The one of ``known`` that ``word`` probably misspells (difflib's ratio at least 0.75),
+    or ``None``: the "did you mean" of a key or a section name Darknet does not know."""
+    import difflib  # only for a word Darknet does not know: not on every plan's path
+
+    found = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
 def _told(kind: str, key: str, value: str | None) -> str:
     """What Darknet prints for an option it did not read (nothing for ``[net]``)."""
     if kind == "net":
@@ -351,25 +357,12 @@ def _not_numbers(value: str, how: str) -> str | None:
     value itself for a single number; an item of a list), or ``None``."""
     floating = how in "fF"
     if how in "if":
-        return None if _number(value, floating) else value
+        return None if has_number(value, floating=floating) else value
     for item in value.split(","):
         if not item:  # a trailing comma: no number, and no text either
             continue
-        if not _number(item, floating):
+        if not has_number(item, floating=floating):
             return item
         if "#" in item:  # the rest of the line is a comment
             break
     return None
-
-
-def _number(text: str, floating: bool) -> bool:
-    # A leading digit (or a sign and a digit; for atof also ".5") is a number: the common case,
-    # decided without the regular expression.
-    first = text[:1]
-    if first.isdigit():
-        return True
-    if first in "+-" or (floating and first == "."):
-        second = text[1:2]
-        if second.isdigit() or (floating and second == "." and text[2:3].isdigit()):
-            return True
-    return has_number(text, floating=floating)

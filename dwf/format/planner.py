@@ -185,7 +185,7 @@ class Plan:
     def total_output_bytes(self) -> int:
         """Bytes of every layer's output at batch 1, in float32, added up
         (:attr:`dwf.LayerPlan.output_bytes`): the activations of one image."""
-        return sum(4 * lp.outputs for lp in self.layers)
+        return sum(lp.output_bytes for lp in self.layers)
 
     def expected_size(self, header_size: int = 20) -> int:
         """Bytes of a complete file with a ``header_size``-byte header."""
